@@ -1,0 +1,1 @@
+"""The connector conformance suite, as a pytest plugin."""

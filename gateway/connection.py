@@ -1,0 +1,81 @@
+"""One client connection: the session state, who is logged in, and the synchronous send path.
+
+Sends never await. A frame goes straight into the socket's write buffer, so a fan-out writes
+the same bytes to every subscriber without a task or a copy per subscriber; a client whose
+buffer passes ``max_send_buffer`` is too slow to keep up and is disconnected instead of growing
+memory without bound.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State as WsState
+
+from .auth import OPEN_USER
+from .protocol import Message, encode
+from .protocol.session import Session
+
+__all__ = ["Connection"]
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+class Connection:
+    __slots__ = (
+        "authenticated",
+        "client_data",
+        "id",
+        "last_seen",
+        "max_send_buffer",
+        "server_data",
+        "session",
+        "user_id",
+        "ws",
+    )
+
+    def __init__(self, ws: ServerConnection, session: Session, *, max_send_buffer: int) -> None:
+        self.id = next(_ids)
+        self.ws = ws
+        self.session = session
+        self.user_id = OPEN_USER
+        self.authenticated = False
+        self.client_data: Any = None
+        self.server_data: Any = None
+        self.last_seen = 0.0
+        self.max_send_buffer = max_send_buffer
+
+    def __repr__(self) -> str:
+        return f"<Connection #{self.id} user={self.user_id!r}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ws.protocol.state is WsState.OPEN
+
+    def send(self, msg: Message) -> None:
+        self.send_frame(encode(msg))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one encoded frame; never blocks. Dropped silently if the socket is closing."""
+        ws = self.ws
+        if ws.protocol.state is not WsState.OPEN:
+            return
+        try:
+            ws.protocol.send_binary(frame)
+            ws.send_data()
+        except Exception as exc:  # the transport is going away; its reader notices
+            log.debug("send to %r failed: %s", self, exc)
+            return
+        if ws.transport.get_write_buffer_size() > self.max_send_buffer:
+            log.warning("%r is too slow to keep up; disconnecting", self)
+            ws.transport.abort()
+
+    def flush_session(self) -> None:
+        """Send what the session state machine queued."""
+        if self.session.outbox:
+            for msg in self.session.take_outbox():
+                self.send(msg)

@@ -1,0 +1,149 @@
+"""The one exception hierarchy of recordgate. Causes are chained with ``raise ... from``.
+
+::
+
+    RecordgateError
+    ├── ConfigError
+    │   └── ConnectorNotFound
+    ├── ProtocolError                 bytes that are not a valid deepstream message
+    │   ├── MessageParseError         not protobuf / not a known shape
+    │   ├── UnknownTopic
+    │   ├── UnknownAction
+    │   └── MessageTooLarge
+    ├── InvalidData                   well-formed message, unusable payload (JSON, path)
+    ├── StorageError                  raised by connectors, at their boundary
+    │   ├── StorageUnavailable        cannot reach the database
+    │   ├── StorageTimeout            the call did not finish within its timeout
+    │   ├── StorageRejected           the database refused the operation
+    │   └── BackPressure              the write-behind queue is full
+    └── ClientError                   raised by the Python client
+        ├── NotConnected
+        ├── AuthenticationFailed
+        ├── RecordError               (VERSION_EXISTS, RECORD_NOT_FOUND, ...)
+        ├── RpcError                  (NO_RPC_PROVIDER, RESPONSE_TIMEOUT, provider error)
+        └── RequestTimeout
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "BackPressure",
+    "ClientError",
+    "ConfigError",
+    "ConnectorNotFound",
+    "InvalidData",
+    "MessageParseError",
+    "MessageTooLarge",
+    "NotConnected",
+    "ProtocolError",
+    "RecordError",
+    "RecordgateError",
+    "RequestTimeout",
+    "RpcError",
+    "StorageError",
+    "StorageRejected",
+    "StorageTimeout",
+    "StorageUnavailable",
+    "UnknownAction",
+    "UnknownTopic",
+]
+
+
+class RecordgateError(Exception):
+    """Base of every error recordgate raises on purpose."""
+
+
+class ConfigError(RecordgateError):
+    """The configuration file or command line is invalid."""
+
+
+class ConnectorNotFound(ConfigError):
+    """No storage connector is registered under the requested name."""
+
+
+class ProtocolError(RecordgateError):
+    """Bytes that are not a valid deepstream message."""
+
+
+class MessageParseError(ProtocolError):
+    """The frame is not a length-delimited protobuf ``Message`` of a known shape."""
+
+
+class UnknownTopic(ProtocolError):
+    def __init__(self, topic: int) -> None:
+        super().__init__(f"unknown topic {topic}")
+        self.topic = topic
+
+
+class UnknownAction(ProtocolError):
+    def __init__(self, topic: int, action: int) -> None:
+        super().__init__(f"unknown action {action} on topic {topic}")
+        self.topic = topic
+        self.action = action
+
+
+class MessageTooLarge(ProtocolError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit}")
+        self.size = size
+        self.limit = limit
+
+
+class InvalidData(RecordgateError):
+    """A well-formed message whose payload cannot be used: bad JSON, a hostile path, ..."""
+
+
+class StorageError(RecordgateError):
+    """A storage connector failed; connectors translate driver errors into a subclass."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached."""
+
+
+class StorageTimeout(StorageError):
+    """The database did not answer within the configured timeout."""
+
+
+class StorageRejected(StorageError):
+    """The database refused the operation (bad data, constraint, permissions)."""
+
+
+class BackPressure(StorageError):
+    """The write-behind queue holds as many pending records as it may; retry later."""
+
+
+class ClientError(RecordgateError):
+    """Raised by :mod:`gateway.client`."""
+
+
+class NotConnected(ClientError):
+    """The client has no open, authenticated connection."""
+
+
+class AuthenticationFailed(ClientError):
+    """The server refused the login."""
+
+
+class RecordError(ClientError):
+    """A record operation failed; ``code`` is the deepstream action name."""
+
+    def __init__(self, code: str, name: str, detail: object = None) -> None:
+        super().__init__(f"{code} for record {name!r}" + (f": {detail}" if detail else ""))
+        self.code = code
+        self.name = name
+        self.detail = detail
+
+
+class RpcError(ClientError):
+    """An RPC failed; ``code`` is the deepstream action name or the provider's error text."""
+
+    def __init__(self, code: str, name: str) -> None:
+        super().__init__(f"{code} for RPC {name!r}")
+        self.code = code
+        self.name = name
+
+
+class RequestTimeout(ClientError):
+    """The server did not answer in time."""

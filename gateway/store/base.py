@@ -1,0 +1,58 @@
+"""The interface between the record handler and whatever keeps records.
+
+Invariants the handler relies on:
+
+* A ``Record`` is an immutable snapshot: a write makes a new ``Record`` and hands it to
+  ``put``; nobody mutates ``data`` in place, so the flusher may hold and serialise a snapshot
+  while newer versions are applied.
+* ``cached`` answers synchronously from memory; it is the hot path and never does I/O.
+* Per name, the handler calls ``put`` with strictly rising versions; ``put`` never waits for
+  the database (write-behind) and may raise ``BackPressure`` when too much is pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Record", "RecordStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    name: str
+    version: int
+    data: dict[str, Any] | list[Any]
+
+
+class RecordStore(Protocol):
+    on_external_change: Callable[[str, Record | None], None] | None
+    """Set by the record handler: storage delivered a snapshot that differs from what was
+    served (a conflict resolved in storage's favour); ``None`` means the record is gone."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None:
+        """Flush everything pending, then release resources."""
+
+    def cached(self, name: str) -> Record | None:
+        """The cached snapshot, if any; no I/O."""
+
+    async def load(self, name: str) -> Record | None:
+        """Cache, then storage on a miss (populating the cache). ``None``: no such record.
+
+        Concurrent loads of one name share one storage read.
+        """
+
+    def put(self, record: Record) -> None:
+        """Make ``record`` the current snapshot and schedule it for storage."""
+
+    async def durable(self, name: str, version: int) -> None:
+        """Return once ``version`` (or a newer one) of ``name`` is in storage."""
+
+    async def delete(self, name: str) -> None:
+        """Remove from cache and storage; queued writes of the name are superseded."""
+
+    def forget(self, name: str) -> None:
+        """Drop ``name`` from the cache (storage changed behind our back: NOTIFY)."""

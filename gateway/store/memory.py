@@ -1,0 +1,39 @@
+"""A record store with nothing behind the cache: records live as long as the process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import Record
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._records: dict[str, Record] = {}
+        self.on_external_change: Callable[[str, Record | None], None] | None = None
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def cached(self, name: str) -> Record | None:
+        return self._records.get(name)
+
+    async def load(self, name: str) -> Record | None:
+        return self._records.get(name)
+
+    def put(self, record: Record) -> None:
+        self._records[record.name] = record
+
+    async def durable(self, name: str, version: int) -> None:
+        pass
+
+    async def delete(self, name: str) -> None:
+        self._records.pop(name, None)
+
+    def forget(self, name: str) -> None:
+        pass  # the memory is the storage: forgetting would lose the record

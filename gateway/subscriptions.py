@@ -1,0 +1,106 @@
+"""Who is subscribed to which name, for one topic, with the fan-out send.
+
+Invariant: ``_subscribers[name]`` contains ``conn`` iff ``_names[conn]`` contains ``name``;
+neither map holds empty sets. Both directions are kept so that a disconnect costs the
+connection's own subscriptions, not the total number of names or connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+
+from .connection import Connection
+
+__all__ = ["SubscriptionRegistry"]
+
+Hook = Callable[[str, Connection], None]
+
+
+class SubscriptionRegistry:
+    def __init__(
+        self,
+        *,
+        on_first: Callable[[str], None] | None = None,
+        on_last: Callable[[str], None] | None = None,
+        on_added: Hook | None = None,
+    ) -> None:
+        self._subscribers: dict[str, set[Connection]] = {}
+        self._names: dict[Connection, set[str]] = {}
+        self.on_first = on_first
+        """Called after a name gets its first subscriber."""
+        self.on_last = on_last
+        """Called after a name loses its last subscriber."""
+        self.on_added = on_added
+        """Called after any subscriber is added (also the first)."""
+
+    def subscribe(self, name: str, conn: Connection) -> bool:
+        """Add ``conn``; False if it was already subscribed."""
+        subs = self._subscribers.get(name)
+        if subs is None:
+            subs = self._subscribers[name] = set()
+        elif conn in subs:
+            return False
+        subs.add(conn)
+        self._names.setdefault(conn, set()).add(name)
+        if len(subs) == 1 and self.on_first is not None:
+            self.on_first(name)
+        if self.on_added is not None:
+            self.on_added(name, conn)
+        return True
+
+    def unsubscribe(self, name: str, conn: Connection) -> bool:
+        """Remove ``conn``; False if it was not subscribed."""
+        subs = self._subscribers.get(name)
+        if subs is None or conn not in subs:
+            return False
+        subs.discard(conn)
+        names = self._names[conn]
+        names.discard(name)
+        if not names:
+            del self._names[conn]
+        if not subs:
+            del self._subscribers[name]
+            if self.on_last is not None:
+                self.on_last(name)
+        return True
+
+    def remove_connection(self, conn: Connection) -> list[str]:
+        """Unsubscribe ``conn`` from everything; returns the names it held."""
+        names = list(self._names.get(conn, ()))
+        for name in names:
+            self.unsubscribe(name, conn)
+        return names
+
+    def drop_name(self, name: str) -> set[Connection]:
+        """Forget every subscriber of ``name`` at once (no hooks); returns them."""
+        subs = self._subscribers.pop(name, set())
+        for conn in subs:
+            names = self._names[conn]
+            names.discard(name)
+            if not names:
+                del self._names[conn]
+        return subs
+
+    def subscribers(self, name: str) -> Collection[Connection]:
+        return self._subscribers.get(name, ())
+
+    def has_subscribers(self, name: str) -> bool:
+        return name in self._subscribers
+
+    def is_subscribed(self, name: str, conn: Connection) -> bool:
+        return conn in self._subscribers.get(name, ())
+
+    def names(self) -> Iterable[str]:
+        return self._subscribers.keys()
+
+    def names_of(self, conn: Connection) -> Collection[str]:
+        return self._names.get(conn, ())
+
+    def send(self, name: str, frame: bytes, exclude: Connection | None = None) -> None:
+        """Write one encoded frame to every subscriber of ``name`` but ``exclude``."""
+        subs = self._subscribers.get(name)
+        if subs is None:
+            return
+        for conn in subs:
+            if conn is not exclude:
+                conn.send_frame(frame)

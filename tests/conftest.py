@@ -1,0 +1,65 @@
+"""Shared fixtures: a real recordgate server on a free port, and raw WebSocket peers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from gateway.config import Config, config_from_dict
+from gateway.server import Server
+from tests.wire import WireClient
+
+ServerFactory = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[ServerFactory]:
+    """Start servers with config overrides: ``await make_server({'rpc': {...}})``."""
+    started: list[Server] = []
+
+    async def make(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Server:
+        raw: dict[str, Any] = {"server": {"host": "127.0.0.1", "port": 0}}
+        for section, values in (overrides or {}).items():
+            raw.setdefault(section, {}).update(values)
+        server = Server(config_from_dict(raw), **kwargs)
+        await server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        await server.close()
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> Server:
+    return await make_server()
+
+
+def url_of(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}{server.config.server.path}"
+
+
+@pytest.fixture
+def url(server: Server) -> str:
+    return url_of(server)
+
+
+@pytest.fixture
+async def connect(url: str) -> AsyncIterator[Callable[..., Awaitable[WireClient]]]:
+    """``await connect()`` gives a logged-in raw peer; ``connect(login=None)`` a bare socket."""
+    clients: list[WireClient] = []
+
+    async def make(login: dict[str, Any] | None = {}, to: str | None = None) -> WireClient:  # noqa: B006
+        client = await WireClient.connect(to or url, login=login)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+__all__ = ["Config", "ServerFactory", "url_of"]
