@@ -1,0 +1,60 @@
+"""Small helpers shared by the bundled connectors (not part of the contract)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from connectors.base import JSON, StorageRejected
+
+__all__ = ["dump_json", "load_json", "option_float", "option_int", "prefix_upper_bound"]
+
+
+def dump_json(data: JSON) -> str:
+    """Serialise record data; non-JSON values (NaN, sets, objects) are ``StorageRejected``."""
+    if not isinstance(data, dict | list):
+        raise StorageRejected(f"record data must be a JSON object or array, not {type(data)}")
+    try:
+        return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StorageRejected(f"record data is not JSON: {exc}") from exc
+
+
+def load_json(text: str | bytes) -> Any:
+    return json.loads(text)
+
+
+def option_float(value: object, name: str) -> float:
+    """Options may arrive as strings (``--connector-option timeout=2``)."""
+    try:
+        if isinstance(value, str | int | float):
+            return float(value)
+    except ValueError as exc:
+        raise ValueError(f"option {name!r} must be a number, got {value!r}") from exc
+    raise ValueError(f"option {name!r} must be a number, got {value!r}")
+
+
+def option_int(value: object, name: str) -> int:
+    try:
+        if isinstance(value, str | int):
+            return int(value)
+    except ValueError as exc:
+        raise ValueError(f"option {name!r} must be an integer, got {value!r}") from exc
+    raise ValueError(f"option {name!r} must be an integer, got {value!r}")
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix``.
+
+    Lets a prefix scan be a range (``prefix <= name < bound``) in code-point order, where
+    LIKE would treat ``%``/``_`` as wildcards. ``None`` means unbounded (prefix is empty or
+    all U+10FFFF). Surrogates are skipped: they cannot be stored as UTF-8.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if 0xD800 <= code <= 0xDFFF:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None

@@ -1,0 +1,268 @@
+"""``SQLConnector``: records in one SQL table through SQLAlchemy's async engine.
+
+URLs: ``sqlite+aiosqlite:///path.db`` (embedded default) or
+``postgresql+asyncpg://user@host:5432/db``. Options (strings accepted): ``table`` (default
+``records``), ``schema`` (PostgreSQL schema for the table), ``timeout`` (seconds per call,
+default 5), ``page_size`` (scan page, default 500), ``pool_size``.
+
+Writes are one atomic conditional upsert per row
+(``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE stored.version < excluded.version
+RETURNING name``); rows it did not return are then read in the same transaction to tell an
+idempotent retry from a conflict. A batch is one transaction.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed write survives the process
+being killed (SIGKILL), but may be lost if the operating system crashes or power fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from connectors._common import dump_json, load_json, option_float, option_int, prefix_upper_bound
+from connectors.base import (
+    CAPABILITY_NETWORK,
+    CAPABILITY_RAW,
+    Delete,
+    Outcome,
+    Put,
+    RawReader,
+    Snapshot,
+    StorageUnavailable,
+    WriteResult,
+    collection_of,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Delete as SADelete
+    from sqlalchemy import Insert, Table
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["SQLConnector"]
+
+_CHUNK = 500  # names per IN (...) list; far below every backend's bind-parameter limit
+
+
+class SQLConnector:
+    """Records in a SQL table; see the module docstring for URLs, options and guarantees."""
+
+    name: ClassVar[str] = "sql"
+    # "network" applies to server URLs; for SQLite the suite finds no host to make unreachable.
+    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW, CAPABILITY_NETWORK})
+    namespace_option: ClassVar[str] = "table"
+    """The option that isolates one store from another; the conformance suite varies it."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table: str = "records",
+        schema: str | None = None,
+        timeout: float | str = 5.0,
+        page_size: int | str = 500,
+        pool_size: int | str = 5,
+    ) -> None:
+        from connectors.sql.schema import check_identifier
+
+        self.url = url
+        self.table_name = check_identifier(table, "table")
+        self.schema = None if schema in (None, "") else check_identifier(str(schema), "schema")
+        self.timeout = option_float(timeout, "timeout")
+        self.page_size = option_int(page_size, "page_size")
+        self.pool_size = option_int(pool_size, "pool_size")
+        self._engine: AsyncEngine | None = None
+        self._table: Table | None = None
+        self._upsert: Insert | None = None
+        self._delete: SADelete | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        from connectors.sql.engine import build_engine, build_statements
+        from connectors.sql.errors import guard
+        from connectors.sql.schema import build_table
+
+        if self._engine is not None:
+            return
+        async with guard(f"open {self._safe_url()}", self.timeout):
+            engine = build_engine(self.url, timeout=self.timeout, pool_size=self.pool_size)
+            table = build_table(self.table_name, self.schema)
+            try:
+                async with engine.begin() as conn:
+                    if self.schema and engine.dialect.name == "postgresql":
+                        from sqlalchemy.schema import CreateSchema
+
+                        await conn.execute(CreateSchema(self.schema, if_not_exists=True))
+                    await conn.run_sync(table.metadata.create_all, checkfirst=True)
+            except BaseException:
+                await engine.dispose()
+                raise
+        self._engine = engine
+        self._table = table
+        self._upsert, self._delete = build_statements(engine, table)
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    async def __aenter__(self) -> SQLConnector:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def drop(self) -> None:
+        """Drop the table (tests and the conformance suite clean up with it)."""
+        from connectors.sql.errors import guard
+
+        engine, table = self._parts()
+        async with guard("drop table", self.timeout), engine.begin() as conn:
+            await conn.run_sync(table.metadata.drop_all, checkfirst=True)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get(self, name: str) -> Snapshot | None:
+        found = await self.get_many([name])
+        return found.get(name)
+
+    async def get_many(self, names: Iterable[str]) -> dict[str, Snapshot]:
+        from connectors.sql.errors import guard
+
+        engine, _ = self._parts()
+        wanted = list(dict.fromkeys(names))
+        async with guard("get", self.timeout), engine.connect() as conn:
+            return await self._select(conn, wanted)
+
+    async def head(self, name: str) -> int | None:
+        from sqlalchemy import select
+
+        from connectors.sql.errors import guard
+
+        engine, table = self._parts()
+        async with guard("head", self.timeout), engine.connect() as conn:
+            result = await conn.execute(select(table.c.version).where(table.c.name == name))
+            version = result.scalar_one_or_none()
+        return None if version is None else int(version)
+
+    async def scan(self, prefix: str = "") -> AsyncIterator[Snapshot]:
+        from sqlalchemy import select
+
+        from connectors.sql.errors import guard
+
+        engine, table = self._parts()
+        upper = prefix_upper_bound(prefix)
+        after: str | None = None
+        while True:
+            # A range, not LIKE: '%' and '_' in a prefix stay literal, and the index is used.
+            query = select(table.c.name, table.c.version, table.c.data).where(
+                table.c.name >= prefix
+            )
+            if upper is not None:
+                query = query.where(table.c.name < upper)
+            if after is not None:
+                query = query.where(table.c.name > after)
+            query = query.order_by(table.c.name).limit(self.page_size)
+            async with guard("scan", self.timeout), engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+            for name, version, data in rows:
+                yield Snapshot(name, int(version), data)
+            if len(rows) < self.page_size:
+                return
+            after = rows[-1][0]
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def write(self, ops: Sequence[Put | Delete]) -> list[WriteResult]:
+        from connectors.sql.errors import guard
+
+        engine, _ = self._parts()
+        if not ops:
+            return []
+        now = datetime.now(UTC)
+        puts = [op for op in ops if isinstance(op, Put)]
+        deletes = [op for op in ops if isinstance(op, Delete)]
+        # Serialise up front: non-JSON data is rejected before the database is touched, and the
+        # engine's serializer passes these strings through unchanged.
+        texts = {op.name: dump_json(op.data) for op in puts}
+        async with guard(f"write of {len(ops)} operations", self.timeout), engine.begin() as conn:
+            applied: set[str] = set()
+            if puts:
+                rows = [
+                    {
+                        "name": op.name,
+                        "collection": collection_of(op.name),
+                        "version": op.version,
+                        "data": texts[op.name],
+                        "updated_at": now,
+                    }
+                    for op in puts
+                ]
+                result = await conn.execute(self._upsert, rows)  # type: ignore[arg-type]
+                applied.update(row[0] for row in result)
+            if deletes:
+                await conn.execute(
+                    self._delete,  # type: ignore[arg-type]
+                    [{"b_name": op.name, "b_version": op.version} for op in deletes],
+                )
+            unresolved = [op.name for op in puts if op.name not in applied]
+            unresolved += [op.name for op in deletes]
+            stored = await self._select(conn, unresolved) if unresolved else {}
+        return [_outcome(op, op.name in applied, stored.get(op.name), texts) for op in ops]
+
+    # -- raw layout ------------------------------------------------------------------------
+
+    def raw_reader(self) -> RawReader:
+        from connectors.sql.raw import raw_reader_for
+
+        return raw_reader_for(self.url, self.table_name, self.schema, self.timeout)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _parts(self) -> tuple[AsyncEngine, Table]:
+        if self._engine is None or self._table is None:
+            raise StorageUnavailable("sql connector is not open")
+        return self._engine, self._table
+
+    async def _select(self, conn: AsyncConnection, names: list[str]) -> dict[str, Snapshot]:
+        from sqlalchemy import select
+
+        _, table = self._parts()
+        found: dict[str, Snapshot] = {}
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            query = select(table.c.name, table.c.version, table.c.data).where(
+                table.c.name.in_(chunk)
+            )
+            for name, version, data in await conn.execute(query):
+                found[name] = Snapshot(name, int(version), data)
+        return found
+
+    def _safe_url(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return "<unparsable url>"
+
+
+def _outcome(
+    op: Put | Delete, applied: bool, stored: Snapshot | None, texts: dict[str, str]
+) -> WriteResult:
+    if isinstance(op, Put):
+        if applied:
+            return WriteResult(op, Outcome.APPLIED)
+        # Not written: either a retry of the stored version with equal data, or a conflict.
+        if (
+            stored is not None
+            and stored.version == op.version
+            and stored.data == load_json(texts[op.name])
+        ):
+            return WriteResult(op, Outcome.APPLIED)
+        return WriteResult(op, Outcome.CONFLICT, stored)
+    if stored is not None and stored.version > op.version:
+        return WriteResult(op, Outcome.CONFLICT, stored)
+    return WriteResult(op, Outcome.APPLIED)

@@ -1,0 +1,83 @@
+"""Engine construction and the prepared conditional statements, per dialect."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Delete, Insert, Table, bindparam, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from connectors._common import dump_json
+
+__all__ = ["build_engine", "build_statements"]
+
+
+def _serialize(value: Any) -> str:
+    # The connector hands pre-serialised JSON text (validated by dump_json); pass it through.
+    return value if isinstance(value, str) else dump_json(value)
+
+
+def build_engine(url: str, *, timeout: float, pool_size: int) -> AsyncEngine:
+    backend = make_url(url).get_backend_name()
+    options: dict[str, Any] = {"json_serializer": _serialize, "json_deserializer": json.loads}
+    if backend == "sqlite":
+        # aiosqlite passes `timeout` to sqlite3: how long to wait for another writer's lock.
+        engine = create_async_engine(url, connect_args={"timeout": timeout}, **options)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
+        return engine
+    connect_args: dict[str, Any] = {}
+    if backend == "postgresql":
+        # asyncpg: `timeout` bounds connecting, `command_timeout` each statement.
+        connect_args = {"timeout": timeout, "command_timeout": timeout}
+    return create_async_engine(
+        url,
+        connect_args=connect_args,
+        pool_size=pool_size,
+        pool_timeout=timeout,
+        pool_pre_ping=True,
+        **options,
+    )
+
+
+def _sqlite_pragmas(timeout: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the writer; synchronous=NORMAL skips the fsync per commit:
+        # committed data survives a killed process, not necessarily an OS crash or power loss.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.close()
+
+    return on_connect
+
+
+def build_statements(engine: AsyncEngine, table: Table) -> tuple[Insert, Delete]:
+    """The conditional upsert (``RETURNING name`` of rows written) and the conditional delete."""
+    dialect = engine.dialect.name
+    ins: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        ins = postgresql.insert(table)
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        ins = sqlite.insert(table)
+    else:
+        raise ValueError(f"the sql connector does not support the {dialect!r} dialect")
+    upsert: Insert = ins.on_conflict_do_update(
+        index_elements=[table.c.name],
+        set_={
+            "version": ins.excluded.version,
+            "data": ins.excluded.data,
+            "updated_at": ins.excluded.updated_at,
+        },
+        where=table.c.version < ins.excluded.version,
+    ).returning(table.c.name)
+    delete = table.delete().where(
+        table.c.name == bindparam("b_name"), table.c.version <= bindparam("b_version")
+    )
+    return upsert, delete

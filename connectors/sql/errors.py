@@ -1,0 +1,57 @@
+"""Translate SQLAlchemy and driver exceptions into the project's storage errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import exc as sa_exc
+
+from connectors.base import StorageError, StorageRejected, StorageTimeout, StorageUnavailable
+
+__all__ = ["guard", "translate"]
+
+_DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlite3", "aiomysql", "asyncmy", "pymysql")
+
+
+def translate(exc: BaseException, what: str) -> StorageError | None:
+    """The storage error for ``exc``, or ``None`` if it is not a database/driver error."""
+    if isinstance(exc, sa_exc.TimeoutError):  # connection pool exhausted
+        return StorageTimeout(f"{what}: no database connection free in time")
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        text = str(orig)
+        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+            return StorageUnavailable(f"{what}: {text}")
+        if isinstance(exc, sa_exc.OperationalError):
+            if "locked" in text or "busy" in text:
+                return StorageTimeout(f"{what}: {text}")
+            return StorageUnavailable(f"{what}: {text}")
+        return StorageRejected(f"{what}: {text}")
+    if isinstance(exc, sa_exc.StatementError | sa_exc.ArgumentError):
+        return StorageRejected(f"{what}: {exc}")
+    if isinstance(exc, sa_exc.SQLAlchemyError):
+        return StorageUnavailable(f"{what}: {exc}")
+    if isinstance(exc, OSError):  # refused, unreachable, DNS failure
+        return StorageUnavailable(f"{what}: {exc}")
+    if type(exc).__module__.split(".")[0] in _DRIVER_MODULES:
+        return StorageUnavailable(f"{what}: {exc}")
+    return None
+
+
+@asynccontextmanager
+async def guard(what: str, seconds: float) -> AsyncIterator[None]:
+    """Bound the block by ``seconds`` and translate what escapes it."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except StorageError:
+        raise
+    except TimeoutError as exc:
+        raise StorageTimeout(f"{what} did not finish within {seconds:g}s") from exc
+    except Exception as exc:
+        error = translate(exc, what)
+        if error is None:
+            raise
+        raise error from exc
