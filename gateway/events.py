@@ -32,8 +32,15 @@ class EventHandler:
         elif action in _LISTEN_ACTIONS:
             self.listen.handle(conn, msg)
         else:
-            conn.send(Message(Topic.EVENT, EventAction.ERROR, name=msg.name,
-                              original_action=msg.action, is_error=True))
+            conn.send(
+                Message(
+                    Topic.EVENT,
+                    EventAction.ERROR,
+                    name=msg.name,
+                    original_action=msg.action,
+                    is_error=True,
+                )
+            )
         return None
 
     def emit(self, sender: Connection | None, msg: Message) -> None:
@@ -48,13 +55,18 @@ class EventHandler:
         for name in names:
             if subscribe:
                 if not self.subscriptions.subscribe(name, conn):
-                    conn.send(Message(Topic.EVENT, EventAction.MULTIPLE_SUBSCRIPTIONS,
-                                      name=name, original_action=msg.action))
+                    conn.send(
+                        Message(
+                            Topic.EVENT,
+                            EventAction.MULTIPLE_SUBSCRIPTIONS,
+                            name=name,
+                            original_action=msg.action,
+                        )
+                    )
             else:
                 # As the reference does: a bulk unsubscribe of a name not held is silent.
                 self.subscriptions.unsubscribe(name, conn)
-        conn.send(Message(Topic.EVENT, msg.action, correlation_id=msg.correlation_id,
-                          is_ack=True))
+        conn.send(Message(Topic.EVENT, msg.action, correlation_id=msg.correlation_id, is_ack=True))
 
     def on_disconnect(self, conn: Connection) -> None:
         self.subscriptions.remove_connection(conn)

@@ -38,8 +38,16 @@ class WireClient:
         return client
 
     async def handshake(self) -> None:
-        await self.send(Message(Topic.CONNECTION, ConnectionAction.CHALLENGE, url="x",
-                                protocol_version="0.1a", sdk_version="test", sdk_type="wire"))
+        await self.send(
+            Message(
+                Topic.CONNECTION,
+                ConnectionAction.CHALLENGE,
+                url="x",
+                protocol_version="0.1a",
+                sdk_version="test",
+                sdk_type="wire",
+            )
+        )
         reply = await self.recv()
         assert (reply.topic, reply.action) == (Topic.CONNECTION, ConnectionAction.ACCEPT), reply
 

@@ -8,8 +8,9 @@ from gateway.protocol import EventAction, Message, Topic
 async def test_emit_reaches_subscribers_but_not_sender(connect) -> None:
     alice, bob, carol = await connect(), await connect(), await connect()
     for peer in (alice, bob):
-        await peer.send(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["news"],
-                                correlation_id="1"))
+        await peer.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["news"], correlation_id="1")
+        )
         ack = await peer.recv()
         assert ack.is_ack and ack.correlation_id == "1"
     await alice.send(Message(Topic.EVENT, EventAction.EMIT, name="news", data='{"a":1}'))
@@ -37,7 +38,9 @@ async def test_duplicate_and_missing_subscriptions_are_reported(connect) -> None
 async def test_unsubscribed_and_disconnected_peers_get_nothing(connect) -> None:
     alice, bob, carol = await connect(), await connect(), await connect()
     for peer in (bob, carol):
-        await peer.send(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["n"], correlation_id="1"))
+        await peer.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["n"], correlation_id="1")
+        )
         await peer.recv()
     await bob.send(Message(Topic.EVENT, EventAction.UNSUBSCRIBE, names=["n"], correlation_id="2"))
     assert (await bob.recv()).is_ack
