@@ -1,1 +1,132 @@
-"""pytest plugin entry point of the conformance suite (options and fixtures)."""
+"""pytest plugin: command-line options, the ``requires`` marker and the connector fixtures.
+
+Fixtures: ``connector_target`` (session), ``make_connector`` (factory of new instances, closed
+at teardown), ``connector`` (one opened instance), ``raw_reader`` and ``name_prefix`` (unique
+per test: tests write only names under it, so they never see each other's records).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from conformance.target import ConnectorTarget
+from connectors.base import Connector, RawReader, SupportsRawReader
+
+__all__ = ["MakeConnector"]
+
+MakeConnector = Callable[..., Awaitable[Connector]]
+
+_counter = itertools.count()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("recordgate-conformance", "recordgate connector conformance suite")
+    group.addoption(
+        "--connector",
+        default="memory",
+        metavar="NAME|module:Class",
+        help="connector under test: a name in the recordgate.connectors entry points, or "
+        "module.path:Class (default: memory)",
+    )
+    group.addoption(
+        "--connector-url", default=None, metavar="URL", help="URL passed to the connector"
+    )
+    group.addoption(
+        "--connector-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword option for the connector constructor (repeatable)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "requires(*capabilities): run only if the connector under test declares them",
+    )
+
+
+@pytest.fixture(scope="session")
+def connector_target(request: pytest.FixtureRequest) -> Iterator[ConnectorTarget]:
+    config = request.config
+    try:
+        target = ConnectorTarget.resolve(
+            config.getoption("--connector"),
+            config.getoption("--connector-url"),
+            config.getoption("--connector-option"),
+        )
+    except Exception as exc:
+        raise pytest.UsageError(f"recordgate conformance: {exc}") from exc
+    yield target
+    if target.owned_namespace:
+        # No event loop runs between tests, so a private one can clean up the namespace.
+        asyncio.run(_drop_namespace(target))
+
+
+async def _drop_namespace(target: ConnectorTarget) -> None:
+    connector = target.create()
+    drop = getattr(connector, "drop", None)
+    if drop is None:
+        return
+    await connector.open()
+    try:
+        await drop()
+    finally:
+        await connector.close()
+
+
+def _check_requirements(request: pytest.FixtureRequest, target: ConnectorTarget) -> None:
+    for marker in request.node.iter_markers("requires"):
+        missing = sorted(set(marker.args) - target.capabilities)
+        if missing:
+            pytest.skip(f"connector {target.spec!r} lacks capabilities: {', '.join(missing)}")
+
+
+@pytest_asyncio.fixture
+async def make_connector(
+    request: pytest.FixtureRequest, connector_target: ConnectorTarget
+) -> AsyncIterator[MakeConnector]:
+    """``await make_connector(open=True, **option_overrides)``: a new instance of the target."""
+    _check_requirements(request, connector_target)
+    made: list[Connector] = []
+
+    async def make(open: bool = True, **overrides: Any) -> Connector:
+        connector = connector_target.create(**overrides)
+        made.append(connector)
+        if open:
+            await connector.open()
+        return connector
+
+    yield make
+    for connector in reversed(made):
+        await connector.close()
+
+
+@pytest_asyncio.fixture
+async def connector(make_connector: MakeConnector) -> Connector:
+    return await make_connector()
+
+
+@pytest_asyncio.fixture
+async def raw_reader(
+    connector: Connector, connector_target: ConnectorTarget
+) -> AsyncIterator[RawReader]:
+    if not isinstance(connector, SupportsRawReader):
+        pytest.skip(f"connector {connector_target.spec!r} has no raw_reader()")
+    reader = connector.raw_reader()
+    yield reader
+    await reader.close()
+
+
+@pytest.fixture
+def name_prefix() -> str:
+    """A unique first name segment (so also a unique collection) for this test's records."""
+    return f"t{next(_counter)}{uuid.uuid4().hex[:8]}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Delete, Insert, Table, bindparam, event
@@ -19,9 +21,33 @@ def _serialize(value: Any) -> str:
     return value if isinstance(value, str) else dump_json(value)
 
 
+# A JSON string (skipped whole) or a number in exponent form, such as 1e+21 or 1.5e-07.
+_EXPONENT_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?[eE][-+]?\d+)')
+_MAYBE_EXPONENT = re.compile(r"\d[eE][-+]?\d")
+
+
+def _positional(match: re.Match[str]) -> str:
+    number = match.group(1)
+    if number is None:
+        return match.group(0)
+    text = format(Decimal(number), "f")
+    return text if "." in text else text + ".0"
+
+
+def _serialize_postgresql(value: Any) -> str:
+    """JSONB stores numbers as ``numeric``: ``1e+21`` would come back as the integer
+    1000000000000000000000. Writing exponent floats positionally with a fraction keeps them
+    floats, and parsing that text yields the same double again."""
+    text = _serialize(value)
+    if _MAYBE_EXPONENT.search(text) is None:  # the common case costs one C-level scan
+        return text
+    return _EXPONENT_TOKEN.sub(_positional, text)
+
+
 def build_engine(url: str, *, timeout: float, pool_size: int) -> AsyncEngine:
     backend = make_url(url).get_backend_name()
-    options: dict[str, Any] = {"json_serializer": _serialize, "json_deserializer": json.loads}
+    serializer = _serialize_postgresql if backend == "postgresql" else _serialize
+    options: dict[str, Any] = {"json_serializer": serializer, "json_deserializer": json.loads}
     if backend == "sqlite":
         # aiosqlite passes `timeout` to sqlite3: how long to wait for another writer's lock.
         engine = create_async_engine(url, connect_args={"timeout": timeout}, **options)
