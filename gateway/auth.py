@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["AuthResult", "Authenticator", "OpenAuthenticator", "OPEN_USER"]
+__all__ = ["OPEN_USER", "AuthResult", "Authenticator", "OpenAuthenticator"]
 
 OPEN_USER = "open"
 """The user id of a login that names no user; such users are not part of presence."""

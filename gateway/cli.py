@@ -29,9 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("-c", "--config", help="YAML config file (default: embedded defaults)")
     start.add_argument("--host", help="interface to listen on (default 0.0.0.0)")
     start.add_argument("--port", type=int, help="port to listen on (default 6020)")
-    start.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    start.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
@@ -50,8 +48,10 @@ async def _run(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Server(config) as server:
-        print(f"recordgate listening on ws://{config.server.host}:{server.port}"
-              f"{config.server.path}", flush=True)
+        print(
+            f"recordgate listening on ws://{config.server.host}:{server.port}{config.server.path}",
+            flush=True,
+        )
         await stop.wait()
         log.info("shutting down")
     log.info("stopped")

@@ -11,18 +11,21 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from .exceptions import ConfigError
 
 __all__ = [
+    "CONFLICT_POLICIES",
+    "CacheConfig",
     "Config",
     "ListenConfig",
     "RpcConfig",
     "ServerConfig",
     "StorageConfig",
+    "WriteBehindConfig",
     "config_from_dict",
     "load_config",
 ]
@@ -57,9 +60,76 @@ class ListenConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StorageConfig:
-    type: str = "memory"
+    """``storage: {type: NAME, url: URL, ...options}``: the connector that keeps records.
+
+    Keys other than ``type``, ``url`` and ``data_dir`` are the connector's own options
+    (``table``, ``timeout``, ...) and are collected into ``options``. The embedded default is
+    SQLite: type ``sql`` with no ``url`` stores ``records.db`` in ``data_dir`` (created if
+    missing). Type ``memory`` keeps records in the process only.
+    """
+
+    type: str = "sql"
     url: str = ""
+    data_dir: str = "recordgate-data"
+    """Directory of the embedded SQLite file; used only when ``url`` is empty."""
     options: dict[str, Any] = field(default_factory=dict)
+
+    extra_keys_into: ClassVar[str] = "options"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheConfig:
+    max_records: int = 100_000
+    """Records held in memory. Only clean records are evicted (least recently used first);
+    dirty ones stay until flushed, so the cache may exceed this by up to the pending records."""
+
+    def __post_init__(self) -> None:
+        _require(self.max_records >= 1, "cache.max_records must be at least 1")
+
+
+CONFLICT_POLICIES = ("storage-wins", "gateway-wins", "merge")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteBehindConfig:
+    """The write-behind flusher: what operators can set and rely on (see ``gateway.store``)."""
+
+    interval: float = 1.0
+    """Seconds between flush rounds; each round writes everything pending."""
+    batch_size: int = 500
+    """Operations per storage call; a full batch is written without waiting for the round."""
+    coalesce: bool = True
+    """Write only the newest snapshot of a record; off: every version is written in order."""
+    max_pending: int = 100_000
+    """Writes not yet in storage. At the cap, new writes are refused (back-pressure)."""
+    retry_initial: float = 0.1
+    """Seconds before the first retry while storage is unavailable; doubles per failure."""
+    retry_max: float = 10.0
+    """Ceiling in seconds of the retry delay."""
+    conflict_policy: str = "storage-wins"
+    """``storage-wins``, ``gateway-wins`` or ``merge``: when storage holds a newer snapshot."""
+    shutdown_timeout: float = 30.0
+    """Seconds a graceful shutdown spends flushing what is pending before giving up."""
+
+    def __post_init__(self) -> None:
+        _require(self.interval > 0, "write_behind.interval must be positive")
+        _require(self.batch_size >= 1, "write_behind.batch_size must be at least 1")
+        _require(self.max_pending >= 1, "write_behind.max_pending must be at least 1")
+        _require(self.retry_initial > 0, "write_behind.retry_initial must be positive")
+        _require(
+            self.retry_max >= self.retry_initial,
+            "write_behind.retry_max must be at least retry_initial",
+        )
+        _require(self.shutdown_timeout >= 0, "write_behind.shutdown_timeout must be >= 0")
+        _require(
+            self.conflict_policy in CONFLICT_POLICIES,
+            f"write_behind.conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}",
+        )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +138,8 @@ class Config:
     rpc: RpcConfig = field(default_factory=RpcConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    write_behind: WriteBehindConfig = field(default_factory=WriteBehindConfig)
 
 
 def _build(cls: type[Any], raw: Any, where: str) -> Any:
@@ -77,6 +149,13 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    extra = getattr(cls, "extra_keys_into", None)
+    if extra is not None:  # a section whose unknown keys are options (storage)
+        collected = {k: v for k, v in raw.items() if k not in names}
+        raw = {k: v for k, v in raw.items() if k in names}
+        if collected:
+            given = raw.get(extra) or {}
+            raw[extra] = {**given, **collected} if isinstance(given, dict) else given
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(map(str, unknown))}")
@@ -107,7 +186,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return float(value)
     if hint is Any:
         return value
-    if isinstance(hint, type) and (not isinstance(value, hint) or isinstance(value, bool) != (hint is bool)):
+    if isinstance(hint, type) and (
+        not isinstance(value, hint) or isinstance(value, bool) != (hint is bool)
+    ):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
 

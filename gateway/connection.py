@@ -8,6 +8,7 @@ memory without bound.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from typing import Any
@@ -23,6 +24,8 @@ __all__ = ["Connection"]
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
+_closing: set[asyncio.Task[None]] = set()
+"""Close handshakes in flight; held so that the tasks are not collected half-way."""
 
 
 class Connection:
@@ -73,6 +76,12 @@ class Connection:
         if ws.transport.get_write_buffer_size() > self.max_send_buffer:
             log.warning("%r is too slow to keep up; disconnecting", self)
             ws.transport.abort()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake without waiting for it; the reader loop then ends."""
+        task = asyncio.ensure_future(self.ws.close(code, reason))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
     def flush_session(self) -> None:
         """Send what the session state machine queued."""

@@ -25,7 +25,7 @@ from .events import EventHandler
 from .handler import Handler
 from .presence import PresenceHandler
 from .protocol import Message, Topic
-from .protocol.session import AuthRequest, Session
+from .protocol.session import AuthRequest, Session, State
 from .records import RecordHandler
 from .rpc import RpcHandler
 from .store import RecordStore, create_store
@@ -80,7 +80,10 @@ class Server:
             cfg.port,
             process_request=self._process_request,
             compression=None,  # per-subscriber compression would defeat encode-once fan-out
-            max_size=cfg.max_message_size * 2,  # above the limit but below this: we answer
+            # Size policy: up to the limit, served; up to twice the limit, answered with PARSER
+            # MAXIMUM_MESSAGE_SIZE_EXCEEDED and the connection (with its subscriptions) kept;
+            # beyond that, closed with 1009 unread, as the reference closes anything over it.
+            max_size=cfg.max_message_size * 2,
             ping_interval=None,  # deepstream has its own heartbeat
             max_queue=64,
         )
@@ -159,7 +162,7 @@ class Server:
                         handler.on_disconnect(conn)
                     except Exception:
                         log.exception("cleanup of %r failed", conn)
-            await ws.close()
+            await ws.close(session.close_code, session.close_reason)
 
     def _dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         handler = self.handlers.get(msg.topic)
@@ -192,23 +195,26 @@ class Server:
             conn.flush_session()
             return
         if result.ok:
+            conn.session.auth_succeeded(result.client_data)
+            conn.flush_session()
+            if conn.session.state is not State.OPEN:  # timed out while the login was checked
+                return
             auth_timer.cancel()
             conn.user_id = result.user_id
             conn.client_data = result.client_data
             conn.server_data = result.server_data
             conn.authenticated = True
-            conn.session.auth_succeeded(result.client_data)
-            conn.flush_session()
             self.presence.on_login(conn)
         else:
             conn.session.auth_failed(result.client_data)
             conn.flush_session()
 
     def _auth_timeout(self, conn: Connection) -> None:
-        conn.session.auth_timed_out()
+        session = conn.session
+        session.auth_timed_out()
         conn.flush_session()
-        if conn.session.closing:
-            asyncio.ensure_future(conn.ws.close())
+        if session.closing:
+            conn.close(session.close_code, session.close_reason)
 
     async def _check_heartbeats(self) -> None:
         """Drop sockets silent for two heartbeat intervals; one sweep per interval."""
@@ -219,5 +225,5 @@ class Server:
             deadline = loop.time() - 2 * interval
             for conn in [c for c in self.connections if c.last_seen < deadline]:
                 log.info("%r missed its heartbeats; closing", conn)
-                conn.ws.transport.abort()
-
+                conn.last_seen = float("inf")  # one close per connection, not one per sweep
+                conn.close(reason="heartbeat missed")

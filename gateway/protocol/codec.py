@@ -18,6 +18,7 @@ from ..exceptions import MessageParseError, MessageTooLarge, UnknownAction, Unkn
 # Field kinds: varint int32, bool, string, repeated string, map<string,int32>.
 INT, BOOL, STR, STRS, MAP = range(5)
 
+# fmt: off
 SCHEMAS: dict[int, tuple[tuple[int, str, int], ...]] = {
     Topic.CONNECTION: (
         (1, "action", INT), (2, "data", STR), (3, "is_error", BOOL), (4, "is_ack", BOOL),
@@ -51,6 +52,7 @@ SCHEMAS: dict[int, tuple[tuple[int, str, int], ...]] = {
         (9, "original_action", INT),
     ),
 }
+# fmt: on
 
 _BY_NUMBER = {topic: {n: (attr, kind) for n, attr, kind in s} for topic, s in SCHEMAS.items()}
 _WIRE_TYPE = {INT: 0, BOOL: 0, STR: 2, STRS: 2, MAP: 2}
@@ -204,7 +206,8 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
         while pos < size:
             tag, pos = _read_varint(body, pos)
             if tag == 0x10:
-                topic, pos = _read_varint(body, pos)
+                raw, pos = _read_varint(body, pos)
+                topic = _int32(raw)
             elif tag == 0x1A:
                 length, pos = _read_varint(body, pos)
                 payload = body[pos : pos + length]

@@ -2,8 +2,31 @@
 
 States run strictly forward: AWAITING_CHALLENGE -> AWAITING_AUTH -> (AUTHENTICATING ->
 AWAITING_AUTH)* -> OPEN -> CLOSED. The I/O layer feeds frames to :meth:`Session.receive`,
-sends whatever lands in ``outbox`` (in order), closes the socket once ``closing`` is set, and
-passes the messages that ``receive`` returns to the topic handlers (only ever in state OPEN).
+sends whatever lands in ``outbox`` (in order), closes the socket with ``close_code`` once
+``closing`` is set, and passes the messages that ``receive`` returns to the topic handlers (only
+ever in state OPEN, and only with an action known for their topic).
+
+Bad input is answered as the reference server (deepstream 7.0.2) answers it, checked side by
+side over real sockets: bytes that do not decode become a PARSER ERROR message that runs through
+the state machine like any other, so the reply depends on the state:
+
+=========================== ============================ ====================================
+input                       before login                 after login
+=========================== ============================ ====================================
+undecodable, unknown topic  CONNECTION INVALID_MESSAGE   PARSER UNKNOWN_TOPIC (server.py)
+                            before the challenge, else
+                            AUTH INVALID_MESSAGE
+CONNECTION / AUTH topic     (handshake, login)           PARSER UNKNOWN_TOPIC, but PING ->
+                                                         PONG and CLOSING -> CLOSED, close
+auth data not a JSON object AUTH INVALID_MESSAGE_DATA,   -
+or action not REQUEST       close
+text frame                  close 1003, no message       close 1003, no message
+=========================== ============================ ====================================
+
+PARSER replies carry ``original_topic``, which the reference means to send but drops (a field
+name mismatch). Deliberate deviations, where the reference crashes, stays silent or never
+implemented the action, are marked "Deviation" below; the frame size limit is enforced here and
+in ``server.py`` (answer up to twice the limit, close 1009 above it).
 """
 
 from __future__ import annotations
@@ -13,12 +36,16 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
-from ..exceptions import MessageParseError, MessageTooLarge, UnknownAction, UnknownTopic
+from ..exceptions import MessageTooLarge, ProtocolError, UnknownAction, UnknownTopic
 from .codec import decode
 from .constants import AuthAction, ConnectionAction, ParserAction, Topic
 from .message import Message
 
-__all__ = ["AuthRequest", "Session", "State"]
+__all__ = ["CLOSE_NORMAL", "CLOSE_UNSUPPORTED_DATA", "AuthRequest", "Session", "State"]
+
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED_DATA = 1003
+"""RFC 6455: the peer sent a kind of data the endpoint cannot accept (here: a text frame)."""
 
 
 class State(Enum):
@@ -41,6 +68,8 @@ class Session:
         self.state = State.AWAITING_CHALLENGE
         self.outbox: list[Message] = []
         self.closing = False
+        self.close_code = CLOSE_NORMAL
+        self.close_reason = ""
         self.max_message_size = max_message_size
         self.max_auth_attempts = max_auth_attempts
         self.auth_attempts = 0
@@ -51,99 +80,92 @@ class Session:
         """Take one WebSocket message; return what the server must act on, if anything."""
         if self.state is State.CLOSED:
             return None
-        msg = self._decode(frame)
-        if msg is None:
+        if isinstance(frame, str):
+            # Text frames mean another protocol (deepstream's old text one, say), which could
+            # not read a binary answer either; the reference closes without a word, too.
+            self.close(CLOSE_UNSUPPORTED_DATA, "text frames are not supported")
             return None
-        if msg.topic == Topic.CONNECTION:
-            return self._connection(msg)
+        known_action = True
+        try:
+            msg = decode(frame, self.max_message_size)
+        except MessageTooLarge as exc:
+            # Deviation: the reference never gets here (its socket layer closes with 1009).
+            self._parser_error(ParserAction.MAXIMUM_MESSAGE_SIZE_EXCEEDED, data=str(exc))
+            return None
+        except UnknownTopic as exc:
+            msg = Message(exc.topic, 0)  # a topic nobody serves; answered per state below
+        except UnknownAction as exc:
+            msg, known_action = Message(exc.topic, exc.action), False
+        except ProtocolError:
+            msg = Message(Topic.PARSER, ParserAction.ERROR)  # what the reference's parser yields
         if self.state is State.OPEN:
-            return msg
+            return self._open(msg, known_action)
+        if msg.topic == Topic.CONNECTION and msg.action == ConnectionAction.CLOSING:
+            self._closing()
+            return None
+        if msg.topic == Topic.CONNECTION and msg.action == ConnectionAction.PING:
+            return None  # no PONG before login, as the reference
         if self.state is State.AWAITING_CHALLENGE:
-            self._send(
-                Message(
-                    Topic.CONNECTION,
-                    ConnectionAction.INVALID_MESSAGE,
-                    original_topic=msg.topic,
-                    original_action=msg.action,
-                )
-            )
+            if msg.topic == Topic.CONNECTION and msg.action == ConnectionAction.CHALLENGE:
+                self.state = State.AWAITING_AUTH
+                self._send(Message(Topic.CONNECTION, ConnectionAction.ACCEPT))
+            else:
+                # Deviation: the reference ignores other CONNECTION actions here; we name them.
+                self._send(Message(Topic.CONNECTION, ConnectionAction.INVALID_MESSAGE))
             return None
         if self.state is State.AUTHENTICATING:
-            # The official client never sends before the login answer; refuse, don't queue.
-            self._send(Message(Topic.AUTH, AuthAction.INVALID_MESSAGE, original_topic=msg.topic))
+            # The server reads nothing while a login is checked; a caller that feeds frames
+            # anyway gets them refused, never queued.
+            self._send(Message(Topic.AUTH, AuthAction.INVALID_MESSAGE))
             return None
         return self._auth(msg)
 
-    def _decode(self, frame: bytes | str) -> Message | None:
-        if isinstance(frame, str):  # text frames are not part of the binary protocol
-            self._parser_error(ParserAction.INVALID_MESSAGE, "text frames are not supported")
-            return None
-        try:
-            return decode(frame, self.max_message_size)
-        except MessageTooLarge as exc:
-            self._parser_error(ParserAction.MAXIMUM_MESSAGE_SIZE_EXCEEDED, str(exc))
-        except UnknownTopic as exc:
-            self._parser_error(ParserAction.UNKNOWN_TOPIC, str(exc), topic=exc.topic)
-        except UnknownAction as exc:
-            self._parser_error(
-                ParserAction.UNKNOWN_ACTION, str(exc), topic=exc.topic, action_no=exc.action
-            )
-        except MessageParseError as exc:
-            self._parser_error(ParserAction.MESSAGE_PARSE_ERROR, str(exc))
-        return None
-
-    def _connection(self, msg: Message) -> None:
-        if msg.action == ConnectionAction.PING:
-            if self.state is State.OPEN:
-                self._send(Message(Topic.CONNECTION, ConnectionAction.PONG))
-        elif msg.action == ConnectionAction.PONG:
-            pass
-        elif msg.action == ConnectionAction.CHALLENGE and self.state is State.AWAITING_CHALLENGE:
-            self.state = State.AWAITING_AUTH
-            self._send(Message(Topic.CONNECTION, ConnectionAction.ACCEPT))
-        elif msg.action == ConnectionAction.CLOSING:
-            self._send(Message(Topic.CONNECTION, ConnectionAction.CLOSED))
-            self.close()
+    def _open(self, msg: Message, known_action: bool) -> Message | None:
+        topic = msg.topic
+        if topic == Topic.CONNECTION and msg.action == ConnectionAction.PING:
+            self._send(Message(Topic.CONNECTION, ConnectionAction.PONG))
+        elif topic == Topic.CONNECTION and msg.action == ConnectionAction.CLOSING:
+            self._closing()
+        elif topic in (Topic.CONNECTION, Topic.AUTH):
+            # After login nothing serves these topics; the reference says so in these words.
+            self._parser_error(ParserAction.UNKNOWN_TOPIC, topic=topic)
+        elif not known_action:
+            # Deviation: the reference drops unknown actions silently.
+            self._parser_error(ParserAction.UNKNOWN_ACTION, topic=topic, action_no=msg.action)
         else:
-            self._send(
-                Message(
-                    Topic.CONNECTION,
-                    ConnectionAction.INVALID_MESSAGE,
-                    original_topic=msg.topic,
-                    original_action=msg.action,
-                )
-            )
+            return msg
         return None
 
     def _auth(self, msg: Message) -> AuthRequest | None:
         if msg.topic != Topic.AUTH:
-            self._send(
-                Message(
-                    Topic.AUTH,
-                    AuthAction.INVALID_MESSAGE,
-                    original_topic=msg.topic,
-                    original_action=msg.action,
-                )
-            )
+            self._send(Message(Topic.AUTH, AuthAction.INVALID_MESSAGE))
             return None
         data: Any = None
         if msg.action == AuthAction.REQUEST and msg.data is not None:
             try:
                 data = json.loads(msg.data)
             except ValueError:
-                data = None
+                data = None  # Deviation: this input crashes the reference server process
+        # Deviation: the reference also lets a JSON array through (typeof [] is 'object').
         if not isinstance(data, dict):
             self._send(
                 Message(Topic.AUTH, AuthAction.INVALID_MESSAGE_DATA, original_action=msg.action)
             )
-            self.close()
+            self.close(reason="invalid authentication message")
             return None
         self.state = State.AUTHENTICATING
         return AuthRequest(data)
 
+    def _closing(self) -> None:
+        # Deviation: the reference never implemented CLOSING (its client closes locally).
+        self._send(Message(Topic.CONNECTION, ConnectionAction.CLOSED))
+        self.close(reason="closed by the client")
+
     # -- answers from the server ----------------------------------------------------------
 
     def auth_succeeded(self, client_data: Any = None) -> None:
+        if self.state is State.CLOSED:  # timed out or closed while the login was checked
+            return
         self.state = State.OPEN
         reply = Message(Topic.AUTH, AuthAction.AUTH_SUCCESSFUL)
         if client_data is not None:
@@ -151,6 +173,8 @@ class Session:
         self._send(reply)
 
     def auth_failed(self, client_data: Any = None) -> None:
+        if self.state is State.CLOSED:
+            return
         self.auth_attempts += 1
         reply = Message(Topic.AUTH, AuthAction.AUTH_UNSUCCESSFUL)
         if client_data is not None:
@@ -158,20 +182,29 @@ class Session:
         self._send(reply)
         if self.auth_attempts >= self.max_auth_attempts:
             self._send(Message(Topic.AUTH, AuthAction.TOO_MANY_AUTH_ATTEMPTS))
-            self.close()
+            self.close(reason="too many authentication attempts")
         else:
             self.state = State.AWAITING_AUTH
 
     def auth_timed_out(self) -> None:
-        """The unauthenticated-client timeout ran out before a successful login."""
+        """The unauthenticated-client timeout ran out before a successful login.
+
+        Deviation: the reference stops this timer after the first answer, even a failed one,
+        so a client that fails once may stay unauthenticated forever; ours keeps running.
+        """
         if self.state in (State.OPEN, State.CLOSED):
             return
         self._send(Message(Topic.CONNECTION, ConnectionAction.AUTHENTICATION_TIMEOUT))
-        self.close()
+        self.close(reason="authentication timeout")
 
-    def close(self) -> None:
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Refuse further input; the I/O layer closes the socket with ``code`` and ``reason``."""
+        if self.state is State.CLOSED:
+            return
         self.closing = True
         self.state = State.CLOSED
+        self.close_code = code
+        self.close_reason = reason
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -179,11 +212,21 @@ class Session:
         self.outbox.append(msg)
 
     def _parser_error(
-        self, action: ParserAction, detail: str, topic: int | None = None, action_no: int | None = None
+        self,
+        action: ParserAction,
+        *,
+        topic: int | None = None,
+        action_no: int | None = None,
+        data: str | None = None,
     ) -> None:
         self._send(
-            Message(Topic.PARSER, action, data=json.dumps(detail), original_topic=topic,
-                    original_action=action_no)
+            Message(
+                Topic.PARSER,
+                action,
+                data=None if data is None else json.dumps(data),
+                original_topic=topic,
+                original_action=action_no,
+            )
         )
 
     def take_outbox(self) -> list[Message]:
