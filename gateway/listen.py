@@ -1,19 +1,339 @@
-"""Placeholder: being written."""
+"""Listening: clients that register a name pattern and offer to provide matching names.
+
+When a name gets its first subscriber, the listeners whose pattern matches are asked one at a
+time (shuffled, for load spreading) with SUBSCRIPTION_FOR_PATTERN_FOUND; the first to answer
+LISTEN_ACCEPT becomes the name's provider, a LISTEN_REJECT or no answer within ``timeout`` moves
+on to the next. The provider hears SUBSCRIPTION_FOR_PATTERN_REMOVED when the last subscriber
+leaves; when the provider goes away (UNLISTEN or disconnect) the search starts over. For records,
+subscribers learn SUBSCRIPTION_HAS_PROVIDER / SUBSCRIPTION_HAS_NO_PROVIDER.
+
+Invariants:
+- a name is in at most one of ``_providers`` (provided) and ``_searches`` (being offered);
+- ``_providers[name].conn`` holds ``name`` in ``_provided_by[conn]`` and vice versa;
+- ``_listeners[pattern]`` is never empty; ``_patterns`` has exactly the keys of ``_listeners``.
+
+Patterns are only matched when a name gets its first subscriber (against every pattern) or when
+a new listener arrives (against every subscribed name), never per message.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import random
+import re
+from dataclasses import dataclass
 
 from .connection import Connection
-from .protocol import Message
+from .exceptions import InvalidData
+from .protocol import EventAction, Message, RecordAction, Topic, encode
+from .subscriptions import SubscriptionRegistry
+
+__all__ = ["MAX_PATTERN_LENGTH", "ListenRegistry", "compile_pattern"]
+
+log = logging.getLogger(__name__)
+
+MAX_PATTERN_LENGTH = 256
+"""Longest listen pattern accepted, in characters."""
+
+_BRACES = re.compile(r"\{(\d*)(,(\d*))?\}")
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a listen pattern (a JS regex, unanchored) with Python's ``re``.
+
+    Python's engine backtracks, so a pattern with a repeated group that itself repeats, such as
+    ``(a+)+``, can take exponential time on a hostile name. Such nesting is refused, as is a
+    pattern longer than ``MAX_PATTERN_LENGTH``; overlapping alternatives under one repeat
+    (``(a|a)*``) are not detected. Raises ``InvalidData``.
+    """
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise InvalidData(f"listen pattern longer than {MAX_PATTERN_LENGTH} characters")
+    if _has_nested_repeat(pattern):
+        raise InvalidData("listen pattern repeats a group that already repeats")
+    try:
+        return re.compile(pattern)
+    except (re.error, RecursionError) as exc:
+        raise InvalidData(f"invalid listen pattern: {exc}") from exc
+
+
+def _has_nested_repeat(pattern: str) -> bool:
+    """True if a group holding a variable repeat (``*``, ``+``, ``{m,n}``) is itself repeated."""
+    groups: list[bool] = []  # per open group: does it hold a variable repeat?
+    closed_repeats = False  # the group that just closed held one
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        after_group, closed_repeats = closed_repeats, False
+        step = 1
+        if char == "\\":
+            step = 2
+        elif char == "[":  # a class is one atom: skip it, minding "[]...]" and escapes
+            i += 2 if pattern.startswith("[]", i) or pattern.startswith("[^]", i) else 1
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif char == "(":
+            groups.append(False)
+        elif char == ")" and groups:
+            closed_repeats = groups.pop()
+            if closed_repeats and groups:
+                groups[-1] = True
+        elif char in "*+{":
+            variable = repeats = True
+            if char == "{":
+                braces = _BRACES.match(pattern, i)
+                if braces is None:  # a literal brace
+                    variable = repeats = False
+                else:
+                    low, high = braces[1], braces[3] if braces[2] else braces[1]
+                    variable = low != high
+                    repeats = not high or int(high) > 1
+                    step = len(braces[0])
+            if repeats and after_group:
+                return True
+            if variable and groups:
+                groups[-1] = True
+        i += step
+    return False
+
+
+@dataclass(slots=True, eq=False)
+class _Offer:
+    """One listener and the pattern through which it matched a name."""
+
+    conn: Connection
+    pattern: str
+
+
+@dataclass(slots=True, eq=False)
+class _Search:
+    """A name being offered: to ``current`` now, then to ``remaining`` in order."""
+
+    current: _Offer
+    remaining: list[_Offer]
+    timer: asyncio.TimerHandle | None = None
 
 
 class ListenRegistry:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    """Listeners and providers for one topic (EVENT or RECORD) over its subscriptions.
+
+    Takes over the ``on_first`` / ``on_last`` / ``on_added`` hooks of ``subscriptions``.
+    """
+
+    def __init__(
+        self, topic: Topic, subscriptions: SubscriptionRegistry, *, timeout: float
+    ) -> None:
+        self.topic = topic
+        self.subscriptions = subscriptions
+        self.timeout = timeout
+        self._actions: type[EventAction] | type[RecordAction] = (
+            RecordAction if topic == Topic.RECORD else EventAction
+        )
+        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._listeners: dict[str, dict[Connection, None]] = {}  # ordered sets
+        self._patterns_of: dict[Connection, set[str]] = {}
+        self._providers: dict[str, _Offer] = {}
+        self._provided_by: dict[Connection, set[str]] = {}
+        self._searches: dict[str, _Search] = {}
+        subscriptions.on_first = self._start_search
+        subscriptions.on_last = self._on_last_subscriber
+        subscriptions.on_added = self._on_subscriber_added
+
+    # -- messages ------------------------------------------------------------------------
 
     def handle(self, conn: Connection, msg: Message) -> None:
-        return None
+        actions = self._actions
+        if msg.action == actions.LISTEN:
+            self._listen(conn, msg)
+        elif msg.action == actions.UNLISTEN:
+            self._unlisten(conn, msg)
+        elif msg.action in (actions.LISTEN_ACCEPT, actions.LISTEN_REJECT):
+            self._answer(conn, msg)
 
     def on_disconnect(self, conn: Connection) -> None:
-        pass
+        for pattern in list(self._patterns_of.get(conn, ())):
+            self._remove_listener(conn, pattern)
+
+    def _listen(self, conn: Connection, msg: Message) -> None:
+        pattern = msg.name
+        try:
+            if pattern is None:
+                raise InvalidData("listen pattern is missing")
+            regex = self._patterns.get(pattern) or compile_pattern(pattern)
+        except InvalidData as exc:
+            log.info("%r sent a bad listen pattern: %s", conn, exc)
+            conn.send(Message(self.topic, self._actions.INVALID_LISTEN_REGEX, name=pattern))
+            return
+        listeners = self._listeners.setdefault(pattern, {})
+        if conn in listeners:
+            conn.send(
+                Message(
+                    self.topic,
+                    self._actions.MULTIPLE_SUBSCRIPTIONS,
+                    name=pattern,
+                    original_action=msg.action,
+                )
+            )
+            return
+        listeners[conn] = None
+        self._patterns[pattern] = regex
+        self._patterns_of.setdefault(conn, set()).add(pattern)
+        conn.send(msg.ack())
+        # Names already subscribed and unprovided are offered now; a search in flight
+        # just gains this listener as a last resort.
+        for name in list(self.subscriptions.names()):
+            if name in self._providers or not regex.search(name):
+                continue
+            search = self._searches.get(name)
+            if search is None:
+                self._start_search(name)
+            else:
+                search.remaining.append(_Offer(conn, pattern))
+
+    def _unlisten(self, conn: Connection, msg: Message) -> None:
+        # As the reference does, UNLISTEN of a pattern not listened to is silently ignored.
+        if msg.name is None or msg.name not in self._patterns_of.get(conn, ()):
+            return
+        conn.send(msg.ack())
+        self._remove_listener(conn, msg.name)
+
+    def _answer(self, conn: Connection, msg: Message) -> None:
+        """LISTEN_ACCEPT / LISTEN_REJECT; only the listener currently asked is heard."""
+        name = msg.subscription
+        search = self._searches.get(name) if name is not None else None
+        if name is None or search is None or search.current.conn is not conn:
+            log.debug("%r answered an offer it does not hold: %r", conn, msg)
+            return
+        if search.timer is not None:
+            search.timer.cancel()
+        if msg.action == self._actions.LISTEN_REJECT:
+            self._offer_next(name, search)
+            return
+        del self._searches[name]
+        self._providers[name] = search.current
+        self._provided_by.setdefault(conn, set()).add(name)
+        self._tell_subscribers(name, has_provider=True)
+
+    # -- subscription hooks --------------------------------------------------------------
+
+    def _start_search(self, name: str) -> None:
+        offers = [
+            _Offer(conn, pattern)
+            for pattern, regex in self._patterns.items()
+            if regex.search(name)
+            for conn in self._listeners[pattern]
+        ]
+        if not offers:
+            return
+        random.shuffle(offers)
+        search = _Search(offers[0], offers[1:])
+        self._searches[name] = search
+        self._ask(name, search)
+
+    def _on_last_subscriber(self, name: str) -> None:
+        search = self._searches.pop(name, None)
+        if search is not None:
+            # The listener being asked may accept before it hears anything else: tell it the
+            # offer is void, so a provider never starts for a name nobody wants.
+            if search.timer is not None:
+                search.timer.cancel()
+            self._send_removed(search.current, name)
+            return
+        provider = self._providers.get(name)
+        if provider is not None:
+            self._drop_provider(name)
+            self._send_removed(provider, name)
+
+    def _on_subscriber_added(self, name: str, conn: Connection) -> None:
+        if self.topic == Topic.RECORD and name in self._providers:
+            conn.send(Message(self.topic, RecordAction.SUBSCRIPTION_HAS_PROVIDER, name=name))
+
+    # -- the search ----------------------------------------------------------------------
+
+    def _ask(self, name: str, search: _Search) -> None:
+        offer = search.current
+        search.timer = asyncio.get_running_loop().call_later(
+            self.timeout, self._timed_out, name, search
+        )
+        offer.conn.send(
+            Message(
+                self.topic,
+                self._actions.SUBSCRIPTION_FOR_PATTERN_FOUND,
+                name=offer.pattern,
+                subscription=name,
+            )
+        )
+
+    def _timed_out(self, name: str, search: _Search) -> None:
+        if self._searches.get(name) is not search:
+            return
+        search.current.conn.send(
+            Message(self.topic, self._actions.LISTEN_RESPONSE_TIMEOUT, subscription=name)
+        )
+        self._offer_next(name, search)
+
+    def _offer_next(self, name: str, search: _Search) -> None:
+        """Ask the next listener still listening, or give up: the name stays unprovided."""
+        while search.remaining:
+            offer = search.remaining.pop(0)
+            if offer.conn in self._listeners.get(offer.pattern, ()):
+                search.current = offer
+                self._ask(name, search)
+                return
+        del self._searches[name]
+        log.debug("no listener provides %s", name)
+
+    # -- listeners and providers going away ----------------------------------------------
+
+    def _remove_listener(self, conn: Connection, pattern: str) -> None:
+        listeners = self._listeners[pattern]
+        del listeners[conn]
+        if not listeners:
+            del self._listeners[pattern]
+            del self._patterns[pattern]
+        patterns = self._patterns_of[conn]
+        patterns.discard(pattern)
+        if not patterns:
+            del self._patterns_of[conn]
+        for name, search in list(self._searches.items()):
+            current = search.current
+            if current.conn is conn and current.pattern == pattern:
+                if search.timer is not None:
+                    search.timer.cancel()
+                self._offer_next(name, search)
+        for name in list(self._provided_by.get(conn, ())):
+            if self._providers[name].pattern == pattern:
+                self._drop_provider(name)
+                self._tell_subscribers(name, has_provider=False)
+                if self.subscriptions.has_subscribers(name):
+                    self._start_search(name)
+
+    def _drop_provider(self, name: str) -> None:
+        offer = self._providers.pop(name)
+        names = self._provided_by[offer.conn]
+        names.discard(name)
+        if not names:
+            del self._provided_by[offer.conn]
+
+    # -- outgoing ------------------------------------------------------------------------
+
+    def _send_removed(self, offer: _Offer, name: str) -> None:
+        offer.conn.send(
+            Message(
+                self.topic,
+                self._actions.SUBSCRIPTION_FOR_PATTERN_REMOVED,
+                name=offer.pattern,
+                subscription=name,
+            )
+        )
+
+    def _tell_subscribers(self, name: str, *, has_provider: bool) -> None:
+        """Records only, as the reference: event subscribers are not told about providers."""
+        if self.topic != Topic.RECORD:
+            return
+        action = (
+            RecordAction.SUBSCRIPTION_HAS_PROVIDER
+            if has_provider
+            else RecordAction.SUBSCRIPTION_HAS_NO_PROVIDER
+        )
+        self.subscriptions.send(name, encode(Message(self.topic, action, name=name)))
