@@ -122,6 +122,11 @@ class SQLConnector:
         async with guard("drop table", self.timeout), engine.begin() as conn:
             await conn.run_sync(table.metadata.drop_all, checkfirst=True)
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The open engine (diagnostics and tests); ``StorageUnavailable`` before ``open``."""
+        return self._parts()[0]
+
     # -- reads -----------------------------------------------------------------------------
 
     async def get(self, name: str) -> Snapshot | None:

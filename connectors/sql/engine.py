@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Delete, Insert, Table, bindparam, event
@@ -12,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors._common import dump_json
+from connectors.base import StorageUnavailable
 
 __all__ = ["build_engine", "build_statements"]
 
@@ -44,14 +46,29 @@ def _serialize_postgresql(value: Any) -> str:
     return _EXPONENT_TOKEN.sub(_positional, text)
 
 
+def _check_sqlite_path(database: str | None) -> None:
+    # Fail before aiosqlite starts its worker thread: on a failed connect that thread may report
+    # back after the event loop has gone, and the error is plain anyway.
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    directory = Path(database).expanduser().resolve().parent
+    if not directory.is_dir():
+        raise StorageUnavailable(f"SQLite database directory {str(directory)!r} does not exist")
+
+
 def build_engine(url: str, *, timeout: float, pool_size: int) -> AsyncEngine:
-    backend = make_url(url).get_backend_name()
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
     serializer = _serialize_postgresql if backend == "postgresql" else _serialize
     options: dict[str, Any] = {"json_serializer": serializer, "json_deserializer": json.loads}
     if backend == "sqlite":
-        # aiosqlite passes `timeout` to sqlite3: how long to wait for another writer's lock.
-        engine = create_async_engine(url, connect_args={"timeout": timeout}, **options)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
+        _check_sqlite_path(parsed.database)
+        # How long to wait for another writer's lock. Shorter than the call's timeout, so SQLite
+        # itself gives up ("database is locked" -> StorageTimeout) instead of the call being
+        # cancelled while aiosqlite's worker thread is still blocked inside sqlite3.
+        busy = max(0.05, timeout * 0.8)
+        engine = create_async_engine(url, connect_args={"timeout": busy}, **options)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy))
         return engine
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
@@ -67,14 +84,14 @@ def build_engine(url: str, *, timeout: float, pool_size: int) -> AsyncEngine:
     )
 
 
-def _sqlite_pragmas(timeout: float) -> Any:
+def _sqlite_pragmas(busy: float) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         # WAL lets readers run beside the writer; synchronous=NORMAL skips the fsync per commit:
         # committed data survives a killed process, not necessarily an OS crash or power loss.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
         cursor.close()
 
     return on_connect

@@ -14,6 +14,13 @@ __all__ = ["guard", "translate"]
 
 _DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlite3", "aiomysql", "asyncmy", "pymysql")
 
+# SQLSTATE classes meaning "cannot use the database right now" rather than "refused this
+# operation": connection (08), missing database (3D), authentication (28), insufficient
+# resources (53), operator intervention such as shutdown (57), system errors (58).
+_UNAVAILABLE_SQLSTATE = ("08", "3D", "28", "53", "57", "58")
+# Serialization failure and deadlock: transient contention, reported as a timeout.
+_CONTENTION_SQLSTATE = ("40001", "40P01", "55P03")
+
 
 def translate(exc: BaseException, what: str) -> StorageError | None:
     """The storage error for ``exc``, or ``None`` if it is not a database/driver error."""
@@ -22,6 +29,11 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
     if isinstance(exc, sa_exc.DBAPIError):
         orig = exc.orig
         text = str(orig)
+        sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+        if sqlstate.startswith(_CONTENTION_SQLSTATE):
+            return StorageTimeout(f"{what}: {text}")
+        if sqlstate.startswith(_UNAVAILABLE_SQLSTATE):
+            return StorageUnavailable(f"{what}: {text}")
         if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
             return StorageUnavailable(f"{what}: {text}")
         if isinstance(exc, sa_exc.OperationalError):

@@ -1,0 +1,42 @@
+"""Run the conformance suite in a subprocess and summarise the outcome."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class SuiteRun:
+    returncode: int
+    output: str
+
+    def count(self, word: str) -> int:
+        match = re.search(rf"(\d+) {word}", self.output.splitlines()[-1] if self.output else "")
+        return int(match.group(1)) if match else 0
+
+    @property
+    def failed_tests(self) -> list[str]:
+        return re.findall(r"^FAILED (\S+)", self.output, flags=re.MULTILINE)
+
+
+def run_suite(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 300
+) -> SuiteRun:
+    command = [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider", *args]
+    proc = subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return SuiteRun(proc.returncode, proc.stdout + proc.stderr)
