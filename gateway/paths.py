@@ -110,7 +110,12 @@ def _as_index(token: Token) -> int | None:
 
 
 def _container_for(token: Token) -> dict[str, Any] | list[Any]:
-    return [] if isinstance(token, int) else {}
+    if not isinstance(token, int):
+        return {}
+    if token > MAX_INDEX_GAP:
+        raise InvalidData(f"index {token} is too far past the end of the array")
+    # The client pre-fills a new array up to the index (visible when erasing through it).
+    return [None] * token
 
 
 def _write(node: Any, tokens: tuple[Token, ...], i: int, value: Any, *, erase: bool) -> Any:

@@ -1,0 +1,166 @@
+"""JSON paths: parsing as the JS client does, copy-on-write set/erase, hostile paths refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.exceptions import InvalidData
+from gateway.paths import MAX_INDEX_GAP, erase_path, get_path, parse_path, set_path
+
+
+@pytest.mark.parametrize(
+    ("path", "tokens"),
+    [
+        ("a", ("a",)),
+        ("a.b.c", ("a", "b", "c")),
+        ("a.b[2].c", ("a", "b", 2, "c")),
+        ("a[0][1]", ("a", 0, 1)),
+        ("a.2.c", ("a", "2", "c")),  # a dotted number is a key, as in the client
+        (" a . b ", ("a", "b")),  # parts are trimmed like the client trims them
+        ("first name.x", ("first name", "x")),
+        ("a[007]", ("a", 7)),
+        ("ünï.çødé", ("ünï", "çødé")),
+    ],
+)
+def test_parse(path: str, tokens: tuple[Any, ...]) -> None:
+    assert parse_path(path) == tokens
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        None,
+        "",
+        "   ",
+        "a..b",
+        ".a",
+        "a.",
+        "a[x]",
+        "a[-1]",
+        "a[]",
+        "a[1",
+        "a]1[",
+        "a[1]b",
+        "[0]",
+        "a.[0]",
+        "a[1.5]",
+        "a[9999999999]",
+        "__proto__",
+        "a.__proto__.b",
+        "a.constructor",
+        "prototype[0]",
+        " __proto__ ",
+        ".".join(["k"] * 300),
+    ],
+)
+def test_parse_rejects(path: str | None) -> None:
+    with pytest.raises(InvalidData):
+        parse_path(path)
+
+
+def test_set_creates_objects_and_arrays_like_the_client() -> None:
+    assert set_path({}, parse_path("a.b"), 1) == {"a": {"b": 1}}
+    assert set_path({}, parse_path("a[2]"), "x") == {"a": [None, None, "x"]}
+    assert set_path({}, parse_path("a[1].b"), True) == {"a": [None, {"b": True}]}
+    assert set_path({"a": 5}, parse_path("a.b"), 1) == {"a": {"b": 1}}  # primitive replaced
+    assert set_path({"a": None}, parse_path("a[0]"), 1) == {"a": [1]}
+    assert set_path({"a": [1, 2, 3]}, parse_path("a.1"), 9) == {"a": [1, 9, 3]}
+    assert set_path({"a": {"0": 1}}, parse_path("a[0]"), 2) == {"a": {"0": 2}}  # index as key
+
+
+def test_set_and_erase_on_a_top_level_array() -> None:
+    assert set_path([1, 2], parse_path("1"), 5) == [1, 5]
+    assert set_path([1, 2], parse_path("3"), 5) == [1, 2, None, 5]
+    assert set_path([{"a": 1}], parse_path("0.a"), 2) == [{"a": 2}]
+    assert erase_path([1, 2, 3], parse_path("1")) == [1, None, 3]  # JS delete leaves a hole
+    assert erase_path([1], parse_path("5")) == [1]
+    with pytest.raises(InvalidData):
+        set_path([1], parse_path("name"), 1)
+    with pytest.raises(InvalidData):
+        set_path([1], parse_path("01"), 1)  # not a canonical index: a JS property, not a slot
+
+
+def test_erase_removes_the_key_and_keeps_the_rest() -> None:
+    data = {"a": {"b": 1, "c": 2}, "d": 3}
+    assert erase_path(data, parse_path("a.b")) == {"a": {"c": 2}, "d": 3}
+    assert erase_path(data, parse_path("zz")) == data
+    # Like the client, missing intermediates are still created, new arrays pre-filled.
+    assert erase_path({}, parse_path("x.y")) == {"x": {}}
+    assert erase_path({}, parse_path("x[2]")) == {"x": [None, None]}
+
+
+def test_index_far_past_the_end_is_refused() -> None:
+    with pytest.raises(InvalidData):
+        set_path({"a": []}, parse_path(f"a[{MAX_INDEX_GAP + 1}]"), 1)
+    with pytest.raises(InvalidData):  # refused before allocating anything
+        erase_path({}, parse_path("a[999999999].b"))
+    assert len(set_path({"a": []}, parse_path("a[99]"), 1)["a"]) == 100
+
+
+def test_copy_on_write_shares_untouched_subtrees() -> None:
+    data = {"a": {"b": [1, 2]}, "other": {"deep": [1]}}
+    before = copy.deepcopy(data)
+    new = set_path(data, parse_path("a.b[1]"), 7)
+    assert data == before
+    assert new["other"] is data["other"]
+    assert new["a"] is not data["a"] and new["a"]["b"] is not data["a"]["b"]
+    erased = erase_path(new, parse_path("a.b"))
+    assert new["a"]["b"] == [1, 7]
+    assert erased["other"] is data["other"]
+
+
+def test_get() -> None:
+    data = {"a": [{"b": 1}], "n": None}
+    assert get_path(data, parse_path("a[0].b")) == 1
+    assert get_path(data, parse_path("a.0.b")) == 1
+    assert get_path(data, parse_path("n")) is None
+    assert get_path(data, parse_path("a[3]"), "d") == "d"
+    assert get_path(data, parse_path("a[0].b.c"), "d") == "d"
+    assert get_path(data, parse_path("x.y"), "d") == "d"
+
+
+keys = st.text(
+    alphabet=st.characters(blacklist_characters=".[]", blacklist_categories=("Z", "C")),
+    min_size=1,
+    max_size=5,
+).filter(lambda k: k not in {"__proto__", "constructor", "prototype"})
+token_lists = st.lists(st.one_of(keys, st.integers(0, 4)), min_size=1, max_size=5).filter(
+    lambda ts: isinstance(ts[0], str)
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+def _render(tokens: list[Any]) -> str:
+    out = ""
+    for token in tokens:
+        out += f"[{token}]" if isinstance(token, int) else f".{token}"
+    return out.lstrip(".")
+
+
+@given(st.dictionaries(keys, json_values, max_size=4), token_lists, json_values)
+def test_set_then_get_round_trips_and_never_mutates(
+    data: dict[str, Any], tokens: list[Any], value: Any
+) -> None:
+    path = parse_path(_render(tokens))
+    assert path == tuple(tokens)
+    snapshot = json.dumps(data)
+    try:
+        new = set_path(data, path, value)
+    except InvalidData:  # a key on an existing array: refused, never half-applied
+        assert json.dumps(data) == snapshot
+        return
+    assert get_path(new, path, object()) == value
+    assert json.dumps(data) == snapshot
+    erased = erase_path(new, path)
+    assert get_path(erased, path, "gone") in ("gone", None)  # null when erased from an array
+    json.dumps(erased)  # still plain JSON
