@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
 import pytest
 
 from gateway.config import Config, config_from_dict
 from gateway.server import Server
+from tests.servers import servers_required
 from tests.wire import WireClient
 
 ServerFactory = Callable[..., Awaitable[Server]]
@@ -63,3 +64,21 @@ async def connect(url: str) -> AsyncIterator[Callable[..., Awaitable[WireClient]
 
 
 __all__ = ["Config", "ServerFactory", "url_of"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under ``RECORDGATE_REQUIRE_SERVERS=1`` (CI) a skipped interop or server test fails.
+
+    Other skips (e.g. a connector lacking an optional capability) stay skips.
+    """
+    report = yield
+    if not report.skipped or hasattr(report, "wasxfail") or not servers_required():
+        return report
+    if item.get_closest_marker("interop") or item.get_closest_marker("needs_server"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but RECORDGATE_REQUIRE_SERVERS=1 forbids it: {reason}"
+    return report

@@ -33,7 +33,7 @@ async function connect (auth = {}, options = {}) {
 }
 
 function describe (value) {
-  if (value instanceof Error) return value.message
+  if (value && typeof value.message === 'string') return value.message
   return typeof value === 'string' ? value : JSON.stringify(value)
 }
 
@@ -79,6 +79,14 @@ function callback (fn) {
   return new Promise((resolve) => fn((error, value) => resolve({ error: error ?? null, value })))
 }
 
+/** Print `line` for the test driving this scenario, then wait for it to answer on stdin. */
+function handshake (line) {
+  process.stdout.write(line + '\n')
+  return new Promise((resolve) => {
+    process.stdin.once('data', (chunk) => { process.stdin.pause(); resolve(String(chunk).trim()) })
+  })
+}
+
 const unique = (prefix) => `${prefix}/${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
 
 function finish (code, body) {
@@ -101,5 +109,5 @@ function run (scenario) {
 }
 
 module.exports = {
-  DeepstreamClient, merge, url, args, errors, connect, sleep, waitFor, recorder, settle, outcome, callback, unique, run
+  DeepstreamClient, merge, url, args, errors, connect, sleep, waitFor, recorder, settle, outcome, callback, handshake, unique, run
 }
