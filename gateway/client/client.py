@@ -1,0 +1,94 @@
+"""The client facade: one connection and a handler per concept.
+
+::
+
+    async with Client("ws://127.0.0.1:6020/deepstream", auth={"username": "svc"}) as c:
+        rec = await c.record.get("user/1")
+        await rec.set("name", "Ada")
+        await c.event.subscribe("news", print)
+        result = await c.rpc.make("add", {"a": 1, "b": 2})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..exceptions import ClientError
+from .connection import Connection, ConnectionState
+from .events import EventHandler
+from .merge import REMOTE_WINS, MergeStrategy
+from .presence import PresenceHandler
+from .records import RecordHandler
+from .rpc import RpcHandler
+
+__all__ = ["Client"]
+
+
+class Client:
+    """A deepstream client for asyncio programs. Every option is keyword-only; times in seconds.
+
+    ``heartbeat_interval`` should not exceed the server's (it drops clients silent for two of
+    its intervals). After a dropped connection the client reconnects with exponential backoff
+    from ``reconnect_delay`` up to ``max_reconnect_delay``, logs in again and replays records,
+    event subscriptions, RPC providers, presence subscriptions and listens.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: dict[str, Any] | None = None,
+        heartbeat_interval: float = 30.0,
+        request_timeout: float = 10.0,
+        rpc_timeout: float = 30.0,
+        reconnect: bool = True,
+        reconnect_delay: float = 0.5,
+        max_reconnect_delay: float = 30.0,
+        max_reconnect_attempts: int | None = None,
+        merge_strategy: MergeStrategy = REMOTE_WINS,
+    ) -> None:
+        self.connection = Connection(
+            url,
+            auth=auth,
+            heartbeat_interval=heartbeat_interval,
+            request_timeout=request_timeout,
+            reconnect=reconnect,
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+            max_reconnect_attempts=max_reconnect_attempts,
+        )
+        self.record = RecordHandler(self.connection, merge_strategy=merge_strategy)
+        self.event = EventHandler(self.connection)
+        self.rpc = RpcHandler(self.connection, timeout=rpc_timeout)
+        self.presence = PresenceHandler(self.connection)
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.connection.state
+
+    @property
+    def client_data(self) -> Any:
+        """What the server's authenticator returned for this login, if anything."""
+        return self.connection.client_data
+
+    def on_state_change(self, listener: Callable[[ConnectionState], Any]) -> Callable[[], None]:
+        """Call ``listener(state)`` on every connection state change; returns a remover."""
+        return self.connection.on_state_change(listener)
+
+    def on_error(self, listener: Callable[[ClientError], Any]) -> Callable[[], None]:
+        """Call ``listener(error)`` for server errors that no awaited call receives."""
+        return self.connection.on_error(listener)
+
+    async def connect(self) -> None:
+        await self.connection.open()
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
