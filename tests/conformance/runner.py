@@ -16,9 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 class SuiteRun:
     returncode: int
     output: str
+    stdout: str = ""
 
     def count(self, word: str) -> int:
-        match = re.search(rf"(\d+) {word}", self.output.splitlines()[-1] if self.output else "")
+        """The number of tests with this outcome, from pytest's summary line."""
+        summaries = [line for line in self.stdout.splitlines() if re.search(r" in [\d.]+s", line)]
+        match = re.search(rf"(\d+) {word}", summaries[-1]) if summaries else None
         return int(match.group(1)) if match else 0
 
     @property
@@ -39,4 +42,4 @@ def run_suite(
         timeout=timeout,
         check=False,
     )
-    return SuiteRun(proc.returncode, proc.stdout + proc.stderr)
+    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, proc.stdout)
