@@ -422,10 +422,10 @@ class RecordHandler:
             tokens = parse_path(msg.path)
             value = _loads(msg.data)
             return lambda data: set_path(data, tokens, value)
+        if msg.path is not None:  # the reference would patch; no client sends this
+            raise InvalidData("a whole-record write carries no path")
         if action == R.PATCH_MULTI:
             return _patch_multi(_loads(msg.data))
-        if msg.path is not None and action == R.CREATEANDUPDATE:
-            raise InvalidData("CREATEANDUPDATE carries no path")
         value = _loads(msg.data)
         if not isinstance(value, dict | list):
             raise InvalidData("record data must be a JSON object or array")
