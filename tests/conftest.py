@@ -21,7 +21,12 @@ async def make_server() -> AsyncIterator[ServerFactory]:
     started: list[Server] = []
 
     async def make(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Server:
-        raw: dict[str, Any] = {"server": {"host": "127.0.0.1", "port": 0}}
+        # In-memory storage unless a test asks for more: the embedded default is an SQLite
+        # file in the working directory, which tests must not share.
+        raw: dict[str, Any] = {
+            "server": {"host": "127.0.0.1", "port": 0},
+            "storage": {"type": "memory"},
+        }
         for section, values in (overrides or {}).items():
             raw.setdefault(section, {}).update(values)
         server = Server(config_from_dict(raw), **kwargs)

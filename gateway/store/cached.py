@@ -1,0 +1,554 @@
+"""``CachedStore``: a bounded in-process cache in front of a connector, flushed write-behind.
+
+Writes land in the cache and a per-record queue; a single flusher task writes them to storage
+in batches. What operators can rely on:
+
+* **Coalescing** (on by default): only the newest snapshot of a record is written; a delete
+  supersedes queued writes of the name. With it off, every version is written, in order.
+* **Per-record ordering**: one batch is in flight at a time and holds at most one operation per
+  record, so an older snapshot never lands after a newer one or after a delete.
+* **Bounded memory**: the cache evicts clean records only (least recently used first); at
+  ``max_pending`` queued operations ``put``/``delete`` raise ``BackPressure`` and change nothing.
+  Whatever was accepted is kept until it is in storage.
+* **Retries**: while storage raises ``StorageUnavailable``/``StorageTimeout`` the flusher retries
+  with exponential backoff up to ``retry_max``, and the store keeps serving from the cache.
+  ``StorageRejected`` is permanent for the operation: it is counted as failed, logged, and
+  reported to whoever awaits its durability.
+* **Durability on demand**: ``durable(name, version)`` expedites the record and returns once that
+  version (or a newer state) is in storage; the record handler awaits it before a write ack.
+* **Shutdown**: ``close`` flushes everything pending within ``shutdown_timeout`` and logs, at
+  ERROR, every record it could not write.
+
+Conflicts: storage may hold a newer snapshot than the one flushed (a data team, another server).
+The policy decides the record's new state from base (what we last knew storage held), ours (the
+newest snapshot in the cache, or our delete) and theirs (the stored snapshot):
+``storage-wins`` takes theirs and drops our unflushed changes of the record; ``gateway-wins``
+keeps ours; ``merge`` takes :func:`gateway.store.merge.merge` of the three (ours wins a clash;
+a delete of ours wins over their change, since there are no fields left to merge).
+
+Versions stay monotonic for clients. A resolved state equal to theirs whose stored version is
+above ours is adopted as it is stored. Otherwise the state gets version
+``max(theirs + 1, ours + 1)`` if it differs from what clients were sent, or
+``max(theirs + 1, ours)`` if it is ours unchanged, and is written back so that storage and
+clients agree. Whenever the version or data that clients saw changes, ``on_external_change``
+is called with the new record so the handler can push it to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import Connector, Delete, Put, Snapshot, WriteResult
+from gateway.config import CacheConfig, WriteBehindConfig
+from gateway.exceptions import (
+    BackPressure,
+    StorageRejected,
+    StorageTimeout,
+    StorageUnavailable,
+)
+
+from .base import Record
+from .merge import json_equal, merge
+
+__all__ = ["CachedStore", "StoreStats"]
+
+log = logging.getLogger(__name__)
+
+Op = Put | Delete
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counters for metrics. ``pending``: operations not yet in storage (queued or in flight);
+    ``dirty``: records with such operations; ``cached``: records in memory."""
+
+    pending: int
+    dirty: int
+    cached: int
+    flushed: int
+    retried: int
+    failed: int
+    conflicts: int
+
+
+@dataclass(slots=True)
+class _Dirty:
+    """The storage-bound queue of one record. ``ops[0]`` is in flight while ``in_flight``."""
+
+    ops: deque[Op]
+    base: Any = None
+    """Data we last knew storage to hold (``None``: nothing or unknown); the merge base."""
+    in_flight: bool = False
+    stored_version: int = -1
+    """The newest version this queue has put into storage."""
+    waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+
+
+class CachedStore:
+    """A :class:`~gateway.store.base.RecordStore` over a connector; see the module docstring."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        cache: CacheConfig | None = None,
+        write_behind: WriteBehindConfig | None = None,
+    ) -> None:
+        self.connector = connector
+        self.cache_config = cache or CacheConfig()
+        self.config = write_behind or WriteBehindConfig()
+        self.on_external_change: Callable[[str, Record | None], None] | None = None
+        self._clean: OrderedDict[str, Record] = OrderedDict()  # LRU order, evictable
+        self._pinned: dict[str, Record] = {}  # records with unflushed writes: never evicted
+        self._queue: dict[str, _Dirty] = {}  # insertion order is flush order
+        self._expedited: dict[str, None] = {}  # names someone awaits in durable()
+        self._loading: dict[str, asyncio.Task[Snapshot | None]] = {}
+        self._pending = 0
+        self._flushed = self._retried = self._failed = self._conflicts = 0
+        self._round = 0  # names still to write in the current flush round
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._closing = False
+        self._flush_now = False
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.connector.open()
+        self._flusher = asyncio.create_task(self._run(), name="recordgate-flusher")
+
+    async def close(self) -> None:
+        """Flush everything pending (within ``shutdown_timeout``), then close the connector."""
+        if self._flusher is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(self.config.shutdown_timeout):
+                while self._queue:
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            self._report_unflushed()
+        self._flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._flusher
+        self._flusher = None
+        for task in self._loading.values():
+            task.cancel()
+        await self.connector.close()
+
+    async def flush(self) -> None:
+        """Write everything pending now; return once nothing is pending (waits out outages)."""
+        while self._queue:
+            self._flush_now = True
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    async def __aenter__(self) -> CachedStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            pending=self._pending,
+            dirty=len(self._queue),
+            cached=len(self._clean) + len(self._pinned),
+            flushed=self._flushed,
+            retried=self._retried,
+            failed=self._failed,
+            conflicts=self._conflicts,
+        )
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def cached(self, name: str) -> Record | None:
+        record = self._clean.get(name)
+        if record is not None:
+            self._clean.move_to_end(name)
+            return record
+        return self._pinned.get(name)
+
+    async def load(self, name: str) -> Record | None:
+        record = self.cached(name)
+        if record is not None or name in self._queue:  # queued without a record: deleted
+            return record
+        task = self._loading.get(name)
+        if task is None:
+            task = asyncio.create_task(self._read(name))
+            self._loading[name] = task
+        # Shielded: one caller giving up must not cancel the read the others share.
+        snapshot = await asyncio.shield(task)
+        # A write, delete or forget during the read outranks what the read found.
+        if name in self._queue or name in self._clean:
+            return self.cached(name)
+        return None if snapshot is None else _record(snapshot)
+
+    async def _read(self, name: str) -> Snapshot | None:
+        """The shared storage read of ``load``; caches what it finds unless the name was
+        written, deleted or forgotten meanwhile (each of those drops it from ``_loading``)."""
+        task = asyncio.current_task()
+        try:
+            snapshot = await self.connector.get(name)
+        finally:
+            current = self._loading.get(name) is task
+            if current:
+                del self._loading[name]
+        if current and snapshot is not None and name not in self._queue:
+            self._cache_clean(_record(snapshot))
+        return snapshot
+
+    def forget(self, name: str) -> None:
+        """Drop a clean record (NOTIFY). A dirty one stays: its flush meets storage's change
+        as a conflict, which the policy resolves."""
+        self._clean.pop(name, None)
+        self._loading.pop(name, None)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def put(self, record: Record) -> None:
+        name = record.name
+        op = Put(name, record.version, record.data)
+        entry = self._queue.get(name)
+        if entry is None:
+            self._admit()
+            clean = self._clean.pop(name, None)
+            self._queue[name] = _Dirty(deque((op,)), None if clean is None else clean.data)
+            self._pending += 1
+        else:
+            ops = entry.ops
+            last = ops[-1]
+            if (
+                self.config.coalesce
+                and type(last) is Put
+                and not (entry.in_flight and len(ops) == 1)
+            ):
+                ops[-1] = op
+            else:
+                self._admit()
+                ops.append(op)
+                self._pending += 1
+        self._pinned[name] = record
+        self._loading.pop(name, None)
+        if len(self._queue) >= self.config.batch_size:
+            self._wake.set()
+
+    async def delete(self, name: str) -> None:
+        """Remove ``name`` now (it reads as absent at once) and queue its deletion from storage.
+
+        Returns without waiting for storage; ``durable(name, version)`` waits for it. Queued
+        writes of the name are dropped. Raises ``BackPressure`` (changing nothing) at the cap.
+        """
+        current = self.cached(name)
+        if current is None:
+            if name in self._queue:
+                return  # deleted already; the deletion is queued
+            await self.load(name)  # the version to delete up to
+            current = self.cached(name)
+            if current is None:
+                return
+        entry = self._queue.get(name)
+        op = Delete(name, current.version)
+        if entry is None:
+            self._admit()
+            self._clean.pop(name, None)
+            self._queue[name] = _Dirty(deque((op,)), current.data)
+            self._pending += 1
+        else:
+            keep = 1 if entry.in_flight else 0
+            dropped = len(entry.ops) - keep
+            if dropped == 0:
+                self._admit()
+            while len(entry.ops) > keep:
+                entry.ops.pop()
+            entry.ops.append(op)
+            self._pending += 1 - dropped
+        self._pinned.pop(name, None)
+        self._loading.pop(name, None)
+
+    async def durable(self, name: str, version: int) -> None:
+        """Return once ``version`` of ``name`` (or a newer state) is in storage.
+
+        Raises ``StorageRejected`` if storage refused it, ``StorageUnavailable`` if the store
+        closed before it could be written.
+        """
+        entry = self._queue.get(name)
+        if entry is None or entry.stored_version >= version:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry.waiters.append((version, future))
+        self._expedited[name] = None
+        self._wake.set()
+        await future
+
+    def _admit(self) -> None:
+        if self._pending >= self.config.max_pending:
+            raise BackPressure(
+                f"{self._pending} writes are waiting for storage (write_behind.max_pending)"
+            )
+
+    # -- the cache -------------------------------------------------------------------------
+
+    def _cache_clean(self, record: Record) -> None:
+        self._clean[record.name] = record
+        self._clean.move_to_end(record.name)
+        excess = len(self._clean) + len(self._pinned) - self.cache_config.max_records
+        for _ in range(min(excess, len(self._clean))):
+            self._clean.popitem(last=False)
+
+    # -- the flusher -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_round = loop.time() + self.config.interval
+        delay = self.config.retry_initial
+        while True:
+            if not self._ready():
+                self._idle.set()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, next_round - loop.time())):
+                        await self._wake.wait()
+            if loop.time() >= next_round or self._closing or self._flush_now:
+                self._flush_now = False
+                self._round = len(self._queue)
+                next_round = loop.time() + self.config.interval
+            batch = self._take_batch()
+            if not batch:
+                continue
+            try:
+                await self._flush(batch)
+            except (StorageUnavailable, StorageTimeout) as exc:
+                self._retried += 1
+                log.warning(
+                    "storage write of %d records failed (%s); retrying in %.2fs",
+                    len(batch),
+                    exc,
+                    delay,
+                )
+            except Exception:
+                self._retried += 1
+                log.exception("storage write of %d records failed; retrying", len(batch))
+            else:
+                delay = self.config.retry_initial
+                continue
+            self._release(batch)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.retry_max)
+            self._round = len(self._queue)  # after an outage, write everything that waited
+
+    def _ready(self) -> bool:
+        return bool(
+            self._expedited
+            or (self._round > 0 and self._queue)
+            or len(self._queue) >= self.config.batch_size
+            or ((self._closing or self._flush_now) and self._queue)
+        )
+
+    def _take_batch(self) -> list[str]:
+        """Names whose first queued operation goes into the next write: awaited ones first,
+        then oldest first while a round is on or a full batch is waiting."""
+        size = self.config.batch_size
+        batch = [n for n in self._expedited if n in self._queue][:size]
+        for name in list(self._expedited):
+            if name not in self._queue:
+                del self._expedited[name]
+        if len(batch) < size and (self._round > 0 or len(self._queue) >= size):
+            chosen = set(batch)
+            for name in self._queue:
+                if len(batch) >= size:
+                    break
+                if name not in chosen:
+                    batch.append(name)
+            # A batch that is not full holds everything queued: the round is complete.
+            self._round = 0 if len(batch) < size else max(0, self._round - len(batch))
+        for name in batch:
+            self._queue[name].in_flight = True
+        return batch
+
+    async def _flush(self, batch: list[str]) -> None:
+        ops = [self._queue[name].ops[0] for name in batch]
+        results: list[WriteResult | None]
+        try:
+            results = list(await self.connector.write(ops))
+        except StorageRejected:
+            if len(ops) == 1:
+                self._fail(batch[0])
+                return
+            # One bad record must not hold back the others: write them one by one.
+            results = []
+            for name, op in zip(batch, ops, strict=True):
+                try:
+                    results.extend(await self.connector.write([op]))
+                except StorageRejected:
+                    self._fail(name)
+                    results.append(None)
+        for name, result in zip(batch, results, strict=True):
+            if result is None:
+                continue
+            if result.ok:
+                self._applied(name, result.op)
+            else:
+                self._conflict(name, result)
+
+    def _release(self, batch: Iterable[str]) -> None:
+        """After a failed attempt: nothing is in flight; a failed write that a newer queued
+        operation supersedes is dropped, so the retry writes only the newest."""
+        for name in batch:
+            entry = self._queue.get(name)
+            if entry is None or not entry.in_flight:
+                continue
+            entry.in_flight = False
+            if self.config.coalesce and len(entry.ops) > 1 and type(entry.ops[0]) is Put:
+                entry.ops.popleft()
+                self._pending -= 1
+
+    def _applied(self, name: str, op: Op) -> None:
+        entry = self._queue[name]
+        entry.ops.popleft()
+        entry.in_flight = False
+        self._pending -= 1
+        self._flushed += 1
+        if type(op) is Put:
+            entry.stored_version = op.version
+            entry.base = op.data
+        else:
+            entry.base = None
+        self._settle(name, entry, op.version)
+
+    def _fail(self, name: str) -> None:
+        entry = self._queue[name]
+        op = entry.ops.popleft()
+        entry.in_flight = False
+        self._pending -= 1
+        self._failed += 1
+        log.error(
+            "storage refused %s of record %r version %d; it stays in memory only",
+            "the write" if type(op) is Put else "the delete",
+            name,
+            op.version,
+        )
+        error = StorageRejected(f"storage refused record {name!r} version {op.version}")
+        self._settle(name, entry, op.version, error)
+
+    def _settle(
+        self, name: str, entry: _Dirty, version: int, error: BaseException | None = None
+    ) -> None:
+        """Wake the waiters ``version`` satisfies; a record with nothing left queued is clean."""
+        if not entry.ops:
+            version = 1 << 62  # everything this queue held is settled
+        waiting = []
+        for wanted, future in entry.waiters:
+            if wanted > version:
+                waiting.append((wanted, future))
+            elif not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+        entry.waiters = waiting
+        if not waiting:
+            self._expedited.pop(name, None)
+        if not entry.ops:
+            del self._queue[name]
+            record = self._pinned.pop(name, None)
+            if record is not None:
+                self._cache_clean(record)
+
+    # -- conflicts -------------------------------------------------------------------------
+
+    def _conflict(self, name: str, result: WriteResult) -> None:
+        self._conflicts += 1
+        entry = self._queue[name]
+        entry.in_flight = False
+        theirs = result.current
+        if theirs is None:  # it vanished between the write and the read-back: just retry
+            return
+        ours = self._pinned.get(name)  # None: our newest state is a delete
+        ours_version = ours.version if ours is not None else _version(entry.ops[-1])
+        policy = self.config.conflict_policy
+        log.info(
+            "record %r: storage holds version %d, ours is %d; resolving %s",
+            name,
+            theirs.version,
+            ours_version,
+            policy,
+        )
+        if policy == "storage-wins":
+            final: Any = theirs.data
+        elif ours is None:
+            final = None  # gateway-wins, merge: our delete stands
+        elif policy == "gateway-wins":
+            final = ours.data
+        else:
+            final = merge(entry.base, ours.data, theirs.data)
+        self._pending -= len(entry.ops)
+        entry.ops.clear()
+        entry.base = theirs.data
+        if final is None:
+            self._requeue(entry, Delete(name, max(ours_version, theirs.version)))
+            return
+        changed = ours is None or not json_equal(final, ours.data)
+        if theirs.version > ours_version and json_equal(final, theirs.data):
+            record = Record(name, theirs.version, theirs.data)
+            self._pinned.pop(name, None)
+            self._settle(name, entry, theirs.version)  # nothing queued: clean, as stored
+            self._cache_clean(record)
+        else:
+            version = max(theirs.version + 1, ours_version + (1 if changed else 0))
+            record = Record(name, version, final)
+            self._pinned[name] = record
+            self._requeue(entry, Put(name, version, final))
+            if version == ours_version:
+                return  # clients already hold exactly this
+        self._notify(name, record)
+
+    def _requeue(self, entry: _Dirty, op: Op) -> None:
+        entry.ops.append(op)
+        self._pending += 1
+
+    def _notify(self, name: str, record: Record | None) -> None:
+        callback = self.on_external_change
+        if callback is None:
+            return
+        try:
+            callback(name, record)
+        except Exception:
+            log.exception("on_external_change(%r) failed", name)
+
+    def _report_unflushed(self) -> None:
+        names = list(self._queue)
+        log.error(
+            "shutdown: %d records (%d writes) could not be written to storage within %.1fs "
+            "and are LOST: %s%s",
+            len(names),
+            self._pending,
+            self.config.shutdown_timeout,
+            ", ".join(repr(n) for n in names[:50]),
+            " ..." if len(names) > 50 else "",
+        )
+        error = StorageUnavailable("the store closed before the write reached storage")
+        for entry in self._queue.values():
+            for _, future in entry.waiters:
+                if not future.done():
+                    future.set_exception(error)
+
+
+def _record(snapshot: Snapshot) -> Record:
+    return Record(snapshot.name, snapshot.version, snapshot.data)
+
+
+def _version(op: Op) -> int:
+    return op.version
