@@ -1,0 +1,278 @@
+"""RPC over a real WebSocket: providing, routing, answers, rerouting, timeouts, lost peers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.protocol import Message, RpcAction, Topic
+from gateway.server import Server
+from tests.conftest import url_of
+from tests.wire import WireClient
+
+RPC = Topic.RPC
+
+
+@pytest.fixture
+async def server(make_server):  # type: ignore[no-untyped-def]
+    return await make_server({"rpc": {"ack_timeout": 0.2, "response_timeout": 0.5}})
+
+
+async def provide(peer: WireClient, *names: str) -> None:
+    await peer.send(Message(RPC, RpcAction.PROVIDE, names=list(names), correlation_id="p"))
+    ack = await peer.recv()
+    assert (ack.action, ack.correlation_id, ack.is_ack) == (RpcAction.PROVIDE, "p", True), ack
+
+
+async def request(peer: WireClient, name: str, cid: str, data: str | None = '"in"') -> None:
+    await peer.send(Message(RPC, RpcAction.REQUEST, name=name, correlation_id=cid, data=data))
+
+
+async def incoming(
+    provider: WireClient, name: str, data: str | None = '"in"', timeout: float = 2.0
+) -> str:
+    """Receive a forwarded REQUEST; returns the correlation id the provider must answer with."""
+    msg = await provider.recv(timeout)
+    assert (msg.action, msg.name, msg.data) == (RpcAction.REQUEST, name, data), msg
+    assert msg.correlation_id
+    return msg.correlation_id
+
+
+async def reply(
+    provider: WireClient, action: int, name: str, cid: str, data: str | None = None
+) -> None:
+    await provider.send(Message(RPC, action, name=name, correlation_id=cid, data=data))
+
+
+async def who_got_it(*providers: WireClient) -> tuple[WireClient, str]:
+    """The one provider a request was forwarded to, and its correlation id."""
+
+    async def got(peer: WireClient) -> str | None:
+        try:
+            return await incoming(peer, "f", '"in"', timeout=0.1)
+        except TimeoutError:
+            return None
+
+    ids = await asyncio.gather(*(got(peer) for peer in providers))
+    chosen = [(peer, cid) for peer, cid in zip(providers, ids, strict=True) if cid is not None]
+    assert len(chosen) == 1, ids
+    return chosen[0]
+
+
+async def expect(
+    peer: WireClient, action: int, name: str, cid: str, data: str | None = None
+) -> None:
+    msg = await peer.recv()
+    assert (msg.topic, msg.action, msg.name, msg.correlation_id, msg.data) == (
+        RPC,
+        action,
+        name,
+        cid,
+        data,
+    ), msg
+
+
+async def test_provide_and_unprovide_are_acked(connect) -> None:
+    peer = await connect()
+    await provide(peer, "f", "g")
+    await peer.send(Message(RPC, RpcAction.PROVIDE, names=["f"], correlation_id="2"))
+    dup = await peer.recv()
+    assert (dup.action, dup.name, dup.original_action) == (
+        RpcAction.MULTIPLE_PROVIDERS,
+        "f",
+        RpcAction.PROVIDE,
+    )
+    assert (await peer.recv()).is_ack
+    # Unproviding a name not provided is acked silently, as the reference does.
+    await peer.send(Message(RPC, RpcAction.UNPROVIDE, names=["f", "nope"], correlation_id="3"))
+    ack = await peer.recv()
+    assert (ack.action, ack.correlation_id, ack.is_ack) == (RpcAction.UNPROVIDE, "3", True)
+    caller = await connect()
+    await request(caller, "f", "r1")
+    await expect(caller, RpcAction.NO_RPC_PROVIDER, "f", "r1")
+    await request(caller, "g", "r2")
+    await incoming(peer, "g")
+
+
+async def test_request_accept_response_round_trip(connect) -> None:
+    provider, caller = await connect(), await connect()
+    await provide(provider, "add")
+    await request(caller, "add", "r1", '{"a":1}')
+    cid = await incoming(provider, "add", '{"a":1}')
+    await reply(provider, RpcAction.ACCEPT, "add", cid)
+    await expect(caller, RpcAction.ACCEPT, "add", "r1")
+    await reply(provider, RpcAction.ACCEPT, "add", cid)
+    multiple = await provider.recv()
+    assert (multiple.action, multiple.name, multiple.correlation_id) == (
+        RpcAction.MULTIPLE_ACCEPT,
+        "add",
+        cid,
+    )
+    await reply(provider, RpcAction.RESPONSE, "add", cid, "2")
+    await expect(caller, RpcAction.RESPONSE, "add", "r1", "2")
+    # The request is over: another answer is an unknown correlation id.
+    await reply(provider, RpcAction.RESPONSE, "add", cid, "3")
+    bad = await provider.recv()
+    assert (bad.action, bad.name, bad.correlation_id, bad.original_action, bad.is_error) == (
+        RpcAction.INVALID_RPC_CORRELATION_ID,
+        "add",
+        cid,
+        RpcAction.RESPONSE,
+        True,
+    )
+    await caller.expect_silence(0.1)
+
+
+async def test_request_error_reaches_the_requester(connect) -> None:
+    provider, caller = await connect(), await connect()
+    await provide(provider, "f")
+    await request(caller, "f", "r1", None)
+    cid = await incoming(provider, "f", None)  # a request without data is forwarded as is
+    await reply(provider, RpcAction.REQUEST_ERROR, "f", cid, '"boom"')
+    await expect(caller, RpcAction.REQUEST_ERROR, "f", "r1", '"boom"')
+
+
+async def test_no_provider(connect) -> None:
+    caller = await connect()
+    await request(caller, "nobody", "r1")
+    await expect(caller, RpcAction.NO_RPC_PROVIDER, "nobody", "r1")
+
+
+async def test_reject_reroutes_to_an_untried_provider_then_gives_up(connect) -> None:
+    first, second, caller = await connect(), await connect(), await connect()
+    await provide(first, "f")
+    await provide(second, "f")
+    await request(caller, "f", "r1")
+    # Whichever provider gets the request rejects it; then the other one must get it.
+    chosen, cid = await who_got_it(first, second)
+    await reply(chosen, RpcAction.REJECT, "f", cid)
+    other = second if chosen is first else first
+    cid = await incoming(other, "f")
+    await reply(other, RpcAction.REJECT, "f", cid)
+    await expect(caller, RpcAction.NO_RPC_PROVIDER, "f", "r1")
+    await first.expect_silence(0.1)
+    await second.expect_silence(0.1)
+
+
+async def test_accept_timeout(connect) -> None:
+    provider, caller = await connect(), await connect()
+    await provide(provider, "slow")
+    await request(caller, "slow", "r1")
+    cid = await incoming(provider, "slow")
+    await expect(caller, RpcAction.ACCEPT_TIMEOUT, "slow", "r1")
+    await reply(provider, RpcAction.RESPONSE, "slow", cid, "1")  # too late
+    assert (await provider.recv()).action == RpcAction.INVALID_RPC_CORRELATION_ID
+    await caller.expect_silence(0.1)
+
+
+async def test_response_timeout(connect) -> None:
+    provider, caller = await connect(), await connect()
+    await provide(provider, "slow")
+    await request(caller, "slow", "r1")
+    cid = await incoming(provider, "slow")
+    await reply(provider, RpcAction.ACCEPT, "slow", cid)
+    await expect(caller, RpcAction.ACCEPT, "slow", "r1")
+    await expect(caller, RpcAction.RESPONSE_TIMEOUT, "slow", "r1")
+    await caller.expect_silence(0.3)  # the accept timer was cancelled by the accept
+
+
+async def test_same_correlation_id_from_two_requesters_does_not_collide(connect) -> None:
+    provider, alice, bob = await connect(), await connect(), await connect()
+    await provide(provider, "echo")
+    await request(alice, "echo", "same", '"alice"')
+    alice_cid = await incoming(provider, "echo", '"alice"')
+    await request(bob, "echo", "same", '"bob"')
+    bob_cid = await incoming(provider, "echo", '"bob"')
+    assert alice_cid != bob_cid
+    await reply(provider, RpcAction.RESPONSE, "echo", bob_cid, '"to bob"')
+    await reply(provider, RpcAction.RESPONSE, "echo", alice_cid, '"to alice"')
+    await expect(bob, RpcAction.RESPONSE, "echo", "same", '"to bob"')
+    await expect(alice, RpcAction.RESPONSE, "echo", "same", '"to alice"')
+
+
+async def test_only_the_provider_asked_can_answer(connect) -> None:
+    provider, intruder, caller = await connect(), await connect(), await connect()
+    await provide(provider, "f")
+    await request(caller, "f", "r1")
+    cid = await incoming(provider, "f")
+    await reply(intruder, RpcAction.RESPONSE, "f", cid, '"forged"')
+    bad = await intruder.recv()
+    assert (bad.action, bad.correlation_id) == (RpcAction.INVALID_RPC_CORRELATION_ID, cid)
+    await caller.expect_silence(0.05)
+    await reply(provider, RpcAction.RESPONSE, "f", cid, '"real"')
+    await expect(caller, RpcAction.RESPONSE, "f", "r1", '"real"')
+
+
+async def test_unknown_correlation_id_and_unknown_action(connect) -> None:
+    peer = await connect()
+    for action in (RpcAction.ACCEPT, RpcAction.REJECT, RpcAction.RESPONSE, RpcAction.REQUEST_ERROR):
+        await reply(peer, action, "f", "nope")
+        bad = await peer.recv()
+        assert (bad.action, bad.name, bad.correlation_id, bad.original_action, bad.is_error) == (
+            RpcAction.INVALID_RPC_CORRELATION_ID,
+            "f",
+            "nope",
+            action,
+            True,
+        )
+    await peer.send(Message(RPC, RpcAction.MULTIPLE_ACCEPT, name="f"))
+    err = await peer.recv()
+    assert (err.action, err.original_action, err.is_error) == (
+        RpcAction.ERROR,
+        RpcAction.MULTIPLE_ACCEPT,
+        True,
+    )
+
+
+async def test_provider_lost_before_accept_reroutes(connect) -> None:
+    first, second, caller = await connect(), await connect(), await connect()
+    await provide(first, "f")
+    await request(caller, "f", "r1")
+    await incoming(first, "f")
+    await provide(second, "f")
+    await first.close()
+    cid = await incoming(second, "f")
+    await reply(second, RpcAction.RESPONSE, "f", cid, '"ok"')
+    await expect(caller, RpcAction.RESPONSE, "f", "r1", '"ok"')
+    # With no other provider, the requester hears NO_RPC_PROVIDER at once.
+    await request(caller, "f", "r2")
+    await incoming(second, "f")
+    await second.close()
+    await expect(caller, RpcAction.NO_RPC_PROVIDER, "f", "r2")
+
+
+async def test_provider_lost_after_accept_fails_at_once(make_server, connect) -> None:
+    slow: Server = await make_server({"rpc": {"ack_timeout": 30, "response_timeout": 30}})
+    provider = await connect(to=url_of(slow))
+    caller = await connect(to=url_of(slow))
+    await provide(provider, "f")
+    await request(caller, "f", "r1")
+    cid = await incoming(provider, "f")
+    await reply(provider, RpcAction.ACCEPT, "f", cid)
+    await expect(caller, RpcAction.ACCEPT, "f", "r1")
+    await provider.close()
+    # Long before the 30 s response timeout: nobody is left who could answer.
+    await expect(caller, RpcAction.RESPONSE_TIMEOUT, "f", "r1")
+    assert not slow.rpc._requests and not slow.rpc._assigned
+
+
+async def test_requester_lost_mid_request_drops_the_answer_quietly(server, connect) -> None:
+    provider, caller = await connect(), await connect()
+    await provide(provider, "f")
+    await request(caller, "f", "r1")
+    cid = await incoming(provider, "f")
+    await caller.close()
+    await reply(provider, RpcAction.ACCEPT, "f", cid)
+    await reply(provider, RpcAction.RESPONSE, "f", cid, '"late"')
+    await provider.expect_silence(0.2)
+    assert not server.rpc._requests and not server.rpc._assigned
+
+
+async def test_provider_may_serve_its_own_request(connect) -> None:
+    peer = await connect()
+    await provide(peer, "self")
+    await request(peer, "self", "r1")
+    cid = await incoming(peer, "self")
+    await reply(peer, RpcAction.RESPONSE, "self", cid, '"me"')
+    await expect(peer, RpcAction.RESPONSE, "self", "r1", '"me"')
