@@ -99,8 +99,13 @@ def set_value(root: Any, path: str | None, value: Any) -> Any:
 
 
 def erase(root: Any, path: str) -> Any:
-    """``root`` without the key at ``path``; an absent key leaves it equal."""
+    """``root`` without the key at ``path``; ``root`` itself if there is no such key."""
     tokens = tokenize(path)
     if not tokens:
         raise ValueError("cannot erase the whole record; use delete")
+    node = root
+    for token in tokens:
+        node = _child(node, token)
+        if node is _MISSING:
+            return root
     return _update(root, tokens, None, remove=True)
