@@ -165,23 +165,25 @@ class RecordHandler:
                     while lane.queue:
                         _, on_error, done = lane.queue.popleft()
                         on_error(exc)
-                        done.set_result(None)
+                        _release(done)
                     return
             while lane.queue:
                 op, on_error, done = lane.queue.popleft()
                 try:
                     result = op(record)
                     record = await result if isinstance(result, Awaitable) else result
+                except StorageError as exc:
+                    log.warning("record operation on %r failed: %s", name, exc)
+                    on_error(exc)
                 except Exception as exc:
                     log.exception("record operation on %r failed", name)
                     on_error(exc)
                 finally:
-                    done.set_result(None)
+                    _release(done)
         finally:
             del self._lanes[name]
             for _, _, done in lane.queue:  # only if cancelled: release whoever waits
-                if not done.done():
-                    done.set_result(None)
+                _release(done)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -639,6 +641,11 @@ class RecordHandler:
         else:  # keep arrival order, and make queued writes see the new snapshot
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             lane.queue.append((op, lambda exc: None, done))
+
+
+def _release(done: asyncio.Future[None]) -> None:
+    if not done.done():  # its waiter may have been cancelled (the connection went away)
+        done.set_result(None)
 
 
 def _as_sent(msg: Message) -> int:

@@ -420,3 +420,25 @@ async def test_long_names_work(connect) -> None:
     assert (await get_record(alice, name)).version == 0
     await alice.send(rec(R.UPDATE, name=name, version=1, data='{"ok":1}'))
     assert await read(alice, name) == (1, {"ok": 1})
+
+
+async def test_listening_on_records(connect) -> None:
+    provider, alice = await connect(), await connect()
+    await provider.send(rec(R.LISTEN, name="prov/.*", correlation_id="l"))
+    ack = await provider.recv()
+    assert (ack.action, ack.is_ack) == (R.LISTEN, True)
+    await get_record(alice, "prov/1")
+    found = await provider.recv()
+    assert (found.action, found.name, found.subscription) == (
+        R.SUBSCRIPTION_FOR_PATTERN_FOUND,
+        "prov/.*",
+        "prov/1",
+    )
+    await provider.send(rec(R.LISTEN_ACCEPT, name="prov/.*", subscription="prov/1"))
+    got = await alice.recv()
+    assert (got.action, got.name) == (R.SUBSCRIPTION_HAS_PROVIDER, "prov/1")
+    # Deleting the record drops its last subscriber: the provider is told.
+    await alice.send(rec(R.DELETE, name="prov/1"))
+    assert (await alice.recv()).action == R.DELETE_SUCCESS
+    removed = await provider.recv()
+    assert (removed.action, removed.subscription) == (R.SUBSCRIPTION_FOR_PATTERN_REMOVED, "prov/1")
