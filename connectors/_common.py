@@ -9,13 +9,16 @@ from connectors.base import JSON, StorageRejected
 
 __all__ = ["dump_json", "load_json", "option_float", "option_int", "prefix_upper_bound"]
 
+# One encoder for all calls: json.dumps with non-default arguments builds a new one every time.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
 
 def dump_json(data: JSON) -> str:
     """Serialise record data; non-JSON values (NaN, sets, objects) are ``StorageRejected``."""
     if not isinstance(data, dict | list):
         raise StorageRejected(f"record data must be a JSON object or array, not {type(data)}")
     try:
-        return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _ENCODER.encode(data)
     except (TypeError, ValueError) as exc:
         raise StorageRejected(f"record data is not JSON: {exc}") from exc
 

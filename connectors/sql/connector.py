@@ -35,9 +35,13 @@ from connectors.base import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy import Delete as SADelete
-    from sqlalchemy import Insert, Table
+    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from connectors.sql.statements import Upsert
 
 __all__ = ["SQLConnector"]
 
@@ -73,15 +77,17 @@ class SQLConnector:
         self.pool_size = option_int(pool_size, "pool_size")
         self._engine: AsyncEngine | None = None
         self._table: Table | None = None
-        self._upsert: Insert | None = None
+        self._upsert: Upsert | None = None
         self._delete: SADelete | None = None
+        self._serialize: Callable[[str], str] = str
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        from connectors.sql.engine import build_engine, build_statements
+        from connectors.sql.engine import build_engine, serialize
         from connectors.sql.errors import guard
         from connectors.sql.schema import build_table
+        from connectors.sql.statements import build_delete, build_upsert
 
         if self._engine is not None:
             return
@@ -100,7 +106,9 @@ class SQLConnector:
                 raise
         self._engine = engine
         self._table = table
-        self._upsert, self._delete = build_statements(engine, table)
+        self._upsert = build_upsert(engine, table)
+        self._delete = build_delete(table)
+        self._serialize = serialize(engine.dialect.name)
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
@@ -194,26 +202,31 @@ class SQLConnector:
         texts = {op.name: dump_json(op.data) for op in puts}
         async with guard(f"write of {len(ops)} operations", self.timeout), engine.begin() as conn:
             applied: set[str] = set()
+            unresolved: list[str] = []
             if puts:
+                assert self._upsert is not None
                 rows = [
-                    {
-                        "name": op.name,
-                        "collection": collection_of(op.name),
-                        "version": op.version,
-                        "data": texts[op.name],
-                        "updated_at": now,
-                    }
+                    (
+                        op.name,
+                        collection_of(op.name),
+                        op.version,
+                        self._serialize(texts[op.name]),
+                        now,
+                    )
                     for op in puts
                 ]
-                result = await conn.execute(self._upsert, rows)  # type: ignore[arg-type]
-                applied.update(row[0] for row in result)
+                written = await self._upsert(conn, rows)
+                if written is None:  # some rows were refused; which ones, the read-back tells
+                    unresolved = [op.name for op in puts]
+                else:
+                    applied = written
+                    unresolved = [op.name for op in puts if op.name not in written]
             if deletes:
                 await conn.execute(
                     self._delete,  # type: ignore[arg-type]
                     [{"b_name": op.name, "b_version": op.version} for op in deletes],
                 )
-            unresolved = [op.name for op in puts if op.name not in applied]
-            unresolved += [op.name for op in deletes]
+                unresolved += [op.name for op in deletes]
             stored = await self._select(conn, unresolved) if unresolved else {}
         return [_outcome(op, op.name in applied, stored.get(op.name), texts) for op in ops]
 
@@ -260,7 +273,8 @@ def _outcome(
     if isinstance(op, Put):
         if applied:
             return WriteResult(op, Outcome.APPLIED)
-        # Not written: either a retry of the stored version with equal data, or a conflict.
+        # Read back in the write's transaction: equal version and data means this put is what is
+        # stored (written now, or an idempotent retry); anything else is a conflict.
         if (
             stored is not None
             and stored.version == op.version

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Delete, Insert, Table, bindparam, event
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors._common import dump_json
 from connectors.base import StorageUnavailable
 
-__all__ = ["build_engine", "build_statements"]
+__all__ = ["build_engine", "serialize"]
 
 
 def _serialize(value: Any) -> str:
@@ -34,6 +35,11 @@ def _positional(match: re.Match[str]) -> str:
         return match.group(0)
     text = format(Decimal(number), "f")
     return text if "." in text else text + ".0"
+
+
+def serialize(backend: str) -> Callable[[Any], str]:
+    """The JSON serializer for a backend; it also accepts already serialised JSON text."""
+    return _serialize_postgresql if backend == "postgresql" else _serialize
 
 
 def _serialize_postgresql(value: Any) -> str:
@@ -59,7 +65,7 @@ def _check_sqlite_path(database: str | None) -> None:
 def build_engine(url: str, *, timeout: float, pool_size: int) -> AsyncEngine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
-    serializer = _serialize_postgresql if backend == "postgresql" else _serialize
+    serializer = serialize(backend)
     options: dict[str, Any] = {"json_serializer": serializer, "json_deserializer": json.loads}
     if backend == "sqlite":
         _check_sqlite_path(parsed.database)
@@ -95,32 +101,3 @@ def _sqlite_pragmas(busy: float) -> Any:
         cursor.close()
 
     return on_connect
-
-
-def build_statements(engine: AsyncEngine, table: Table) -> tuple[Insert, Delete]:
-    """The conditional upsert (``RETURNING name`` of rows written) and the conditional delete."""
-    dialect = engine.dialect.name
-    ins: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        ins = postgresql.insert(table)
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
-
-        ins = sqlite.insert(table)
-    else:
-        raise ValueError(f"the sql connector does not support the {dialect!r} dialect")
-    upsert: Insert = ins.on_conflict_do_update(
-        index_elements=[table.c.name],
-        set_={
-            "version": ins.excluded.version,
-            "data": ins.excluded.data,
-            "updated_at": ins.excluded.updated_at,
-        },
-        where=table.c.version < ins.excluded.version,
-    ).returning(table.c.name)
-    delete = table.delete().where(
-        table.c.name == bindparam("b_name"), table.c.version <= bindparam("b_version")
-    )
-    return upsert, delete
