@@ -139,8 +139,8 @@ def _skip(buf: bytes, pos: int, wire: int) -> int:
 
 
 def _decode_map_entry(buf: bytes) -> tuple[str, int]:
-    key, value, pos = "", 0, 0
-    while pos < len(buf):
+    key, value, pos, end = "", 0, 0, len(buf)
+    while pos < end:
         tag, pos = _read_varint(buf, pos)
         if tag == 0x0A:
             size, pos = _read_varint(buf, pos)
@@ -151,6 +151,8 @@ def _decode_map_entry(buf: bytes) -> tuple[str, int]:
             value = _int32(raw)
         else:
             pos = _skip(buf, pos, tag & 7)
+    if pos != end:
+        raise MessageParseError("map entry runs past its end")
     return key, value
 
 

@@ -13,7 +13,7 @@ the state machine like any other, so the reply depends on the state:
 =========================== ============================ ====================================
 input                       before login                 after login
 =========================== ============================ ====================================
-undecodable, unknown topic  CONNECTION INVALID_MESSAGE   PARSER UNKNOWN_TOPIC (server.py)
+undecodable, unknown topic  CONNECTION INVALID_MESSAGE   PARSER UNKNOWN_TOPIC
                             before the challenge, else
                             AUTH INVALID_MESSAGE
 CONNECTION / AUTH topic     (handshake, login)           PARSER UNKNOWN_TOPIC, but PING ->
@@ -46,6 +46,9 @@ __all__ = ["CLOSE_NORMAL", "CLOSE_UNSUPPORTED_DATA", "AuthRequest", "Session", "
 CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED_DATA = 1003
 """RFC 6455: the peer sent a kind of data the endpoint cannot accept (here: a text frame)."""
+
+
+_NOT_SERVED_AFTER_LOGIN = frozenset({Topic.PARSER, Topic.CONNECTION, Topic.AUTH})
 
 
 class State(Enum):
@@ -126,8 +129,8 @@ class Session:
             self._send(Message(Topic.CONNECTION, ConnectionAction.PONG))
         elif topic == Topic.CONNECTION and msg.action == ConnectionAction.CLOSING:
             self._closing()
-        elif topic in (Topic.CONNECTION, Topic.AUTH):
-            # After login nothing serves these topics; the reference says so in these words.
+        elif topic in _NOT_SERVED_AFTER_LOGIN:
+            # The reference says so in these words (its handlers are gone after login).
             self._parser_error(ParserAction.UNKNOWN_TOPIC, topic=topic)
         elif not known_action:
             # Deviation: the reference drops unknown actions silently.

@@ -1,0 +1,271 @@
+"""The protobuf codec: exact bytes, round trips of every field kind, and hostile input."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.exceptions import (
+    MessageParseError,
+    MessageTooLarge,
+    ProtocolError,
+    UnknownAction,
+    UnknownTopic,
+)
+from gateway.protocol import Message, Topic, decode, encode
+from gateway.protocol.codec import BOOL, INT, MAP, SCHEMAS, STR, STRS
+
+# Frames produced by protobuf.js, the reference's own builder:
+# require('@deepstream/protobuf/dist/src/message-builder').getMessage(msg, false)
+GOLDEN = {
+    "3f10021a3b08052a1e77733a2f2f6c6f63616c686f73743a363032302f6465657073747265616d3204302e3161"
+    "3a05372e302e35420a6a617661736372697074": Message(
+        Topic.CONNECTION,
+        5,
+        url="ws://localhost:6020/deepstream",
+        protocol_version="0.1a",
+        sdk_version="7.0.5",
+        sdk_type="javascript",
+    ),
+    "1c10031a18080212147b22757365726e616d65223a22616c696365227d": Message(
+        Topic.AUTH, 2, data='{"username":"alice"}'
+    ),
+    "2310041a1f0802120b7b2261223a5b312c325d7d320e6e6577732fc3bc6ec3af636f6465": Message(
+        Topic.EVENT, 2, name="news/ünïcode", data='{"a":[1,2]}'
+    ),
+    "1110041a0d08031a01373a01613a01623a00": Message(
+        Topic.EVENT, 3, names=["a", "b", ""], correlation_id="7"
+    ),
+    "2810051a24081212077b2278223a317d1a01333207757365722f3432580168ffffffffffffffffff01": Message(
+        Topic.RECORD,
+        18,
+        name="user/42",
+        version=-1,
+        data='{"x":1}',
+        is_write_ack=True,
+        correlation_id="3",
+    ),
+    "1d10051a19080872050a01611001720e0a016210ffffffffffffffffff01": Message(
+        Topic.RECORD, 8, versions={"a": 1, "b": -1}
+    ),
+    "0d10051a09080328003201726800": Message(Topic.RECORD, 3, name="r", is_ack=False, version=0),
+    "2210061a1e080212055b312c325d1a0263313a036164645201755a077b226b223a317d": Message(
+        Topic.RPC,
+        2,
+        name="add",
+        correlation_id="c1",
+        data="[1,2]",
+        requestor_name="u",
+        requestor_data='{"k":1}',
+    ),
+    "0d10071a090801100518ac023001": Message(
+        Topic.PRESENCE, 1, original_topic=5, original_action=300, is_error=True
+    ),
+    "0810011a0408014032": Message(Topic.PARSER, 1, original_topic=50),
+}
+
+
+@pytest.mark.parametrize(("hex_frame", "msg"), GOLDEN.items(), ids=lambda v: str(v)[:16])
+def test_bytes_are_those_of_protobuf_js(hex_frame: str, msg: Message) -> None:
+    assert encode(msg).hex() == hex_frame
+    assert decode(bytes.fromhex(hex_frame)) == msg
+
+
+def _full(topic: int, variant: int) -> Message:
+    """A message of ``topic`` with every field of its schema set (two different fillings)."""
+    msg = Message(topic, 0)
+    for number, attr, kind in SCHEMAS[topic]:
+        if kind == INT:
+            value: object = [-(2**31), 2**31 - 1, -1, 0][(number + variant) % 4]
+        elif kind == BOOL:
+            value = (number + variant) % 2 == 0
+        elif kind == STR:
+            value = ["", "ünï/cødé \x00 ✓", "x" * 300][(number + variant) % 3]
+        elif kind == STRS:
+            value = [["a", "", "ü" * 200], []][variant % 2]
+        else:
+            assert kind == MAP
+            value = [{"a": -1, "": 0, "ü" * 130: 2**31 - 1}, {}][variant % 2]
+        setattr(msg, attr, value)
+    msg.action = 1  # every topic has action 1
+    if variant % 2 and msg.versions == {}:
+        msg.versions = None  # an empty map is absent on the wire
+    return msg
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2, 3])
+@pytest.mark.parametrize("topic", list(SCHEMAS), ids=lambda t: Topic(t).name)
+def test_every_field_of_every_topic_round_trips(topic: int, variant: int) -> None:
+    msg = _full(topic, variant)
+    assert decode(encode(msg)) == msg
+
+
+def test_negative_int32_is_a_ten_byte_varint() -> None:
+    frame = encode(Message(Topic.RECORD, 18, name="r", version=-1))
+    assert bytes.fromhex("68ffffffffffffffffff01") in frame
+    assert decode(frame).version == -1
+    assert decode(encode(Message(Topic.RECORD, 18, version=-(2**31)))).version == -(2**31)
+
+
+def test_fields_the_topic_does_not_have_are_dropped() -> None:
+    msg = Message(Topic.CONNECTION, 101, name="n", original_topic=4, version=3)
+    assert decode(encode(msg)) == Message(Topic.CONNECTION, 101)
+
+
+def test_absent_and_default_values_differ() -> None:
+    absent = decode(encode(Message(Topic.RECORD, 3)))
+    assert (absent.version, absent.is_ack, absent.data, absent.versions) == (None, None, None, None)
+    assert absent.names == []
+    zero = decode(encode(Message(Topic.RECORD, 3, version=0, is_ack=False, data="")))
+    assert (zero.version, zero.is_ack, zero.data) == (0, False, "")
+
+
+def _frame(topic: int, payload: bytes) -> bytes:
+    body = bytes([0x10, topic, 0x1A, len(payload)]) + payload
+    return bytes([len(body)]) + body
+
+
+UNKNOWN_FIELDS = {
+    "varint": bytes.fromhex("f801ffffffffffffffffff01"),  # field 31
+    "fixed64": bytes.fromhex("f9010102030405060708"),
+    "length-delimited": bytes.fromhex("fa0103616263"),
+    "fixed32": bytes.fromhex("fd0101020304"),
+    "known number, wrong wire type": bytes.fromhex("3508090a0b"),  # name (6) as fixed32
+}
+
+
+@pytest.mark.parametrize("extra", UNKNOWN_FIELDS.values(), ids=list(UNKNOWN_FIELDS))
+def test_unknown_fields_are_skipped(extra: bytes) -> None:
+    payload = bytes.fromhex("0802") + extra + bytes.fromhex("320178")  # EMIT, ..., name "x"
+    assert decode(_frame(Topic.EVENT, payload)) == Message(Topic.EVENT, 2, name="x")
+
+
+def test_unknown_envelope_fields_are_skipped() -> None:
+    body = bytes.fromhex("0a0178") + bytes.fromhex("1004") + bytes.fromhex("1a020802")
+    assert decode(bytes([len(body)]) + body) == Message(Topic.EVENT, 2)
+
+
+def test_unknown_map_entry_fields_are_skipped() -> None:
+    entry = bytes.fromhex("0a016b") + bytes.fromhex("1805") + bytes.fromhex("1007")
+    payload = bytes.fromhex("0808") + bytes([0x72, len(entry)]) + entry
+    assert decode(_frame(Topic.RECORD, payload)).versions == {"k": 7}
+
+
+@pytest.mark.parametrize("hex_frame", list(GOLDEN))
+def test_every_truncation_is_a_parse_error(hex_frame: str) -> None:
+    frame = bytes.fromhex(hex_frame)
+    for end in range(len(frame)):
+        with pytest.raises(MessageParseError):
+            decode(frame[:end])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes.fromhex("080232"),  # tag without its length
+        bytes.fromhex("08023205616263"),  # string longer than the payload
+        bytes.fromhex("08"),  # tag without its varint
+        bytes.fromhex("0802f9010102"),  # fixed64 cut short
+        bytes.fromhex("0802fd0101"),  # fixed32 cut short
+        bytes.fromhex("08020b"),  # wire type 3 (group), not supported by proto3
+        bytes.fromhex("08ffffffffffffffffffffff01"),  # varint longer than 10 bytes
+        bytes.fromhex("080872030a0561"),  # map entry: key longer than the entry
+        bytes.fromhex("0808720210"),  # map entry: value cut short
+    ],
+)
+def test_malformed_payloads_are_parse_errors(payload: bytes) -> None:
+    topic = Topic.RECORD if payload.startswith(b"\x08\x08") else Topic.EVENT
+    with pytest.raises(MessageParseError):
+        decode(_frame(topic, payload))
+
+
+def test_invalid_utf8_is_a_parse_error() -> None:
+    with pytest.raises(MessageParseError, match="UTF-8"):
+        decode(_frame(Topic.EVENT, bytes.fromhex("08023202fffe")))
+
+
+def test_bytes_after_the_delimited_message_are_ignored_as_protobuf_js_does() -> None:
+    assert decode(encode(Message(Topic.EVENT, 2)) + b"\xff\x00") == Message(Topic.EVENT, 2)
+
+
+@pytest.mark.parametrize("topic", [0, 8, 9, 10, 11, 50, 100, -3])
+def test_unknown_topics_carry_their_number(topic: int) -> None:
+    payload = bytes.fromhex("0802")
+    body = b"\x10" + _varint_bytes(topic) + bytes([0x1A, len(payload)]) + payload
+    with pytest.raises(UnknownTopic) as info:
+        decode(bytes([len(body)]) + body)
+    assert info.value.topic == topic
+
+
+def _varint_bytes(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("topic", "action"), [(Topic.EVENT, 99), (Topic.RPC, 3), (Topic.AUTH, 0)])
+def test_unknown_actions_carry_topic_and_action(topic: int, action: int) -> None:
+    with pytest.raises(UnknownAction) as info:
+        decode(encode(Message(topic, action, name="x")))
+    assert (info.value.topic, info.value.action) == (topic, action)
+
+
+def test_the_size_limit_counts_the_whole_frame() -> None:
+    frame = encode(Message(Topic.EVENT, 2, name="x", data="y" * 100))
+    assert decode(frame, max_size=len(frame)).data == "y" * 100
+    with pytest.raises(MessageTooLarge) as info:
+        decode(frame, max_size=len(frame) - 1)
+    assert (info.value.size, info.value.limit) == (len(frame), len(frame) - 1)
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_raise_only_protocol_errors(data: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        decode(data)
+
+
+@given(st.sampled_from(list(SCHEMAS)), st.binary(max_size=200))
+def test_random_payloads_raise_only_protocol_errors(topic: int, payload: bytes) -> None:
+    body = b"\x10" + bytes([topic]) + b"\x1a" + _varint_bytes(len(payload)) + payload
+    with contextlib.suppress(ProtocolError):
+        decode(_varint_bytes(len(body)) + body)
+
+
+_names = st.text(max_size=20)
+_ints = st.integers(-(2**31), 2**31 - 1)
+
+
+@given(
+    name=st.none() | _names,
+    names=st.lists(_names, max_size=4),
+    data=st.none() | _names,
+    version=st.none() | _ints,
+    versions=st.none() | st.dictionaries(_names, _ints, min_size=1, max_size=4),
+    is_ack=st.none() | st.booleans(),
+)
+def test_random_records_round_trip(
+    name: str | None,
+    names: list[str],
+    data: str | None,
+    version: int | None,
+    versions: dict[str, int] | None,
+    is_ack: bool | None,
+) -> None:
+    msg = Message(
+        Topic.RECORD,
+        18,
+        name=name,
+        names=names,
+        data=data,
+        version=version,
+        versions=versions,
+        is_ack=is_ack,
+    )
+    assert decode(encode(msg)) == msg
