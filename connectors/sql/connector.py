@@ -6,9 +6,10 @@ URLs: ``sqlite+aiosqlite:///path.db`` (embedded default) or
 default 5), ``page_size`` (scan page, default 500), ``pool_size``.
 
 Writes are one atomic conditional upsert per row
-(``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE stored.version < excluded.version
-RETURNING name``); rows it did not return are then read in the same transaction to tell an
-idempotent retry from a conflict. A batch is one transaction.
+(``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE cur.version < excluded.version``, see
+``statements.py``); rows not known to be written are read back in the same transaction to tell
+an idempotent retry from a conflict. A batch is one transaction; a name may appear only once
+per batch (PostgreSQL refuses a batch that repeats one with ``StorageRejected``).
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed write survives the process
 being killed (SIGKILL), but may be lost if the operating system crashes or power fails.
