@@ -142,7 +142,19 @@ def rec(name: str, version: int, data: Any) -> Record:
     return Record(name, version, data)
 
 
-async def seed(connector: Connector, *snapshots: tuple[str, int, Any]) -> None:
-    """Write snapshots straight into storage, as a data team or another server would."""
-    results = await connector.write([Put(n, v, d) for n, v, d in snapshots])
+async def seed(target: Connector | str, *snapshots: tuple[str, int, Any]) -> None:
+    """Write snapshots straight into storage, as a data team or another server would: through
+    ``target`` (an open connector) or a connector of its own on a ``memory://`` URL."""
+    if isinstance(target, str):
+        async with MemoryConnector(target) as connector:
+            await seed(connector, *snapshots)
+        return
+    results = await target.write([Put(n, v, d) for n, v, d in snapshots])
     assert all(r.ok for r in results), results
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``seconds`` (a deadline, not a benchmark)."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - state of another task, no event to wait on
+            await asyncio.sleep(0.01)

@@ -14,7 +14,7 @@ from .conftest import CountingConnector, rec, seed
 
 async def test_a_miss_reads_storage_once_then_serves_from_cache(counting, make_store) -> None:
     store = await make_store(counting)
-    await seed(counting, ("user/1", 3, {"name": "ann"}))
+    await seed(counting.url, ("user/1", 3, {"name": "ann"}))
     assert store.cached("user/1") is None
     assert await store.load("user/1") == Record("user/1", 3, {"name": "ann"})
     assert store.cached("user/1") == Record("user/1", 3, {"name": "ann"})
@@ -32,7 +32,7 @@ async def test_a_missing_record_is_none_and_not_cached(counting, make_store) -> 
 
 async def test_concurrent_loads_of_one_name_share_one_storage_read(counting, make_store) -> None:
     store = await make_store(counting)
-    await seed(counting, ("a", 1, {"x": 1}), ("b", 1, {"y": 1}))
+    await seed(counting.url, ("a", 1, {"x": 1}), ("b", 1, {"y": 1}))
     counting.read_gate = asyncio.Event()
     loads = [asyncio.create_task(store.load(n)) for n in ["a"] * 10 + ["b"] * 5]
     await asyncio.sleep(0.01)
@@ -45,7 +45,7 @@ async def test_concurrent_loads_of_one_name_share_one_storage_read(counting, mak
 
 async def test_a_cancelled_loader_does_not_cancel_the_shared_read(counting, make_store) -> None:
     store = await make_store(counting)
-    await seed(counting, ("a", 1, {"x": 1}))
+    await seed(counting.url, ("a", 1, {"x": 1}))
     counting.read_gate = asyncio.Event()
     impatient = asyncio.create_task(store.load("a"))
     patient = asyncio.create_task(store.load("a"))
@@ -58,7 +58,7 @@ async def test_a_cancelled_loader_does_not_cancel_the_shared_read(counting, make
 
 async def test_a_write_during_a_load_outranks_the_stale_read(counting, make_store) -> None:
     store = await make_store(counting)
-    await seed(counting, ("a", 1, {"old": True}))
+    await seed(counting.url, ("a", 1, {"old": True}))
     counting.read_gate = asyncio.Event()
     loading = asyncio.create_task(store.load("a"))
     await asyncio.sleep(0.01)
@@ -71,7 +71,7 @@ async def test_a_write_during_a_load_outranks_the_stale_read(counting, make_stor
 async def test_a_failed_read_is_not_remembered(make_store, memory_url) -> None:
     connector = CountingConnector(memory_url)
     store = await make_store(connector)
-    await seed(connector, ("a", 1, {}))
+    await seed(connector.url, ("a", 1, {}))
     await connector.close()  # the memory connector raises StorageUnavailable when closed
     with pytest.raises(StorageUnavailable):
         await store.load("a")
@@ -81,7 +81,7 @@ async def test_a_failed_read_is_not_remembered(make_store, memory_url) -> None:
 
 async def test_the_cache_is_bounded_and_evicts_least_recently_used(counting, make_store) -> None:
     store = await make_store(counting, max_records=3)
-    await seed(counting, *[(f"r{i}", 1, {"i": i}) for i in range(5)])
+    await seed(counting.url, *[(f"r{i}", 1, {"i": i}) for i in range(5)])
     for name in ["r0", "r1", "r2"]:
         await store.load(name)
     store.cached("r0")  # r0 becomes the most recently used; r1 is now the oldest
@@ -97,7 +97,7 @@ async def test_dirty_records_are_never_evicted(counting, make_store) -> None:
     store = await make_store(counting, max_records=2)
     for i in range(5):
         store.put(rec(f"d{i}", 1, {"i": i}))
-    await seed(counting, ("clean", 1, {}))
+    await seed(counting.url, ("clean", 1, {}))
     await store.load("clean")
     assert all(store.cached(f"d{i}") == rec(f"d{i}", 1, {"i": i}) for i in range(5))
     assert store.stats.cached == 5  # over the bound: only dirty records, which must stay
@@ -108,9 +108,9 @@ async def test_dirty_records_are_never_evicted(counting, make_store) -> None:
 
 async def test_forget_drops_a_clean_record_so_the_next_load_rereads(counting, make_store) -> None:
     store = await make_store(counting)
-    await seed(counting, ("a", 1, {"v": 1}))
+    await seed(counting.url, ("a", 1, {"v": 1}))
     await store.load("a")
-    await seed(counting, ("a", 2, {"v": 2}))  # changed behind our back
+    await seed(counting.url, ("a", 2, {"v": 2}))  # changed behind our back
     assert (await store.load("a")).version == 1
     store.forget("a")
     assert store.cached("a") is None
