@@ -117,7 +117,8 @@ class _Search:
 class ListenRegistry:
     """Listeners and providers for one topic (EVENT or RECORD) over its subscriptions.
 
-    Takes over the ``on_first`` / ``on_last`` / ``on_added`` hooks of ``subscriptions``.
+    Takes over the ``on_first`` and ``on_last`` hooks of ``subscriptions`` (and, for records,
+    ``on_added``).
     """
 
     def __init__(
@@ -137,7 +138,9 @@ class ListenRegistry:
         self._searches: dict[str, _Search] = {}
         subscriptions.on_first = self._start_search
         subscriptions.on_last = self._on_last_subscriber
-        subscriptions.on_added = self._on_subscriber_added
+        # Only record subscribers are told about providers; events skip the per-subscribe hook.
+        if topic == Topic.RECORD:
+            subscriptions.on_added = self._on_subscriber_added
 
     # -- messages ------------------------------------------------------------------------
 
@@ -245,7 +248,7 @@ class ListenRegistry:
             self._send_removed(provider, name)
 
     def _on_subscriber_added(self, name: str, conn: Connection) -> None:
-        if self.topic == Topic.RECORD and name in self._providers:
+        if name in self._providers:
             conn.send(Message(self.topic, RecordAction.SUBSCRIPTION_HAS_PROVIDER, name=name))
 
     # -- the search ----------------------------------------------------------------------

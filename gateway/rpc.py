@@ -87,9 +87,6 @@ class RpcHandler:
             else:
                 self._reroute(request)
 
-    def on_login(self, conn: Connection) -> None:
-        pass
-
     # -- providers -----------------------------------------------------------------------
 
     def _bulk(self, conn: Connection, msg: Message, *, provide: bool) -> None:

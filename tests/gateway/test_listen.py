@@ -10,13 +10,15 @@ import pytest
 from gateway.exceptions import InvalidData
 from gateway.listen import MAX_PATTERN_LENGTH, compile_pattern
 from gateway.protocol import EventAction, Message, RecordAction, Topic
+from gateway.server import Server
+from tests.conftest import ServerFactory
 from tests.wire import WireClient
 
 R, E = Topic.RECORD, Topic.EVENT
 
 
 @pytest.fixture
-async def server(make_server):  # type: ignore[no-untyped-def]
+async def server(make_server: ServerFactory) -> Server:
     return await make_server({"listen": {"response_timeout": 0.2}})
 
 

@@ -8,14 +8,14 @@ import pytest
 
 from gateway.protocol import Message, RpcAction, Topic
 from gateway.server import Server
-from tests.conftest import url_of
+from tests.conftest import ServerFactory, url_of
 from tests.wire import WireClient
 
 RPC = Topic.RPC
 
 
 @pytest.fixture
-async def server(make_server):  # type: ignore[no-untyped-def]
+async def server(make_server: ServerFactory) -> Server:
     return await make_server({"rpc": {"ack_timeout": 0.2, "response_timeout": 0.5}})
 
 
