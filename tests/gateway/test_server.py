@@ -1,0 +1,144 @@
+"""The server plumbing: HTTP paths, lifecycle, many clients, and handlers that fail."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from gateway.connection import Connection
+from gateway.protocol import EventAction, Message, Topic
+from gateway.server import Server
+from tests.conftest import ServerFactory, url_of
+from tests.wire import WireClient
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    response = await asyncio.wait_for(reader.read(), 2)
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize("path", ["/health-check", "/health-check?probe=1"])
+async def test_health_check_is_200(server: Server, path: str) -> None:
+    assert await http_get(server.port, path) == (200, b"OK\n")
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/deepstreamx", "/health-check/more"])
+async def test_unknown_paths_are_404(server: Server, path: str) -> None:
+    status, _ = await http_get(server.port, path)
+    assert status == 404
+
+
+async def test_paths_come_from_the_config(make_server: ServerFactory) -> None:
+    server = await make_server({"server": {"path": "/ws", "health_path": "/up"}})
+    assert (await http_get(server.port, "/up"))[0] == 200
+    assert (await http_get(server.port, "/health-check"))[0] == 404
+    peer = await WireClient.connect(f"ws://127.0.0.1:{server.port}/ws", login={})
+    await peer.close()
+
+
+async def test_many_clients_are_served_at_once(connect) -> None:
+    subscribers = await asyncio.gather(*(connect() for _ in range(40)))
+    for i, peer in enumerate(subscribers):
+        await peer.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["all"], correlation_id=str(i))
+        )
+    for i, peer in enumerate(subscribers):
+        assert (await peer.recv()).correlation_id == str(i)
+    publisher = await connect()
+    for n in range(5):
+        await publisher.send(Message(Topic.EVENT, EventAction.EMIT, name="all", data=str(n)))
+    for peer in subscribers:
+        assert [(await peer.recv()).data for _ in range(5)] == ["0", "1", "2", "3", "4"]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(2):
+        while not condition():  # noqa: ASYNC110 (polls server state, which has no event)
+            await asyncio.sleep(0.01)
+
+
+async def test_a_vanished_client_is_forgotten(server: Server, connect) -> None:
+    gone, stays = await connect(), await connect()
+    for peer in (gone, stays):
+        await peer.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["n"], correlation_id="1")
+        )
+        await peer.recv()
+    assert len(server.connections) == 2
+    gone.ws.transport.abort()  # no close handshake: the TCP connection just drops
+    await until(lambda: len(server.connections) == 1)
+    assert list(server.events.subscriptions.subscribers("n")) == list(server.connections)
+    await connect()  # and new clients still get in
+
+
+class ExplodingHandler:
+    """A handler with a bug: one action raises, one awaits and then raises."""
+
+    def handle(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        if msg.action == 2:
+            raise RuntimeError("sync bug")
+        return self._later()
+
+    async def _later(self) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("async bug")
+
+    def on_disconnect(self, conn: Connection) -> None:
+        raise RuntimeError("cleanup bug")
+
+
+async def test_a_failing_handler_is_logged_and_the_connection_goes_on(
+    server: Server, connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.handlers[Topic.PRESENCE] = ExplodingHandler()
+    peer = await connect()
+    with caplog.at_level(logging.ERROR, logger="gateway.server"):
+        await peer.send(Message(Topic.PRESENCE, 2))
+        await peer.send(Message(Topic.PRESENCE, 4, correlation_id="q"))
+        await peer.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["x"], correlation_id="1")
+        )
+        assert (await peer.recv()).correlation_id == "1"
+        await peer.close()
+        await until(lambda: not server.connections)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("handling" in m for m in messages) == 2
+    assert any("cleanup" in m for m in messages)
+
+
+async def test_graceful_close_says_goodbye_and_releases_the_port(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    peers = [await WireClient.connect(url_of(server), login={}) for _ in range(3)]
+    await server.close()
+    for peer in peers:
+        async with asyncio.timeout(2):
+            await peer.ws.wait_closed()
+        assert peer.ws.close_code == 1001  # going away
+    assert not server.connections
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", server.port))
+
+
+async def test_server_is_an_async_context_manager() -> None:
+    from gateway.config import config_from_dict
+
+    config = config_from_dict(
+        {"server": {"host": "127.0.0.1", "port": 0}, "storage": {"type": "memory"}}
+    )
+    async with Server(config) as server:
+        assert server.port != 0
+        assert (await http_get(server.port, "/health-check"))[0] == 200
+    with pytest.raises(OSError):
+        await http_get(server.port, "/health-check")
