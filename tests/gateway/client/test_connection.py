@@ -82,10 +82,10 @@ async def test_closing_fails_pending_requests(make_client) -> None:
 
 
 async def test_heartbeats_keep_an_idle_client_connected(make_server, make_client) -> None:
-    server = await make_server({"server": {"heartbeat_interval": 0.1}})
+    server = await make_server({"server": {"heartbeat_interval": 0.2}})
     pinging = await make_client(to=url_of(server), heartbeat_interval=0.05)
     silent = await make_client(to=url_of(server), heartbeat_interval=10, reconnect=False)
-    await asyncio.sleep(0.6)  # the server drops a socket silent for 2 of its intervals
+    await asyncio.sleep(1.0)  # the server drops a socket silent for 2 of its intervals
     assert silent.state is ConnectionState.CLOSED
     assert pinging.state is ConnectionState.OPEN
     assert len(server.connections) == 1
