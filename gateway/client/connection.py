@@ -161,6 +161,7 @@ class Connection:
             raise
         self._ws = ws
         self._set_state(ConnectionState.OPEN)
+        self._replay()  # after a close(), whatever the client still holds is subscribed again
         self._runner = asyncio.create_task(self._run(ws))
 
     async def close(self) -> None:
@@ -176,7 +177,8 @@ class Connection:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-        self.pending.reject_all(NotConnected("the client was closed"))
+        if self.state is not ConnectionState.CLOSED:
+            self._forget(NotConnected("the client was closed"))
         self._set_state(ConnectionState.CLOSED)
 
     async def _establish(self) -> ClientConnection:
@@ -261,17 +263,24 @@ class Connection:
             ws = self._ws = new_ws
             self._set_state(ConnectionState.OPEN)
             log.info("reconnected to %s", self.url)
-            for hook in self._reestablished_hooks:
-                try:
-                    hook()
-                except Exception:
-                    log.exception("replaying subscriptions failed in %r", hook)
+            self._replay()
+
+    def _replay(self) -> None:
+        for hook in self._reestablished_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("replaying subscriptions failed in %r", hook)
 
     def _lost(self) -> None:
         log.info("connection to %s lost", self.url)
         self._ws = None
         self._set_state(ConnectionState.RECONNECTING if self.reconnect else ConnectionState.CLOSED)
-        self.pending.reject_all(NotConnected("the connection was lost"))
+        self._forget(NotConnected("the connection was lost"))
+
+    def _forget(self, error: NotConnected) -> None:
+        """Fail what waits on the server and tell the topic handlers it is gone."""
+        self.pending.reject_all(error)
         for hook in self._lost_hooks:
             try:
                 hook()

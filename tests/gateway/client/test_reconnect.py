@@ -191,3 +191,18 @@ async def test_without_reconnect_a_drop_closes(server, make_client) -> None:
     client.on_state_change(states)
     drop(server)
     assert await states.get() is ConnectionState.CLOSED
+
+
+async def test_reopening_after_close_replays_what_the_client_holds(make_client) -> None:
+    alice, bob = await make_client("alice"), await make_client("bob")
+    events, values = Inbox(), Inbox()
+    await alice.event.subscribe("e", events)
+    record = await alice.record.get("doc")
+    record.subscribe(values, "n")
+    await alice.close()
+    await bob.record.set_data("doc", {"n": 1})
+    await alice.connect()
+    assert await values.get() == 1  # re-read: it changed while the client was closed
+    await settle(alice)
+    bob.event.emit("e", "again")
+    assert await events.get() == "again"
