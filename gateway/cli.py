@@ -1,4 +1,8 @@
-"""The ``recordgate`` command line: ``recordgate start [-c CONFIG] [--host H] [--port P]``."""
+"""The ``recordgate`` command line: ``recordgate start [-c CONFIG] [--host H] [--port P]``.
+
+Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 2 for an invalid configuration or
+command line, 1 when the server cannot run (port taken, storage unreachable).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .config import Config, load_config
-from .exceptions import RecordgateError
+from .exceptions import ConfigError, RecordgateError
 from .server import Server
 
 __all__ = ["main"]
@@ -67,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _apply_overrides(load_config(args.config), args)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(config))
-    except RecordgateError as exc:
+    except ConfigError as exc:
         print(f"recordgate: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (RecordgateError, OSError) as exc:  # e.g. the port is taken, storage unreachable
         print(f"recordgate: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -38,13 +38,24 @@ class ServerConfig:
     path: str = "/deepstream"
     health_path: str = "/health-check"
     max_message_size: int = 1_048_576
-    """Bytes; a larger frame gets PARSER MAXIMUM_MESSAGE_SIZE_EXCEEDED."""
+    """Bytes; a larger frame gets PARSER MAXIMUM_MESSAGE_SIZE_EXCEEDED, one over twice this
+    size closes the socket (1009)."""
     heartbeat_interval: float = 30.0
     """Seconds; a socket with no inbound message for twice this long is dropped."""
     unauthenticated_timeout: float = 180.0
+    """Seconds a client may take to log in successfully."""
     max_auth_attempts: int = 3
     max_send_buffer: int = 16 * 1_048_576
     """Bytes queued for one slow client before it is disconnected."""
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.port <= 65535, "server.port must be between 0 and 65535")
+        for key in ("path", "health_path"):
+            _require(getattr(self, key).startswith("/"), f"server.{key} must start with /")
+        for key in ("max_message_size", "max_auth_attempts", "max_send_buffer"):
+            _require(getattr(self, key) >= 1, f"server.{key} must be at least 1")
+        for key in ("heartbeat_interval", "unauthenticated_timeout"):
+            _require(getattr(self, key) > 0, f"server.{key} must be positive")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
