@@ -1,0 +1,210 @@
+"""Fault tests with real processes: ``recordgate start -c cfg.yaml`` as a subprocess, raw
+WebSocket peers, and the database read back through the connector's raw reader (the native
+driver, not the server)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connectors.base import RawReader
+from connectors.sql import SQLConnector
+from gateway.protocol import Message, RecordAction, Topic
+from tests.servers import require_postgres
+from tests.wire import WireClient
+
+R = RecordAction
+RECORDGATE = str(Path(sys.executable).parent / "recordgate")
+
+
+@dataclass
+class Storage:
+    """A database for one test: the ``storage:`` config section and a raw reader of it."""
+
+    kind: str
+    url: str
+    table: str
+
+    def section(self, url: str | None = None) -> dict[str, Any]:
+        return {"type": "sql", "url": url or self.url, "table": self.table, "timeout": 1}
+
+    def raw_reader(self) -> RawReader:
+        return SQLConnector(self.url, table=self.table).raw_reader()
+
+    async def read(self, names: list[str]) -> dict[str, tuple[int, Any] | None]:
+        """What the database holds for ``names``: (version, data) or None."""
+        reader = self.raw_reader()
+        try:
+            found = {}
+            for name in names:
+                row = await reader.read_raw(name)
+                found[name] = None if row is None else (row["version"], row["data"])
+            return found
+        finally:
+            await reader.close()
+
+    async def wait_for(self, name: str, expected: tuple[int, Any], timeout: float = 10) -> None:
+        """Until the database holds ``expected`` (version, data) for ``name``."""
+        async with asyncio.timeout(timeout):
+            while (await self.read([name]))[name] != expected:  # noqa: ASYNC110 - another process
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    table = f"faults_{uuid.uuid4().hex[:12]}"
+    if request.param == "sqlite":
+        yield Storage("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", table)
+        return
+    storage = Storage("postgresql", require_postgres(), table)
+    yield storage
+    async with SQLConnector(storage.url, table=table) as conn:
+        await conn.drop()
+
+
+@pytest.fixture
+async def postgres(tmp_path: Path) -> AsyncIterator[Storage]:
+    """PostgreSQL only (tests that cut the network path to it)."""
+    table = f"faults_{uuid.uuid4().hex[:12]}"
+    storage = Storage("postgresql", require_postgres(), table)
+    yield storage
+    async with SQLConnector(storage.url, table=table) as conn:
+        await conn.drop()
+
+
+@dataclass
+class ServerProcess:
+    """One ``recordgate start`` process; ``url`` once it is listening."""
+
+    config: Path
+    cwd: Path
+    process: asyncio.subprocess.Process | None = None
+    url: str = ""
+    stderr: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stderr = self.cwd / f"{self.config.stem}.stderr.log"
+
+    async def start(self) -> ServerProcess:
+        with self.stderr.open("ab") as err:
+            self.process = await asyncio.create_subprocess_exec(
+                RECORDGATE,
+                "start",
+                "-c",
+                str(self.config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--log-level",
+                "WARNING",
+                cwd=self.cwd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+            )
+        assert self.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), 20)
+        except TimeoutError:
+            line = b""
+        if b"listening on" not in line:
+            await self.kill()
+            raise AssertionError(f"server did not start: {line!r}\n{self.log()}")
+        self.url = line.decode().rsplit(" ", 1)[1].strip()
+        return self
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+    async def terminate(self, timeout: float = 20) -> int:
+        """SIGTERM, then the exit code of the graceful shutdown."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
+
+
+ServerFactory = Callable[[dict[str, Any]], Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """``await start_server(config_dict)``: a running ``recordgate start`` process."""
+    processes: list[ServerProcess] = []
+
+    async def start(config: dict[str, Any]) -> ServerProcess:
+        path = tmp_path / f"cfg{len(processes)}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        server = ServerProcess(path, tmp_path)
+        processes.append(server)
+        return await server.start()
+
+    yield start
+    for server in processes:
+        await server.kill()
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[Callable[[str], Awaitable[WireClient]]]:
+    clients: list[WireClient] = []
+
+    async def connect(url: str) -> WireClient:
+        client = await WireClient.connect(url, login={})
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        with contextlib.suppress(Exception):  # the server may be dead by design
+            await client.close()
+
+
+def write(name: str, data: Any, *, ack: str | None = None, version: int = -1) -> Message:
+    """A forced write (version -1) that creates the record if missing; acked if ``ack``."""
+    return Message(
+        Topic.RECORD,
+        R.CREATEANDUPDATE,
+        name=name,
+        version=version,
+        data=json.dumps(data),
+        correlation_id=ack,
+        is_write_ack=True if ack is not None else None,
+    )
+
+
+async def acks(peer: WireClient, count: int, timeout: float = 10) -> set[str]:
+    """Collect ``count`` write acknowledgements; any error fails."""
+    got: set[str] = set()
+    async with asyncio.timeout(timeout):
+        while len(got) < count:
+            msg = await peer.recv(timeout)
+            assert msg.action == R.WRITE_ACKNOWLEDGEMENT, msg
+            assert msg.correlation_id is not None
+            got.add(msg.correlation_id)
+    return got
+
+
+async def read(peer: WireClient, name: str) -> tuple[int, Any]:
+    await peer.send(Message(Topic.RECORD, R.READ, name=name))
+    msg = await peer.recv_until(Topic.RECORD, R.READ_RESPONSE)
+    assert msg.name == name and msg.version is not None and msg.data is not None, msg
+    return msg.version, json.loads(msg.data)
+
+
+__all__ = ["R", "ServerProcess", "Storage", "acks", "read", "write"]

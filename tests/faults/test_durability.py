@@ -1,0 +1,49 @@
+"""Durability across process death: acknowledged writes survive SIGKILL and a restart;
+SIGTERM flushes everything pending before the process exits."""
+
+from __future__ import annotations
+
+from tests.faults.conftest import Storage, acks, read, write
+
+LONG = 60.0
+"""A flush interval that never elapses during a test: only acks and shutdown flush."""
+
+
+async def test_acknowledged_writes_survive_sigkill_and_restart(
+    storage: Storage, start_server, peers
+) -> None:
+    config = {"storage": storage.section(), "write_behind": {"interval": LONG}}
+    server = await start_server(config)
+    peer = await peers(server.url)
+    names = [f"doc/{i}" for i in range(40)]
+    for i, name in enumerate(names):
+        await peer.send(write(name, {"i": i, "text": "ü/\"'"}, ack=f"c{i}"))
+    for version in range(2, 12):  # one record written over and over, every write acked
+        await peer.send(write("hot", {"v": version}, ack=f"h{version}"))
+    assert len(await acks(peer, len(names) + 10)) == len(names) + 10
+    await server.kill()
+
+    stored = await storage.read([*names, "hot"])
+    assert stored == {
+        **{name: (1, {"i": i, "text": "ü/\"'"}) for i, name in enumerate(names)},
+        "hot": (10, {"v": 11}),
+    }
+
+    restarted = await start_server(config)
+    reader = await peers(restarted.url)
+    assert await read(reader, "doc/7") == (1, {"i": 7, "text": "ü/\"'"})
+    assert await read(reader, "hot") == (10, {"v": 11})
+
+
+async def test_sigterm_flushes_everything_pending(storage: Storage, start_server, peers) -> None:
+    server = await start_server({"storage": storage.section(), "write_behind": {"interval": LONG}})
+    peer = await peers(server.url)
+    names = [f"item/{i}" for i in range(200)]
+    for i, name in enumerate(names):
+        await peer.send(write(name, {"i": i}))  # no acks: nothing hurries these
+    await peer.send(write("last", {"done": True}))
+    assert await read(peer, "last") == (1, {"done": True})  # the server has applied them all
+    assert set((await storage.read(names)).values()) == {None}  # ...and written none yet
+    assert await server.terminate() == 0
+    stored = await storage.read(names)
+    assert stored == {name: (1, {"i": i}) for i, name in enumerate(names)}
