@@ -10,9 +10,10 @@ object's prototype), the path is rejected with ``InvalidData`` instead.
 * A key on an array must be a canonical index (``"0"``, ``"12"``), as in JavaScript; an index on
   an object is the key ``str(n)``.
 * ``set_path`` creates missing or non-container intermediates: an array when the next token is
-  an index, else an object. Arrays grow with ``null`` padding (a JavaScript hole serialises as
-  ``null``). ``erase_path`` removes an object key; on an array it leaves ``null`` in the slot,
-  which is what ``delete arr[i]`` serialises to. Like the client, it still creates intermediates.
+  an index (pre-filled with ``null`` up to it, as the client does), else an object. Arrays grow
+  with ``null`` padding (a JavaScript hole serialises as ``null``).
+* ``erase_path`` removes an object key; on an array it leaves ``null`` in the slot, which is
+  what ``delete arr[i]`` serialises to. Like the client, it still creates intermediates.
 * Copy-on-write: only the containers along the path are copied; the input is never mutated, so
   a previous record snapshot stays intact and shares every untouched subtree.
 """

@@ -92,6 +92,8 @@ class _Lane:
 
 
 class RecordHandler:
+    """Every RECORD action; subscriptions and listening live here, snapshots in ``store``."""
+
     def __init__(self, store: RecordStore, *, listen_timeout: float = 0.5) -> None:
         self.store = store
         self.subscriptions = SubscriptionRegistry()

@@ -73,7 +73,7 @@ async def test_notify_pushes_a_change_made_in_storage(make_server, storage, outs
         await WireClient.connect(url_of(server), login={}) as bob,
     ):
         await get_record(bob, "n")
-        await server.store.durable("n", 0)  # type: ignore[attr-defined]
+        await server.store.durable("n", 0)
         await outside.write([Put("n", 4, {"by": "data team"})])
         await alice.send(rec(R.NOTIFY, names=["n"], correlation_id="x"))
         assert (await alice.recv()).is_ack
@@ -92,7 +92,7 @@ async def test_conflict_resolved_in_storages_favour_reaches_subscribers(
     ):
         await get_record(alice, "c")
         await get_record(bob, "c")
-        await server.store.durable("c", 0)  # type: ignore[attr-defined]
+        await server.store.durable("c", 0)
         await alice.send(rec(R.UPDATE, name="c", version=1, data='{"ours":1}'))
         assert (await bob.recv()).version == 1
         await outside.write([Put("c", 5, {"theirs": 1})])  # lands before our flush
