@@ -1,9 +1,12 @@
 """One client connection: the session state, who is logged in, and the synchronous send path.
 
-Sends never await. A frame goes straight into the socket's write buffer, so a fan-out writes
-the same bytes to every subscriber without a task or a copy per subscriber; a client whose
-buffer passes ``max_send_buffer`` is too slow to keep up and is disconnected instead of growing
-memory without bound.
+Sends never await. A frame is framed by the websockets protocol at once, and everything a
+connection was sent during one pass of the event loop goes to the socket in one write when the
+pass ends: a burst of messages (the client writes many at a time) costs one system call per
+subscriber rather than one per message, and a fan-out needs no task or copy per subscriber.
+Anything websockets writes itself (a close frame) flushes the queue first, so order is kept.
+A client whose buffer passes ``max_send_buffer`` is too slow to keep up and is disconnected
+instead of growing memory without bound.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ _closing: set[asyncio.Task[None]] = set()
 
 class Connection:
     __slots__ = (
+        "_flush_scheduled",
+        "_loop",
         "authenticated",
         "client_data",
         "id",
@@ -51,6 +56,8 @@ class Connection:
         self.server_data: Any = None
         self.last_seen = 0.0
         self.max_send_buffer = max_send_buffer
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
 
     def __repr__(self) -> str:
         return f"<Connection #{self.id} user={self.user_id!r}>"
@@ -64,12 +71,29 @@ class Connection:
 
     def send_frame(self, frame: bytes) -> None:
         """Queue one encoded frame; never blocks. Dropped silently if the socket is closing."""
-        ws = self.ws
-        if ws.protocol.state is not WsState.OPEN:
+        protocol = self.ws.protocol
+        if protocol.state is not WsState.OPEN:
             return
+        protocol.send_binary(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        ws = self.ws
+        writes = ws.protocol.data_to_send()
+        if not writes:
+            return  # websockets flushed them already, e.g. with a close frame
         try:
-            ws.protocol.send_binary(frame)
-            ws.send_data()
+            if all(writes):
+                ws.transport.write(b"".join(writes))
+            else:  # an end-of-stream marker (never seen while open): websockets' own way
+                for data in writes:
+                    if data:
+                        ws.transport.write(data)
+                    elif ws.transport.can_write_eof():
+                        ws.transport.write_eof()
         except Exception as exc:  # the transport is going away; its reader notices
             log.debug("send to %r failed: %s", self, exc)
             return

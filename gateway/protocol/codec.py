@@ -54,16 +54,16 @@ SCHEMAS: dict[int, tuple[tuple[int, str, int], ...]] = {
 }
 # fmt: on
 
-_BY_NUMBER = {topic: {n: (attr, kind) for n, attr, kind in s} for topic, s in SCHEMAS.items()}
 _WIRE_TYPE = {INT: 0, BOOL: 0, STR: 2, STRS: 2, MAP: 2}
 _ACTION_VALUES = {int(t): frozenset(int(a) for a in enum) for t, enum in ACTIONS.items()}
+_SMALL = [bytes((i,)) for i in range(0x80)]
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _SMALL[value]
     if value < 0:
         value += 1 << 64  # int32 negatives are sign-extended to 10 bytes, as protobuf does
-    if value < 0x80:
-        return bytes((value,))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -72,17 +72,16 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise MessageParseError("truncated or overlong varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
+# Per topic, the precomputed tag bytes for encoding, and tag -> (attr, kind) for decoding.
+# A decoding tag includes the wire type, so a known field number of the wrong type is unknown.
+_ENCODERS = {
+    topic: tuple((_varint(n << 3 | _WIRE_TYPE[k]), attr, k) for n, attr, k in schema)
+    for topic, schema in SCHEMAS.items()
+}
+_DECODERS = {
+    topic: {n << 3 | _WIRE_TYPE[k]: (attr, k) for n, attr, k in schema}
+    for topic, schema in SCHEMAS.items()
+}
 
 
 def _int32(value: int) -> int:
@@ -90,39 +89,69 @@ def _int32(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def _str_field(number: int, text: str) -> bytes:
-    raw = text.encode()
-    return _varint(number << 3 | 2) + _varint(len(raw)) + raw
-
-
 def encode_payload(msg: Message) -> bytes:
     """The per-topic message bytes (the ``message`` field of the envelope)."""
     out = bytearray()
-    for number, attr, kind in SCHEMAS[msg.topic]:
+    for tag, attr, kind in _ENCODERS[msg.topic]:
         value = getattr(msg, attr)
         if value is None:
             continue
         if kind == STR:
-            out += _str_field(number, value)
+            raw = value.encode()
+            out += tag
+            out += _varint(len(raw))
+            out += raw
         elif kind == INT:
-            out += _varint(number << 3) + _varint(value)
+            out += tag
+            out += _varint(value)
         elif kind == BOOL:
-            out += _varint(number << 3) + (b"\x01" if value else b"\x00")
+            out += tag
+            out += b"\x01" if value else b"\x00"
         elif kind == STRS:
             for item in value:
-                out += _str_field(number, item)
-        else:  # MAP
+                raw = item.encode()
+                out += tag
+                out += _varint(len(raw))
+                out += raw
+        else:  # MAP: one (key = 1, value = 2) entry message per item
             for key, val in value.items():
-                entry = _str_field(1, key) + b"\x10" + _varint(val)
-                out += _varint(number << 3 | 2) + _varint(len(entry)) + entry
+                raw = key.encode()
+                entry = b"\x0a" + _varint(len(raw)) + raw + b"\x10" + _varint(val)
+                out += tag
+                out += _varint(len(entry))
+                out += entry
     return bytes(out)
 
 
 def encode(msg: Message) -> bytes:
     """One complete frame: what goes into one binary WebSocket message."""
     payload = encode_payload(msg)
-    body = b"\x10" + _varint(msg.topic) + b"\x1a" + _varint(len(payload)) + payload
-    return _varint(len(body)) + body
+    head = b"\x10" + _varint(msg.topic) + b"\x1a" + _varint(len(payload))
+    return b"".join((_varint(len(head) + len(payload)), head, payload))
+
+
+# Decoding reads one-byte varints inline (nearly every tag, length and action is one) and
+# leaves the rest to ``_varint_rest``. Reading past the end of the frame raises IndexError,
+# which ``decode`` reports as a parse error; fields that run past their message are checked.
+
+
+def _varint_rest(buf: bytes, pos: int, first: int) -> tuple[int, int]:
+    """Finish a varint whose first byte, ``first`` (>= 0x80), was read before ``pos``."""
+    result, shift = first & 0x7F, 7
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result & 0xFFFFFFFFFFFFFFFF, pos
+        shift += 7
+        if shift > 63:
+            raise MessageParseError("varint longer than 10 bytes")
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    byte = buf[pos]
+    return (byte, pos + 1) if byte < 0x80 else _varint_rest(buf, pos + 1, byte)
 
 
 def _skip(buf: bytes, pos: int, wire: int) -> int:
@@ -138,12 +167,14 @@ def _skip(buf: bytes, pos: int, wire: int) -> int:
     raise MessageParseError(f"unsupported wire type {wire}")
 
 
-def _decode_map_entry(buf: bytes) -> tuple[str, int]:
-    key, value, pos, end = "", 0, 0, len(buf)
+def _decode_map_entry(buf: bytes, pos: int, end: int) -> tuple[str, int]:
+    key, value = "", 0
     while pos < end:
         tag, pos = _read_varint(buf, pos)
         if tag == 0x0A:
             size, pos = _read_varint(buf, pos)
+            if pos + size > end:
+                break
             key = buf[pos : pos + size].decode()
             pos += size
         elif tag == 0x10:
@@ -156,43 +187,49 @@ def _decode_map_entry(buf: bytes) -> tuple[str, int]:
     return key, value
 
 
-def _decode_payload(topic: int, buf: bytes) -> Message:
-    schema = _BY_NUMBER[topic]
+def _decode_payload(topic: int, buf: bytes, pos: int, end: int) -> Message:
+    fields = _DECODERS[topic]
     msg = Message(topic, 0)
-    pos, end = 0, len(buf)
     while pos < end:
-        tag, pos = _read_varint(buf, pos)
-        number, wire = tag >> 3, tag & 7
-        known = schema.get(number)
-        if known is None or _WIRE_TYPE[known[1]] != wire:
-            pos = _skip(buf, pos, wire)
+        tag = buf[pos]
+        pos += 1
+        if tag >= 0x80:
+            tag, pos = _varint_rest(buf, pos, tag)
+        field = fields.get(tag)
+        if field is None:
+            pos = _skip(buf, pos, tag & 7)
             continue
-        attr, kind = known
-        if wire == 0:
-            raw, pos = _read_varint(buf, pos)
-            setattr(msg, attr, bool(raw) if kind == BOOL else _int32(raw))
-            continue
-        size, pos = _read_varint(buf, pos)
-        chunk = buf[pos : pos + size]
-        if len(chunk) != size:
-            raise MessageParseError("field runs past the end of the message")
-        pos += size
-        if kind == STR:
-            setattr(msg, attr, chunk.decode())
-        elif kind == STRS:
-            msg.names.append(chunk.decode())
+        attr, kind = field
+        value = buf[pos]  # the varint value, or the length of a length-delimited field
+        pos += 1
+        if value >= 0x80:
+            value, pos = _varint_rest(buf, pos, value)
+        if kind == INT:
+            setattr(msg, attr, value if value < 0x80000000 else _int32(value))
+        elif kind == BOOL:
+            setattr(msg, attr, value != 0)
         else:
-            key, value = _decode_map_entry(chunk)
-            if msg.versions is None:
-                msg.versions = {}
-            msg.versions[key] = value
+            stop = pos + value
+            if stop > end:
+                raise MessageParseError("field runs past the end of the message")
+            if kind == STR:
+                setattr(msg, attr, buf[pos:stop].decode())
+            elif kind == STRS:
+                msg.names.append(buf[pos:stop].decode())
+            else:
+                key, val = _decode_map_entry(buf, pos, stop)
+                if msg.versions is None:
+                    msg.versions = {}
+                msg.versions[key] = val
+            pos = stop
     if pos != end:
         raise MessageParseError("field runs past the end of the message")
     return msg
 
 
 def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
-    """Decode one frame.
+    """Decode one frame. Bytes after the length-delimited message are ignored, as protobuf.js
+    ``decodeDelimited`` ignores them.
 
     Raises ``MessageTooLarge``, ``MessageParseError`` (not protobuf, bad UTF-8),
     ``UnknownTopic`` or ``UnknownAction``; the last two carry the numbers for the reply.
@@ -201,28 +238,31 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
         raise MessageTooLarge(len(frame), max_size)
     try:
         size, pos = _read_varint(frame, 0)
-        body = frame[pos : pos + size]
-        if len(body) != size:
+        end = pos + size
+        if end > len(frame):
             raise MessageParseError("frame shorter than its length prefix")
-        topic, payload, pos = 0, b"", 0
-        while pos < size:
-            tag, pos = _read_varint(body, pos)
+        topic, start, stop = 0, 0, 0
+        while pos < end:
+            tag = frame[pos]
+            pos += 1
             if tag == 0x10:
-                raw, pos = _read_varint(body, pos)
-                topic = _int32(raw)
+                topic, pos = _read_varint(frame, pos)
             elif tag == 0x1A:
-                length, pos = _read_varint(body, pos)
-                payload = body[pos : pos + length]
-                if len(payload) != length:
-                    raise MessageParseError("payload runs past the end of the frame")
-                pos += length
+                length, pos = _read_varint(frame, pos)
+                start, stop = pos, pos + length
+                pos = stop
             else:
-                pos = _skip(body, pos, tag & 7)
-        if pos != size:
+                if tag >= 0x80:
+                    tag, pos = _varint_rest(frame, pos, tag)
+                pos = _skip(frame, pos, tag & 7)
+        if pos != end:
             raise MessageParseError("field runs past the end of the frame")
-        if topic not in _BY_NUMBER:
+        topic = _int32(topic)
+        if topic not in _DECODERS:
             raise UnknownTopic(topic)
-        msg = _decode_payload(topic, payload)
+        msg = _decode_payload(topic, frame, start, stop)
+    except IndexError as exc:
+        raise MessageParseError("message ends in the middle of a field") from exc
     except UnicodeDecodeError as exc:
         raise MessageParseError("string field is not valid UTF-8") from exc
     if msg.action not in _ACTION_VALUES[topic]:

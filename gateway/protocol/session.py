@@ -125,6 +125,8 @@ class Session:
 
     def _open(self, msg: Message, known_action: bool) -> Message | None:
         topic = msg.topic
+        if known_action and topic not in _NOT_SERVED_AFTER_LOGIN:
+            return msg  # the fast path: a message for the topic handlers
         if topic == Topic.CONNECTION and msg.action == ConnectionAction.PING:
             self._send(Message(Topic.CONNECTION, ConnectionAction.PONG))
         elif topic == Topic.CONNECTION and msg.action == ConnectionAction.CLOSING:
@@ -132,11 +134,9 @@ class Session:
         elif topic in _NOT_SERVED_AFTER_LOGIN:
             # The reference says so in these words (its handlers are gone after login).
             self._parser_error(ParserAction.UNKNOWN_TOPIC, topic=topic)
-        elif not known_action:
+        else:
             # Deviation: the reference drops unknown actions silently.
             self._parser_error(ParserAction.UNKNOWN_ACTION, topic=topic, action_no=msg.action)
-        else:
-            return msg
         return None
 
     def _auth(self, msg: Message) -> AuthRequest | None:
