@@ -60,7 +60,8 @@ __all__ = ["CachedStore", "StoreStats"]
 
 log = logging.getLogger(__name__)
 
-Op = Put | Delete
+Op = Record | Delete
+"""A queued operation: a snapshot to store (handed to the connector as a ``Put``) or a delete."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,8 @@ class CachedStore:
         self._idle = asyncio.Event()
         self._closing = False
         self._flush_now = False
+        self._coalesce = self.config.coalesce
+        self._batch_size = self.config.batch_size
         self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -219,31 +222,31 @@ class CachedStore:
     # -- writes ----------------------------------------------------------------------------
 
     def put(self, record: Record) -> None:
+        # The hot path of every applied write: dictionary operations only, no I/O, no copies.
         name = record.name
-        op = Put(name, record.version, record.data)
         entry = self._queue.get(name)
         if entry is None:
             self._admit()
             clean = self._clean.pop(name, None)
-            self._queue[name] = _Dirty(deque((op,)), None if clean is None else clean.data)
+            self._queue[name] = _Dirty(deque((record,)), None if clean is None else clean.data)
             self._pending += 1
+            if len(self._queue) >= self._batch_size:
+                self._wake.set()
         else:
             ops = entry.ops
-            last = ops[-1]
             if (
-                self.config.coalesce
-                and type(last) is Put
+                self._coalesce
+                and type(ops[-1]) is Record
                 and not (entry.in_flight and len(ops) == 1)
             ):
-                ops[-1] = op
+                ops[-1] = record
             else:
                 self._admit()
-                ops.append(op)
+                ops.append(record)
                 self._pending += 1
         self._pinned[name] = record
-        self._loading.pop(name, None)
-        if len(self._queue) >= self.config.batch_size:
-            self._wake.set()
+        if self._loading:
+            self._loading.pop(name, None)
 
     async def delete(self, name: str) -> None:
         """Remove ``name`` now (it reads as absent at once) and queue its deletion from storage.
@@ -379,7 +382,7 @@ class CachedStore:
         return batch
 
     async def _flush(self, batch: list[str]) -> None:
-        ops = [self._queue[name].ops[0] for name in batch]
+        ops = [_storage_op(self._queue[name].ops[0]) for name in batch]
         results: list[WriteResult | None]
         try:
             results = list(await self.connector.write(ops))
@@ -411,11 +414,11 @@ class CachedStore:
             if entry is None or not entry.in_flight:
                 continue
             entry.in_flight = False
-            if self.config.coalesce and len(entry.ops) > 1 and type(entry.ops[0]) is Put:
+            if self.config.coalesce and len(entry.ops) > 1 and type(entry.ops[0]) is Record:
                 entry.ops.popleft()
                 self._pending -= 1
 
-    def _applied(self, name: str, op: Op) -> None:
+    def _applied(self, name: str, op: Put | Delete) -> None:
         entry = self._queue[name]
         entry.ops.popleft()
         entry.in_flight = False
@@ -436,7 +439,7 @@ class CachedStore:
         self._failed += 1
         log.error(
             "storage refused %s of record %r version %d; it stays in memory only",
-            "the write" if type(op) is Put else "the delete",
+            "the write" if type(op) is Record else "the delete",
             name,
             op.version,
         )
@@ -477,7 +480,7 @@ class CachedStore:
         if theirs is None:  # it vanished between the write and the read-back: just retry
             return
         ours = self._pinned.get(name)  # None: our newest state is a delete
-        ours_version = ours.version if ours is not None else _version(entry.ops[-1])
+        ours_version = ours.version if ours is not None else entry.ops[-1].version
         policy = self.config.conflict_policy
         log.info(
             "record %r: storage holds version %d, ours is %d; resolving %s",
@@ -510,7 +513,7 @@ class CachedStore:
             version = max(theirs.version + 1, ours_version + (1 if changed else 0))
             record = Record(name, version, final)
             self._pinned[name] = record
-            self._requeue(entry, Put(name, version, final))
+            self._requeue(entry, record)
             if version == ours_version:
                 return  # clients already hold exactly this
         self._notify(name, record)
@@ -550,5 +553,7 @@ def _record(snapshot: Snapshot) -> Record:
     return Record(snapshot.name, snapshot.version, snapshot.data)
 
 
-def _version(op: Op) -> int:
-    return op.version
+def _storage_op(op: Op) -> Put | Delete:
+    if isinstance(op, Record):
+        return Put(op.name, op.version, op.data)
+    return op
