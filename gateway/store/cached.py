@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import Connector, Delete, Put, Snapshot, WriteResult
+from connectors.base import Connector, Delete, Outcome, Put, Snapshot, WriteResult
 from gateway.config import CacheConfig, WriteBehindConfig
 from gateway.exceptions import (
     BackPressure,
@@ -307,6 +308,9 @@ class CachedStore:
     def _cache_clean(self, record: Record) -> None:
         self._clean[record.name] = record
         self._clean.move_to_end(record.name)
+        self._evict()
+
+    def _evict(self) -> None:
         excess = len(self._clean) + len(self._pinned) - self.cache_config.max_records
         for _ in range(min(excess, len(self._clean))):
             self._clean.popitem(last=False)
@@ -363,26 +367,29 @@ class CachedStore:
     def _take_batch(self) -> list[str]:
         """Names whose first queued operation goes into the next write: awaited ones first,
         then oldest first while a round is on or a full batch is waiting."""
-        size = self.config.batch_size
-        batch = [n for n in self._expedited if n in self._queue][:size]
-        for name in list(self._expedited):
-            if name not in self._queue:
-                del self._expedited[name]
-        if len(batch) < size and (self._round > 0 or len(self._queue) >= size):
-            chosen = set(batch)
-            for name in self._queue:
-                if len(batch) >= size:
-                    break
-                if name not in chosen:
-                    batch.append(name)
+        size, queue = self._batch_size, self._queue
+        batch: list[str] = []
+        if self._expedited:
+            for name in list(self._expedited):
+                if name not in queue:
+                    del self._expedited[name]
+            batch = list(itertools.islice(self._expedited, size))
+        if len(batch) < size and (self._round > 0 or len(queue) >= size):
+            if batch:
+                chosen = set(batch)
+                others = (name for name in queue if name not in chosen)
+                batch += itertools.islice(others, size - len(batch))
+            else:
+                batch = list(itertools.islice(queue, size))
             # A batch that is not full holds everything queued: the round is complete.
             self._round = 0 if len(batch) < size else max(0, self._round - len(batch))
         for name in batch:
-            self._queue[name].in_flight = True
+            queue[name].in_flight = True
         return batch
 
     async def _flush(self, batch: list[str]) -> None:
-        ops = [_storage_op(self._queue[name].ops[0]) for name in batch]
+        queue = self._queue
+        ops = [_storage_op(queue[name].ops[0]) for name in batch]
         results: list[WriteResult | None]
         try:
             results = list(await self.connector.write(ops))
@@ -398,13 +405,27 @@ class CachedStore:
                 except StorageRejected:
                     self._fail(name)
                     results.append(None)
+        pinned, clean = self._pinned, self._clean
+        done = 0
         for name, result in zip(batch, results, strict=True):
             if result is None:
                 continue
-            if result.ok:
-                self._applied(name, result.op)
-            else:
+            if result.outcome is not Outcome.APPLIED:
                 self._conflict(name, result)
+                continue
+            entry = queue[name]
+            if len(entry.ops) == 1 and not entry.waiters:
+                # The common case, kept lean: nothing else queued, nobody waiting; now clean.
+                del queue[name]
+                record = pinned.pop(name, None)
+                if record is not None:
+                    clean[name] = record
+                done += 1
+            else:
+                self._applied(name, result.op)
+        self._pending -= done
+        self._flushed += done
+        self._evict()
 
     def _release(self, batch: Iterable[str]) -> None:
         """After a failed attempt: nothing is in flight; a failed write that a newer queued
@@ -554,6 +575,6 @@ def _record(snapshot: Snapshot) -> Record:
 
 
 def _storage_op(op: Op) -> Put | Delete:
-    if isinstance(op, Record):
+    if type(op) is Record:
         return Put(op.name, op.version, op.data)
-    return op
+    return op  # type: ignore[return-value]
