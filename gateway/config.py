@@ -106,13 +106,15 @@ class WriteBehindConfig:
     """The write-behind flusher: what operators can set and rely on (see ``gateway.store``)."""
 
     interval: float = 1.0
-    """Seconds between flush rounds; each round writes everything pending."""
+    """Seconds between flush rounds; each round writes everything pending. A record changed
+    many times within an interval is written once (with ``coalesce``)."""
     batch_size: int = 500
-    """Operations per storage call; a full batch is written without waiting for the round."""
+    """Operations per storage call (one transaction each); a round is as many as it needs."""
     coalesce: bool = True
     """Write only the newest snapshot of a record; off: every version is written in order."""
     max_pending: int = 100_000
-    """Writes not yet in storage. At the cap, new writes are refused (back-pressure)."""
+    """Writes not yet in storage. At half of it a round starts without waiting for the
+    interval; at the cap, new writes are refused (back-pressure) until storage catches up."""
     retry_initial: float = 0.1
     """Seconds before the first retry while storage is unavailable; doubles per failure."""
     retry_max: float = 10.0

@@ -120,6 +120,8 @@ class CachedStore:
         self._flush_now = False
         self._coalesce = self.config.coalesce
         self._batch_size = self.config.batch_size
+        # Past this many pending writes a round starts at once, long before the cap is reached.
+        self._high_water = max(1, self.config.max_pending // 2)
         self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -231,7 +233,7 @@ class CachedStore:
             clean = self._clean.pop(name, None)
             self._queue[name] = _Dirty(deque((record,)), None if clean is None else clean.data)
             self._pending += 1
-            if len(self._queue) >= self._batch_size:
+            if self._pending >= self._high_water:
                 self._wake.set()
         else:
             ops = entry.ops
@@ -245,6 +247,8 @@ class CachedStore:
                 self._admit()
                 ops.append(record)
                 self._pending += 1
+                if self._pending >= self._high_water:
+                    self._wake.set()
         self._pinned[name] = record
         if self._loading:
             self._loading.pop(name, None)
@@ -328,7 +332,12 @@ class CachedStore:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, next_round - loop.time())):
                         await self._wake.wait()
-            if loop.time() >= next_round or self._closing or self._flush_now:
+            if (
+                loop.time() >= next_round
+                or self._closing
+                or self._flush_now
+                or self._pending >= self._high_water
+            ):
                 self._flush_now = False
                 self._round = len(self._queue)
                 next_round = loop.time() + self.config.interval
@@ -360,13 +369,13 @@ class CachedStore:
         return bool(
             self._expedited
             or (self._round > 0 and self._queue)
-            or len(self._queue) >= self.config.batch_size
+            or self._pending >= self._high_water
             or ((self._closing or self._flush_now) and self._queue)
         )
 
     def _take_batch(self) -> list[str]:
         """Names whose first queued operation goes into the next write: awaited ones first,
-        then oldest first while a round is on or a full batch is waiting."""
+        then, while a round is on, the oldest."""
         size, queue = self._batch_size, self._queue
         batch: list[str] = []
         if self._expedited:
@@ -374,7 +383,7 @@ class CachedStore:
                 if name not in queue:
                     del self._expedited[name]
             batch = list(itertools.islice(self._expedited, size))
-        if len(batch) < size and (self._round > 0 or len(queue) >= size):
+        if len(batch) < size and self._round > 0:
             if batch:
                 chosen = set(batch)
                 others = (name for name in queue if name not in chosen)

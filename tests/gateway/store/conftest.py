@@ -36,7 +36,8 @@ class CountingConnector(MemoryConnector):
         self.gets = 0
         self.write_gate: asyncio.Event | None = None
         self.read_gate: asyncio.Event | None = None
-        self._in_flight: set[str] = set()
+        self.in_flight: set[str] = set()
+        """Names whose write is in the connector right now."""
 
     @property
     def ops(self) -> list[Put | Delete]:
@@ -44,14 +45,14 @@ class CountingConnector(MemoryConnector):
 
     async def write(self, ops: Sequence[Put | Delete]) -> list[WriteResult]:
         names = {op.name for op in ops}
-        assert not names & self._in_flight, f"two writes of {names & self._in_flight} in flight"
-        self._in_flight |= names
+        assert not names & self.in_flight, f"two writes of {names & self.in_flight} in flight"
+        self.in_flight |= names
         try:
             if self.write_gate is not None:
                 await self.write_gate.wait()
             results = await super().write(ops)
         finally:
-            self._in_flight -= names
+            self.in_flight -= names
         self.batches.append(list(ops))
         return results
 

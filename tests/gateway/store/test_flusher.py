@@ -122,22 +122,28 @@ async def test_one_write_of_a_record_in_flight_and_never_an_older_one_after(
 
 async def test_back_pressure_at_the_pending_cap(counting, make_store) -> None:
     store = await make_store(counting, max_pending=3)
+    await seed(counting.url, ("e", 1, {}))
+    await store.load("e")
+    counting.write_gate = asyncio.Event()  # storage is slow: nothing completes meanwhile
     for name in "abc":
         store.put(rec(name, 1, {}))
     with pytest.raises(BackPressure):
         store.put(rec("d", 1, {"refused": True}))
     assert store.cached("d") is None  # a refused write changes nothing
-    store.put(rec("a", 2, {"coalesced": True}))  # no new pending write: accepted
-    await seed(counting.url, ("e", 1, {}))
-    await store.load("e")
+    store.put(rec("a", 2, {"coalesced": True}))  # replaces a queued write: accepted at the cap
+    assert store.cached("a") == Record("a", 2, {"coalesced": True})
+    await until(lambda: len(counting.in_flight) == 3)  # half the cap reached: a round started
+    with pytest.raises(BackPressure):
+        store.put(rec("a", 3, {}))  # would queue behind the write in flight: a 4th pending
     with pytest.raises(BackPressure):
         await store.delete("e")
     assert store.cached("e") == Record("e", 1, {})
     assert store.stats.pending == 3
+    counting.write_gate.set()
     await store.flush()
     store.put(rec("d", 1, {"accepted": True}))
     assert store.stats.pending == 1
-    assert {op.name for op in counting.ops} == {"a", "b", "c"}
+    assert {(op.name, op.version) for op in counting.ops} == {("a", 2), ("b", 1), ("c", 1)}
 
 
 async def test_back_pressure_counts_every_version_without_coalescing(counting, make_store) -> None:
@@ -149,16 +155,29 @@ async def test_back_pressure_counts_every_version_without_coalescing(counting, m
     assert store.cached("a") == Record("a", 2, {})
 
 
-async def test_a_full_batch_is_written_without_waiting_for_the_interval(
+async def test_half_the_cap_starts_a_round_without_waiting_for_the_interval(
     counting, make_store
 ) -> None:
-    store = await make_store(counting, batch_size=4)
-    for i in range(10):
+    store = await make_store(counting, batch_size=4, max_pending=20)
+    for i in range(9):
         store.put(rec(f"r{i}", 1, {}))
-    await until(lambda: store.stats.pending <= 3)
-    assert [len(b) for b in counting.batches] == [4, 4]  # the remaining 2 wait for the round
-    await store.flush()
+    for _ in range(20):  # let the flusher run: below the high-water mark, it must not write
+        await asyncio.sleep(0)
+    assert counting.batches == []
+    store.put(rec("r9", 1, {}))  # 10 pending: half the cap
+    await until(lambda: store.stats.pending == 0)
+    assert [len(b) for b in counting.batches] == [4, 4, 2]  # batch_size sizes the calls
     assert sorted(op.name for op in counting.ops) == sorted(f"r{i}" for i in range(10))
+
+
+async def test_many_records_changing_often_are_still_coalesced(counting, make_store) -> None:
+    store = await make_store(counting, batch_size=10, max_pending=10_000)
+    for version in range(1, 21):
+        for i in range(100):  # ten times the batch size of distinct records, 20 versions each
+            store.put(rec(f"r{i}", version, {"v": version}))
+    await store.flush()
+    assert len(counting.ops) == 100
+    assert {op.version for op in counting.ops} == {20}
 
 
 async def test_durable_expedites_and_returns_once_stored(counting, make_store, memory_url) -> None:
