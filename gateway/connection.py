@@ -1,10 +1,12 @@
 """One client connection: the session state, who is logged in, and the synchronous send path.
 
-Sends never await. A frame is framed by the websockets protocol at once, and everything a
-connection was sent during one pass of the event loop goes to the socket in one write when the
-pass ends: a burst of messages (the client writes many at a time) costs one system call per
-subscriber rather than one per message, and a fan-out needs no task or copy per subscriber.
-Anything websockets writes itself (a close frame) flushes the queue first, so order is kept.
+Sends never await. Everything a connection is sent during one pass of the event loop goes to
+the socket in one write when the pass ends: a burst of messages (clients write many at a time)
+costs one system call per subscriber rather than one per message. A fan-out sends the same
+bytes to every subscriber, and since a server neither masks nor (with compression off, as
+``server.py`` sets it) transforms them, the WebSocket frame is built once per broadcast, not
+once per subscriber. Frames join the websockets protocol's own write queue, so whatever
+websockets writes itself (a close frame) goes out in order, after them.
 A client whose buffer passes ``max_send_buffer`` is too slow to keep up and is disconnected
 instead of growing memory without bound.
 """
@@ -29,6 +31,28 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _closing: set[asyncio.Task[None]] = set()
 """Close handshakes in flight; held so that the tasks are not collected half-way."""
+
+
+_framed: tuple[bytes, bytes] = (b"", b"\x82\x00")
+"""The last frame and its WebSocket framing; a fan-out asks for the same object many times."""
+
+
+def _ws_frame(frame: bytes) -> bytes:
+    """``frame`` as one final, unmasked binary WebSocket frame (RFC 6455, section 5.2)."""
+    global _framed
+    last, framed = _framed
+    if frame is last:
+        return framed
+    size = len(frame)
+    if size < 126:
+        head = bytes((0x82, size))
+    elif size < 1 << 16:
+        head = b"\x82\x7e" + size.to_bytes(2, "big")
+    else:
+        head = b"\x82\x7f" + size.to_bytes(8, "big")
+    framed = head + frame
+    _framed = (frame, framed)
+    return framed
 
 
 class Connection:
@@ -74,7 +98,7 @@ class Connection:
         protocol = self.ws.protocol
         if protocol.state is not WsState.OPEN:
             return
-        protocol.send_binary(frame)
+        protocol.writes.append(_ws_frame(frame))  # what protocol.send_binary(frame) would add
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)

@@ -142,3 +142,30 @@ async def test_server_is_an_async_context_manager() -> None:
         assert (await http_get(server.port, "/health-check"))[0] == 200
     with pytest.raises(OSError):
         await http_get(server.port, "/health-check")
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+def test_broadcast_framing_is_the_websocket_framing(size: int) -> None:
+    from websockets.frames import Frame, Opcode
+
+    from gateway.connection import _ws_frame
+
+    data = bytes(i % 251 for i in range(size))
+    assert _ws_frame(data) == Frame(Opcode.BINARY, data).serialize(mask=False)
+    assert _ws_frame(data) is _ws_frame(data)  # framed once per broadcast
+
+
+@pytest.mark.parametrize("size", [100, 60_000, 70_000, 500_000])
+async def test_broadcasts_of_every_size_arrive_intact(connect, size: int) -> None:
+    subscribers = [await connect() for _ in range(3)]
+    for peer in subscribers:
+        await peer.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["big"], correlation_id="1")
+        )
+        await peer.recv()
+    data = '"' + "x" * size + '"'
+    publisher = await connect()
+    for n in range(3):
+        await publisher.send(Message(Topic.EVENT, EventAction.EMIT, name="big", data=data[n:]))
+    for peer in subscribers:
+        assert [(await peer.recv()).data for _ in range(3)] == [data, data[1:], data[2:]]
