@@ -52,7 +52,11 @@ class RecordStore(Protocol):
         """Return once ``version`` (or a newer one) of ``name`` is in storage."""
 
     async def delete(self, name: str) -> None:
-        """Remove from cache and storage; queued writes of the name are superseded."""
+        """Remove from cache and storage; queued writes of the name are superseded.
+
+        The name reads as absent at once; the storage delete is write-behind like ``put``
+        (``durable(name, version)`` waits for it). May raise ``BackPressure``.
+        """
 
     def forget(self, name: str) -> None:
         """Drop ``name`` from the cache (storage changed behind our back: NOTIFY)."""
