@@ -1,4 +1,5 @@
-"""SQL connector (SQLAlchemy 2 async): SQLite via aiosqlite, PostgreSQL via asyncpg.
+"""SQL connector (SQLAlchemy 2 async): SQLite via aiosqlite, PostgreSQL via asyncpg, MariaDB and
+MySQL via asyncmy.
 
 Importing this package imports neither SQLAlchemy nor a driver; ``open()`` does.
 """

@@ -1,15 +1,17 @@
 """``SQLConnector``: records in one SQL table through SQLAlchemy's async engine.
 
-URLs: ``sqlite+aiosqlite:///path.db`` (embedded default) or
-``postgresql+asyncpg://user@host:5432/db``. Options (strings accepted): ``table`` (default
-``records``), ``schema`` (PostgreSQL schema for the table), ``timeout`` (seconds per call,
-default 5), ``page_size`` (scan page, default 500), ``pool_size``.
+URLs: ``sqlite+aiosqlite:///path.db`` (embedded default),
+``postgresql+asyncpg://user@host:5432/db`` or ``mysql+asyncmy://user@host:3306/db`` (MariaDB, or
+MySQL 8.0.17+). Options (strings accepted): ``table`` (default ``records``), ``schema`` (a
+PostgreSQL schema, or a MariaDB/MySQL database, for the table; created if missing), ``timeout``
+(seconds per call, default 5), ``page_size`` (scan page, default 500), ``pool_size``.
 
 Writes are one atomic conditional upsert per row
-(``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE cur.version < excluded.version``, see
-``statements.py``); rows not known to be written are read back in the same transaction to tell
-an idempotent retry from a conflict. A batch is one transaction; a name may appear only once
-per batch (PostgreSQL refuses a batch that repeats one with ``StorageRejected``).
+(``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE cur.version < excluded.version``, or its
+``ON DUPLICATE KEY UPDATE`` form, see ``statements.py``); rows not known to be written are read
+back in the same transaction to tell an idempotent retry from a conflict. A batch is one
+transaction; a name may appear only once per batch (PostgreSQL refuses a batch that repeats one
+with ``StorageRejected``).
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed write survives the process
 being killed (SIGKILL), but may be lost if the operating system crashes or power fails.
@@ -94,12 +96,14 @@ class SQLConnector:
             return
         async with guard(f"open {self._safe_url()}", self.timeout):
             engine = build_engine(self.url, timeout=self.timeout, pool_size=self.pool_size)
-            table = build_table(self.table_name, self.schema)
             try:
                 async with engine.begin() as conn:
-                    if self.schema and engine.dialect.name == "postgresql":
+                    # Built once connected: column types depend on the server (MariaDB or MySQL).
+                    table = build_table(self.table_name, self.schema, conn.dialect)
+                    if self.schema and conn.dialect.name != "sqlite":
                         from sqlalchemy.schema import CreateSchema
 
+                        # A PostgreSQL schema; a database on MariaDB/MySQL.
                         await conn.execute(CreateSchema(self.schema, if_not_exists=True))
                     await conn.run_sync(table.metadata.create_all, checkfirst=True)
             except BaseException:

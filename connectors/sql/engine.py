@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors._common import dump_json
 from connectors.base import StorageUnavailable
+from connectors.sql.schema import MYSQL_FAMILY
 
 __all__ = ["build_engine", "serialize"]
 
@@ -80,13 +82,48 @@ def build_engine(url: str, *, timeout: float, pool_size: int) -> AsyncEngine:
     if backend == "postgresql":
         # asyncpg: `timeout` bounds connecting, `command_timeout` each statement.
         connect_args = {"timeout": timeout, "command_timeout": timeout}
-    return create_async_engine(
+    if backend in MYSQL_FAMILY:
+        connect_args = {
+            "connect_timeout": timeout,
+            "charset": "utf8mb4",
+            "init_command": _mysql_session(timeout),
+        }
+        # READ COMMITTED: no gap locks, so concurrent flushers (and deletes of missing names)
+        # do not block or deadlock each other over rows that are not there.
+        options["isolation_level"] = "READ COMMITTED"
+    engine = create_async_engine(
         url,
         connect_args=connect_args,
         pool_size=pool_size,
         pool_timeout=timeout,
         pool_pre_ping=True,
         **options,
+    )
+    if backend in MYSQL_FAMILY:
+        event.listen(engine.sync_engine, "do_connect", _report_changed_rows)
+    return engine
+
+
+_CLIENT_FOUND_ROWS = 2  # a capability flag of the MySQL client/server protocol
+
+
+def _report_changed_rows(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+    """SQLAlchemy always asks for "found rows"; the upsert needs the server's own count instead:
+    per row 1 inserted, 2 updated, 0 left unchanged (with found rows, unchanged also counts 1)."""
+    params["client_flag"] = int(params.get("client_flag", 0)) & ~_CLIENT_FOUND_ROWS
+
+
+def _mysql_session(timeout: float) -> str:
+    # The server gives up before the call's timeout, so a blocked statement fails as a database
+    # error (lock wait timeout -> StorageTimeout) rather than being cancelled mid-protocol.
+    # STRICT_ALL_TABLES: a name longer than the column is refused, never silently truncated
+    # (two long names must not become one key). max_statement_time exists on MariaDB only, hence
+    # MariaDB's executable comment.
+    lock_wait = max(1, math.floor(timeout * 0.8))
+    return (
+        f"SET SESSION innodb_lock_wait_timeout = {lock_wait}, "
+        "sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
+        f"/*M!, max_statement_time = {timeout * 0.8:.3f} */"
     )
 
 

@@ -20,6 +20,12 @@ _DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlite3", "aiomysql", "asyncmy", "py
 _UNAVAILABLE_SQLSTATE = ("08", "3D", "28", "53", "57", "58")
 # Serialization failure and deadlock: transient contention, reported as a timeout.
 _CONTENTION_SQLSTATE = ("40001", "40P01", "55P03")
+# MariaDB/MySQL drivers give error numbers, not SQLSTATEs. Timeouts and contention: lock wait
+# timeout, deadlock, statement time limit (MariaDB max_statement_time; MySQL
+# max_execution_time). Unavailable: refused or lost connections, too many connections, access
+# denied, unknown database, shutdown in progress, connection killed.
+_MYSQL_TIMEOUT = frozenset({1205, 1213, 1969, 3024})
+_MYSQL_UNAVAILABLE = frozenset({1040, 1044, 1045, 1049, 1053, 1927, 2002, 2003, 2006, 2013, 2055})
 
 
 def translate(exc: BaseException, what: str) -> StorageError | None:
@@ -30,8 +36,11 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
         orig = exc.orig
         text = str(orig)
         sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
-        if sqlstate.startswith(_CONTENTION_SQLSTATE):
+        code = _mysql_error_number(orig)
+        if sqlstate.startswith(_CONTENTION_SQLSTATE) or code in _MYSQL_TIMEOUT:
             return StorageTimeout(f"{what}: {text}")
+        if code in _MYSQL_UNAVAILABLE:
+            return StorageUnavailable(f"{what}: {text}")
         if sqlstate.startswith(_UNAVAILABLE_SQLSTATE):
             return StorageUnavailable(f"{what}: {text}")
         if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
@@ -50,6 +59,14 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
     if type(exc).__module__.split(".")[0] in _DRIVER_MODULES:
         return StorageUnavailable(f"{what}: {exc}")
     return None
+
+
+def _mysql_error_number(orig: object) -> int | None:
+    """The server's error number of a MySQL-protocol driver error (``args[0]``), if it has one."""
+    if type(orig).__module__.split(".")[0] not in ("asyncmy", "aiomysql", "pymysql"):
+        return None
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 @asynccontextmanager

@@ -13,6 +13,11 @@ DATA_TEAM_QUERIES: dict[str, str] = {
         "SELECT name FROM records WHERE collection = 'user' AND (data->>'age')::int > 30 "
         "ORDER BY name"
     ),
+    # MariaDB; MySQL 8.0.21+ has JSON_VALUE too. It yields text, compared numerically with 30.
+    "mariadb": (
+        "SELECT name FROM records WHERE collection = 'user' AND JSON_VALUE(data, '$.age') > 30 "
+        "ORDER BY name"
+    ),
     "sqlite": (
         "SELECT name FROM records WHERE collection = 'user' AND json_extract(data, '$.age') > 30 "
         "ORDER BY name"

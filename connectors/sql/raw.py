@@ -1,4 +1,5 @@
-"""Raw readers: the stored rows through the native driver (stdlib ``sqlite3``, ``asyncpg``).
+"""Raw readers: the stored rows through the native driver (stdlib ``sqlite3``, ``asyncpg``,
+``asyncmy``).
 
 They share nothing with the connector (own connection, hand-written SQL), so the conformance
 suite sees what a data team would see.
@@ -13,11 +14,12 @@ from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from connectors.base import RawReader
+from connectors.sql.schema import MYSQL_FAMILY
 
-__all__ = ["PostgresRawReader", "SQLiteRawReader", "raw_reader_for"]
+__all__ = ["MySQLRawReader", "PostgresRawReader", "SQLiteRawReader", "raw_reader_for"]
 
 
 def raw_reader_for(url: str, table: str, schema: str | None, timeout: float) -> RawReader:
@@ -30,6 +32,8 @@ def raw_reader_for(url: str, table: str, schema: str | None, timeout: float) -> 
     if backend == "postgresql":
         dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
         return PostgresRawReader(dsn, f"{schema}.{table}" if schema else table, timeout)
+    if backend in MYSQL_FAMILY:
+        return MySQLRawReader(parsed, f"{schema}.{table}" if schema else table, timeout)
     raise ValueError(f"no raw reader for {backend!r}")
 
 
@@ -114,3 +118,53 @@ class PostgresRawReader:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+
+class MySQLRawReader:
+    """MariaDB/MySQL through ``asyncmy``, whatever driver the connector's URL names."""
+
+    def __init__(self, url: URL, table: str, timeout: float) -> None:
+        self._url = url
+        self._table = table
+        self._timeout = timeout
+        self._conn: Any = None
+
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        if self._conn is None:
+            import asyncmy
+
+            url = self._url
+            self._conn = await asyncmy.connect(
+                host=url.host or "127.0.0.1",
+                port=url.port or 3306,
+                user=url.username,
+                password=url.password or "",
+                database=url.database,
+                unix_socket=url.query.get("unix_socket"),
+                charset="utf8mb4",
+                connect_timeout=self._timeout,
+                autocommit=True,  # every read sees the latest commits, not a held snapshot
+            )
+        async with self._conn.cursor() as cursor:
+            await cursor.execute(sql, params)
+            return list(await cursor.fetchall())
+
+    async def read_raw(self, name: str) -> dict[str, Any] | None:
+        rows = await self._query(
+            f"SELECT name, collection, version, data, updated_at FROM {self._table} "
+            "WHERE name = %s",
+            (name,),
+        )
+        return _row(*rows[0]) if rows else None
+
+    async def count_raw(self, prefix: str = "") -> int:
+        # Backslash is LIKE's default escape character here.
+        rows = await self._query(
+            f"SELECT count(*) FROM {self._table} WHERE name LIKE %s", (_like_prefix(prefix),)
+        )
+        return int(rows[0][0])
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.ensure_closed()

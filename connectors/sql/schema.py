@@ -1,8 +1,9 @@
 """The stored layout: one table, one row per record, keyed by the full name.
 
-``name`` compares in code-point order on every backend (PostgreSQL: collation "C"; SQLite's
-default BINARY collation already does), so scans order like Python's ``sorted`` and a prefix
-scan can be an index range.
+``name`` compares in code-point order on every backend, so scans order like Python's ``sorted``
+and a prefix scan can be an index range: PostgreSQL uses collation "C", SQLite's default BINARY
+collation already does, MariaDB/MySQL use a binary utf8mb4 collation without padding (with the
+usual PAD SPACE collations ``'a'`` and ``'a '`` would be the same key).
 """
 
 from __future__ import annotations
@@ -15,14 +16,24 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Dialect,
     Index,
     MetaData,
     Table,
     Text,
 )
+from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
+from sqlalchemy.dialects.mysql import VARCHAR as MYSQL_VARCHAR
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["build_table", "check_identifier"]
+__all__ = ["MYSQL_FAMILY", "NAME_CHARS_MYSQL", "build_table", "check_identifier"]
+
+MYSQL_FAMILY = frozenset({"mysql", "mariadb"})
+"""Dialect names of MariaDB and MySQL in SQLAlchemy (``mysql+...`` or ``mariadb+...`` URLs)."""
+
+NAME_CHARS_MYSQL = 768
+"""Longest name on MariaDB/MySQL, in characters: 768 x 4 bytes of utf8mb4 is InnoDB's 3072-byte
+index key limit. Every name of up to 768 characters fits, so every name of up to 3072 bytes."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -34,16 +45,29 @@ def check_identifier(value: str, what: str) -> str:
     return value
 
 
-def build_table(table: str, schema: str | None = None) -> Table:
-    name_type: Any = Text().with_variant(Text(collation="C"), "postgresql")
-    metadata = MetaData(schema=schema)
+def build_table(table: str, schema: str | None, dialect: Dialect) -> Table:
+    """The records table as ``dialect`` (of a connected engine) should create it."""
+    name_type: Any = Text()
+    data_type: Any = JSON()
+    stamp_type: Any = DateTime(timezone=True)
+    options: dict[str, Any] = {}
+    if dialect.name == "postgresql":
+        name_type, data_type = Text(collation="C"), JSONB()
+    elif dialect.name in MYSQL_FAMILY:
+        # NO PAD binary collations: MariaDB names one utf8mb4_nopad_bin, MySQL 8 utf8mb4_0900_bin.
+        is_mariadb = getattr(dialect, "is_mariadb", False)
+        collation = "utf8mb4_nopad_bin" if is_mariadb else "utf8mb4_0900_bin"
+        name_type = MYSQL_VARCHAR(NAME_CHARS_MYSQL, charset="utf8mb4", collation=collation)
+        stamp_type = MYSQL_DATETIME(fsp=6)  # UTC, to the microsecond
+        options = {f"{dialect.name}_charset": "utf8mb4", f"{dialect.name}_engine": "InnoDB"}
     return Table(
         table,
-        metadata,
+        MetaData(schema=schema),
         Column("name", name_type, primary_key=True),
         Column("collection", name_type, nullable=False),
         Column("version", BigInteger, nullable=False),
-        Column("data", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("data", data_type, nullable=False),
+        Column("updated_at", stamp_type, nullable=False),
         Index(f"ix_{table}_collection", "collection"),
+        **options,
     )

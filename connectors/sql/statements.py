@@ -1,24 +1,33 @@
 """The conditional write statements, hand-tuned per dialect for bulk throughput.
 
-Both upserts are one atomic statement per row: ``INSERT ... ON CONFLICT (name) DO UPDATE ...
-WHERE cur.version < excluded.version``. They differ in how a batch travels:
+Every upsert is one atomic statement per row that writes only over an older version. They differ
+in syntax and in how a batch travels:
 
-* PostgreSQL: the whole batch is one statement over ``unnest`` of parameter arrays, with
+* PostgreSQL: ``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE cur.version <
+  excluded.version``, the whole batch one statement over ``unnest`` of parameter arrays, with
   ``RETURNING name`` naming the rows it wrote: one round trip per batch.
-* SQLite: ``executemany`` of the single-row statement inside the batch's transaction (no
-  network, so round trips are free); the summed row count tells whether every row was written.
+* SQLite: the same ``ON CONFLICT`` statement by ``executemany`` inside the batch's transaction
+  (no network, so round trips are free); the summed row count tells whether every row was
+  written.
+* MariaDB/MySQL: ``INSERT ... ON DUPLICATE KEY UPDATE col = IF(VALUES(version) > version, ...)``,
+  sent by the driver as multi-row ``VALUES`` lists. The server counts 1 per inserted row, 2 per
+  updated one and 0 per row left alone (the engine turns off "found rows"), so a sum of twice the
+  batch (all updated) or a single row's 1 or 2 proves every row written.
 
 Rows not known to be written are then read back by the caller in the same transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import hashlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, DateTime, Delete, Table, Text, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from connectors.sql.schema import MYSQL_FAMILY
 
 __all__ = ["Row", "Upsert", "build_delete", "build_upsert"]
 
@@ -27,6 +36,8 @@ Row = tuple[str, str, int, str, datetime]
 
 Upsert = Callable[[AsyncConnection, list[Row]], Awaitable["set[str] | None"]]
 """Writes the rows; returns the names written, or ``None`` if some were not (unknown which)."""
+
+_STATEMENT_BYTES = 1_000_000  # per multi-row statement; far below MariaDB's max_allowed_packet
 
 _COLUMNS = "name, collection, version, data, updated_at"
 _ON_CONFLICT = (
@@ -41,6 +52,11 @@ def build_upsert(engine: AsyncEngine, table: Table) -> Upsert:
         return _postgresql_upsert(target)
     if engine.dialect.name == "sqlite":
         return _sqlite_upsert(target)
+    if engine.dialect.name in MYSQL_FAMILY:
+        # INSERT ... RETURNING came with MariaDB 10.5; MySQL has none.
+        is_mariadb = getattr(engine.dialect, "is_mariadb", False)
+        version = engine.dialect.server_version_info or (0,)
+        return _mysql_upsert(target, returning=is_mariadb and version >= (10, 5))
     raise ValueError(f"the sql connector does not support the {engine.dialect.name!r} dialect")
 
 
@@ -85,6 +101,68 @@ def _sqlite_upsert(target: str) -> Upsert:
         return {row[0] for row in rows} if result.rowcount == len(rows) else None
 
     return upsert
+
+
+def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
+    newer = "VALUES(version) > version"  # VALUES(): this row's proposed value; bare: the stored
+    # Assignments run left to right and each sees the ones before it: version goes last, so the
+    # other columns still compare against the stored version.
+    on_duplicate = (
+        "ON DUPLICATE KEY UPDATE "
+        f"data = IF({newer}, VALUES(data), data), "
+        f"updated_at = IF({newer}, VALUES(updated_at), updated_at), "
+        f"version = IF({newer}, VALUES(version), version)"
+    )
+    insert = f"INSERT INTO {target} ({_COLUMNS}) VALUES "
+    row_marks = "(%s, %s, %s, %s, %s)"
+
+    async def counted(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
+        stamp = rows[0][4].replace(tzinfo=None)  # DATETIME holds UTC without a zone
+        params = [(n, c, v, d, stamp) for n, c, v, d, _ in rows]
+        # The driver sends this as multi-row VALUES lists and sums their counts.
+        result = await conn.exec_driver_sql(f"{insert}{row_marks} {on_duplicate}", params)
+        count = result.rowcount
+        if count == 2 * len(rows) or (len(rows) == 1 and count in (1, 2)):
+            return {row[0] for row in rows}
+        return None  # e.g. n rows counting n: all inserted, or as many updated as left alone
+
+    async def returned(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
+        # RETURNING gives every row's stored version and a digest of its JSON text, which
+        # MariaDB keeps as sent: a row holding exactly what was sent was written (or is a retry).
+        stamp = rows[0][4].replace(tzinfo=None)
+        sent = {n: (v, _sha256(d)) for n, _, v, d, _ in rows}
+        written: set[str] = set()
+        for chunk in _chunks(rows):
+            params: list[Any] = []
+            for n, c, v, d, _ in chunk:
+                params += (n, c, v, d, stamp)
+            sql = (
+                f"{insert}{', '.join([row_marks] * len(chunk))} {on_duplicate} "
+                "RETURNING name, version, SHA2(data, 256)"
+            )
+            stored: Sequence[Any] = (await conn.exec_driver_sql(sql, tuple(params))).fetchall()
+            written.update(name for name, *state in stored if sent[name] == tuple(state))
+        return written
+
+    return returned if returning else counted
+
+
+def _chunks(rows: list[Row]) -> Iterator[list[Row]]:
+    """Rows in statements of at most ``_STATEMENT_BYTES`` of data (at least one row each)."""
+    chunk: list[Row] = []
+    size = 0
+    for row in rows:
+        if chunk and size + len(row[3]) > _STATEMENT_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(row)
+        size += len(row[3]) + len(row[0]) * 2
+    if chunk:
+        yield chunk
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def build_delete(table: Table) -> Delete:
