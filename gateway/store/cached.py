@@ -40,9 +40,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import Connector, Delete, Outcome, Put, Snapshot, WriteResult
@@ -83,13 +83,15 @@ class StoreStats:
 class _Dirty:
     """The storage-bound queue of one record. ``ops[0]`` is in flight while ``in_flight``."""
 
-    ops: deque[Op]
+    ops: list[Op]
+    """Oldest first; with coalescing at most [delete, newest snapshot]. A plain list: most
+    records hold one operation, and a list is the cheapest container to allocate per write."""
     base: Any = None
     """Data we last knew storage to hold (``None``: nothing or unknown); the merge base."""
     in_flight: bool = False
     stored_version: int = -1
     """The newest version this queue has put into storage."""
-    waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    waiters: list[tuple[int, asyncio.Future[None]]] | None = None
 
 
 class CachedStore:
@@ -231,7 +233,7 @@ class CachedStore:
         if entry is None:
             self._admit()
             clean = self._clean.pop(name, None)
-            self._queue[name] = _Dirty(deque((record,)), None if clean is None else clean.data)
+            self._queue[name] = _Dirty([record], None if clean is None else clean.data)
             self._pending += 1
             if self._pending >= self._high_water:
                 self._wake.set()
@@ -272,7 +274,7 @@ class CachedStore:
         if entry is None:
             self._admit()
             self._clean.pop(name, None)
-            self._queue[name] = _Dirty(deque((op,)), current.data)
+            self._queue[name] = _Dirty([op], current.data)
             self._pending += 1
         else:
             keep = 1 if entry.in_flight else 0
@@ -296,6 +298,8 @@ class CachedStore:
         if entry is None or entry.stored_version >= version:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if entry.waiters is None:
+            entry.waiters = []
         entry.waiters.append((version, future))
         self._expedited[name] = None
         self._wake.set()
@@ -445,12 +449,12 @@ class CachedStore:
                 continue
             entry.in_flight = False
             if self.config.coalesce and len(entry.ops) > 1 and type(entry.ops[0]) is Record:
-                entry.ops.popleft()
+                entry.ops.pop(0)
                 self._pending -= 1
 
     def _applied(self, name: str, op: Put | Delete) -> None:
         entry = self._queue[name]
-        entry.ops.popleft()
+        entry.ops.pop(0)
         entry.in_flight = False
         self._pending -= 1
         self._flushed += 1
@@ -463,7 +467,7 @@ class CachedStore:
 
     def _fail(self, name: str) -> None:
         entry = self._queue[name]
-        op = entry.ops.popleft()
+        op = entry.ops.pop(0)
         entry.in_flight = False
         self._pending -= 1
         self._failed += 1
@@ -483,7 +487,7 @@ class CachedStore:
         if not entry.ops:
             version = 1 << 62  # everything this queue held is settled
         waiting = []
-        for wanted, future in entry.waiters:
+        for wanted, future in entry.waiters or ():
             if wanted > version:
                 waiting.append((wanted, future))
             elif not future.done():
@@ -574,7 +578,7 @@ class CachedStore:
         )
         error = StorageUnavailable("the store closed before the write reached storage")
         for entry in self._queue.values():
-            for _, future in entry.waiters:
+            for _, future in entry.waiters or ():
                 if not future.done():
                     future.set_exception(error)
 
