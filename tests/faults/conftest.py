@@ -87,22 +87,24 @@ async def postgres(tmp_path: Path) -> AsyncIterator[Storage]:
 class ServerProcess:
     """One ``recordgate start`` process; ``url`` once it is listening."""
 
-    config: Path
+    config: Path | None
+    """``None``: no ``-c``, the embedded defaults."""
     cwd: Path
     process: asyncio.subprocess.Process | None = None
     url: str = ""
     stderr: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.stderr = self.cwd / f"{self.config.stem}.stderr.log"
+        stem = self.config.stem if self.config is not None else "defaults"
+        self.stderr = self.cwd / f"{stem}.stderr.log"
 
     async def start(self) -> ServerProcess:
         with self.stderr.open("ab") as err:
+            config = [] if self.config is None else ["-c", str(self.config)]
             self.process = await asyncio.create_subprocess_exec(
                 RECORDGATE,
                 "start",
-                "-c",
-                str(self.config),
+                *config,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -140,17 +142,20 @@ class ServerProcess:
         return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
 
 
-ServerFactory = Callable[[dict[str, Any]], Awaitable[ServerProcess]]
+ServerFactory = Callable[[dict[str, Any] | None], Awaitable[ServerProcess]]
 
 
 @pytest.fixture
 async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """``await start_server(config_dict)``: a running ``recordgate start`` process."""
+    """``await start_server(config_dict)``: a running ``recordgate start`` process in
+    ``tmp_path``; ``start_server(None)`` runs it with no config file at all."""
     processes: list[ServerProcess] = []
 
-    async def start(config: dict[str, Any]) -> ServerProcess:
-        path = tmp_path / f"cfg{len(processes)}.yaml"
-        path.write_text(yaml.safe_dump(config))
+    async def start(config: dict[str, Any] | None) -> ServerProcess:
+        path = None
+        if config is not None:
+            path = tmp_path / f"cfg{len(processes)}.yaml"
+            path.write_text(yaml.safe_dump(config))
         server = ServerProcess(path, tmp_path)
         processes.append(server)
         return await server.start()

@@ -3,6 +3,8 @@ SIGTERM flushes everything pending before the process exits."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.faults.conftest import Storage, acks, read, write
 
 LONG = 60.0
@@ -47,3 +49,20 @@ async def test_sigterm_flushes_everything_pending(storage: Storage, start_server
     assert await server.terminate() == 0
     stored = await storage.read(names)
     assert stored == {name: (1, {"i": i}) for i, name in enumerate(names)}
+
+
+async def test_with_no_config_records_persist_in_sqlite_in_the_data_directory(
+    tmp_path: Path, start_server, peers
+) -> None:
+    server = await start_server(None)  # run in tmp_path: ./recordgate-data/records.db
+    peer = await peers(server.url)
+    await peer.send(write("user/1", {"name": "ada"}, ack="1"))
+    await peer.send(write("user/2", {"name": "bob"}))  # not acked: the SIGTERM flush saves it
+    await acks(peer, 1)
+    assert await server.terminate() == 0
+    assert (tmp_path / "recordgate-data" / "records.db").is_file()
+
+    restarted = await start_server(None)
+    reader = await peers(restarted.url)
+    assert await read(reader, "user/1") == (1, {"name": "ada"})
+    assert await read(reader, "user/2") == (1, {"name": "bob"})
