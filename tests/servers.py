@@ -13,11 +13,19 @@ from urllib.parse import urlsplit
 
 import pytest
 
-__all__ = ["POSTGRES_URL", "require_postgres", "require_server", "servers_required"]
+__all__ = [
+    "MARIADB_URL",
+    "POSTGRES_URL",
+    "require_mariadb",
+    "require_postgres",
+    "require_server",
+    "servers_required",
+]
 
 POSTGRES_URL = os.environ.get(
     "RECORDGATE_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+MARIADB_URL = os.environ.get("RECORDGATE_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
 
 
 def servers_required() -> bool:
@@ -48,3 +56,8 @@ def require_server(what: str, url: str, default_port: int) -> str:
 def require_postgres() -> str:
     """The SQLAlchemy URL of the test PostgreSQL (``RECORDGATE_POSTGRES_URL`` overrides)."""
     return require_server("PostgreSQL", POSTGRES_URL, 5432)
+
+
+def require_mariadb() -> str:
+    """The SQLAlchemy URL of the test MariaDB (``RECORDGATE_MARIADB_URL`` overrides)."""
+    return require_server("MariaDB", MARIADB_URL, 3306)

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import ARRAY, BigInteger, DateTime, Delete, Table, Text, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from connectors.base import StorageRejected
 from connectors.sql.schema import MYSQL_FAMILY
 
 __all__ = ["Row", "Upsert", "build_delete", "build_upsert"]
@@ -37,7 +38,7 @@ Row = tuple[str, str, int, str, datetime]
 Upsert = Callable[[AsyncConnection, list[Row]], Awaitable["set[str] | None"]]
 """Writes the rows; returns the names written, or ``None`` if some were not (unknown which)."""
 
-_STATEMENT_BYTES = 1_000_000  # per multi-row statement; far below MariaDB's max_allowed_packet
+_STATEMENT_CHARS = 1_000_000  # per multi-row statement: well below the 16 MiB max_allowed_packet
 
 _COLUMNS = "name, collection, version, data, updated_at"
 _ON_CONFLICT = (
@@ -115,8 +116,28 @@ def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
     )
     insert = f"INSERT INTO {target} ({_COLUMNS}) VALUES "
     row_marks = "(%s, %s, %s, %s, %s)"
+    packet: list[int] = []  # the server's max_allowed_packet, read on first use
+
+    async def refuse_oversized(conn: AsyncConnection, rows: list[Row]) -> None:
+        # Sent anyway, such a row makes the server drop the connection: an apparent outage that
+        # the flusher would retry forever, where it should fail that one record.
+        if not packet:
+            result = await conn.exec_driver_sql("SELECT @@max_allowed_packet")
+            packet.append(int(result.scalar_one()))
+        room = packet[0] - 1024  # the rest of the statement around one row
+        for name, _, _, data, _ in rows:
+            # Escaped UTF-8 takes at most 8 bytes a character; measure only what might not fit.
+            if 8 * (len(name) + len(data)) > room:
+                size = 2 * len(name.encode()) + len(data.encode())
+                size += data.count('"') + data.count("\\") + data.count("'")
+                if size > room:
+                    raise StorageRejected(
+                        f"record {name[:100]!r} needs {size} bytes in a statement, over the "
+                        f"server's max_allowed_packet of {packet[0]}"
+                    )
 
     async def counted(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
+        await refuse_oversized(conn, rows)
         stamp = rows[0][4].replace(tzinfo=None)  # DATETIME holds UTC without a zone
         params = [(n, c, v, d, stamp) for n, c, v, d, _ in rows]
         # The driver sends this as multi-row VALUES lists and sums their counts.
@@ -129,6 +150,7 @@ def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
     async def returned(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
         # RETURNING gives every row's stored version and a digest of its JSON text, which
         # MariaDB keeps as sent: a row holding exactly what was sent was written (or is a retry).
+        await refuse_oversized(conn, rows)
         stamp = rows[0][4].replace(tzinfo=None)
         sent = {n: (v, _sha256(d)) for n, _, v, d, _ in rows}
         written: set[str] = set()
@@ -148,15 +170,16 @@ def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
 
 
 def _chunks(rows: list[Row]) -> Iterator[list[Row]]:
-    """Rows in statements of at most ``_STATEMENT_BYTES`` of data (at least one row each)."""
+    """Rows in statements of about ``_STATEMENT_CHARS`` at most (at least one row each)."""
     chunk: list[Row] = []
     size = 0
     for row in rows:
-        if chunk and size + len(row[3]) > _STATEMENT_BYTES:
+        cost = len(row[0]) + len(row[3])  # name and data; up to 4 bytes a character in UTF-8
+        if chunk and size + cost > _STATEMENT_CHARS:
             yield chunk
             chunk, size = [], 0
         chunk.append(row)
-        size += len(row[3]) + len(row[0]) * 2
+        size += cost
     if chunk:
         yield chunk
 

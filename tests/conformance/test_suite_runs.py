@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.runner import run_suite
-from tests.servers import require_postgres
+from tests.servers import require_mariadb, require_postgres
 
 SUITE = "conformance/"
 
@@ -56,6 +56,28 @@ async def _drop_table(url: str, table: str) -> None:
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
     finally:
         await conn.close()
+
+
+def test_sql_mariadb() -> None:
+    url = require_mariadb()
+    table = f"rg_suite_{uuid.uuid4().hex[:10]}"
+    try:
+        run = run_suite(
+            SUITE, "--connector", "sql", "--connector-url", url, "--connector-option",
+            f"table={table}",
+        )  # fmt: skip
+    finally:
+        asyncio.run(_drop_mariadb_table(url, table))
+    _assert_passed(("mariadb",), run.output, run.returncode)
+    assert run.count("passed") > 60
+    assert run.count("skipped") == 0  # the unreachable-server test runs too
+
+
+async def _drop_mariadb_table(url: str, table: str) -> None:
+    from connectors.sql import SQLConnector
+
+    async with SQLConnector(url, table=table) as connector:
+        await connector.drop()
 
 
 @pytest.mark.parametrize("spec", ["memory", "connectors.memory:MemoryConnector"])

@@ -1,5 +1,5 @@
-"""SQL connector specifics on real SQLite and PostgreSQL: pragmas, column types, the data-team
-queries, lock timeouts and crash durability."""
+"""SQL connector specifics on real SQLite, PostgreSQL and MariaDB: pragmas and session settings,
+column types, the data-team queries, lock timeouts, error mapping and crash durability."""
 
 from __future__ import annotations
 
@@ -19,9 +19,17 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from connectors.base import Put, StorageTimeout, StorageUnavailable
+from connectors.base import (
+    Delete,
+    Outcome,
+    Put,
+    Snapshot,
+    StorageRejected,
+    StorageTimeout,
+    StorageUnavailable,
+)
 from connectors.sql import DATA_TEAM_QUERIES, SQLConnector
-from tests.servers import require_postgres
+from tests.servers import require_mariadb, require_postgres
 
 USERS = [
     Put("user/alice", 1, {"age": 31, "city": "Lyon"}),
@@ -240,3 +248,262 @@ async def test_postgres_missing_database_is_unavailable() -> None:
     url = require_postgres().rsplit("/", 1)[0] + "/no_such_database_rg"
     with pytest.raises(StorageUnavailable):
         await SQLConnector(url, timeout=2).open()
+
+
+# -- MariaDB ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def maria_db() -> AsyncIterator[tuple[str, str]]:
+    """A private database (the connector's ``schema`` option creates it), so the default table
+    name ``records`` (used verbatim by the data-team query) does not collide; dropped after."""
+    url = require_mariadb()
+    database = f"rg_test_{uuid.uuid4().hex[:10]}"
+    yield url, database
+    await _maria_fetch(url, None, f"DROP DATABASE IF EXISTS {database}")
+
+
+async def _maria_fetch(url: str, database: str | None, query: str, *args: Any) -> list[Any]:
+    import asyncmy
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    conn = await asyncmy.connect(
+        host=parsed.host,
+        port=parsed.port or 3306,
+        user=parsed.username,
+        password=parsed.password or "",
+        database=database,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(query, args)
+            return list(await cursor.fetchall())
+    finally:
+        await conn.ensure_closed()
+
+
+async def test_mariadb_data_team_query(maria_db: tuple[str, str]) -> None:
+    url, database = maria_db
+    async with SQLConnector(url, schema=database) as connector:
+        await connector.write(USERS)
+    rows = await _maria_fetch(url, database, DATA_TEAM_QUERIES["mariadb"])
+    assert [name for (name,) in rows] == OLDER_THAN_30
+
+
+async def test_mariadb_column_types_and_index(maria_db: tuple[str, str]) -> None:
+    url, database = maria_db
+    async with SQLConnector(url, schema=database):
+        pass
+    columns = await _maria_fetch(
+        url,
+        None,
+        "SELECT column_name, column_type, collation_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = 'records'",
+        database,
+    )
+    assert {name: (kind, collation) for name, kind, collation in columns} == {
+        # Binary and NO PAD: code-point order, and 'a' and 'a ' are different names.
+        "name": ("varchar(768)", "utf8mb4_nopad_bin"),
+        "collection": ("varchar(768)", "utf8mb4_nopad_bin"),
+        "version": ("bigint(20)", None),
+        "data": ("longtext", "utf8mb4_bin"),  # MariaDB's JSON, checked by json_valid
+        "updated_at": ("datetime(6)", None),
+    }
+    [(_, ddl)] = await _maria_fetch(url, database, "SHOW CREATE TABLE records")
+    assert "CHECK (json_valid(`data`))" in ddl and "ENGINE=InnoDB" in ddl
+    indexes = await _maria_fetch(
+        url,
+        None,
+        "SELECT index_name, column_name FROM information_schema.statistics "
+        "WHERE table_schema = %s AND table_name = 'records'",
+        database,
+    )
+    assert sorted(indexes) == [("PRIMARY", "name"), ("ix_records_collection", "collection")]
+
+
+async def test_mariadb_session_settings(maria_db: tuple[str, str]) -> None:
+    url, database = maria_db
+    async with (
+        SQLConnector(url, schema=database, timeout=3) as connector,
+        connector.engine.connect() as conn,
+    ):
+        settings = await conn.exec_driver_sql(
+            "SELECT @@tx_isolation, @@sql_mode, @@innodb_lock_wait_timeout, @@max_statement_time"
+        )
+        row: Any = settings.one()
+        isolation, sql_mode, lock_wait, statement_time = row
+    assert isolation == "READ-COMMITTED"
+    assert "STRICT_ALL_TABLES" in sql_mode.split(",")
+    assert (lock_wait, statement_time) == (2, 2.4)  # below the call's 3 s: the server gives up
+
+
+async def test_mariadb_unchanged_rows_count_zero(maria_db: tuple[str, str]) -> None:
+    # The upsert's count relies on the server's own affected rows (SQLAlchemy asks for found
+    # rows by default, where a row left alone would count 1).
+    url, database = maria_db
+    async with SQLConnector(url, schema=database) as connector:
+        await connector.write([Put("n/1", 1, {})])
+        async with connector.engine.begin() as conn:
+            result = await conn.exec_driver_sql(
+                f"INSERT INTO {database}.records (name, collection, version, data, updated_at) "
+                "VALUES ('n/1', 'n', 1, '{}', NOW()) ON DUPLICATE KEY UPDATE version = version"
+            )
+            assert result.rowcount == 0
+
+
+async def test_mariadb_names_differing_in_trailing_spaces(maria_db: tuple[str, str]) -> None:
+    url, database = maria_db
+    async with SQLConnector(url, schema=database) as connector:
+        results = await connector.write([Put("a", 1, {"n": 0}), Put("a ", 1, {"n": 1})])
+        assert all(r.ok for r in results)
+        assert [s async for s in connector.scan("a")] == [
+            Snapshot("a", 1, {"n": 0}),
+            Snapshot("a ", 1, {"n": 1}),
+        ]
+
+
+async def test_mariadb_name_length_limit(maria_db: tuple[str, str]) -> None:
+    url, database = maria_db
+    longest = "\U0001f642" * 768  # 3072 bytes of UTF-8
+    async with SQLConnector(url, schema=database) as connector:
+        [result] = await connector.write([Put(longest, 1, {})])
+        assert result.ok and await connector.head(longest) == 1
+        # Refused, never truncated: truncation would make different long names one record.
+        with pytest.raises(StorageRejected, match="too long"):
+            await connector.write([Put("x" * 769, 1, {})])
+        assert await connector.head("x" * 768) is None
+
+
+async def test_mariadb_batch_over_several_statements(maria_db: tuple[str, str]) -> None:
+    # About 1.5 million characters: sent as two multi-row statements, each one's RETURNING rows
+    # counted, within one transaction.
+    url, database = maria_db
+    names = [f"big/{i:02d}" for i in range(30)]
+    async with SQLConnector(url, schema=database) as connector:
+        await connector.write([Put(n, 2, {"old": True}) for n in names[::3]])
+        ops = [Put(n, 1, {"i": i, "pad": "é" * 50_000}) for i, n in enumerate(names)]
+        results = await connector.write(ops)
+        assert [r.ok for r in results] == [i % 3 != 0 for i in range(30)]
+        assert results[3].current == Snapshot("big/03", 2, {"old": True})
+        stored = await connector.get_many(names)
+        assert all(stored[n].data == ops[i].data for i, n in enumerate(names) if i % 3)
+
+
+async def test_mariadb_oversized_record_is_rejected(maria_db: tuple[str, str]) -> None:
+    # Over max_allowed_packet (16 MiB by default) the server would drop the connection, which
+    # looks like an outage; refusing the record lets the flusher fail it and go on.
+    url, database = maria_db
+    async with SQLConnector(url, schema=database) as connector:
+        with pytest.raises(StorageRejected, match="max_allowed_packet"):
+            await connector.write([Put("huge/1", 1, {"s": "x" * 17_000_000})])
+        [result] = await connector.write([Put("huge/2", 1, {"s": "x" * 1_000_000})])
+        assert result.ok and await connector.head("huge/1") is None
+
+
+async def test_mariadb_counted_upsert_without_returning(maria_db: tuple[str, str]) -> None:
+    """MySQL has no INSERT ... RETURNING: its upsert decides by the affected-rows count (1
+    inserted, 2 updated, 0 left alone) and leaves ambiguous batches to the read-back. The same
+    statement runs on MariaDB, so it is checked here."""
+    from connectors.sql.statements import _mysql_upsert
+
+    url, database = maria_db
+    async with SQLConnector(url, schema=database) as connector:
+        target = connector.engine.dialect.identifier_preparer.format_table(connector._parts()[1])
+        connector._upsert = _mysql_upsert(target, returning=False)
+        await connector.write([Put("c/stale", 5, {"s": 5}), Put("c/same", 2, {"r": 2})])
+        await connector.write([Put("c/newer", 9, {"n": 9}), Put("c/old", 1, {"o": 1})])
+        # Single rows: the count alone decides (1 inserted, 2 updated, 0 read back).
+        assert (await connector.write([Put("c/one", 1, {})]))[0].ok
+        assert (await connector.write([Put("c/one", 2, {})]))[0].ok
+        [stale] = await connector.write([Put("c/one", 2, {"x": 1})])
+        assert stale.current == Snapshot("c/one", 2, {})
+        # All updated: twice the batch, no read-back needed.
+        updated = await connector.write([Put("c/one", 3, {}), Put("c/old", 2, {"o": 2})])
+        assert all(r.ok for r in updated)
+        # One inserted, one updated, one left alone counts 3 for 3 rows: read back.
+        ops: list[Put | Delete] = [
+            Put("c/new", 1, {"fresh": True}),
+            Put("c/stale", 4, {"s": 4}),
+            Put("c/same", 2, {"r": 2}),
+            Delete("c/newer", 3),
+            Put("c/old", 3, {"o": 3}),
+        ]
+        results = await connector.write(ops)
+        assert [r.outcome for r in results] == [
+            Outcome.APPLIED,
+            Outcome.CONFLICT,
+            Outcome.APPLIED,
+            Outcome.CONFLICT,
+            Outcome.APPLIED,
+        ]
+        assert results[1].current == Snapshot("c/stale", 5, {"s": 5})
+        assert await connector.get("c/old") == Snapshot("c/old", 3, {"o": 3})
+
+
+async def test_mariadb_locked_row_times_out(maria_db: tuple[str, str]) -> None:
+    import asyncmy
+    from sqlalchemy.engine import make_url
+
+    url, database = maria_db
+    async with SQLConnector(url, schema=database, timeout=2) as connector:
+        await connector.write([Put("lock/1", 1, {})])
+        parsed = make_url(url)
+        blocker = await asyncmy.connect(
+            host=parsed.host, port=parsed.port or 3306, user=parsed.username, database=database
+        )
+        try:
+            async with blocker.cursor() as cursor:
+                await cursor.execute("SELECT 1 FROM records WHERE name = 'lock/1' FOR UPDATE")
+            started = time.monotonic()
+            with pytest.raises(StorageTimeout, match="Lock wait timeout"):
+                await connector.write([Put("lock/1", 2, {})])
+            assert time.monotonic() - started < 4
+            await blocker.rollback()
+        finally:
+            await blocker.ensure_closed()
+        [result] = await connector.write([Put("lock/1", 2, {"after": "lock"})])
+        assert result.ok
+
+
+async def test_mariadb_dead_port_fails_within_timeout() -> None:
+    require_mariadb()
+    with closing(__import__("socket").socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    connector = SQLConnector(f"mysql+asyncmy://root@127.0.0.1:{port}/test", timeout=1)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        await asyncio.wait_for(connector.open(), timeout=5)
+    assert time.monotonic() - started < 3
+
+
+async def test_mariadb_missing_database_is_unavailable() -> None:
+    url = require_mariadb().rsplit("/", 1)[0] + "/no_such_database_rg"
+    with pytest.raises(StorageUnavailable, match="Unknown database"):
+        await SQLConnector(url, timeout=2).open()
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (1213, StorageTimeout),  # deadlock
+        (1205, StorageTimeout),  # lock wait timeout
+        (1969, StorageTimeout),  # max_statement_time
+        (1045, StorageUnavailable),  # access denied
+        (2013, StorageUnavailable),  # lost connection
+        (1406, StorageRejected),  # data too long (a DataError)
+    ],
+)
+def test_mysql_error_numbers_are_translated(number: int, expected: type[Exception]) -> None:
+    from asyncmy import errors
+    from sqlalchemy import exc
+
+    from connectors.sql.errors import translate
+
+    driver_error = (errors.DataError if number == 1406 else errors.OperationalError)(number, "x")
+    wrapper = exc.DBAPIError if number == 1406 else exc.OperationalError
+    error = translate(wrapper("stmt", None, driver_error), "write")
+    assert type(error) is expected
