@@ -26,8 +26,11 @@ from tests.wire import WireClient
 R = RecordAction
 
 
-async def writer(url: str, tag: str, records: int, updates: int, start: asyncio.Event) -> int:
-    """One connection's share; returns how many error replies it got."""
+async def writer(
+    url: str, tag: str, records: int, updates: int, ready: asyncio.Event, start: asyncio.Event
+) -> int:
+    """One connection's share; sets ``ready`` once set up, sends on ``start``; returns how
+    many error replies it got."""
     client = await WireClient.connect(url, login={})
     names = [f"bench/{tag}/{i}" for i in range(records)]
     for i, name in enumerate(names):
@@ -65,6 +68,7 @@ async def writer(url: str, tag: str, records: int, updates: int, start: asyncio.
             is_write_ack=True,
         )
     )
+    ready.set()
     await start.wait()
     for frame in frames:
         await client.ws.send(frame)
@@ -90,14 +94,16 @@ async def run_once(
     async with recordgate(config, where) as server:
         url = server.url
         start = asyncio.Event()
+        ready = [asyncio.Event() for _ in range(args.writers)]
         per_writer = args.updates // args.writers
+        records = args.records // args.writers
         tasks = [
-            asyncio.create_task(
-                writer(url, f"{round_}-{w}", args.records // args.writers, per_writer, start)
-            )
+            asyncio.create_task(writer(url, f"{round_}-{w}", records, per_writer, ready[w], start))
             for w in range(args.writers)
         ]
-        await asyncio.sleep(1.0)  # every writer connected, created its records, encoded
+        for event in ready:  # every writer connected, created its records, encoded its frames
+            await event.wait()
+        await asyncio.sleep(0.2)  # let the creations' flushes settle
         began, cpu = time.perf_counter(), server.cpu_seconds()
         start.set()
         errors = sum(await asyncio.gather(*tasks))
