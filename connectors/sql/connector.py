@@ -200,8 +200,11 @@ class SQLConnector:
         if not ops:
             return []
         now = datetime.now(UTC)
-        puts = [op for op in ops if isinstance(op, Put)]
-        deletes = [op for op in ops if isinstance(op, Delete)]
+        # In name order: rows are locked in the order they are written, so concurrent batches
+        # sharing names (two gateways, a retry) lock them in one order and cannot deadlock.
+        by_name = sorted(ops, key=lambda op: op.name)
+        puts = [op for op in by_name if isinstance(op, Put)]
+        deletes = [op for op in by_name if isinstance(op, Delete)]
         # Serialise up front: non-JSON data is rejected before the database is touched, and the
         # engine's serializer passes these strings through unchanged.
         texts = {op.name: dump_json(op.data) for op in puts}

@@ -115,13 +115,13 @@ def _report_changed_rows(_dialect: Any, _record: Any, _args: Any, params: dict[s
 
 def _mysql_session(timeout: float) -> str:
     # The server gives up before the call's timeout, so a blocked statement fails as a database
-    # error (lock wait timeout -> StorageTimeout) rather than being cancelled mid-protocol.
-    # STRICT_ALL_TABLES: a name longer than the column is refused, never silently truncated
-    # (two long names must not become one key). max_statement_time exists on MariaDB only, hence
-    # MariaDB's executable comment.
+    # error (row or table lock wait timeout -> StorageTimeout) rather than being cancelled
+    # mid-protocol (which costs the connection). STRICT_ALL_TABLES: a name longer than the
+    # column is refused, never silently truncated (two long names must not become one key).
+    # max_statement_time exists on MariaDB only, hence MariaDB's executable comment.
     lock_wait = max(1, math.floor(timeout * 0.8))
     return (
-        f"SET SESSION innodb_lock_wait_timeout = {lock_wait}, "
+        f"SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}, "
         "sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
         f"/*M!, max_statement_time = {timeout * 0.8:.3f} */"
     )

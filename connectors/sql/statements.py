@@ -14,7 +14,8 @@ in syntax and in how a batch travels:
   updated one and 0 per row left alone (the engine turns off "found rows"), so a sum of twice the
   batch (all updated) or a single row's 1 or 2 proves every row written.
 
-Rows not known to be written are then read back by the caller in the same transaction.
+Rows not known to be written are then read back by the caller in the same transaction. Rows
+arrive in name order (see the connector), and each statement keeps it.
 """
 
 from __future__ import annotations

@@ -250,6 +250,28 @@ async def test_postgres_missing_database_is_unavailable() -> None:
         await SQLConnector(url, timeout=2).open()
 
 
+# -- both servers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+async def test_batches_in_opposite_orders_do_not_deadlock(server: str) -> None:
+    # Two gateways flushing the same names, listed in opposite orders. Rows are written (and
+    # locked) in name order whatever the batch order, so neither waits for the other in a cycle;
+    # unordered, some of these writes fail as deadlocks.
+    url = require_postgres() if server == "postgresql" else require_mariadb()
+    table = f"rg_order_{uuid.uuid4().hex[:8]}"
+    names = [f"d/{i:03d}" for i in range(300)]
+    async with SQLConnector(url, table=table) as a, SQLConnector(url, table=table) as b:
+        try:
+            for version in range(1, 51):
+                await asyncio.gather(
+                    a.write([Put(n, version, {"by": "a"}) for n in names]),
+                    b.write([Put(n, version, {"by": "b"}) for n in reversed(names)]),
+                )
+        finally:
+            await a.drop()
+
+
 # -- MariaDB ----------------------------------------------------------------------------------
 
 
@@ -331,13 +353,14 @@ async def test_mariadb_session_settings(maria_db: tuple[str, str]) -> None:
         connector.engine.connect() as conn,
     ):
         settings = await conn.exec_driver_sql(
-            "SELECT @@tx_isolation, @@sql_mode, @@innodb_lock_wait_timeout, @@max_statement_time"
+            "SELECT @@tx_isolation, @@sql_mode, @@innodb_lock_wait_timeout, "
+            "@@lock_wait_timeout, @@max_statement_time"
         )
         row: Any = settings.one()
-        isolation, sql_mode, lock_wait, statement_time = row
+        isolation, sql_mode, *waits = row
     assert isolation == "READ-COMMITTED"
     assert "STRICT_ALL_TABLES" in sql_mode.split(",")
-    assert (lock_wait, statement_time) == (2, 2.4)  # below the call's 3 s: the server gives up
+    assert waits == [2, 2, 2.4]  # below the call's 3 s: the server gives up first
 
 
 async def test_mariadb_unchanged_rows_count_zero(maria_db: tuple[str, str]) -> None:
@@ -466,6 +489,30 @@ async def test_mariadb_locked_row_times_out(maria_db: tuple[str, str]) -> None:
             await blocker.ensure_closed()
         [result] = await connector.write([Put("lock/1", 2, {"after": "lock"})])
         assert result.ok
+
+
+async def test_mariadb_connection_cut_and_restored(maria_db: tuple[str, str]) -> None:
+    from sqlalchemy.engine import make_url
+
+    from tests.proxy import TcpProxy
+
+    url, database = maria_db
+    parsed = make_url(url)
+    async with (
+        TcpProxy(parsed.host or "127.0.0.1", parsed.port or 3306) as proxy,
+        SQLConnector(proxy.url_for(url), schema=database, timeout=1) as connector,
+    ):
+        await connector.write([Put("cut/1", 1, {})])
+        await proxy.cut()
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            await connector.write([Put("cut/1", 2, {})])
+        with pytest.raises(StorageUnavailable):
+            await connector.get("cut/1")
+        assert time.monotonic() - started < 3
+        await proxy.restore()
+        [result] = await connector.write([Put("cut/1", 2, {"back": True})])
+        assert result.ok and await connector.head("cut/1") == 2
 
 
 async def test_mariadb_dead_port_fails_within_timeout() -> None:
