@@ -358,9 +358,11 @@ class CachedStore:
                     exc,
                     delay,
                 )
-            except Exception:
+            except Exception:  # a connector bug: keep the data and retry rather than drop it
                 self._retried += 1
-                log.exception("storage write of %d records failed; retrying", len(batch))
+                log.exception(
+                    "storage write of %d records failed; retrying in %.2fs", len(batch), delay
+                )
             else:
                 delay = self.config.retry_initial
                 continue
