@@ -9,10 +9,11 @@ in syntax and in how a batch travels:
 * SQLite: the same ``ON CONFLICT`` statement by ``executemany`` inside the batch's transaction
   (no network, so round trips are free); the summed row count tells whether every row was
   written.
-* MariaDB/MySQL: ``INSERT ... ON DUPLICATE KEY UPDATE col = IF(VALUES(version) > version, ...)``,
-  sent by the driver as multi-row ``VALUES`` lists. The server counts 1 per inserted row, 2 per
-  updated one and 0 per row left alone (the engine turns off "found rows"), so a sum of twice the
-  batch (all updated) or a single row's 1 or 2 proves every row written.
+* MariaDB/MySQL: ``INSERT ... ON DUPLICATE KEY UPDATE col = IF(VALUES(version) > version, ...)``
+  with multi-row ``VALUES`` lists of up to about a megabyte. On MariaDB, ``RETURNING`` tells
+  which rows now hold what was sent. MySQL has no ``RETURNING``: there the server counts 1 per
+  inserted row, 2 per updated one and 0 per row left alone (the engine turns off "found rows"),
+  so a sum of twice the batch (all updated) or a single row's 1 or 2 proves every row written.
 
 Rows not known to be written are then read back by the caller in the same transaction. Rows
 arrive in name order (see the connector), and each statement keeps it.
@@ -20,9 +21,9 @@ arrive in name order (see the connector), and each statement keeps it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
+from hashlib import sha256
 from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, DateTime, Delete, Table, Text, bindparam, text
@@ -116,7 +117,6 @@ def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
         f"version = IF({newer}, VALUES(version), version)"
     )
     insert = f"INSERT INTO {target} ({_COLUMNS}) VALUES "
-    row_marks = "(%s, %s, %s, %s, %s)"
     packet: list[int] = []  # the server's max_allowed_packet, read on first use
 
     async def refuse_oversized(conn: AsyncConnection, rows: list[Row]) -> None:
@@ -137,37 +137,38 @@ def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
                         f"server's max_allowed_packet of {packet[0]}"
                     )
 
-    async def counted(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
+    async def upsert(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
         await refuse_oversized(conn, rows)
-        stamp = rows[0][4].replace(tzinfo=None)  # DATETIME holds UTC without a zone
-        params = [(n, c, v, d, stamp) for n, c, v, d, _ in rows]
-        # The driver sends this as multi-row VALUES lists and sums their counts.
-        result = await conn.exec_driver_sql(f"{insert}{row_marks} {on_duplicate}", params)
-        count = result.rowcount
+        # One timestamp per batch (UTC; DATETIME has no zone), written into the statement once
+        # rather than escaped for every row.
+        values = f"(%s, %s, %s, %s, '{rows[0][4].strftime('%Y-%m-%d %H:%M:%S.%f')}')"
+        tail = " RETURNING name, version, SHA2(data, 256)" if returning else ""
+        # With RETURNING: every row's stored version and a digest of its JSON text, which MariaDB
+        # keeps as sent; a row holding exactly what was sent was written (or is a retry).
+        sent = {n: (v, sha256(d.encode()).hexdigest()) for n, _, v, d, _ in rows if returning}
+        written: set[str] = set()
+        count = 0
+        for chunk in _chunks(rows):
+            params = tuple(item for n, c, v, d, _ in chunk for item in (n, c, v, d))
+            sql = f"{insert}{', '.join([values] * len(chunk))} {on_duplicate}{tail}"
+            result = await conn.exec_driver_sql(sql, params)
+            if not returning:
+                count += result.rowcount
+                continue
+            stored: Sequence[Any] = result.fetchall()
+            for name, version, digest in stored:
+                if sent[name] == (version, digest):
+                    written.add(name)
+        if returning:
+            return written
+        # Without: the server's count (1 inserted, 2 updated, 0 left alone) is decisive when
+        # every row counted 2, or for a single row; n rows counting n may be all inserted, or as
+        # many updated as left alone.
         if count == 2 * len(rows) or (len(rows) == 1 and count in (1, 2)):
             return {row[0] for row in rows}
-        return None  # e.g. n rows counting n: all inserted, or as many updated as left alone
+        return None
 
-    async def returned(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
-        # RETURNING gives every row's stored version and a digest of its JSON text, which
-        # MariaDB keeps as sent: a row holding exactly what was sent was written (or is a retry).
-        await refuse_oversized(conn, rows)
-        stamp = rows[0][4].replace(tzinfo=None)
-        sent = {n: (v, _sha256(d)) for n, _, v, d, _ in rows}
-        written: set[str] = set()
-        for chunk in _chunks(rows):
-            params: list[Any] = []
-            for n, c, v, d, _ in chunk:
-                params += (n, c, v, d, stamp)
-            sql = (
-                f"{insert}{', '.join([row_marks] * len(chunk))} {on_duplicate} "
-                "RETURNING name, version, SHA2(data, 256)"
-            )
-            stored: Sequence[Any] = (await conn.exec_driver_sql(sql, tuple(params))).fetchall()
-            written.update(name for name, *state in stored if sent[name] == tuple(state))
-        return written
-
-    return returned if returning else counted
+    return upsert
 
 
 def _chunks(rows: list[Row]) -> Iterator[list[Row]]:
@@ -183,10 +184,6 @@ def _chunks(rows: list[Row]) -> Iterator[list[Row]]:
         size += cost
     if chunk:
         yield chunk
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def build_delete(table: Table) -> Delete:
