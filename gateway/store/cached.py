@@ -1,7 +1,9 @@
 """``CachedStore``: a bounded in-process cache in front of a connector, flushed write-behind.
 
 Writes land in the cache and a per-record queue; a single flusher task writes them to storage
-in batches. What operators can rely on:
+in rounds: every ``interval`` seconds, at once when half of ``max_pending`` is queued, and
+whenever someone awaits ``durable``; each round is written in calls of ``batch_size``
+operations. What operators can rely on:
 
 * **Coalescing** (on by default): only the newest snapshot of a record is written; a delete
   supersedes queued writes of the name. With it off, every version is written, in order.
@@ -18,6 +20,7 @@ in batches. What operators can rely on:
   version (or a newer state) is in storage; the record handler awaits it before a write ack.
 * **Shutdown**: ``close`` flushes everything pending within ``shutdown_timeout`` and logs, at
   ERROR, every record it could not write.
+* **Counters**: ``stats`` (pending, dirty, cached, flushed, retried, failed, conflicts).
 
 Conflicts: storage may hold a newer snapshot than the one flushed (a data team, another server).
 The policy decides the record's new state from base (what we last knew storage held), ours (the
