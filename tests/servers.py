@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 import pytest
 
 __all__ = [
+    "MARIADB_SOCKET",
     "MARIADB_URL",
     "POSTGRES_URL",
     "require_mariadb",
+    "require_mariadb_socket",
     "require_postgres",
     "require_server",
     "servers_required",
@@ -26,6 +28,7 @@ POSTGRES_URL = os.environ.get(
     "RECORDGATE_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 MARIADB_URL = os.environ.get("RECORDGATE_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+MARIADB_SOCKET = os.environ.get("RECORDGATE_MARIADB_SOCKET", "/run/mysqld/mysqld.sock")
 
 
 def servers_required() -> bool:
@@ -61,3 +64,14 @@ def require_postgres() -> str:
 def require_mariadb() -> str:
     """The SQLAlchemy URL of the test MariaDB (``RECORDGATE_MARIADB_URL`` overrides)."""
     return require_server("MariaDB", MARIADB_URL, 3306)
+
+
+def require_mariadb_socket() -> str:
+    """A URL of the test MariaDB through its unix socket (``RECORDGATE_MARIADB_SOCKET``)."""
+    require_mariadb()
+    if not os.path.exists(MARIADB_SOCKET):
+        message = f"MariaDB socket {MARIADB_SOCKET} does not exist"
+        if servers_required():
+            pytest.fail(f"{message} (RECORDGATE_REQUIRE_SERVERS=1)")
+        pytest.skip(message)
+    return f"mysql+asyncmy://root@localhost/test?unix_socket={MARIADB_SOCKET}"

@@ -84,6 +84,27 @@ class SQLConnector:
         self._delete: SADelete | None = None
         self._serialize: Callable[[str], str] = str
 
+    @classmethod
+    def unreachable_url(cls, url: str) -> str | None:
+        """``url`` aimed where no server is (for the conformance suite's error test): a socket
+        path that does not exist for a socket URL, else a local port nobody listens on."""
+        import socket
+
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            return None
+        # MariaDB/MySQL drivers take a socket as `unix_socket`; asyncpg as a `host` directory.
+        for key in ("unix_socket", "host"):
+            if key in parsed.query:
+                missing = parsed.update_query_dict({key: "/nonexistent/recordgate.sock"})
+                return missing.render_as_string(hide_password=False)
+        with socket.socket() as sock:  # the kernel hands out a free port; closing frees it
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        return parsed.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:

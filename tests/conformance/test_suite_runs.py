@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.runner import run_suite
-from tests.servers import require_mariadb, require_postgres
+from tests.servers import require_mariadb, require_mariadb_socket, require_postgres
 
 SUITE = "conformance/"
 
@@ -71,6 +71,22 @@ def test_sql_mariadb() -> None:
     _assert_passed(("mariadb",), run.output, run.returncode)
     assert run.count("passed") > 60
     assert run.count("skipped") == 0  # the unreachable-server test runs too
+
+
+def test_sql_mariadb_unix_socket() -> None:
+    # Through the socket, the unreachable-server test needs a socket path nobody serves.
+    url = require_mariadb_socket()
+    table = f"rg_suite_{uuid.uuid4().hex[:10]}"
+    try:
+        run = run_suite(
+            SUITE, "--connector", "sql", "--connector-url", url, "--connector-option",
+            f"table={table}",
+        )  # fmt: skip
+    finally:
+        asyncio.run(_drop_mariadb_table(url, table))
+    _assert_passed(("mariadb socket",), run.output, run.returncode)
+    assert run.count("passed") > 60
+    assert run.count("skipped") == 0
 
 
 async def _drop_mariadb_table(url: str, table: str) -> None:

@@ -89,6 +89,46 @@ async def test_sqlite_table_option(sqlite_path: Path) -> None:
     assert _sqlite_rows(sqlite_path, "SELECT name, collection FROM snapshots") == [("a/b", "a")]
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite+aiosqlite:///x.db", None),
+        (
+            "mysql+asyncmy://root@localhost/test?unix_socket=/run/mysqld/mysqld.sock",
+            "mysql+asyncmy://root@localhost/test?unix_socket=/nonexistent/recordgate.sock",
+        ),
+        (
+            "postgresql+asyncpg://postgres@/test?host=/var/run/postgresql",
+            "postgresql+asyncpg://postgres@/test?host=/nonexistent/recordgate.sock",
+        ),
+    ],
+)
+def test_unreachable_url_for_files_and_sockets(url: str, expected: str | None) -> None:
+    from sqlalchemy.engine import make_url
+
+    unreachable = SQLConnector.unreachable_url(url)
+    if expected is None:
+        assert unreachable is None
+    else:
+        assert unreachable is not None and make_url(unreachable) == make_url(expected)
+
+
+def test_unreachable_url_for_tcp_is_a_free_local_port() -> None:
+    from sqlalchemy.engine import make_url
+
+    rendered = SQLConnector.unreachable_url("mysql+asyncmy://u:pw@db.example:3306/x")
+    assert rendered is not None
+    unreachable = make_url(rendered)
+    assert (unreachable.host, unreachable.username, unreachable.password) == (
+        "127.0.0.1",
+        "u",
+        "pw",
+    )
+    assert unreachable.database == "x" and unreachable.port not in (None, 3306)
+    with closing(__import__("socket").socket()) as sock:
+        assert sock.connect_ex(("127.0.0.1", unreachable.port)) != 0  # nobody listens
+
+
 @pytest.mark.parametrize("bad", ["records; DROP TABLE x", "1abc", "", "a-b"])
 def test_table_name_must_be_identifier(bad: str) -> None:
     with pytest.raises(ValueError, match="identifier"):
