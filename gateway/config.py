@@ -37,6 +37,8 @@ class ServerConfig:
     port: int = 6020
     path: str = "/deepstream"
     health_path: str = "/health-check"
+    metrics_path: str = "/metrics"
+    """Prometheus text format: connections and the store's write-behind counters."""
     max_message_size: int = 1_048_576
     """Bytes; a larger frame gets PARSER MAXIMUM_MESSAGE_SIZE_EXCEEDED, one over twice this
     size closes the socket (1009)."""
@@ -50,7 +52,7 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port must be between 0 and 65535")
-        for key in ("path", "health_path"):
+        for key in ("path", "health_path", "metrics_path"):
             _require(getattr(self, key).startswith("/"), f"server.{key} must start with /")
         for key in ("max_message_size", "max_auth_attempts", "max_send_buffer"):
             _require(getattr(self, key) >= 1, f"server.{key} must be at least 1")

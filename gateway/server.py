@@ -18,6 +18,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from . import metrics
 from .auth import Authenticator, OpenAuthenticator
 from .config import Config
 from .connection import Connection
@@ -120,6 +121,11 @@ class Server:
         cfg = self.config.server
         if path == cfg.health_path:
             return ws.respond(http.HTTPStatus.OK, "OK\n")
+        if path == cfg.metrics_path:
+            body = metrics.render(connections=len(self.connections), store=self.store.stats)
+            response = ws.respond(http.HTTPStatus.OK, body)
+            response.headers["Content-Type"] = metrics.CONTENT_TYPE
+            return response
         if path != cfg.path:
             return ws.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
         return None

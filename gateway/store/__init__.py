@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config, StorageConfig
-from .base import Record, RecordStore
-from .cached import CachedStore, StoreStats
+from .base import Record, RecordStore, StoreStats
+from .cached import CachedStore
 from .memory import MemoryStore
 
 __all__ = [

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Record", "RecordStore"]
+__all__ = ["Record", "RecordStore", "StoreStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +26,28 @@ class Record:
     data: dict[str, Any] | list[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counters for metrics. ``pending``: operations not yet in storage (queued or in flight);
+    ``dirty``: records with such operations; ``cached``: records in memory."""
+
+    pending: int
+    dirty: int
+    cached: int
+    flushed: int
+    retried: int
+    failed: int
+    conflicts: int
+
+
 class RecordStore(Protocol):
     on_external_change: Callable[[str, Record | None], None] | None
     """Set by the record handler: storage delivered a snapshot that differs from what was
     served (a conflict resolved in storage's favour); ``None`` means the record is gone."""
+
+    @property
+    def stats(self) -> StoreStats:
+        """Counters for metrics; cheap enough to read on every scrape."""
 
     async def open(self) -> None: ...
 

@@ -57,29 +57,15 @@ from gateway.exceptions import (
     StorageUnavailable,
 )
 
-from .base import Record
+from .base import Record, StoreStats
 from .merge import json_equal, merge
 
-__all__ = ["CachedStore", "StoreStats"]
+__all__ = ["CachedStore"]
 
 log = logging.getLogger(__name__)
 
 Op = Record | Delete
 """A queued operation: a snapshot to store (handed to the connector as a ``Put``) or a delete."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoreStats:
-    """Counters for metrics. ``pending``: operations not yet in storage (queued or in flight);
-    ``dirty``: records with such operations; ``cached``: records in memory."""
-
-    pending: int
-    dirty: int
-    cached: int
-    flushed: int
-    retried: int
-    failed: int
-    conflicts: int
 
 
 @dataclass(slots=True)

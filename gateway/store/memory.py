@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import Record
+from .base import Record, StoreStats
 
 __all__ = ["MemoryStore"]
 
@@ -13,6 +13,13 @@ class MemoryStore:
     def __init__(self) -> None:
         self._records: dict[str, Record] = {}
         self.on_external_change: Callable[[str, Record | None], None] | None = None
+
+    @property
+    def stats(self) -> StoreStats:
+        cached = len(self._records)
+        return StoreStats(
+            pending=0, dirty=0, cached=cached, flushed=0, retried=0, failed=0, conflicts=0
+        )
 
     async def open(self) -> None:
         pass

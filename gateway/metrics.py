@@ -1,0 +1,35 @@
+"""``GET /metrics``: the server's counters in the Prometheus text exposition format (0.0.4)."""
+
+from __future__ import annotations
+
+from .store import StoreStats
+
+__all__ = ["CONTENT_TYPE", "render"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_STORE_METRICS = (
+    ("pending", "gauge", "Writes accepted but not yet in storage (queued or in flight)."),
+    ("dirty", "gauge", "Records with writes not yet in storage."),
+    ("cached", "gauge", "Records held in the cache."),
+    ("flushed", "counter", "Operations written to storage."),
+    ("retried", "counter", "Flush attempts repeated after storage was unavailable."),
+    ("failed", "counter", "Operations storage refused for good."),
+    ("conflicts", "counter", "Flushes that met a newer snapshot in storage."),
+)
+
+
+def render(*, connections: int, store: StoreStats) -> str:
+    lines = [
+        "# HELP recordgate_connections Open client connections.",
+        "# TYPE recordgate_connections gauge",
+        f"recordgate_connections {connections}",
+    ]
+    for field, kind, text in _STORE_METRICS:
+        name = f"recordgate_store_{field}" + ("_total" if kind == "counter" else "")
+        lines += [
+            f"# HELP {name} {text}",
+            f"# TYPE {name} {kind}",
+            f"{name} {getattr(store, field)}",
+        ]
+    return "\n".join(lines) + "\n"
