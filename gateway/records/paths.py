@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .exceptions import InvalidData
+from ..exceptions import InvalidData
 
 __all__ = [
     "FORBIDDEN_KEYS",

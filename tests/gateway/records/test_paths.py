@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.exceptions import InvalidData
-from gateway.paths import MAX_INDEX_GAP, erase_path, get_path, parse_path, set_path
+from gateway.records.paths import MAX_INDEX_GAP, erase_path, get_path, parse_path, set_path
 
 
 @pytest.mark.parametrize(

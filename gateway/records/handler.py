@@ -1,0 +1,381 @@
+"""The RECORD topic: reads, subscriptions, writes, delete and notify, synchronised to every
+subscriber.
+
+Invariants:
+
+* Per record, operations run one at a time in arrival order (``lanes``); a record in the cache
+  is served and written synchronously inside ``handle`` (the hot path).
+* Applied writes (``writes``) are broadcast once-encoded to every subscriber but the writer.
+* Write acknowledgements wait for durability in a task of their own, never in the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Coroutine
+from functools import partial
+from typing import Any, TypeGuard
+
+from ..connection import Connection
+from ..exceptions import BackPressure, InvalidData, StorageError
+from ..listen import ListenRegistry
+from ..protocol import Message, RecordAction, Topic, encode
+from ..store import Record, RecordStore
+from ..subscriptions import SubscriptionRegistry
+from . import writes
+from .lanes import Lanes, OnError, Op
+from .messages import dumps, error, routed_error, snapshot
+
+__all__ = ["MAX_NAME_BYTES", "RecordHandler"]
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_BYTES = 2048
+"""Longer names get INVALID_MESSAGE_DATA: they stay well inside every backend's key limits
+(a PostgreSQL b-tree entry tops out near 2.7 kB), and 500-byte names keep working."""
+
+R = RecordAction
+_LISTEN_ACTIONS = frozenset({R.LISTEN, R.UNLISTEN, R.LISTEN_ACCEPT, R.LISTEN_REJECT})
+
+
+def _valid_name(name: object) -> TypeGuard[str]:
+    return (
+        isinstance(name, str)
+        and name != ""
+        and (len(name) * 4 <= MAX_NAME_BYTES or len(name.encode()) <= MAX_NAME_BYTES)
+    )
+
+
+def _version(record: Record | None) -> int:
+    return -1 if record is None else record.version
+
+
+class RecordHandler:
+    """Every RECORD action; subscriptions and listening live here, snapshots in ``store``."""
+
+    def __init__(self, store: RecordStore, *, listen_timeout: float = 0.5) -> None:
+        self.store = store
+        self.subscriptions = SubscriptionRegistry()
+        self.listen = ListenRegistry(Topic.RECORD, self.subscriptions, timeout=listen_timeout)
+        self._lanes = Lanes(store)
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Strong references to write-ack tasks while they wait for durability."""
+        store.on_external_change = self._on_external_change
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def handle(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        action = msg.action
+        if action in writes.WRITES:
+            return self._write(conn, msg)
+        if action == R.SUBSCRIBECREATEANDREAD or action == R.SUBSCRIBEANDREAD:
+            return self._subscribe_and_read(conn, msg, create=action == R.SUBSCRIBECREATEANDREAD)
+        if action == R.SUBSCRIBE or action == R.UNSUBSCRIBE:
+            self._bulk(conn, msg)
+            return None
+        if action == R.READ or action == R.HEAD:
+            return self._read(conn, msg)
+        if action == R.SUBSCRIBEANDHEAD or action == R.HEAD_BULK:
+            return self._heads(conn, msg)
+        if action == R.DELETE:
+            return self._delete(conn, msg)
+        if action == R.NOTIFY:
+            return self._notify(conn, msg)
+        if action in _LISTEN_ACTIONS:
+            self.listen.handle(conn, msg)
+            return None
+        conn.send(error(R.ERROR, msg.name, action))
+        return None
+
+    def on_disconnect(self, conn: Connection) -> None:
+        self.subscriptions.remove_connection(conn)
+        self.listen.on_disconnect(conn)
+
+    # -- validation and errors -------------------------------------------------------------
+
+    def _name(self, conn: Connection, msg: Message) -> str | None:
+        """The name of ``msg``, or None after answering INVALID_MESSAGE_DATA."""
+        if _valid_name(msg.name):
+            return msg.name
+        self._invalid(conn, msg, "missing, empty or overlong record name")
+        return None
+
+    def _names(self, conn: Connection, msg: Message) -> list[str] | None:
+        """The bulk names of ``msg``, or None after answering INVALID_MESSAGE_DATA."""
+        names = msg.names or ([msg.name] if msg.name is not None else [])
+        if not names or not all(_valid_name(name) for name in names):
+            self._invalid(conn, msg, "missing, empty or overlong record name")
+            return None
+        return names
+
+    def _invalid(self, conn: Connection, msg: Message, reason: object) -> None:
+        log.debug("invalid %r: %s", msg, reason)
+        conn.send(
+            Message(
+                Topic.RECORD,
+                R.INVALID_MESSAGE_DATA,
+                name=msg.name,
+                original_action=msg.action,
+                version=msg.version,
+                path=msg.path,
+                correlation_id=msg.correlation_id,
+                is_write_ack=msg.is_write_ack,
+                is_error=True,
+            )
+        )
+
+    @staticmethod
+    def _load_error(conn: Connection, msg: Message, name: str) -> OnError:
+        """Answers ``msg`` when ``name`` could not be loaded (or its operation failed)."""
+
+        def reply(exc: Exception) -> None:
+            action = R.RECORD_LOAD_ERROR if isinstance(exc, StorageError) else R.ERROR
+            conn.send(routed_error(msg, action, name))
+
+        return reply
+
+    # -- reads and subscriptions -----------------------------------------------------------
+
+    def _subscribe_and_read(
+        self, conn: Connection, msg: Message, *, create: bool
+    ) -> Awaitable[None] | None:
+        names = self._names(conn, msg)
+        if names is None:
+            return None
+        conn.send(msg.ack())  # first, as the reference does; each READ_RESPONSE follows
+
+        def op_for(name: str) -> Op:
+            def op(record: Record | None) -> Record | None:
+                if record is None and create:
+                    record = Record(name, 0, {})
+                    try:
+                        self.store.put(record)
+                    except BackPressure:
+                        conn.send(error(R.RECORD_CREATE_ERROR, name, msg.action))
+                        return None
+                self.subscriptions.subscribe(name, conn)  # a duplicate is silent in bulk
+                conn.send(snapshot(R.READ_RESPONSE, name, record))
+                return record
+
+            return op
+
+        return self._lanes.each(names, op_for, partial(self._load_error, conn, msg))
+
+    def _read(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        name = self._name(conn, msg)
+        if name is None:
+            return None
+        head = msg.action == R.HEAD
+
+        def op(record: Record | None) -> Record | None:
+            if head:
+                conn.send(
+                    Message(Topic.RECORD, R.HEAD_RESPONSE, name=name, version=_version(record))
+                )
+            elif record is None:
+                conn.send(error(R.RECORD_NOT_FOUND, name, msg.action))
+            else:
+                conn.send(snapshot(R.READ_RESPONSE, name, record))
+            return record
+
+        return self._lanes.run(name, op, self._load_error(conn, msg, name))
+
+    def _heads(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        """HEAD_BULK and SUBSCRIBEANDHEAD: one HEAD_RESPONSE_BULK (-1 for missing names)."""
+        names = self._names(conn, msg)
+        if names is None:
+            return None
+        versions: dict[str, int] = {}
+
+        def op_for(name: str) -> Op:
+            def op(record: Record | None) -> Record | None:
+                versions[name] = _version(record)
+                return record
+
+            return op
+
+        def finish() -> None:
+            conn.send(Message(Topic.RECORD, R.HEAD_RESPONSE_BULK, versions=versions))
+            if msg.action == R.SUBSCRIBEANDHEAD:
+                self._bulk(conn, msg)
+
+        return self._lanes.each(names, op_for, partial(self._load_error, conn, msg), finish=finish)
+
+    def _bulk(self, conn: Connection, msg: Message) -> None:
+        """SUBSCRIBE / UNSUBSCRIBE (and the subscribe half of SUBSCRIBEANDHEAD), then the ack."""
+        names = self._names(conn, msg)
+        if names is None:
+            return
+        if msg.action == R.UNSUBSCRIBE:
+            for name in names:
+                # As the reference does: a bulk unsubscribe of a name not held is silent.
+                self.subscriptions.unsubscribe(name, conn)
+        else:
+            for name in names:
+                if not self.subscriptions.subscribe(name, conn):
+                    conn.send(
+                        Message(
+                            Topic.RECORD,
+                            R.MULTIPLE_SUBSCRIPTIONS,
+                            name=name,
+                            original_action=msg.action,
+                        )
+                    )
+        conn.send(Message(Topic.RECORD, msg.action, correlation_id=msg.correlation_id, is_ack=True))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def _write(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        name = self._name(conn, msg)
+        if name is None:
+            return None
+        try:
+            change = writes.parse_change(msg)
+        except InvalidData as exc:
+            self._invalid(conn, msg, exc)
+            return None
+
+        def op(record: Record | None) -> Record | None:
+            return self._apply(conn, msg, name, change, record)
+
+        def on_error(exc: Exception) -> None:
+            conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
+
+        return self._lanes.run(name, op, on_error)
+
+    def _apply(
+        self,
+        conn: Connection,
+        msg: Message,
+        name: str,
+        change: writes.Change,
+        record: Record | None,
+    ) -> Record | None:
+        """Apply ``msg`` to ``record``: store the new snapshot, broadcast it, acknowledge it."""
+        try:
+            outcome = writes.apply(msg, name, change, record)
+        except InvalidData as exc:
+            self._invalid(conn, msg, exc)
+            return record
+        if isinstance(outcome, Message):  # refused
+            conn.send(outcome)
+            return record
+        try:
+            self.store.put(outcome)
+        except BackPressure:
+            log.warning("write-behind queue full; refusing a write to %r", name)
+            conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
+            return record
+        if self.subscriptions.has_subscribers(name):
+            self.subscriptions.send(name, encode(writes.broadcast(msg, outcome)), exclude=conn)
+        if msg.is_write_ack and msg.correlation_id is not None:
+            self._spawn(self._acknowledge(conn, name, outcome.version, msg.correlation_id))
+        return outcome
+
+    async def _acknowledge(
+        self, conn: Connection, name: str, version: int, correlation_id: str
+    ) -> None:
+        failed: bool | None = None  # absent on the acknowledgement
+        try:
+            await self.store.durable(name, version)
+        except StorageError as exc:
+            log.warning("write %r v%d did not become durable: %s", name, version, exc)
+            failed = True
+        conn.send(
+            Message(
+                Topic.RECORD,
+                R.RECORD_UPDATE_ERROR if failed else R.WRITE_ACKNOWLEDGEMENT,
+                name=name,
+                correlation_id=correlation_id,
+                is_write_ack=True,
+                is_error=failed,
+            )
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- delete, notify, external changes ------------------------------------------------------
+
+    def _delete(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        name = self._name(conn, msg)
+        if name is None:
+            return None
+
+        async def op(record: Record | None) -> Record | None:
+            try:
+                await self.store.delete(name)
+            except StorageError as exc:
+                log.warning("deleting record %r failed: %s", name, exc)
+                conn.send(error(R.RECORD_DELETE_ERROR, name))
+                return record
+            conn.send(Message(Topic.RECORD, R.DELETE_SUCCESS, name=name))
+            self._deleted(name, exclude=conn)
+            return None
+
+        return self._lanes.run(name, op, self._load_error(conn, msg, name), sync=False)
+
+    def _deleted(self, name: str, exclude: Connection | None = None) -> None:
+        """Tell subscribers (but ``exclude``) that ``name`` is gone, then drop them all."""
+        self.subscriptions.send(
+            name, encode(Message(Topic.RECORD, R.DELETED, name=name)), exclude=exclude
+        )
+        for subscriber in list(self.subscriptions.subscribers(name)):
+            self.subscriptions.unsubscribe(name, subscriber)  # one by one: listen hooks run
+
+    def _pushed(self, name: str, record: Record | None) -> None:
+        """Storage changed ``name`` behind the clients' backs: tell every subscriber."""
+        if record is None:
+            self._deleted(name)
+        elif self.subscriptions.has_subscribers(name):
+            self.subscriptions.send(name, encode(snapshot(R.UPDATE, name, record)))
+
+    def _notify(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        names = self._names(conn, msg)
+        if names is None:
+            return None
+
+        def op_for(name: str) -> Op:
+            async def op(record: Record | None) -> Record | None:
+                self.store.forget(name)
+                fresh = await self.store.load(name)
+                if self.subscriptions.has_subscribers(name):
+                    self._pushed(name, fresh)
+                return fresh
+
+            return op
+
+        failures: list[Exception] = []
+
+        def finish() -> None:
+            if failures:  # one answer per NOTIFY: the client resolves its callback once
+                conn.send(
+                    Message(
+                        Topic.RECORD,
+                        R.RECORD_NOTIFY_ERROR,
+                        names=names,
+                        correlation_id=msg.correlation_id,
+                        data=dumps(f"re-reading from storage failed: {failures[0]}"),
+                        is_error=True,
+                    )
+                )
+            else:
+                conn.send(msg.ack())
+
+        return self._lanes.each(
+            names, op_for, lambda name: failures.append, sync=False, finish=finish
+        )
+
+    def _on_external_change(self, name: str, record: Record | None) -> None:
+        """Store callback: a conflict was resolved in storage's favour (or the record is gone)."""
+
+        def op(_: Record | None) -> Record | None:
+            self._pushed(name, record)
+            return record
+
+        # Behind a lane: keep arrival order, and make the queued writes see the new snapshot.
+        if not self._lanes.defer(name, op):
+            self._pushed(name, record)

@@ -1,0 +1,153 @@
+"""Per-record serialisation: the operations on one record run one at a time, in arrival order.
+
+Invariants:
+
+* A record in the cache with no lane is served synchronously by ``Lanes.run`` (the hot path).
+* Anything that must wait (a cache miss, a delete, a NOTIFY re-read) opens a *lane* for the
+  name: one task that loads the record once, then runs each queued operation on the snapshot
+  the previous one returned, and closes when its queue is empty. Later operations on that name
+  queue behind it, so no write can overtake another or land on a stale snapshot.
+* Every queued operation has a future that resolves once it ran, failed or was abandoned; a
+  connection awaits only its own, which keeps per-client order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+
+from ..exceptions import StorageError
+from ..store import Record, RecordStore
+
+__all__ = ["Lanes", "OnError", "Op"]
+
+log = logging.getLogger(__name__)
+
+Op = Callable[[Record | None], Record | Awaitable[Record | None] | None]
+"""An operation on one record: gets the current snapshot, returns the snapshot after it."""
+OnError = Callable[[Exception], None]
+"""Told when an operation failed, or could not run because loading the record failed."""
+
+
+class _Lane:
+    """Operations on one name waiting behind asynchronous work, in arrival order."""
+
+    __slots__ = ("queue", "task")
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[Op, OnError, asyncio.Future[None]]] = deque()
+        self.task: asyncio.Task[None] | None = None
+        """The draining task; held here because the event loop keeps only a weak reference."""
+
+
+class Lanes:
+    """The open lanes of ``store``'s records, by name."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self._lanes: dict[str, _Lane] = {}
+
+    def run(
+        self, name: str, op: Op, on_error: OnError, *, sync: bool = True
+    ) -> Awaitable[None] | None:
+        """Run ``op`` on ``name``'s current snapshot after every operation that came before.
+
+        A ``sync`` op on a cached record with no lane runs right here and returns None;
+        otherwise it queues, and the returned future resolves once it ran.
+        """
+        lane = self._lanes.get(name)
+        if lane is None:
+            record = self._store.cached(name) if sync else None
+            if record is not None:
+                op(record)
+                return None
+            lane = self._lanes[name] = _Lane()
+            lane.task = asyncio.create_task(self._drain(name, lane))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.queue.append((op, on_error, done))
+        return done
+
+    def each(
+        self,
+        names: Iterable[str],
+        op_for: Callable[[str], Op],
+        on_error_for: Callable[[str], OnError],
+        *,
+        sync: bool = True,
+        finish: Callable[[], None] | None = None,
+    ) -> Awaitable[None] | None:
+        """``run`` an op on every name in turn; then ``finish``, once all of them ran.
+
+        None if everything ran synchronously (``finish`` included), else what to await.
+        """
+        pending = [
+            waiter
+            for name in names
+            if (waiter := self.run(name, op_for(name), on_error_for(name), sync=sync)) is not None
+        ]
+        if not pending:
+            if finish is not None:
+                finish()
+            return None
+        if finish is None and len(pending) == 1:
+            return pending[0]
+        return _then(pending, finish)
+
+    def defer(self, name: str, op: Op) -> bool:
+        """Queue ``op`` at the end of ``name``'s lane (nobody waits, failures are dropped) so it
+        keeps arrival order and later operations see its snapshot; False if there is no lane."""
+        lane = self._lanes.get(name)
+        if lane is None:
+            return False
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.queue.append((op, _ignore, done))
+        return True
+
+    async def _drain(self, name: str, lane: _Lane) -> None:
+        try:
+            record = self._store.cached(name)
+            if record is None:
+                try:
+                    record = await self._store.load(name)
+                except Exception as exc:
+                    log.warning("loading record %r failed: %s", name, exc)
+                    while lane.queue:
+                        _, on_error, done = lane.queue.popleft()
+                        on_error(exc)
+                        _release(done)
+                    return
+            while lane.queue:
+                op, on_error, done = lane.queue.popleft()
+                try:
+                    result = op(record)
+                    record = await result if isinstance(result, Awaitable) else result
+                except StorageError as exc:
+                    log.warning("record operation on %r failed: %s", name, exc)
+                    on_error(exc)
+                except Exception as exc:
+                    log.exception("record operation on %r failed", name)
+                    on_error(exc)
+                finally:
+                    _release(done)
+        finally:
+            del self._lanes[name]
+            for _, _, done in lane.queue:  # only if cancelled: release whoever waits
+                _release(done)
+
+
+async def _then(pending: list[Awaitable[None]], finish: Callable[[], None] | None) -> None:
+    for waiter in pending:
+        await waiter
+    if finish is not None:
+        finish()
+
+
+def _release(done: asyncio.Future[None]) -> None:
+    if not done.done():  # its waiter may have been cancelled (the connection went away)
+        done.set_result(None)
+
+
+def _ignore(exc: Exception) -> None:
+    pass
