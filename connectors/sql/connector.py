@@ -23,12 +23,11 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from connectors._common import dump_json, load_json, option_float, option_int, prefix_upper_bound
+from connectors._common import dump_json, option_float, option_int, prefix_upper_bound
 from connectors.base import (
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
     Delete,
-    Outcome,
     Put,
     RawReader,
     Snapshot,
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+    from connectors.sql.sqlite import SQLiteWriter
     from connectors.sql.statements import Upsert
 
 __all__ = ["SQLConnector"]
@@ -81,6 +81,7 @@ class SQLConnector:
         self._engine: AsyncEngine | None = None
         self._table: Table | None = None
         self._upsert: Upsert | None = None
+        self._sqlite: SQLiteWriter | None = None  # the SQLite write path, on SQLite
         self._delete: SADelete | None = None
         self._serialize: Callable[[str], str] = str
 
@@ -132,7 +133,12 @@ class SQLConnector:
                 raise
         self._engine = engine
         self._table = table
-        self._upsert = build_upsert(engine, table)
+        if engine.dialect.name == "sqlite":
+            from connectors.sql.sqlite import SQLiteWriter
+
+            self._sqlite = SQLiteWriter(engine.dialect.identifier_preparer.format_table(table))
+        else:
+            self._upsert = build_upsert(engine, table)
         self._delete = build_delete(table)
         self._serialize = serialize(engine.dialect.name)
 
@@ -216,11 +222,17 @@ class SQLConnector:
 
     async def write(self, ops: Sequence[Put | Delete]) -> list[WriteResult]:
         from connectors.sql.errors import guard
+        from connectors.sql.outcomes import outcomes
 
         engine, _ = self._parts()
         if not ops:
             return []
         now = datetime.now(UTC)
+        if self._sqlite is not None:
+            params = self._sqlite.rows(ops, now)
+            what = f"write of {len(ops)} operations"
+            async with guard(what, self.timeout), engine.connect() as conn:
+                return await self._sqlite.write(conn, ops, params)
         # In name order: rows are locked in the order they are written, so concurrent batches
         # sharing names (two gateways, a retry) lock them in one order and cannot deadlock.
         by_name = sorted(ops, key=lambda op: op.name)
@@ -229,27 +241,21 @@ class SQLConnector:
         # Serialise up front: non-JSON data is rejected before the database is touched, and the
         # engine's serializer passes these strings through unchanged.
         texts = {op.name: dump_json(op.data) for op in puts}
+        serialize = self._serialize
         async with guard(f"write of {len(ops)} operations", self.timeout), engine.begin() as conn:
-            applied: set[str] = set()
+            applied: set[str] | None = None  # None: every put written
             unresolved: list[str] = []
             if puts:
                 assert self._upsert is not None
                 rows = [
-                    (
-                        op.name,
-                        collection_of(op.name),
-                        op.version,
-                        self._serialize(texts[op.name]),
-                        now,
-                    )
+                    (op.name, collection_of(op.name), op.version, serialize(texts[op.name]), now)
                     for op in puts
                 ]
                 written = await self._upsert(conn, rows)
-                if written is None:  # some rows were refused; which ones, the read-back tells
-                    unresolved = [op.name for op in puts]
-                else:
-                    applied = written
-                    unresolved = [op.name for op in puts if op.name not in written]
+                if written is None or len(written) < len(puts):
+                    # Some rows were refused; which ones, the read-back tells.
+                    applied = written or set()
+                    unresolved = [op.name for op in puts if op.name not in applied]
             if deletes:
                 await conn.execute(
                     self._delete,  # type: ignore[arg-type]
@@ -257,7 +263,7 @@ class SQLConnector:
                 )
                 unresolved += [op.name for op in deletes]
             stored = await self._select(conn, unresolved) if unresolved else {}
-        return [_outcome(op, op.name in applied, stored.get(op.name), texts) for op in ops]
+        return outcomes(ops, texts, applied, stored)
 
     # -- raw layout ------------------------------------------------------------------------
 
@@ -294,23 +300,3 @@ class SQLConnector:
             return make_url(self.url).render_as_string(hide_password=True)
         except Exception:
             return "<unparsable url>"
-
-
-def _outcome(
-    op: Put | Delete, applied: bool, stored: Snapshot | None, texts: dict[str, str]
-) -> WriteResult:
-    if isinstance(op, Put):
-        if applied:
-            return WriteResult(op, Outcome.APPLIED)
-        # Read back in the write's transaction: equal version and data means this put is what is
-        # stored (written now, or an idempotent retry); anything else is a conflict.
-        if (
-            stored is not None
-            and stored.version == op.version
-            and stored.data == load_json(texts[op.name])
-        ):
-            return WriteResult(op, Outcome.APPLIED)
-        return WriteResult(op, Outcome.CONFLICT, stored)
-    if stored is not None and stored.version > op.version:
-        return WriteResult(op, Outcome.CONFLICT, stored)
-    return WriteResult(op, Outcome.APPLIED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -50,6 +51,8 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
                 return StorageTimeout(f"{what}: {text}")
             return StorageUnavailable(f"{what}: {text}")
         return StorageRejected(f"{what}: {text}")
+    if isinstance(exc, sqlite3.Error):  # unwrapped: the SQLite write path calls the driver
+        return _sqlite_error(exc, what)
     if isinstance(exc, sa_exc.StatementError | sa_exc.ArgumentError):
         return StorageRejected(f"{what}: {exc}")
     if isinstance(exc, sa_exc.SQLAlchemyError):
@@ -59,6 +62,18 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
     if type(exc).__module__.split(".")[0] in _DRIVER_MODULES:
         return StorageUnavailable(f"{what}: {exc}")
     return None
+
+
+def _sqlite_error(exc: sqlite3.Error, what: str) -> StorageError:
+    """As for the same error wrapped by SQLAlchemy above."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        if "locked" in text or "busy" in text:
+            return StorageTimeout(f"{what}: {text}")
+        return StorageUnavailable(f"{what}: {text}")
+    if isinstance(exc, sqlite3.InterfaceError):
+        return StorageUnavailable(f"{what}: {text}")
+    return StorageRejected(f"{what}: {text}")
 
 
 def _mysql_error_number(orig: object) -> int | None:

@@ -1,4 +1,5 @@
-"""The conditional write statements, hand-tuned per dialect for bulk throughput.
+"""The conditional write statements of the server databases, hand-tuned for bulk throughput
+(SQLite's write path is ``sqlite.py``).
 
 Every upsert is one atomic statement per row that writes only over an older version. They differ
 in syntax and in how a batch travels:
@@ -6,9 +7,6 @@ in syntax and in how a batch travels:
 * PostgreSQL: ``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE cur.version <
   excluded.version``, the whole batch one statement over ``unnest`` of parameter arrays, with
   ``RETURNING name`` naming the rows it wrote: one round trip per batch.
-* SQLite: the same ``ON CONFLICT`` statement by ``executemany`` inside the batch's transaction
-  (no network, so round trips are free); the summed row count tells whether every row was
-  written.
 * MariaDB/MySQL: ``INSERT ... ON DUPLICATE KEY UPDATE col = IF(VALUES(version) > version, ...)``
   with multi-row ``VALUES`` lists of up to about a megabyte. On MariaDB, ``RETURNING`` tells
   which rows now hold what was sent. MySQL has no ``RETURNING``: there the server counts 1 per
@@ -53,8 +51,6 @@ def build_upsert(engine: AsyncEngine, table: Table) -> Upsert:
     target = engine.dialect.identifier_preparer.format_table(table)
     if engine.dialect.name == "postgresql":
         return _postgresql_upsert(target)
-    if engine.dialect.name == "sqlite":
-        return _sqlite_upsert(target)
     if engine.dialect.name in MYSQL_FAMILY:
         # INSERT ... RETURNING came with MariaDB 10.5; MySQL has none.
         is_mariadb = getattr(engine.dialect, "is_mariadb", False)
@@ -89,19 +85,6 @@ def _postgresql_upsert(target: str) -> Upsert:
         }
         result = await conn.execute(statement, params)
         return {row[0] for row in result}
-
-    return upsert
-
-
-def _sqlite_upsert(target: str) -> Upsert:
-    sql = f"INSERT INTO {target} AS cur ({_COLUMNS}) VALUES (?, ?, ?, ?, ?) {_ON_CONFLICT}"
-
-    async def upsert(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
-        # Timestamps as SQLAlchemy's SQLite DateTime stores them (UTC, ISO-like text).
-        stamp = rows[0][4].strftime("%Y-%m-%d %H:%M:%S.%f")  # one timestamp per batch
-        params = [(n, c, v, d, stamp) for n, c, v, d, _ in rows]
-        result = await conn.exec_driver_sql(sql, params)
-        return {row[0] for row in rows} if result.rowcount == len(rows) else None
 
     return upsert
 

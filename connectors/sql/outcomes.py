@@ -1,0 +1,48 @@
+"""One result per operation, from what the batch's statements proved and a read-back of the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from connectors._common import load_json
+from connectors.base import Delete, Outcome, Put, Snapshot, WriteResult
+
+__all__ = ["outcomes"]
+
+_APPLIED = Outcome.APPLIED
+
+
+def outcomes(
+    ops: Sequence[Put | Delete],
+    texts: dict[str, str],
+    applied: set[str] | None,
+    stored: dict[str, Snapshot],
+) -> list[WriteResult]:
+    """Results in the order of ``ops``.
+
+    ``applied``: names of puts known written (``None``: all of them); ``stored``: the read-back,
+    in the write's transaction, of every other operation's name; ``texts``: each put's JSON.
+    """
+    if applied is None and not stored:  # every put written, no deletes: the common case
+        return [WriteResult(op, _APPLIED) for op in ops]
+    return [_outcome(op, applied, stored.get(op.name), texts) for op in ops]
+
+
+def _outcome(
+    op: Put | Delete, applied: set[str] | None, stored: Snapshot | None, texts: dict[str, str]
+) -> WriteResult:
+    if isinstance(op, Put):
+        if applied is None or op.name in applied:
+            return WriteResult(op, _APPLIED)
+        # Equal version and data means this put is what is stored (written now, or an
+        # idempotent retry); anything else is a conflict.
+        if (
+            stored is not None
+            and stored.version == op.version
+            and stored.data == load_json(texts[op.name])
+        ):
+            return WriteResult(op, _APPLIED)
+        return WriteResult(op, Outcome.CONFLICT, stored)
+    if stored is not None and stored.version > op.version:
+        return WriteResult(op, Outcome.CONFLICT, stored)
+    return WriteResult(op, _APPLIED)
