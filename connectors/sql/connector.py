@@ -118,6 +118,7 @@ class SQLConnector:
             return
         async with guard(f"open {self._safe_url()}", self.timeout):
             engine = build_engine(self.url, timeout=self.timeout, pool_size=self.pool_size)
+            sqlite: SQLiteWriter | None = None
             try:
                 async with engine.begin() as conn:
                     # Built once connected: column types depend on the server (MariaDB or MySQL).
@@ -128,22 +129,28 @@ class SQLConnector:
                         # A PostgreSQL schema; a database on MariaDB/MySQL.
                         await conn.execute(CreateSchema(self.schema, if_not_exists=True))
                     await conn.run_sync(table.metadata.create_all, checkfirst=True)
+                if engine.dialect.name == "sqlite":
+                    from connectors.sql.sqlite import SQLiteWriter
+
+                    target = engine.dialect.identifier_preparer.format_table(table)
+                    sqlite = SQLiteWriter(target)
+                    await sqlite.open(engine)
             except BaseException:
                 await engine.dispose()
                 raise
         self._engine = engine
         self._table = table
-        if engine.dialect.name == "sqlite":
-            from connectors.sql.sqlite import SQLiteWriter
-
-            self._sqlite = SQLiteWriter(engine.dialect.identifier_preparer.format_table(table))
-        else:
+        self._sqlite = sqlite
+        if sqlite is None:
             self._upsert = build_upsert(engine, table)
         self._delete = build_delete(table)
         self._serialize = serialize(engine.dialect.name)
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
+        sqlite, self._sqlite = self._sqlite, None
+        if sqlite is not None:
+            await sqlite.close()
         if engine is not None:
             await engine.dispose()
 
@@ -230,9 +237,8 @@ class SQLConnector:
         now = datetime.now(UTC)
         if self._sqlite is not None:
             params = self._sqlite.rows(ops, now)
-            what = f"write of {len(ops)} operations"
-            async with guard(what, self.timeout), engine.connect() as conn:
-                return await self._sqlite.write(conn, ops, params)
+            async with guard(f"write of {len(ops)} operations", self.timeout):
+                return await self._sqlite.write(ops, params)
         # In name order: rows are locked in the order they are written, so concurrent batches
         # sharing names (two gateways, a retry) lock them in one order and cannot deadlock.
         by_name = sorted(ops, key=lambda op: op.name)

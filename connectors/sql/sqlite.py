@@ -1,23 +1,29 @@
-"""The SQLite write path: a batch straight through the aiosqlite connection, no SQLAlchemy.
+"""The SQLite write path: each batch is one plain ``sqlite3`` transaction in aiosqlite's thread.
 
-aiosqlite runs every call in the connection's worker thread, so each call costs a thread hop
-each way; SQLAlchemy's execution adds a cursor, its close and its own bookkeeping per statement.
-Here a batch of puts is one ``executemany`` of the conditional upsert (one atomic statement per
-row, in the batch's implicit transaction) and one ``commit``: two hops, positional tuples, the
-statement text prepared once (sqlite3 caches the compiled statement by its text).
+aiosqlite runs every call on the connection in its worker thread, and each call costs a thread
+hop each way; SQLAlchemy's execution adds a pool checkout, a cursor and its close, and a reset
+on return. Here a whole batch is one function run in that thread (``aiosqlite.Connection.
+_execute`` on its ``sqlite3`` connection, internals SQLAlchemy's own aiosqlite dialect relies on
+too): ``executemany`` of the conditional upsert (one atomic statement per row, in the batch's
+transaction), the read-back if needed, then ``COMMIT``, or ``ROLLBACK`` on any error. One hop
+per batch; and since the function always runs to its end, a caller that times out or is
+cancelled never leaves a transaction half done.
+
+The writer holds one connection of the engine's pool for its lifetime; aiosqlite runs the
+functions queued on it one after another, so concurrent batches need no lock of ours.
 
 The summed row count proves every put written when it equals the number of rows (a refused row
 counts 0); only otherwise, and for deletes, are the names read back in the same transaction.
-If anything fails before the commit, the pool's reset on return rolls the transaction back.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors._common import dump_json, load_json
 from connectors.base import Delete, Put, Snapshot, WriteResult, collection_of
@@ -25,11 +31,16 @@ from connectors.sql.outcomes import outcomes
 
 __all__ = ["SQLiteWriter"]
 
+Row = tuple[str, str, int, str, str]
+"""name, collection, version, data as JSON text, updated_at as text."""
+Stored = list[tuple[str, int, str]]
+"""Read back: name, version, data as JSON text."""
+
 _CHUNK = 500  # names per IN (...) list of the read-back; SQLite allows 32766 parameters
 
 
 class SQLiteWriter:
-    """Writes batches into ``target`` (a quoted table name) of an SQLite engine."""
+    """Writes batches into ``target`` (a quoted table name); ``open`` before, ``close`` after."""
 
     def __init__(self, target: str) -> None:
         self._upsert = (
@@ -40,9 +51,27 @@ class SQLiteWriter:
         )
         self._delete = f"DELETE FROM {target} WHERE name = ? AND version <= ?"
         self._select = f"SELECT name, version, data FROM {target} WHERE name IN "
+        self._conn: AsyncConnection | None = None
+        self._db: Any = None  # the aiosqlite.Connection
+
+    async def open(self, engine: AsyncEngine) -> None:
+        conn = await engine.connect()  # with the engine's pragmas, like every connection
+        try:
+            db = (await conn.get_raw_connection()).driver_connection
+            if not callable(getattr(db, "_execute", None)):
+                raise RuntimeError("this aiosqlite has no Connection._execute; use 0.20 to 0.22")
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self._db = conn, db
+
+    async def close(self) -> None:
+        conn, self._conn, self._db = self._conn, None, None
+        if conn is not None:
+            await conn.close()
 
     @staticmethod
-    def rows(ops: Sequence[Put | Delete], now: datetime) -> list[tuple[str, str, int, str, str]]:
+    def rows(ops: Sequence[Put | Delete], now: datetime) -> list[Row]:
         """The upsert's parameters for the puts in ``ops``. Serialising here, before the
         database is touched, refuses non-JSON data with ``StorageRejected`` up front."""
         # As SQLAlchemy's SQLite DateTime stores it (UTC, ISO-like text); one per batch.
@@ -53,35 +82,43 @@ class SQLiteWriter:
             if isinstance(op, Put)
         ]
 
-    async def write(
-        self,
-        conn: AsyncConnection,
-        ops: Sequence[Put | Delete],
-        rows: list[tuple[str, str, int, str, str]],
-    ) -> list[WriteResult]:
-        """Apply ``ops`` (whose puts ``rows`` holds) in one transaction on ``conn``."""
-        db: Any = (await conn.get_raw_connection()).driver_connection  # aiosqlite.Connection
-        unresolved: list[str] = []
-        applied: set[str] | None = None  # None: every put written
-        if rows:
-            cursor = await db.executemany(self._upsert, rows)
-            if cursor.rowcount != len(rows):  # some refused; which ones, the read-back tells
-                applied = set()
-                unresolved = [row[0] for row in rows]
+    async def write(self, ops: Sequence[Put | Delete], rows: list[Row]) -> list[WriteResult]:
+        """Apply ``ops``, whose puts ``rows`` holds, in one transaction."""
+        db = self._db
+        if db is None:
+            raise sqlite3.InterfaceError("the SQLite writer is closed")
         deletes = [(op.name, op.version) for op in ops if isinstance(op, Delete)]
-        if deletes:
-            await db.executemany(self._delete, deletes)
-            unresolved += [name for name, _ in deletes]
-        stored = await self._read(db, unresolved) if unresolved else {}
-        await db.commit()
-        texts = {row[0]: row[3] for row in rows} if applied is not None else {}
-        return outcomes(ops, texts, applied, stored)
+        all_written, stored = await db._execute(self._transaction, db._conn, rows, deletes)
+        if all_written and not stored:
+            return outcomes(ops, {}, None, {})
+        found = {
+            name: Snapshot(name, int(version), load_json(data)) for name, version, data in stored
+        }
+        texts = {row[0]: row[3] for row in rows}
+        return outcomes(ops, texts, None if all_written else set(), found)
 
-    async def _read(self, db: Any, names: list[str]) -> dict[str, Snapshot]:
-        found: dict[str, Snapshot] = {}
-        for start in range(0, len(names), _CHUNK):
-            chunk = names[start : start + _CHUNK]
-            query = f"{self._select}({', '.join('?' * len(chunk))})"
-            for name, version, data in await db.execute_fetchall(query, chunk):
-                found[name] = Snapshot(name, int(version), load_json(data))
-        return found
+    def _transaction(
+        self, db: sqlite3.Connection, rows: list[Row], deletes: list[tuple[str, int]]
+    ) -> tuple[bool, Stored]:
+        """In aiosqlite's thread: the batch's transaction. Returns whether every put was
+        written, and the stored rows of the names that need reading back."""
+        try:
+            unresolved: list[str] = []
+            all_written = True
+            # sqlite3 opens the transaction (BEGIN DEFERRED) before the first write statement.
+            if rows and db.executemany(self._upsert, rows).rowcount != len(rows):
+                all_written = False
+                unresolved = [row[0] for row in rows]
+            if deletes:
+                db.executemany(self._delete, deletes)
+                unresolved += [name for name, _ in deletes]
+            stored: Stored = []
+            for start in range(0, len(unresolved), _CHUNK):
+                chunk = unresolved[start : start + _CHUNK]
+                query = f"{self._select}({', '.join('?' * len(chunk))})"
+                stored += db.execute(query, chunk).fetchall()
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        return all_written, stored
