@@ -387,13 +387,15 @@ class CachedStore:
                 batch = list(itertools.islice(queue, size))
             # A batch that is not full holds everything queued: the round is complete.
             self._round = 0 if len(batch) < size else max(0, self._round - len(batch))
-        for name in batch:
-            queue[name].in_flight = True
         return batch
 
     async def _flush(self, batch: list[str]) -> None:
         queue = self._queue
-        ops = [_storage_op(queue[name].ops[0]) for name in batch]
+        entries = [queue[name] for name in batch]
+        for entry in entries:
+            entry.in_flight = True
+        firsts = [entry.ops[0] for entry in entries]
+        ops = [op if isinstance(op, Delete) else Put(op.name, op.version, op.data) for op in firsts]
         results: list[WriteResult | None]
         try:
             results = list(await self.connector.write(ops))
@@ -409,15 +411,15 @@ class CachedStore:
                 except StorageRejected:
                     self._fail(name)
                     results.append(None)
-        pinned, clean = self._pinned, self._clean
+        pinned, clean, applied = self._pinned, self._clean, Outcome.APPLIED
         done = 0
-        for name, result in zip(batch, results, strict=True):
+        # An entry stays queued until its own result is handled, so ``entries`` is current.
+        for name, entry, result in zip(batch, entries, results, strict=True):
             if result is None:
                 continue
-            if result.outcome is not Outcome.APPLIED:
+            if result.outcome is not applied:
                 self._conflict(name, result)
                 continue
-            entry = queue[name]
             if len(entry.ops) == 1 and not entry.waiters:
                 # The common case, kept lean: nothing else queued, nobody waiting; now clean.
                 del queue[name]
@@ -576,9 +578,3 @@ class CachedStore:
 
 def _record(snapshot: Snapshot) -> Record:
     return Record(snapshot.name, snapshot.version, snapshot.data)
-
-
-def _storage_op(op: Op) -> Put | Delete:
-    if type(op) is Record:
-        return Put(op.name, op.version, op.data)
-    return op  # type: ignore[return-value]
