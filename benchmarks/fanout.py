@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import Running, backends, median, recordgate, workdir
+from common import Running, median, recordgate, workdir
 
 from gateway.protocol import ConnectionAction, EventAction, Message, RecordAction, Topic
 from tests.wire import WireClient
@@ -153,9 +153,7 @@ def recordgate_server(config: dict[str, Any], where: Path) -> Start:
     return lambda: recordgate(config, where)
 
 
-async def run_load(
-    node: str, script: str, server: Running, env: dict[str, str]
-) -> tuple[Sample, dict[str, Any]]:
+async def run_load(node: str, script: str, server: Running, env: dict[str, str]) -> Sample:
     """Run one harness script against ``server``; CPU is sampled at its ``PHASE`` lines."""
     process = await asyncio.create_subprocess_exec(
         node,
@@ -184,7 +182,7 @@ async def run_load(
         raise RuntimeError(f"{script} against {server.url} failed (exit {process.returncode})")
     delivered = report["delivered"]
     lost = report["expected"] - delivered + report["lat_expected"] - report["lat_samples"]
-    sample = Sample(
+    return Sample(
         deliveries_per_s=report["deliveries_per_s"],
         cpu_us=(cpu["tp-end"] - cpu["tp"]) / max(delivered, 1) * 1e6,
         p50_ms=report["lat_p50_ms"] or float("nan"),
@@ -192,7 +190,6 @@ async def run_load(
         rss_mb=status_kb(server.pid, "VmHWM") / 1024,
         lost=lost,
     )
-    return sample, report
 
 
 class IdleConnections:
@@ -297,7 +294,7 @@ async def side_by_side(
         for target in rotated(targets, round_):
             for load, script, env in loads:
                 async with target.start() as server:
-                    sample, _ = await run_load(node, script, server, env)
+                    sample = await run_load(node, script, server, env)
                 samples[load][target.label].append(sample)
                 show(round_, target.label, load, sample)
     return {
@@ -326,7 +323,7 @@ async def scaling(
                         if count:
                             after = status_kb(server.pid, "VmRSS")
                             idle_kb[target.label].append((after - before) / count)
-                        sample, _ = await run_load(node, "bench.js", server, env)
+                        sample = await run_load(node, "bench.js", server, env)
                     finally:
                         await idle.close()
                 samples[target.label][count].append(sample)
@@ -346,6 +343,10 @@ def ratios(ours: dict[str, float], base: dict[str, float]) -> dict[str, float]:
     return {m: ratio(ours[m], base[m]) for m in METRICS}
 
 
+def cell(metric: str, value: float) -> str:
+    return f"{value:>12.0f}" if metric == "deliveries_per_s" else f"{value:>12.2f}"
+
+
 def print_table(
     results: dict[str, dict[str, dict[str, float]]], base_label: str, args: argparse.Namespace
 ) -> None:
@@ -359,7 +360,7 @@ def print_table(
     for load, per in results.items():
         base = per[base_label]
         for label, row in per.items():
-            cells = "".join(f"{row[m]:>12.2f}{ratio(row[m], base[m]):>7.2f}x" for m in METRICS)
+            cells = "".join(f"{cell(m, row[m])}{ratio(row[m], base[m]):>7.2f}x" for m in METRICS)
             lost = f"  (lost {row['lost']:.0f})" if row["lost"] else ""
             print(f"{load:<8}{label:<20}{cells}{lost}")
 
@@ -394,14 +395,12 @@ async def main(args: argparse.Namespace) -> None:
     began = time.monotonic()
     with workdir() as tmp:
         where = Path(tmp)
-        memory, sqlite = backends(where, None)
         targets = [
             Target("reference", lambda: reference_server(node)),
-            Target("recordgate-memory", recordgate_server({"storage": memory.section()}, where)),
+            Target("recordgate-memory", recordgate_server({"storage": {"type": "memory"}}, where)),
         ]
-        if args.sqlite:
-            config = {"storage": sqlite.section()}
-            targets.append(Target("recordgate-sqlite", recordgate_server(config, where)))
+        if args.sqlite:  # the defaults: an SQLite file in ./recordgate-data (the temp dir)
+            targets.append(Target("recordgate-sqlite", recordgate_server({}, where)))
         results = await side_by_side(node, targets, args)
         scale = {} if args.skip_scaling else await scaling(node, targets[:2], args)
     print_table(results, "reference", args)
