@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,23 @@ from gateway.config import WriteBehindConfig
 from gateway.store import CachedStore, Record
 
 Docs = list[tuple[str, dict[str, Any]]]
-Run = Callable[[str, Docs, int], Awaitable[float]]
+
+
+@dataclass
+class Clock:
+    """Wall-clock and process CPU time (every thread: aiosqlite's worker too) of a block."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall, self.cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+
+Run = Callable[[str, Docs, int], Awaitable[Clock]]
 
 UPSERT = (
     "INSERT INTO {table} AS cur (name, collection, version, data, updated_at) VALUES ({values}) "
@@ -80,15 +98,15 @@ async def through_store(url: str, docs: Docs, batch: int) -> float:
     try:
         for name, data in docs:
             store.put(Record(name, 1, data))
-        began = time.perf_counter()
-        await store.flush()
-        elapsed = time.perf_counter() - began
+        clock = Clock()
+        with clock.running():
+            await store.flush()
         assert store.stats.flushed == len(docs) and store.stats.failed == 0
     finally:
         await store.close()
         async with SQLConnector(url, table=table) as conn:
             await conn.drop()
-    return len(docs) / elapsed
+    return clock
 
 
 async def empty_table(url: str) -> str:
@@ -113,14 +131,14 @@ async def raw_aiosqlite(url: str, docs: Docs, batch: int) -> float:
         async with aiosqlite.connect(url.split("///", 1)[1]) as db:
             for pragma in SQLITE_PRAGMAS:
                 await db.execute(pragma)
-            began = time.perf_counter()
-            for rows in batches(docs, batch, sqlite_stamp):
-                await db.executemany(statement, rows)  # opens the batch's transaction
-                await db.commit()
-            elapsed = time.perf_counter() - began
+            clock = Clock()
+            with clock.running():
+                for rows in batches(docs, batch, sqlite_stamp):
+                    await db.executemany(statement, rows)  # opens the batch's transaction
+                    await db.commit()
     finally:
         await drop_table(url, table)
-    return len(docs) / elapsed
+    return clock
 
 
 async def raw_sqlite3(url: str, docs: Docs, batch: int) -> float:
@@ -130,15 +148,15 @@ async def raw_sqlite3(url: str, docs: Docs, batch: int) -> float:
     try:
         for pragma in SQLITE_PRAGMAS:
             db.execute(pragma)
-        began = time.perf_counter()
-        for rows in batches(docs, batch, sqlite_stamp):
-            db.executemany(statement, rows)
-            db.commit()
-        elapsed = time.perf_counter() - began
+        clock = Clock()
+        with clock.running():
+            for rows in batches(docs, batch, sqlite_stamp):
+                db.executemany(statement, rows)
+                db.commit()
     finally:
         db.close()
         await drop_table(url, table)
-    return len(docs) / elapsed
+    return clock
 
 
 async def raw_asyncpg(url: str, docs: Docs, batch: int) -> float:
@@ -148,46 +166,61 @@ async def raw_asyncpg(url: str, docs: Docs, batch: int) -> float:
     statement = UPSERT.format(table=table, values="$1, $2, $3, $4::jsonb, $5")
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
-        began = time.perf_counter()
-        for rows in batches(docs, batch, lambda: datetime.now(UTC)):
-            async with conn.transaction():
-                await conn.executemany(statement, rows)
-        elapsed = time.perf_counter() - began
+        clock = Clock()
+        with clock.running():
+            for rows in batches(docs, batch, lambda: datetime.now(UTC)):
+                async with conn.transaction():
+                    await conn.executemany(statement, rows)
     finally:
         await conn.close()
         await drop_table(url, table)
-    return len(docs) / elapsed
+    return clock
 
 
-def cell(values: list[float]) -> str:
-    return f"{median(values):>8.0f} [{min(values):.0f}-{max(values):.0f}]"
+def spread(values: list[float], digits: int = 0) -> str:
+    return f"{median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
-async def compare(label: str, url: str, raws: dict[str, Run], args: argparse.Namespace) -> None:
+async def compare(
+    label: str, url: str, raws: dict[str, Run], args: argparse.Namespace, *, cpu: bool
+) -> None:
+    """Every variant once per round, the order rotated; then per variant: rows/s, the ratio to
+    the first baseline (of the medians, and the median of the per-round ratios, which
+    interference from other processes disturbs less) and, with ``cpu``, CPU time per row."""
     docs = documents(args.records)
     runs: dict[str, Run] = {"recordgate": through_store, **raws}
-    rates: dict[str, list[float]] = {key: [] for key in runs}
+    clocks: dict[str, list[Clock]] = {key: [] for key in runs}
     for round_ in range(args.rounds):
         order = list(runs)
-        order = order[round_ % len(order) :] + order[: round_ % len(order)]  # rotate the order
+        order = order[round_ % len(order) :] + order[: round_ % len(order)]
         for key in order:
-            rates[key].append(await runs[key](url, docs, args.batch_size))
+            clocks[key].append(await runs[key](url, docs, args.batch_size))
     baseline = next(iter(raws))
-    print(f"{label}  (rows/s, median [lowest-highest] of {args.rounds} rounds)")
-    for key, values in rates.items():
-        ratio = f"{median(values) / median(rates[baseline]):.2f}x of {baseline}"
-        ratios = [a / b for a, b in zip(values, rates[baseline], strict=True)]
-        spread = f" (per round {min(ratios):.2f}-{max(ratios):.2f})" if key != baseline else ""
-        print(f"  {key:<12}{cell(values):>28}  {ratio}{spread}")
+    base_rates = [len(docs) / c.wall for c in clocks[baseline]]
+    base_cpu = [c.cpu * 1e6 / len(docs) for c in clocks[baseline]]
+    print(f"{label}: median [lowest-highest] of {args.rounds} rounds; ratios to {baseline}")
+    header = f"  {'':<12}{'rows/s':>26}{'ratio':>7}{'per round':>19}"
+    print(header + (f"{'CPU us/row':>22}{'ratio':>7}" if cpu else ""))
+    for key, runs_ in clocks.items():
+        rates = [len(docs) / c.wall for c in runs_]
+        per_round = [a / b for a, b in zip(rates, base_rates, strict=True)]
+        line = f"  {key:<12}{spread(rates):>26}{median(rates) / median(base_rates):>6.2f}x"
+        line += f"{spread(per_round, 2):>19}"
+        if cpu:
+            used = [c.cpu * 1e6 / len(docs) for c in runs_]
+            line += f"{spread(used, 2):>22}{median(base_cpu) / median(used):>6.2f}x"
+        print(line)
 
 
 async def main(args: argparse.Namespace) -> None:
     print(f"records={args.records} batch_size={args.batch_size} rounds={args.rounds}")
     with workdir() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'flush.db'}"
-        await compare("sqlite", url, {"aiosqlite": raw_aiosqlite, "sqlite3": raw_sqlite3}, args)
+        raws = {"aiosqlite": raw_aiosqlite, "sqlite3": raw_sqlite3}
+        await compare("sqlite", url, raws, args, cpu=True)
     if not args.no_postgres:
-        await compare("postgresql", args.postgres, {"asyncpg": raw_asyncpg}, args)
+        # No CPU column: the server's share of the work runs in another process.
+        await compare("postgresql", args.postgres, {"asyncpg": raw_asyncpg}, args, cpu=False)
 
 
 if __name__ == "__main__":

