@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from .connection import Connection
+from .handler import unknown_action
 from .listen import ListenRegistry
 from .protocol import EventAction, Message, Topic, encode
 from .subscriptions import SubscriptionRegistry
@@ -18,29 +19,22 @@ _LISTEN_ACTIONS = frozenset(
 
 class EventHandler:
     def __init__(self, *, listen_timeout: float = 0.5) -> None:
-        self.subscriptions = SubscriptionRegistry()
+        self.subscriptions = SubscriptionRegistry(
+            duplicate_action=EventAction.MULTIPLE_SUBSCRIPTIONS
+        )
         self.listen = ListenRegistry(Topic.EVENT, self.subscriptions, timeout=listen_timeout)
 
     def handle(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         action = msg.action
         if action == EventAction.EMIT:
             self.emit(conn, msg)
-        elif action == EventAction.SUBSCRIBE:
-            self._bulk(conn, msg, subscribe=True)
-        elif action == EventAction.UNSUBSCRIBE:
-            self._bulk(conn, msg, subscribe=False)
+        elif action == EventAction.SUBSCRIBE or action == EventAction.UNSUBSCRIBE:
+            names = msg.names or ([msg.name] if msg.name else [])
+            self.subscriptions.bulk(conn, msg, names, subscribe=action == EventAction.SUBSCRIBE)
         elif action in _LISTEN_ACTIONS:
             self.listen.handle(conn, msg)
         else:
-            conn.send(
-                Message(
-                    Topic.EVENT,
-                    EventAction.ERROR,
-                    name=msg.name,
-                    original_action=msg.action,
-                    is_error=True,
-                )
-            )
+            conn.send(unknown_action(msg, EventAction.ERROR))
         return None
 
     def emit(self, sender: Connection | None, msg: Message) -> None:
@@ -49,24 +43,6 @@ class EventHandler:
             return
         out = Message(Topic.EVENT, EventAction.EMIT, name=msg.name, data=msg.data)
         self.subscriptions.send(msg.name, encode(out), exclude=sender)
-
-    def _bulk(self, conn: Connection, msg: Message, *, subscribe: bool) -> None:
-        names = msg.names or ([msg.name] if msg.name else [])
-        for name in names:
-            if subscribe:
-                if not self.subscriptions.subscribe(name, conn):
-                    conn.send(
-                        Message(
-                            Topic.EVENT,
-                            EventAction.MULTIPLE_SUBSCRIPTIONS,
-                            name=name,
-                            original_action=msg.action,
-                        )
-                    )
-            else:
-                # As the reference does: a bulk unsubscribe of a name not held is silent.
-                self.subscriptions.unsubscribe(name, conn)
-        conn.send(Message(Topic.EVENT, msg.action, correlation_id=msg.correlation_id, is_ack=True))
 
     def on_disconnect(self, conn: Connection) -> None:
         self.subscriptions.remove_connection(conn)

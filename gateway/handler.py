@@ -10,7 +10,7 @@ from .connection import Connection
 from .exceptions import InvalidData
 from .protocol import Message
 
-__all__ = ["Handler", "parse_json"]
+__all__ = ["Handler", "parse_json", "unknown_action"]
 
 
 class Handler(Protocol):
@@ -33,3 +33,8 @@ def parse_json(text: str | None) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise InvalidData(f"data is not valid JSON: {exc}") from exc
+
+
+def unknown_action(msg: Message, error: int) -> Message:
+    """The answer to an action the topic does not handle: ``error`` naming it and ``msg``'s name."""
+    return Message(msg.topic, error, name=msg.name, original_action=msg.action, is_error=True)

@@ -28,7 +28,7 @@ import re2
 from .connection import Connection
 from .exceptions import InvalidData
 from .protocol import EventAction, Message, RecordAction, Topic, encode
-from .subscriptions import SubscriptionRegistry
+from .subscriptions import SubscriptionRegistry, duplicate
 
 __all__ = ["MAX_PATTERN_LENGTH", "ListenRegistry", "compile_pattern"]
 
@@ -125,14 +125,7 @@ class ListenRegistry:
             return
         listeners = self._listeners.setdefault(pattern, {})
         if conn in listeners:
-            conn.send(
-                Message(
-                    self.topic,
-                    self._actions.MULTIPLE_SUBSCRIPTIONS,
-                    name=pattern,
-                    original_action=msg.action,
-                )
-            )
+            conn.send(duplicate(msg, self._actions.MULTIPLE_SUBSCRIPTIONS, pattern))
             return
         listeners[conn] = None
         self._patterns[pattern] = regex
@@ -196,12 +189,12 @@ class ListenRegistry:
             # offer is void, so a provider never starts for a name nobody wants.
             if search.timer is not None:
                 search.timer.cancel()
-            self._send_removed(search.current, name)
+            self._send_offer(search.current, name, self._actions.SUBSCRIPTION_FOR_PATTERN_REMOVED)
             return
         provider = self._providers.get(name)
         if provider is not None:
             self._drop_provider(name)
-            self._send_removed(provider, name)
+            self._send_offer(provider, name, self._actions.SUBSCRIPTION_FOR_PATTERN_REMOVED)
 
     def _on_subscriber_added(self, name: str, conn: Connection) -> None:
         if name in self._providers:
@@ -214,14 +207,7 @@ class ListenRegistry:
         search.timer = asyncio.get_running_loop().call_later(
             self.timeout, self._timed_out, name, search
         )
-        offer.conn.send(
-            Message(
-                self.topic,
-                self._actions.SUBSCRIPTION_FOR_PATTERN_FOUND,
-                name=offer.pattern,
-                subscription=name,
-            )
-        )
+        self._send_offer(offer, name, self._actions.SUBSCRIPTION_FOR_PATTERN_FOUND)
 
     def _timed_out(self, name: str, search: _Search) -> None:
         if self._searches.get(name) is not search:
@@ -276,15 +262,9 @@ class ListenRegistry:
 
     # -- outgoing ------------------------------------------------------------------------
 
-    def _send_removed(self, offer: _Offer, name: str) -> None:
-        offer.conn.send(
-            Message(
-                self.topic,
-                self._actions.SUBSCRIPTION_FOR_PATTERN_REMOVED,
-                name=offer.pattern,
-                subscription=name,
-            )
-        )
+    def _send_offer(self, offer: _Offer, name: str, action: int) -> None:
+        """SUBSCRIPTION_FOR_PATTERN_FOUND / _REMOVED: ``name`` through ``offer``'s pattern."""
+        offer.conn.send(Message(self.topic, action, name=offer.pattern, subscription=name))
 
     def _tell_subscribers(self, name: str, *, has_provider: bool) -> None:
         """Records only, as the reference: event subscribers are not told about providers."""

@@ -15,7 +15,7 @@ import json
 from .auth import OPEN_USER
 from .connection import Connection
 from .protocol import Message, PresenceAction, Topic, encode
-from .subscriptions import SubscriptionRegistry
+from .subscriptions import SubscriptionRegistry, duplicate
 
 __all__ = ["PresenceHandler"]
 
@@ -25,7 +25,9 @@ EVERYONE = "%_EVERYONE_%"
 
 class PresenceHandler:
     def __init__(self) -> None:
-        self.subscriptions = SubscriptionRegistry()
+        self.subscriptions = SubscriptionRegistry(
+            duplicate_action=PresenceAction.MULTIPLE_SUBSCRIPTIONS
+        )
         """Who follows which user."""
         self._everyone: set[Connection] = set()
         self._online: dict[str, int] = {}
@@ -47,44 +49,20 @@ class PresenceHandler:
             )
         elif action == PresenceAction.SUBSCRIBE_ALL:
             if conn in self._everyone:
-                conn.send(
-                    Message(
-                        Topic.PRESENCE,
-                        PresenceAction.MULTIPLE_SUBSCRIPTIONS,
-                        name=EVERYONE,
-                        original_action=action,
-                    )
-                )
+                conn.send(duplicate(msg, PresenceAction.MULTIPLE_SUBSCRIPTIONS, EVERYONE))
             self._everyone.add(conn)
             conn.send(Message(Topic.PRESENCE, action, is_ack=True))
         elif action == PresenceAction.UNSUBSCRIBE_ALL:
             self._everyone.discard(conn)
             conn.send(Message(Topic.PRESENCE, action, is_ack=True))
         elif action in (PresenceAction.SUBSCRIBE, PresenceAction.UNSUBSCRIBE):
-            self._bulk(conn, msg)
+            self.subscriptions.bulk(
+                conn, msg, msg.names, subscribe=action == PresenceAction.SUBSCRIBE
+            )
         else:
             conn.send(
                 Message(Topic.PRESENCE, PresenceAction.ERROR, original_action=action, is_error=True)
             )
-
-    def _bulk(self, conn: Connection, msg: Message) -> None:
-        for user in msg.names:
-            if msg.action == PresenceAction.SUBSCRIBE:
-                if not self.subscriptions.subscribe(user, conn):
-                    conn.send(
-                        Message(
-                            Topic.PRESENCE,
-                            PresenceAction.MULTIPLE_SUBSCRIPTIONS,
-                            name=user,
-                            original_action=msg.action,
-                        )
-                    )
-            else:
-                # As the reference does: unsubscribing from a user not followed is silent.
-                self.subscriptions.unsubscribe(user, conn)
-        conn.send(
-            Message(Topic.PRESENCE, msg.action, correlation_id=msg.correlation_id, is_ack=True)
-        )
 
     def on_login(self, conn: Connection) -> None:
         user = conn.user_id

@@ -22,6 +22,7 @@ import random
 from dataclasses import dataclass, field
 
 from .connection import Connection
+from .handler import unknown_action
 from .protocol import Message, RpcAction, Topic
 from .subscriptions import SubscriptionRegistry
 
@@ -32,6 +33,25 @@ log = logging.getLogger(__name__)
 _ANSWERS = frozenset(
     {RpcAction.ACCEPT, RpcAction.REJECT, RpcAction.RESPONSE, RpcAction.REQUEST_ERROR}
 )
+
+
+def _message(
+    action: int, name: str, correlation_id: str | None, data: str | None = None
+) -> Message:
+    """Every RPC message of a request's life carries its name and a correlation id."""
+    return Message(Topic.RPC, action, name=name, correlation_id=correlation_id, data=data)
+
+
+def _error(msg: Message, action: int) -> Message:
+    """An error about request message ``msg``, routed back by its name and correlation id."""
+    return Message(
+        Topic.RPC,
+        action,
+        name=msg.name,
+        correlation_id=msg.correlation_id,
+        original_action=msg.action,
+        is_error=True,
+    )
 
 
 @dataclass(slots=True, eq=False)
@@ -52,7 +72,7 @@ class RpcHandler:
     def __init__(self, *, ack_timeout: float, response_timeout: float) -> None:
         self.ack_timeout = ack_timeout
         self.response_timeout = response_timeout
-        self.providers = SubscriptionRegistry()
+        self.providers = SubscriptionRegistry(duplicate_action=RpcAction.MULTIPLE_PROVIDERS)
         self._requests: dict[str, _Request] = {}
         self._assigned: dict[Connection, set[str]] = {}
         self._ids = itertools.count(1)
@@ -63,20 +83,10 @@ class RpcHandler:
             self._answer(conn, msg)
         elif action == RpcAction.REQUEST:
             self._request(conn, msg)
-        elif action == RpcAction.PROVIDE:
-            self._bulk(conn, msg, provide=True)
-        elif action == RpcAction.UNPROVIDE:
-            self._bulk(conn, msg, provide=False)
+        elif action == RpcAction.PROVIDE or action == RpcAction.UNPROVIDE:
+            self.providers.bulk(conn, msg, msg.names, subscribe=action == RpcAction.PROVIDE)
         else:
-            conn.send(
-                Message(
-                    Topic.RPC,
-                    RpcAction.ERROR,
-                    name=msg.name,
-                    original_action=msg.action,
-                    is_error=True,
-                )
-            )
+            conn.send(unknown_action(msg, RpcAction.ERROR))
 
     def on_disconnect(self, conn: Connection) -> None:
         self.providers.remove_connection(conn)
@@ -87,50 +97,16 @@ class RpcHandler:
             else:
                 self._reroute(request)
 
-    # -- providers -----------------------------------------------------------------------
-
-    def _bulk(self, conn: Connection, msg: Message, *, provide: bool) -> None:
-        for name in msg.names:
-            if provide:
-                if not self.providers.subscribe(name, conn):
-                    conn.send(
-                        Message(
-                            Topic.RPC,
-                            RpcAction.MULTIPLE_PROVIDERS,
-                            name=name,
-                            original_action=msg.action,
-                        )
-                    )
-            else:
-                # As the reference does: unproviding a name not provided is silent.
-                self.providers.unsubscribe(name, conn)
-        conn.send(Message(Topic.RPC, msg.action, correlation_id=msg.correlation_id, is_ack=True))
-
     # -- requests ------------------------------------------------------------------------
 
     def _request(self, conn: Connection, msg: Message) -> None:
         name = msg.name
         if name is None:
-            conn.send(
-                Message(
-                    Topic.RPC,
-                    RpcAction.INVALID_MESSAGE_DATA,
-                    correlation_id=msg.correlation_id,
-                    original_action=msg.action,
-                    is_error=True,
-                )
-            )
+            conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
             return
         providers = self.providers.subscribers(name)
         if not providers:
-            conn.send(
-                Message(
-                    Topic.RPC,
-                    RpcAction.NO_RPC_PROVIDER,
-                    name=name,
-                    correlation_id=msg.correlation_id,
-                )
-            )
+            conn.send(_message(RpcAction.NO_RPC_PROVIDER, name, msg.correlation_id))
             return
         provider = random.choice(list(providers))
         request = _Request(str(next(self._ids)), name, msg.correlation_id, msg.data, conn, provider)
@@ -150,41 +126,17 @@ class RpcHandler:
         request.response_timer = loop.call_later(
             self.response_timeout, self._fail, request, RpcAction.RESPONSE_TIMEOUT
         )
-        provider.send(
-            Message(
-                Topic.RPC,
-                RpcAction.REQUEST,
-                name=request.name,
-                correlation_id=request.id,
-                data=request.data,
-            )
-        )
+        provider.send(_message(RpcAction.REQUEST, request.name, request.id, request.data))
 
     def _answer(self, conn: Connection, msg: Message) -> None:
         request = self._requests.get(msg.correlation_id or "")
         if request is None or request.provider is not conn:
-            conn.send(
-                Message(
-                    Topic.RPC,
-                    RpcAction.INVALID_RPC_CORRELATION_ID,
-                    name=msg.name,
-                    correlation_id=msg.correlation_id,
-                    original_action=msg.action,
-                    is_error=True,
-                )
-            )
+            conn.send(_error(msg, RpcAction.INVALID_RPC_CORRELATION_ID))
             return
         action = msg.action
         if action == RpcAction.ACCEPT:
             if request.accepted:
-                conn.send(
-                    Message(
-                        Topic.RPC,
-                        RpcAction.MULTIPLE_ACCEPT,
-                        name=request.name,
-                        correlation_id=request.id,
-                    )
-                )
+                conn.send(_message(RpcAction.MULTIPLE_ACCEPT, request.name, request.id))
                 return
             request.accepted = True
             if request.ack_timer is not None:
@@ -226,12 +178,4 @@ class RpcHandler:
                 del self._assigned[request.provider]
 
     def _to_requester(self, request: _Request, action: int, data: str | None = None) -> None:
-        request.requester.send(
-            Message(
-                Topic.RPC,
-                action,
-                name=request.name,
-                correlation_id=request.correlation_id,
-                data=data,
-            )
-        )
+        request.requester.send(_message(action, request.name, request.correlation_id, data))

@@ -1,4 +1,5 @@
-"""Who is subscribed to which name, for one topic, with the fan-out send.
+"""Who is subscribed to which name, for one topic, with the fan-out send and the answer to a
+bulk (UN)SUBSCRIBE that every topic gives alike.
 
 Invariant: ``_subscribers[name]`` contains ``conn`` iff ``_names[conn]`` contains ``name``;
 neither map holds empty sets. Both directions are kept so that a disconnect costs the
@@ -10,22 +11,32 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 
 from .connection import Connection
+from .protocol import Message
 
-__all__ = ["SubscriptionRegistry"]
+__all__ = ["SubscriptionRegistry", "duplicate"]
 
 Hook = Callable[[str, Connection], None]
+
+
+def duplicate(msg: Message, action: int, name: str) -> Message:
+    """The notice that ``msg`` asked for ``name`` again: ``action`` is MULTIPLE_SUBSCRIPTIONS
+    (or MULTIPLE_PROVIDERS), naming ``msg``'s action."""
+    return Message(msg.topic, action, name=name, original_action=msg.action)
 
 
 class SubscriptionRegistry:
     def __init__(
         self,
         *,
+        duplicate_action: int,
         on_first: Callable[[str], None] | None = None,
         on_last: Callable[[str], None] | None = None,
         on_added: Hook | None = None,
     ) -> None:
         self._subscribers: dict[str, set[Connection]] = {}
         self._names: dict[Connection, set[str]] = {}
+        self.duplicate_action = duplicate_action
+        """What ``bulk`` answers for a name subscribed again (MULTIPLE_SUBSCRIPTIONS, ...)."""
         self.on_first = on_first
         """Called after a name gets its first subscriber."""
         self.on_last = on_last
@@ -63,6 +74,24 @@ class SubscriptionRegistry:
             if self.on_last is not None:
                 self.on_last(name)
         return True
+
+    def bulk(
+        self, conn: Connection, msg: Message, names: Iterable[str], *, subscribe: bool
+    ) -> None:
+        """Subscribe (or unsubscribe) ``conn`` to each of ``names`` for ``msg``, then ack it.
+
+        As the reference does: a name already held gets a ``duplicate_action`` notice on the
+        way, unsubscribing from a name not held is silent, and the ack carries only topic,
+        action and correlation id.
+        """
+        if subscribe:
+            for name in names:
+                if not self.subscribe(name, conn):
+                    conn.send(duplicate(msg, self.duplicate_action, name))
+        else:
+            for name in names:
+                self.unsubscribe(name, conn)
+        conn.send(Message(msg.topic, msg.action, correlation_id=msg.correlation_id, is_ack=True))
 
     def remove_connection(self, conn: Connection) -> list[str]:
         """Unsubscribe ``conn`` from everything; returns the names it held."""

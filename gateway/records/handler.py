@@ -56,7 +56,7 @@ class RecordHandler:
 
     def __init__(self, store: RecordStore, *, listen_timeout: float = 0.5) -> None:
         self.store = store
-        self.subscriptions = SubscriptionRegistry()
+        self.subscriptions = SubscriptionRegistry(duplicate_action=R.MULTIPLE_SUBSCRIPTIONS)
         self.listen = ListenRegistry(Topic.RECORD, self.subscriptions, timeout=listen_timeout)
         self._lanes = Lanes(store)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -207,22 +207,7 @@ class RecordHandler:
         names = self._names(conn, msg)
         if names is None:
             return
-        if msg.action == R.UNSUBSCRIBE:
-            for name in names:
-                # As the reference does: a bulk unsubscribe of a name not held is silent.
-                self.subscriptions.unsubscribe(name, conn)
-        else:
-            for name in names:
-                if not self.subscriptions.subscribe(name, conn):
-                    conn.send(
-                        Message(
-                            Topic.RECORD,
-                            R.MULTIPLE_SUBSCRIPTIONS,
-                            name=name,
-                            original_action=msg.action,
-                        )
-                    )
-        conn.send(Message(Topic.RECORD, msg.action, correlation_id=msg.correlation_id, is_ack=True))
+        self.subscriptions.bulk(conn, msg, names, subscribe=msg.action != R.UNSUBSCRIBE)
 
     # -- writes ----------------------------------------------------------------------------
 
