@@ -14,7 +14,7 @@ Every server listens on 127.0.0.1 on a free port; every process started is stopp
 (also on Ctrl-C / SIGTERM). Ends with one JSON line; ratios are recordgate / reference.
 
     python benchmarks/fanout.py [--rounds 3] [--subs 20] [--records 10] [--updates 20000]
-        [--rate 2000] [--seconds 3] [--idle 500] [--scale-rounds 2] [--sqlite]
+        [--rate 2000] [--seconds 3] [--idle 500] [--scale-rounds 3] [--sqlite]
         [--skip-events] [--skip-scaling]
 """
 
@@ -438,7 +438,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=2000, help="paced updates/s, latency phase")
     parser.add_argument("--seconds", type=float, default=3, help="latency phase length")
     parser.add_argument("--idle", type=int, default=500, help="idle connections, scaling check")
-    parser.add_argument("--scale-rounds", type=int, default=2)
+    parser.add_argument("--scale-rounds", type=int, default=3)
     parser.add_argument("--scale-seconds", type=float, default=2, help="latency phase, scaling")
     parser.add_argument("--sqlite", action="store_true", help="also recordgate with SQLite")
     parser.add_argument("--skip-events", action="store_true")
