@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 from ..exceptions import ClientError
-from .connection import Connection, ConnectionState
+from .connection import Connection, ConnectionOptions, ConnectionState
 from .events import EventHandler
 from .merge import REMOTE_WINS, MergeStrategy
 from .presence import PresenceHandler
@@ -28,6 +28,11 @@ __all__ = ["Client"]
 class Client:
     """A deepstream client for asyncio programs. Every option is keyword-only; times in seconds.
 
+    Besides ``rpc_timeout`` and ``merge_strategy`` it takes the options of its connection, with
+    their defaults (:class:`ConnectionOptions`: ``auth``, ``heartbeat_interval``,
+    ``request_timeout``, ``reconnect``, ``reconnect_delay``, ``max_reconnect_delay``,
+    ``max_reconnect_attempts``).
+
     ``heartbeat_interval`` should not exceed the server's (it drops clients silent for two of
     its intervals). After a dropped connection the client reconnects with exponential backoff
     from ``reconnect_delay`` up to ``max_reconnect_delay``, logs in again and replays records,
@@ -38,26 +43,11 @@ class Client:
         self,
         url: str,
         *,
-        auth: dict[str, Any] | None = None,
-        heartbeat_interval: float = 30.0,
-        request_timeout: float = 10.0,
         rpc_timeout: float = 30.0,
-        reconnect: bool = True,
-        reconnect_delay: float = 0.5,
-        max_reconnect_delay: float = 30.0,
-        max_reconnect_attempts: int | None = None,
         merge_strategy: MergeStrategy = REMOTE_WINS,
+        **options: Unpack[ConnectionOptions],
     ) -> None:
-        self.connection = Connection(
-            url,
-            auth=auth,
-            heartbeat_interval=heartbeat_interval,
-            request_timeout=request_timeout,
-            reconnect=reconnect,
-            reconnect_delay=reconnect_delay,
-            max_reconnect_delay=max_reconnect_delay,
-            max_reconnect_attempts=max_reconnect_attempts,
-        )
+        self.connection = Connection(url, **options)
         self.record = RecordHandler(self.connection, merge_strategy=merge_strategy)
         self.event = EventHandler(self.connection)
         self.rpc = RpcHandler(self.connection, timeout=rpc_timeout)

@@ -16,9 +16,9 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -35,7 +35,14 @@ from ..protocol import AuthAction, ConnectionAction, Message, Topic, decode, enc
 from .callbacks import invoke
 from .pending import Pending
 
-__all__ = ["Connection", "ConnectionState", "ack_key", "backoff", "normalize_url"]
+__all__ = [
+    "Connection",
+    "ConnectionOptions",
+    "ConnectionState",
+    "ack_key",
+    "backoff",
+    "normalize_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,18 @@ def backoff(base: float, cap: float) -> Iterator[float]:
 def ack_key(topic: int, action: int, tag: str | None) -> Hashable:
     """The pending key an ack settles; ``tag`` is its correlation id, or name when it has none."""
     return ("ack", topic, action, tag)
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """The keyword options of :class:`Connection`, for callers that pass them on."""
+
+    auth: dict[str, Any] | None
+    heartbeat_interval: float
+    request_timeout: float
+    reconnect: bool
+    reconnect_delay: float
+    max_reconnect_delay: float
+    max_reconnect_attempts: int | None
 
 
 class Connection:
@@ -365,6 +384,10 @@ class Connection:
     def next_id(self) -> str:
         return str(next(self._ids))
 
+    def bulk(self, topic: int, action: int, names: Iterable[str]) -> Message:
+        """A bulk message (SUBSCRIBE, PROVIDE, ...) for ``names`` with a new correlation id."""
+        return Message(topic, action, names=list(names), correlation_id=self.next_id())
+
     def send(self, msg: Message) -> None:
         """Queue ``msg`` for the server now; raises ``NotConnected`` while not open."""
         ws = self._ws
@@ -379,6 +402,13 @@ class Connection:
     def _write(ws: ClientConnection, frame: bytes) -> None:
         ws.protocol.send_binary(frame)
         ws.send_data()
+
+    async def request_bulk(
+        self, topic: int, action: int, names: Iterable[str], *keys: Hashable
+    ) -> None:
+        """Send a bulk message and wait for its ack, or until one of ``keys`` is settled."""
+        msg = self.bulk(topic, action, names)
+        await self.request(msg, ack_key(topic, action, msg.correlation_id), *keys)
 
     async def request(self, msg: Message, *keys: Hashable, timeout: float | None = None) -> Any:
         """Send ``msg`` and wait until one of ``keys`` is settled; raises ``RequestTimeout``."""

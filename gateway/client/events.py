@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from ..exceptions import ClientError
 from ..protocol import EventAction, Message, Topic
 from .callbacks import invoke
-from .connection import Connection, ack_key
-from .listen import Listener, OnFound, OnRemoved
+from .connection import Connection
+from .listen import Listener, Listening
 
 __all__ = ["EventCallback", "EventHandler"]
 
@@ -25,7 +26,7 @@ def _event_error(code: str, name: str) -> ClientError:
     return ClientError(f"{code} for event {name!r}")
 
 
-class EventHandler:
+class EventHandler(Listening):
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._callbacks: dict[str, list[EventCallback]] = {}
@@ -44,21 +45,14 @@ class EventHandler:
         first = name not in self._callbacks
         self._callbacks.setdefault(name, []).append(callback)
         if first:
-            cid = self._conn.next_id()
             try:
-                await self._conn.request(
-                    Message(Topic.EVENT, EventAction.SUBSCRIBE, names=[name], correlation_id=cid),
-                    ack_key(Topic.EVENT, EventAction.SUBSCRIBE, cid),
-                    ("denied", Topic.EVENT, name),
+                await self._conn.request_bulk(
+                    Topic.EVENT, EventAction.SUBSCRIBE, [name], ("denied", Topic.EVENT, name)
                 )
             except BaseException:
                 self._remove(name, callback)
                 raise
-
-        async def unsubscribe() -> None:
-            await self.unsubscribe(name, callback)
-
-        return unsubscribe
+        return partial(self.unsubscribe, name, callback)
 
     async def unsubscribe(self, name: str, callback: EventCallback | None = None) -> None:
         """Drop ``callback`` (every callback if None); the last one unsubscribes the server."""
@@ -69,11 +63,7 @@ class EventHandler:
         else:
             self._remove(name, callback)
         if name not in self._callbacks and self._conn.is_open:
-            cid = self._conn.next_id()
-            await self._conn.request(
-                Message(Topic.EVENT, EventAction.UNSUBSCRIBE, names=[name], correlation_id=cid),
-                ack_key(Topic.EVENT, EventAction.UNSUBSCRIBE, cid),
-            )
+            await self._conn.request_bulk(Topic.EVENT, EventAction.UNSUBSCRIBE, [name])
 
     def _remove(self, name: str, callback: EventCallback) -> None:
         callbacks = self._callbacks.get(name, [])
@@ -89,15 +79,6 @@ class EventHandler:
         text = None if data is None else json.dumps(data, separators=(",", ":"))
         self._conn.send(Message(Topic.EVENT, EventAction.EMIT, name=name, data=text))
         self._deliver(name, data if text is None else json.loads(text))
-
-    async def listen(
-        self, pattern: str, on_found: OnFound, on_removed: OnRemoved | None = None
-    ) -> Callable[[], Awaitable[None]]:
-        """Provide events matching ``pattern`` on demand; see :mod:`.listen`."""
-        return await self._listener.listen(pattern, on_found, on_removed)
-
-    async def unlisten(self, pattern: str) -> None:
-        await self._listener.unlisten(pattern)
 
     def _deliver(self, name: str, data: Any) -> None:
         for callback in list(self._callbacks.get(name, ())):
@@ -121,11 +102,4 @@ class EventHandler:
 
     def _on_reestablished(self) -> None:
         if self._callbacks:
-            self._conn.send(
-                Message(
-                    Topic.EVENT,
-                    EventAction.SUBSCRIBE,
-                    names=list(self._callbacks),
-                    correlation_id=self._conn.next_id(),
-                )
-            )
+            self._conn.send(self._conn.bulk(Topic.EVENT, EventAction.SUBSCRIBE, self._callbacks))

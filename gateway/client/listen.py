@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..exceptions import ClientError
@@ -17,7 +18,7 @@ from ..protocol import EventAction, Message, RecordAction
 from .callbacks import invoke, outcome, spawn
 from .connection import Connection, ack_key
 
-__all__ = ["Listener", "OnFound", "OnRemoved"]
+__all__ = ["Listener", "Listening", "OnFound", "OnRemoved"]
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,7 @@ class Listener:
         except BaseException:
             self._patterns.pop(pattern, None)
             raise
-
-        async def unlisten() -> None:
-            await self.unlisten(pattern)
-
-        return unlisten
+        return partial(self.unlisten, pattern)
 
     async def unlisten(self, pattern: str) -> None:
         if self._patterns.pop(pattern, None) is None:
@@ -126,3 +123,18 @@ class Listener:
     def _on_reestablished(self) -> None:
         for pattern in self._patterns:
             self._conn.send(Message(self._topic, self._a.LISTEN, name=pattern))
+
+
+class Listening:
+    """``listen`` and ``unlisten`` for a topic handler that keeps its :class:`Listener`."""
+
+    _listener: Listener
+
+    async def listen(
+        self, pattern: str, on_found: OnFound, on_removed: OnRemoved | None = None
+    ) -> Callable[[], Awaitable[None]]:
+        """Provide names matching ``pattern`` on demand; see :mod:`.listen`."""
+        return await self._listener.listen(pattern, on_found, on_removed)
+
+    async def unlisten(self, pattern: str) -> None:
+        await self._listener.unlisten(pattern)

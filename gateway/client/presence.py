@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from ..exceptions import ClientError
@@ -60,11 +61,7 @@ class PresenceHandler:
             except BaseException:
                 self._remove(callback, user)
                 raise
-
-        async def unsubscribe() -> None:
-            await self.unsubscribe(callback, user)
-
-        return unsubscribe
+        return partial(self.unsubscribe, callback, user)
 
     async def unsubscribe(self, callback: PresenceCallback, user: str | None = None) -> None:
         if not self._remove(callback, user) or not self._conn.is_open:
@@ -87,11 +84,7 @@ class PresenceHandler:
                 Message(Topic.PRESENCE, all_action), ack_key(Topic.PRESENCE, all_action, None)
             )
             return
-        cid = self._conn.next_id()
-        await self._conn.request(
-            Message(Topic.PRESENCE, one_action, names=[user], correlation_id=cid),
-            ack_key(Topic.PRESENCE, one_action, cid),
-        )
+        await self._conn.request_bulk(Topic.PRESENCE, one_action, [user])
 
     def _handle(self, msg: Message) -> None:
         action, name = msg.action, msg.name or ""
@@ -122,11 +115,4 @@ class PresenceHandler:
         if self._everyone:
             self._conn.send(Message(Topic.PRESENCE, PresenceAction.SUBSCRIBE_ALL))
         if self._users:
-            self._conn.send(
-                Message(
-                    Topic.PRESENCE,
-                    PresenceAction.SUBSCRIBE,
-                    names=list(self._users),
-                    correlation_id=self._conn.next_id(),
-                )
-            )
+            self._conn.send(self._conn.bulk(Topic.PRESENCE, PresenceAction.SUBSCRIBE, self._users))

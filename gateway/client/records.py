@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..exceptions import ClientError, NotConnected, RecordError
 from ..protocol import Message, RecordAction, Topic
 from .connection import Connection, ack_key
-from .listen import Listener, OnFound, OnRemoved
+from .listen import Listener, Listening
 from .merge import MergeStrategy
 from .record import _WRITES, Record, RecordCore, dumps
 
@@ -36,7 +35,7 @@ _HEADS = frozenset({RecordAction.HEAD, RecordAction.SUBSCRIBEANDHEAD})
 _BENIGN = frozenset({RecordAction.MULTIPLE_SUBSCRIPTIONS, RecordAction.NOT_SUBSCRIBED})
 
 
-class RecordHandler:
+class RecordHandler(Listening):
     def __init__(self, conn: Connection, *, merge_strategy: MergeStrategy) -> None:
         self.conn = conn
         self.merge_strategy = merge_strategy
@@ -71,12 +70,7 @@ class RecordHandler:
         return Record(core)
 
     async def _load(self, core: RecordCore) -> None:
-        msg = Message(
-            Topic.RECORD,
-            RecordAction.SUBSCRIBECREATEANDREAD,
-            names=[core.name],
-            correlation_id=self.conn.next_id(),
-        )
+        msg = self.conn.bulk(Topic.RECORD, RecordAction.SUBSCRIBECREATEANDREAD, [core.name])
         try:
             await self.conn.request(msg, ("read", core.name))
         except BaseException:
@@ -93,13 +87,7 @@ class RecordHandler:
         del self._cores[core.name]
         core.mark_gone("DISCARDED")
         if self.conn.is_open:
-            cid = self.conn.next_id()
-            await self.conn.request(
-                Message(
-                    Topic.RECORD, RecordAction.UNSUBSCRIBE, names=[core.name], correlation_id=cid
-                ),
-                ack_key(Topic.RECORD, RecordAction.UNSUBSCRIBE, cid),
-            )
+            await self.conn.request_bulk(Topic.RECORD, RecordAction.UNSUBSCRIBE, [core.name])
 
     async def delete(self, core: RecordCore) -> None:
         await self.conn.request(
@@ -192,17 +180,6 @@ class RecordHandler:
             ("notify", cid),
         )
 
-    # -- listening -----------------------------------------------------------------------
-
-    async def listen(
-        self, pattern: str, on_found: OnFound, on_removed: OnRemoved | None = None
-    ) -> Callable[[], Awaitable[None]]:
-        """Provide records matching ``pattern`` on demand; see :mod:`.listen`."""
-        return await self._listener.listen(pattern, on_found, on_removed)
-
-    async def unlisten(self, pattern: str) -> None:
-        await self._listener.unlisten(pattern)
-
     # -- messages from the server --------------------------------------------------------
 
     def _handle(self, msg: Message) -> None:
@@ -275,14 +252,8 @@ class RecordHandler:
         for core in live:
             core.resubscribing = True
             core.resyncing = False
-        self.conn.send(
-            Message(
-                Topic.RECORD,
-                RecordAction.SUBSCRIBEANDHEAD,
-                names=[core.name for core in live],
-                correlation_id=self.conn.next_id(),
-            )
-        )
+        names = [core.name for core in live]
+        self.conn.send(self.conn.bulk(Topic.RECORD, RecordAction.SUBSCRIBEANDHEAD, names))
 
 
 def _request_of(error: Message) -> tuple[str, str | None] | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from ..exceptions import ClientError, NotConnected, RpcError
 from ..protocol import Message, RpcAction, Topic
 from .callbacks import outcome, spawn
-from .connection import Connection, ack_key
+from .connection import Connection
 
 __all__ = ["RpcHandler", "RpcProvider"]
 
@@ -59,30 +60,19 @@ class RpcHandler:
         if name in self._providers:
             raise ClientError(f"RPC {name!r} is already provided")
         self._providers[name] = handler
-        cid = self._conn.next_id()
         try:
-            await self._conn.request(
-                Message(Topic.RPC, RpcAction.PROVIDE, names=[name], correlation_id=cid),
-                ack_key(Topic.RPC, RpcAction.PROVIDE, cid),
-                ("denied", Topic.RPC, name),
+            await self._conn.request_bulk(
+                Topic.RPC, RpcAction.PROVIDE, [name], ("denied", Topic.RPC, name)
             )
         except BaseException:
             self._providers.pop(name, None)
             raise
-
-        async def unprovide() -> None:
-            await self.unprovide(name)
-
-        return unprovide
+        return partial(self.unprovide, name)
 
     async def unprovide(self, name: str) -> None:
         if self._providers.pop(name, None) is None or not self._conn.is_open:
             return
-        cid = self._conn.next_id()
-        await self._conn.request(
-            Message(Topic.RPC, RpcAction.UNPROVIDE, names=[name], correlation_id=cid),
-            ack_key(Topic.RPC, RpcAction.UNPROVIDE, cid),
-        )
+        await self._conn.request_bulk(Topic.RPC, RpcAction.UNPROVIDE, [name])
 
     async def make(self, name: str, data: Any = None, *, timeout: float | None = None) -> Any:
         """Call RPC ``name`` with JSON ``data``: its result, or ``RpcError``/``RequestTimeout``."""
@@ -159,11 +149,4 @@ class RpcHandler:
 
     def _on_reestablished(self) -> None:
         if self._providers:
-            self._conn.send(
-                Message(
-                    Topic.RPC,
-                    RpcAction.PROVIDE,
-                    names=list(self._providers),
-                    correlation_id=self._conn.next_id(),
-                )
-            )
+            self._conn.send(self._conn.bulk(Topic.RPC, RpcAction.PROVIDE, self._providers))
