@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from common import Running, median, recordgate, workdir
+from websockets.exceptions import ConnectionClosed
 
 from gateway.protocol import ConnectionAction, EventAction, Message, RecordAction, Topic
 from tests.wire import WireClient
@@ -194,11 +195,12 @@ async def run_load(node: str, script: str, server: Running, env: dict[str, str])
 
 class IdleConnections:
     """``count`` logged-in raw connections, each subscribed to a record and an event of its
-    own (names no load touches); pinged so no heartbeat check drops them."""
+    own (names no load touches); pinged so no heartbeat check drops them, and read so their
+    replies never fill a queue."""
 
     def __init__(self) -> None:
         self.clients: list[WireClient] = []
-        self._pinger: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self, url: str, count: int) -> None:
         tag = uuid.uuid4().hex[:6]
@@ -206,7 +208,8 @@ class IdleConnections:
             names = [f"idle/{tag}/{i}" for i in range(first, min(first + 50, count))]
             self.clients += await asyncio.gather(*(self._one(url, name) for name in names))
         if self.clients:
-            self._pinger = asyncio.create_task(self._ping())
+            self._tasks.append(asyncio.create_task(self._ping()))
+            self._tasks += [asyncio.create_task(self._read(c)) for c in self.clients]
 
     @staticmethod
     async def _one(url: str, name: str) -> WireClient:
@@ -230,13 +233,18 @@ class IdleConnections:
             for client in self.clients:
                 await client.send(ping)
 
+    @staticmethod
+    async def _read(client: WireClient) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in client.ws:
+                pass
+
     async def close(self) -> None:
-        if self._pinger is not None:
-            self._pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pinger
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
-        self.clients = []
+        self.clients, self._tasks = [], []
 
 
 def record_env(args: argparse.Namespace, seconds: float) -> dict[str, str]:
