@@ -315,7 +315,7 @@ async def scaling(
     node: str, targets: list[Target], args: argparse.Namespace
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Per target, per idle count (0 and ``--idle``): the record load's medians, plus the RSS
-    each idle connection adds (``idle_kb``, at the largest count)."""
+    each idle connection adds (``idle_kb_per_connection``)."""
     counts = [0, args.idle]
     env = record_env(args, args.scale_seconds)
     samples = {t.label: {n: list[Sample]() for n in counts} for t in targets}
