@@ -14,16 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from connectors.base import Put
 
 __all__ = ["Record", "RecordStore", "StoreStats"]
 
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    name: str
-    version: int
-    data: dict[str, Any] | list[Any]
+Record = Put
+"""One snapshot of one record: ``name``, ``version``, ``data``. It is the connector contract's
+``Put``, so the flusher hands the snapshots it holds to storage as they are, without a copy per
+row written (which cost about a tenth of the SQLite flush)."""
 
 
 @dataclass(frozen=True, slots=True)

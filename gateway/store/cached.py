@@ -65,7 +65,7 @@ __all__ = ["CachedStore"]
 log = logging.getLogger(__name__)
 
 Op = Record | Delete
-"""A queued operation: a snapshot to store (handed to the connector as a ``Put``) or a delete."""
+"""A queued operation: a snapshot to store (a ``Record`` is the connector's ``Put``) or a delete."""
 
 
 @dataclass(slots=True)
@@ -394,8 +394,7 @@ class CachedStore:
         entries = [queue[name] for name in batch]
         for entry in entries:
             entry.in_flight = True
-        firsts = [entry.ops[0] for entry in entries]
-        ops = [op if isinstance(op, Delete) else Put(op.name, op.version, op.data) for op in firsts]
+        ops = [entry.ops[0] for entry in entries]  # a Record is the connector's Put
         results: list[WriteResult | None]
         try:
             results = list(await self.connector.write(ops))
