@@ -82,7 +82,8 @@ class WireClient:
             frame = await asyncio.wait_for(self.ws.recv(), seconds)
         except TimeoutError:
             return
-        raise AssertionError(f"expected silence, got {decode(frame, max_size=1 << 30)!r}")
+        got = decode(frame, max_size=1 << 30) if isinstance(frame, bytes) else frame
+        raise AssertionError(f"expected silence, got {got!r}")
 
     async def close(self) -> None:
         await self.ws.close()
