@@ -8,10 +8,10 @@ PostgreSQL schema, or a MariaDB/MySQL database, for the table; created if missin
 
 Writes are one atomic conditional upsert per row
 (``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE cur.version < excluded.version``, or its
-``ON DUPLICATE KEY UPDATE`` form, see ``statements.py``); rows not known to be written are read
-back in the same transaction to tell an idempotent retry from a conflict. A batch is one
-transaction; a name may appear only once per batch (PostgreSQL refuses a batch that repeats one
-with ``StorageRejected``).
+``ON DUPLICATE KEY UPDATE`` form, see ``statements.py``; SQLite's write path is ``sqlite.py``);
+rows not known to be written are read back in the same transaction to tell an idempotent retry
+from a conflict. A batch is one transaction; a name may appear only once per batch (PostgreSQL
+refuses a batch that repeats one with ``StorageRejected``).
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed write survives the process
 being killed (SIGKILL), but may be lost if the operating system crashes or power fails.
@@ -236,9 +236,8 @@ class SQLConnector:
             return []
         now = datetime.now(UTC)
         if self._sqlite is not None:
-            params = self._sqlite.rows(ops, now)
             async with guard(f"write of {len(ops)} operations", self.timeout):
-                return await self._sqlite.write(ops, params)
+                return await self._sqlite.write(ops, now)
         # In name order: rows are locked in the order they are written, so concurrent batches
         # sharing names (two gateways, a retry) lock them in one order and cannot deadlock.
         by_name = sorted(ops, key=lambda op: op.name)

@@ -2,12 +2,12 @@
 
 aiosqlite runs every call on the connection in its worker thread, and each call costs a thread
 hop each way; SQLAlchemy's execution adds a pool checkout, a cursor and its close, and a reset
-on return. Here a whole batch is one function run in that thread (``aiosqlite.Connection.
-_execute`` on its ``sqlite3`` connection, internals SQLAlchemy's own aiosqlite dialect relies on
-too): ``executemany`` of the conditional upsert (one atomic statement per row, in the batch's
-transaction), the read-back if needed, then ``COMMIT``, or ``ROLLBACK`` on any error. One hop
-per batch; and since the function always runs to its end, a caller that times out or is
-cancelled never leaves a transaction half done.
+on return. Here a whole batch is one function run in that thread on the ``sqlite3`` connection
+(aiosqlite's ``Connection._execute`` and ``_conn``: internals, but SQLAlchemy's own aiosqlite
+dialect reaches into the same ones): ``executemany`` of the conditional upsert (one atomic
+statement per row, in the batch's transaction), the read-back if needed, then ``COMMIT``, or
+``ROLLBACK`` on any error. One hop per batch; and since the function always runs to its end, a
+caller that times out or is cancelled never leaves a transaction half done.
 
 The writer holds one connection of the engine's pool for its lifetime; aiosqlite runs the
 functions queued on it one after another, so concurrent batches need no lock of ours.
@@ -70,24 +70,20 @@ class SQLiteWriter:
         if conn is not None:
             await conn.close()
 
-    @staticmethod
-    def rows(ops: Sequence[Put | Delete], now: datetime) -> list[Row]:
-        """The upsert's parameters for the puts in ``ops``. Serialising here, before the
-        database is touched, refuses non-JSON data with ``StorageRejected`` up front."""
-        # As SQLAlchemy's SQLite DateTime stores it (UTC, ISO-like text); one per batch.
+    async def write(self, ops: Sequence[Put | Delete], now: datetime) -> list[WriteResult]:
+        """Apply ``ops`` in one transaction, stamped ``now``."""
+        db = self._db
+        if db is None:
+            raise sqlite3.InterfaceError("the SQLite writer is closed")
+        # Serialised before the database is touched: non-JSON data is StorageRejected up front.
+        # Timestamps as SQLAlchemy's SQLite DateTime stores them (UTC, ISO-like text).
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
-        return [
+        rows = [
             (op.name, collection_of(op.name), op.version, dump_json(op.data), stamp)
             for op in ops
             if isinstance(op, Put)
         ]
-
-    async def write(self, ops: Sequence[Put | Delete], rows: list[Row]) -> list[WriteResult]:
-        """Apply ``ops``, whose puts ``rows`` holds, in one transaction."""
-        db = self._db
-        if db is None:
-            raise sqlite3.InterfaceError("the SQLite writer is closed")
-        deletes = []
+        deletes: list[tuple[str, int]] = []
         if len(rows) < len(ops):
             deletes = [(op.name, op.version) for op in ops if isinstance(op, Delete)]
         all_written, stored = await db._execute(self._transaction, db._conn, rows, deletes)
