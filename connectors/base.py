@@ -84,13 +84,9 @@ class Snapshot:
     data: JSON
 
 
-@dataclass(frozen=True, slots=True)
-class Put:
-    """Store this snapshot if nothing newer is stored."""
-
-    name: str
-    version: int
-    data: JSON
+Put = Snapshot
+"""Store this snapshot if nothing newer is stored. A put *is* a snapshot: one class, so that a
+caller holding snapshots (the gateway's cache) hands them to ``write`` without a copy per row."""
 
 
 @dataclass(frozen=True, slots=True)

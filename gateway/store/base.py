@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from connectors.base import Put
+from connectors.base import Snapshot
 
 __all__ = ["Record", "RecordStore", "StoreStats"]
 
-Record = Put
+Record = Snapshot
 """One snapshot of one record: ``name``, ``version``, ``data``. It is the connector contract's
-``Put``, so the flusher hands the snapshots it holds to storage as they are, without a copy per
-row written (which cost about a tenth of the SQLite flush)."""
+``Snapshot`` (and so its ``Put``): the flusher hands the snapshots it holds to storage as they
+are, without a copy per row written (which cost about a tenth of the SQLite flush)."""
 
 
 @dataclass(frozen=True, slots=True)
