@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from typing import Any, cast
 
 from connectors.base import Connector
-from gateway.exceptions import ConnectorNotFound
+from gateway.exceptions import ConfigError, ConnectorNotFound
 
 __all__ = ["ENTRY_POINT_GROUP", "create_connector", "known_connectors", "load_connector_class"]
 
@@ -41,8 +41,16 @@ def load_connector_class(spec: str) -> type[Connector]:
 
 
 def create_connector(spec: str, url: str, **options: Any) -> Connector:
-    """A new, unopened connector: ``load_connector_class(spec)(url, **options)``."""
-    return load_connector_class(spec)(url, **options)  # type: ignore[call-arg]
+    """A new, unopened connector: ``load_connector_class(spec)(url, **options)``.
+
+    A constructor refusing its options (an unknown one: ``TypeError``; a bad value:
+    ``ValueError``) is a ``ConfigError`` naming the connector.
+    """
+    cls = load_connector_class(spec)
+    try:
+        return cls(url, **options)  # type: ignore[call-arg]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"storage connector {spec!r}: {exc}") from exc
 
 
 def _load_object(target: str) -> type[Connector]:

@@ -4,7 +4,8 @@ URLs: ``sqlite+aiosqlite:///path.db`` (embedded default),
 ``postgresql+asyncpg://user@host:5432/db`` or ``mysql+asyncmy://user@host:3306/db`` (MariaDB, or
 MySQL 8.0.17+). Options (strings accepted): ``table`` (default ``records``), ``schema`` (a
 PostgreSQL schema, or a MariaDB/MySQL database, for the table; created if missing), ``timeout``
-(seconds per call, default 5), ``page_size`` (scan page, default 500), ``pool_size``.
+(seconds per call, default 5), ``page_size`` (scan page, default 500), ``pool_size``,
+``synchronous`` (SQLite: ``normal``, the default, or ``full``).
 
 Writes are one atomic conditional upsert per row
 (``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE cur.version < excluded.version``, or its
@@ -69,6 +70,7 @@ class SQLConnector:
         timeout: float | str = 5.0,
         page_size: int | str = 500,
         pool_size: int | str = 5,
+        synchronous: str = "normal",
     ) -> None:
         from connectors.sql.schema import check_identifier
 
@@ -78,6 +80,11 @@ class SQLConnector:
         self.timeout = option_float(timeout, "timeout")
         self.page_size = option_int(page_size, "page_size")
         self.pool_size = option_int(pool_size, "pool_size")
+        from connectors.sql.engine import SQLITE_SYNCHRONOUS
+
+        if synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"option 'synchronous' must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+        self.synchronous = synchronous
         self._engine: AsyncEngine | None = None
         self._table: Table | None = None
         self._upsert: Upsert | None = None
@@ -117,7 +124,12 @@ class SQLConnector:
         if self._engine is not None:
             return
         async with guard(f"open {self._safe_url()}", self.timeout):
-            engine = build_engine(self.url, timeout=self.timeout, pool_size=self.pool_size)
+            engine = build_engine(
+                self.url,
+                timeout=self.timeout,
+                pool_size=self.pool_size,
+                synchronous=self.synchronous,
+            )
             sqlite: SQLiteWriter | None = None
             try:
                 async with engine.begin() as conn:

@@ -64,7 +64,12 @@ def _check_sqlite_path(database: str | None) -> None:
         raise StorageUnavailable(f"SQLite database directory {str(directory)!r} does not exist")
 
 
-def build_engine(url: str, *, timeout: float, pool_size: int) -> AsyncEngine:
+SQLITE_SYNCHRONOUS = ("normal", "full")
+
+
+def build_engine(
+    url: str, *, timeout: float, pool_size: int, synchronous: str = "normal"
+) -> AsyncEngine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     serializer = serialize(backend)
@@ -76,7 +81,7 @@ def build_engine(url: str, *, timeout: float, pool_size: int) -> AsyncEngine:
         # cancelled while aiosqlite's worker thread is still blocked inside sqlite3.
         busy = max(0.05, timeout * 0.8)
         engine = create_async_engine(url, connect_args={"timeout": busy}, **options)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy))
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy, synchronous))
         return engine
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
@@ -127,13 +132,16 @@ def _mysql_session(timeout: float) -> str:
     )
 
 
-def _sqlite_pragmas(busy: float) -> Any:
+def _sqlite_pragmas(busy: float, synchronous: str) -> Any:
+    assert synchronous in SQLITE_SYNCHRONOUS  # checked by the connector; never interpolate input
+
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        # WAL lets readers run beside the writer; synchronous=NORMAL skips the fsync per commit:
-        # committed data survives a killed process, not necessarily an OS crash or power loss.
+        # WAL lets readers run beside the writer. synchronous=NORMAL skips the fsync per commit:
+        # committed data survives a killed process, not necessarily an OS crash or power loss;
+        # FULL syncs every commit, surviving those too at a cost in write throughput.
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
         cursor.close()
 

@@ -69,6 +69,15 @@ async def test_sqlite_wal_and_synchronous_normal(
     assert _sqlite_rows(sqlite_path, "PRAGMA journal_mode") == [("wal",)]  # stored in the file
 
 
+async def test_sqlite_synchronous_full_on_request(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/full.db"
+    async with SQLConnector(url, synchronous="full") as connector:
+        async with connector.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 2  # FULL
+        await connector.write(USERS)  # the writer's own connection carries the pragma too
+        assert await connector.head(USERS[0].name) == USERS[0].version
+
+
 async def test_sqlite_data_team_query(sqlite_connector: SQLConnector, sqlite_path: Path) -> None:
     await sqlite_connector.write(USERS)
     rows = _sqlite_rows(sqlite_path, DATA_TEAM_QUERIES["sqlite"])

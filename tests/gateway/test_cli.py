@@ -122,8 +122,26 @@ async def test_the_config_file_is_used(config_dir: Path) -> None:
         ("server:\n  port: 70000\n", "server.port must be between 0 and 65535"),
         ("server: [1, 2]\n", "server: expected a mapping"),
         ("server: {port: [\n", "invalid YAML"),
+        ("storage: {type: nosuch}\n", "no storage connector named 'nosuch'"),
+        ("storage: {type: sql, tabel: x}\n", "unexpected keyword argument 'tabel'"),
+        ("storage: {type: sql, timeout: soon}\n", "option 'timeout' must be a number"),
+        ("storage: {type: sql, synchronous: fsync}\n", "option 'synchronous' must be one of"),
+        ("write_behind: {conflict_policy: mine}\n", "write_behind.conflict_policy must be"),
     ],
-    ids=["unknown key", "unknown section", "wrong type", "bool", "range", "not a map", "yaml"],
+    ids=[
+        "unknown key",
+        "unknown section",
+        "wrong type",
+        "bool",
+        "range",
+        "not a map",
+        "yaml",
+        "unknown connector",
+        "unknown connector option",
+        "bad connector option",
+        "bad sqlite synchronous",
+        "bad conflict policy",
+    ],
 )
 async def test_a_bad_config_file_exits_2_naming_the_key(
     tmp_path: Path, yaml_text: str, message: str
