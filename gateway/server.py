@@ -25,7 +25,7 @@ from .connection import Connection
 from .events import EventHandler
 from .handler import Handler
 from .presence import PresenceHandler
-from .protocol import Message, Topic
+from .protocol import Message, ParserAction, Topic
 from .protocol.session import AuthRequest, Session, State
 from .records import RecordHandler
 from .rpc import RpcHandler
@@ -173,7 +173,7 @@ class Server:
     def _dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         handler = self.handlers.get(msg.topic)
         if handler is None:  # a known topic recordgate does not serve (LOCK, MONITORING, ...)
-            conn.send(Message(Topic.PARSER, 1, original_topic=msg.topic))
+            conn.send(Message(Topic.PARSER, ParserAction.UNKNOWN_TOPIC, original_topic=msg.topic))
             return None
         try:
             pending = handler.handle(conn, msg)
