@@ -21,6 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+MARIADB_URL = "mysql+asyncmy://root@127.0.0.1:3306/test"
 RECORDGATE = str(Path(sys.executable).parent / "recordgate")
 
 
@@ -46,8 +47,9 @@ class Backend:
             await conn.drop()
 
 
-def backends(workdir: Path, postgres_url: str | None) -> list[Backend]:
-    """In-memory, an SQLite file in ``workdir``, and PostgreSQL unless ``postgres_url`` is None."""
+def backends(workdir: Path, postgres_url: str | None, mariadb_url: str | None) -> list[Backend]:
+    """In-memory, an SQLite file in ``workdir``, and PostgreSQL and MariaDB unless their URL is
+    None."""
     table = f"bench_{uuid.uuid4().hex[:10]}"
     found = [
         Backend("memory", None, table),
@@ -55,6 +57,8 @@ def backends(workdir: Path, postgres_url: str | None) -> list[Backend]:
     ]
     if postgres_url:
         found.append(Backend("postgresql", postgres_url, table))
+    if mariadb_url:
+        found.append(Backend("mariadb", mariadb_url, table))
     return found
 
 

@@ -13,12 +13,16 @@ version < excluded``) and the same work per row: serialise the data to the same 
   0.6 us a row cheaper than the stdlib's public API, which the connector uses), and the
   synchronous stdlib ``sqlite3`` (no thread hops: a floor no asyncio program reaches).
 * PostgreSQL: asyncpg ``executemany`` in a transaction per batch.
+* MariaDB: asyncmy ``executemany`` (which sends the rows as multi-row ``INSERT`` statements of up
+  to about a megabyte, like the connector) and ``commit`` per batch, with the connector's
+  statement shape (``ON DUPLICATE KEY UPDATE col = IF(VALUES(version) > version, ...)``), charset
+  and isolation level (READ COMMITTED); the timestamp is formatted once per batch.
 
 Runs are interleaved (each round runs every variant once, fresh tables each time); the table
 gives medians and, in brackets, the spread (lowest-highest) over the rounds.
 
     python benchmarks/flush_throughput.py [--records 20000] [--batch-size 500] [--rounds 5]
-        [--postgres URL | --no-postgres]
+        [--postgres URL | --no-postgres] [--mariadb URL | --no-mariadb]
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import POSTGRES_URL, median, workdir
+from common import MARIADB_URL, POSTGRES_URL, median, workdir
 
 from connectors._common import dump_json
 from connectors.base import collection_of
@@ -69,6 +73,14 @@ UPSERT = (
     "ON CONFLICT (name) DO UPDATE SET version = excluded.version, data = excluded.data, "
     "updated_at = excluded.updated_at WHERE cur.version < excluded.version"
 )
+NEWER = "VALUES(version) > version"
+MYSQL_UPSERT = (
+    "INSERT INTO {table} (name, collection, version, data, updated_at) "
+    "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
+    f"data = IF({NEWER}, VALUES(data), data), "
+    f"updated_at = IF({NEWER}, VALUES(updated_at), updated_at), "
+    f"version = IF({NEWER}, VALUES(version), version)"
+)
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 # The connector's JSON text (compact, UTF-8 kept), through the stdlib's public API at its fastest.
 ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -90,7 +102,8 @@ def batches(
         yield [(n, collection_of(n), 1, encode(d), now) for n, d in docs[start : start + size]]
 
 
-def sqlite_stamp() -> str:
+def text_stamp() -> str:
+    """UTC to the microsecond, as SQLite's and MariaDB's columns take it."""
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
@@ -140,7 +153,7 @@ async def raw_aiosqlite(
                 await db.execute(pragma)
             clock = Clock()
             with clock.running():
-                for rows in batches(docs, batch, sqlite_stamp, encode):
+                for rows in batches(docs, batch, text_stamp, encode):
                     await db.executemany(statement, rows)  # opens the batch's transaction
                     await db.commit()
     finally:
@@ -157,7 +170,7 @@ async def raw_sqlite3(url: str, docs: Docs, batch: int) -> Clock:
             db.execute(pragma)
         clock = Clock()
         with clock.running():
-            for rows in batches(docs, batch, sqlite_stamp):
+            for rows in batches(docs, batch, text_stamp):
                 db.executemany(statement, rows)
                 db.commit()
     finally:
@@ -180,6 +193,35 @@ async def raw_asyncpg(url: str, docs: Docs, batch: int) -> Clock:
                     await conn.executemany(statement, rows)
     finally:
         await conn.close()
+        await drop_table(url, table)
+    return clock
+
+
+async def raw_asyncmy(url: str, docs: Docs, batch: int) -> Clock:
+    import asyncmy
+    from sqlalchemy.engine import make_url
+
+    table = await empty_table(url)
+    statement = MYSQL_UPSERT.format(table=table)
+    parsed = make_url(url)
+    conn = await asyncmy.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 3306,
+        user=parsed.username,
+        password=parsed.password or "",
+        database=parsed.database,
+        charset="utf8mb4",
+        init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    )
+    try:
+        clock = Clock()
+        with clock.running():
+            for rows in batches(docs, batch, text_stamp):
+                async with conn.cursor() as cursor:
+                    await cursor.executemany(statement, rows)  # opens the batch's transaction
+                await conn.commit()
+    finally:
+        await conn.ensure_closed()
         await drop_table(url, table)
     return clock
 
@@ -232,6 +274,8 @@ async def main(args: argparse.Namespace) -> None:
     if not args.no_postgres:
         # No CPU column: the server's share of the work runs in another process.
         await compare("postgresql", args.postgres, {"asyncpg": raw_asyncpg}, args, cpu=False)
+    if not args.no_mariadb:
+        await compare("mariadb", args.mariadb, {"asyncmy": raw_asyncmy}, args, cpu=False)
 
 
 if __name__ == "__main__":
@@ -241,4 +285,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--postgres", default=POSTGRES_URL)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--mariadb", default=MARIADB_URL)
+    parser.add_argument("--no-mariadb", action="store_true")
     asyncio.run(main(parser.parse_args()))

@@ -1,4 +1,4 @@
-"""Update throughput of a real ``recordgate start`` process: in memory vs SQLite vs PostgreSQL.
+"""Update throughput of ``recordgate start``: in memory vs SQLite, PostgreSQL and MariaDB.
 
 Each writer connection creates its records (acked, so they are durable), then sends pre-encoded
 UPDATE frames with exact versions as fast as the socket takes them, and ends with one acked
@@ -8,6 +8,7 @@ order per round; the median of the rounds is reported with its ratio to in-memor
 
     python benchmarks/update_throughput.py [--updates 40000] [--records 100] [--writers 2]
         [--rounds 3] [--interval 1.0] [--postgres URL | --no-postgres]
+        [--mariadb URL | --no-mariadb]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from common import POSTGRES_URL, Backend, backends, median, recordgate, workdir
+from common import MARIADB_URL, POSTGRES_URL, Backend, backends, median, recordgate, workdir
 
 from gateway.protocol import Message, RecordAction, Topic, encode
 from tests.wire import WireClient
@@ -118,7 +119,11 @@ async def run_once(
 async def main(args: argparse.Namespace) -> None:
     with workdir() as tmp:
         where = Path(tmp)
-        configs = backends(where, None if args.no_postgres else args.postgres)
+        configs = backends(
+            where,
+            None if args.no_postgres else args.postgres,
+            None if args.no_mariadb else args.mariadb,
+        )
         rates: dict[str, list[float]] = {b.label: [] for b in configs}
         cpus: dict[str, list[float]] = {b.label: [] for b in configs}
         for round_ in range(args.rounds):
@@ -151,4 +156,6 @@ if __name__ == "__main__":
     parser.add_argument("--interval", type=float, default=1.0, help="write_behind.interval")
     parser.add_argument("--postgres", default=POSTGRES_URL)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--mariadb", default=MARIADB_URL)
+    parser.add_argument("--no-mariadb", action="store_true")
     asyncio.run(main(parser.parse_args()))
