@@ -64,7 +64,9 @@ def connector_target(request: pytest.FixtureRequest) -> Iterator[ConnectorTarget
             config.getoption("--connector-option"),
         )
     except Exception as exc:
-        raise pytest.UsageError(f"recordgate conformance: {exc}") from exc
+        # One clear line for a bad --connector/--connector-url/--connector-option, instead of
+        # the same error repeated for every test of the suite.
+        pytest.exit(f"recordgate conformance: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
     yield target
     if target.owned_namespace:
         # No event loop runs between tests, so a private one can clean up the namespace.

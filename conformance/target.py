@@ -37,7 +37,9 @@ class ConnectorTarget:
             # A fresh namespace per session keeps runs apart and proves open() creates schema.
             options[namespace] = f"rg_conformance_{uuid.uuid4().hex[:12]}"
             owned = True
-        return cls(spec, connector_cls, url, options, owned)
+        target = cls(spec, connector_cls, url, options, owned)
+        target.create()  # no I/O before open(): this only checks the URL and options
+        return target
 
     def create(self, **overrides: Any) -> Connector:
         options = {**self.options, **overrides}

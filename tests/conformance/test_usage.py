@@ -1,0 +1,30 @@
+"""A mistyped suite invocation stops at once with one line saying what is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conformance.runner import run_suite
+
+# Never opened: the arguments are refused before any I/O.
+SQLITE = ("--connector-url", "sqlite+aiosqlite:///never-created.db")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--connector", "nosuch"), "no storage connector named 'nosuch'"),
+        (("--connector", "no_such_module:Cls"), "no_such_module"),
+        (("--connector", "sql"), "has no default URL; pass --connector-url"),
+        (("--connector", "sql", *SQLITE, "--connector-option", "tabel=x"), "unexpected keyword"),
+        (("--connector", "sql", *SQLITE, "--connector-option", "timeout=soon"), "must be a number"),
+    ],
+    ids=["unknown name", "unknown module", "no url", "unknown option", "bad option value"],
+)
+def test_bad_connector_arguments_exit_with_a_usage_error(
+    args: tuple[str, ...], message: str
+) -> None:
+    run = run_suite("conformance/", *args)
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.output[-2000:]
+    assert "recordgate conformance:" in run.output and message in run.output
+    assert run.output.count("recordgate conformance:") == 1
