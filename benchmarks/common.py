@@ -110,3 +110,8 @@ def workdir() -> tempfile.TemporaryDirectory[str]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    """``median [lowest-highest]``."""
+    return f"{median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import MARIADB_URL, POSTGRES_URL, median, workdir
+from common import MARIADB_URL, POSTGRES_URL, median, spread, workdir
 
 from connectors._common import dump_json
 from connectors.base import collection_of
@@ -224,10 +224,6 @@ async def raw_asyncmy(url: str, docs: Docs, batch: int) -> Clock:
         await conn.ensure_closed()
         await drop_table(url, table)
     return clock
-
-
-def spread(values: list[float], digits: int = 0) -> str:
-    return f"{median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
 async def compare(

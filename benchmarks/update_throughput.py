@@ -4,7 +4,8 @@ Each writer connection creates its records (acked, so they are durable), then se
 UPDATE frames with exact versions as fast as the socket takes them, and ends with one acked
 write; the clock stops when every writer's final ack arrives (a write ack waits for storage,
 so the last flush is inside the measurement). Configurations run side by side, in a rotated
-order per round; the median of the rounds is reported with its ratio to in-memory.
+order per round; the median of the rounds and their spread are reported with the ratio to
+in-memory (of the medians, and per round: against the same round's in-memory run).
 
     python benchmarks/update_throughput.py [--updates 40000] [--records 100] [--writers 2]
         [--rounds 3] [--interval 1.0] [--postgres URL | --no-postgres]
@@ -19,7 +20,16 @@ import json
 import time
 from pathlib import Path
 
-from common import MARIADB_URL, POSTGRES_URL, Backend, backends, median, recordgate, workdir
+from common import (
+    MARIADB_URL,
+    POSTGRES_URL,
+    Backend,
+    backends,
+    median,
+    recordgate,
+    spread,
+    workdir,
+)
 
 from gateway.protocol import Message, RecordAction, Topic, encode
 from tests.wire import WireClient
@@ -136,15 +146,25 @@ async def main(args: argparse.Namespace) -> None:
                     f"  round {round_ + 1} {backend.label:<11} {rate:10.0f} updates/s "
                     f"{cpu:6.1f} us CPU/update"
                 )
-    base, base_cpu = median(rates["memory"]), median(cpus["memory"])
     print(
         f"\nupdates={args.updates} records={args.records} writers={args.writers} "
-        f"interval={args.interval}s rounds={args.rounds} (medians)"
+        f"interval={args.interval}s rounds={args.rounds}: median [lowest-highest]; ratios to "
+        "memory of the medians, and per round (the same round's memory run)"
     )
-    print(f"{'storage':<12}{'updates/s':>12}{'vs memory':>11}{'CPU us/upd':>12}{'vs memory':>11}")
+    print(
+        f"{'storage':<12}{'updates/s':>24}{'vs memory':>10}{'per round':>19}"
+        f"{'CPU us/upd':>20}{'vs memory':>10}{'per round':>19}"
+    )
+    base, base_cpu = rates["memory"], cpus["memory"]
     for label in rates:
-        rate, cpu = median(rates[label]), median(cpus[label])
-        print(f"{label:<12}{rate:>12.0f}{rate / base:>10.2f}x{cpu:>12.1f}{base_cpu / cpu:>10.2f}x")
+        got, used = rates[label], cpus[label]
+        rate_ratios = [a / b for a, b in zip(got, base, strict=True)]
+        cpu_ratios = [b / a for a, b in zip(used, base_cpu, strict=True)]
+        print(
+            f"{label:<12}{spread(got):>24}{median(got) / median(base):>9.2f}x"
+            f"{spread(rate_ratios, 2):>19}{spread(used, 1):>20}"
+            f"{median(base_cpu) / median(used):>9.2f}x{spread(cpu_ratios, 2):>19}"
+        )
 
 
 if __name__ == "__main__":
