@@ -1,14 +1,22 @@
-"""One client connection: the session state, who is logged in, and the synchronous send path.
+"""One client socket: WebSocket framing, the ordered hand-off of its messages to the server,
+and the synchronous send path; plus the session state and who is logged in.
+
+A ``Connection`` is the asyncio protocol of one TCP connection and drives websockets' sans-I/O
+``ServerProtocol`` itself: bytes read are parsed into frames and each complete message goes to
+the ``Service`` (the server) in the same callback, with no reader task or queue in between.
+When the service answers a message with an awaitable (a storage load, a login), the messages
+read meanwhile wait in order and reading pauses once ``MAX_QUEUE`` of them are waiting: a
+client's messages are handled one after the other, in the order sent.
 
 Sends never await. Everything a connection is sent during one pass of the event loop goes to
 the socket in one write when the pass ends: a burst of messages (clients write many at a time)
 costs one system call per subscriber rather than one per message. A fan-out sends the same
-bytes to every subscriber, and since a server neither masks nor (with compression off, as
-``server.py`` sets it) transforms them, the WebSocket frame is built once per broadcast, not
-once per subscriber. Frames join the websockets protocol's own write queue, so whatever
-websockets writes itself (a close frame) goes out in order, after them.
-A client whose buffer passes ``max_send_buffer`` is too slow to keep up and is disconnected
-instead of growing memory without bound.
+bytes to every subscriber, and since a server neither masks nor (no extension is negotiated)
+transforms them, the WebSocket frame is built once per broadcast, not once per subscriber.
+Frames join the websockets protocol's own write queue, so whatever websockets writes itself (a
+pong, a close frame) goes out in order with them. A client whose buffer passes
+``max_send_buffer`` is too slow to keep up and is disconnected instead of growing memory
+without bound.
 """
 
 from __future__ import annotations
@@ -16,21 +24,53 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable
+from typing import Any, Protocol, cast
 
-from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
+from websockets.http11 import SERVER, Request, Response
 from websockets.protocol import State as WsState
+from websockets.server import ServerProtocol
 
 from .auth import OPEN_USER
 from .protocol import Message, encode
 from .protocol.session import Session
 
-__all__ = ["Connection"]
+__all__ = ["CLOSE_TIMEOUT", "MAX_QUEUE", "OPEN_TIMEOUT", "Connection", "Outbox", "Service"]
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
-_closing: set[asyncio.Task[None]] = set()
-"""Close handshakes in flight; held so that the tasks are not collected half-way."""
+
+OPEN_TIMEOUT = 10.0
+"""Seconds a TCP connection may take to complete its opening handshake."""
+CLOSE_TIMEOUT = 10.0
+"""Seconds the peer has to finish the closing handshake before the socket is dropped."""
+MAX_QUEUE = 64
+"""Messages that may wait behind a slow one before reading pauses."""
+
+_OPEN = WsState.OPEN
+_BINARY, _TEXT, _CONT, _CLOSE = Opcode.BINARY, Opcode.TEXT, Opcode.CONT, Opcode.CLOSE
+
+
+class Service(Protocol):
+    """What a connection asks of the server."""
+
+    @property
+    def serving(self) -> bool:
+        """False once the server is shutting down: new WebSockets are refused (503)."""
+
+    def respond(self, protocol: ServerProtocol, request: Request) -> Response | None:
+        """The HTTP response to ``request``, or None to open the WebSocket."""
+
+    def opened(self, conn: Connection) -> None:
+        """The WebSocket is open."""
+
+    def received(self, conn: Connection, data: bytes | str) -> Awaitable[None] | None:
+        """Handle one message; an awaitable holds back the connection's next messages."""
+
+    def closed(self, conn: Connection) -> None:
+        """No more messages will come (called once, after the last one is handled)."""
 
 
 _framed: tuple[bytes, bytes] = (b"", b"\x82\x00")
@@ -55,84 +95,291 @@ def _ws_frame(frame: bytes) -> bytes:
     return framed
 
 
-class Connection:
+class Outbox:
+    """The connections with frames waiting, written together when the loop pass ends: one
+    callback for a whole fan-out, rather than one per subscriber."""
+
+    def __init__(self) -> None:
+        self._waiting: list[Connection] = []
+
+    def add(self, conn: Connection) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._waiting.append(conn)
+
+    def flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for conn in waiting:
+            conn._flush()
+
+
+class Connection(asyncio.Protocol):
     __slots__ = (
+        "_busy",
+        "_done",
+        "_ended",
         "_flush_scheduled",
+        "_fragmented",
+        "_fragments",
         "_loop",
+        "_opened",
+        "_outbox",
+        "_paused",
+        "_queue",
+        "_service",
+        "_timer",
+        "auth_timer",
         "authenticated",
         "client_data",
+        "closed",
         "id",
         "last_seen",
         "max_send_buffer",
+        "protocol",
         "server_data",
         "session",
+        "transport",
         "user_id",
-        "ws",
     )
 
-    def __init__(self, ws: ServerConnection, session: Session, *, max_send_buffer: int) -> None:
+    def __init__(
+        self,
+        service: Service,
+        outbox: Outbox,
+        session: Session,
+        *,
+        max_size: int,
+        max_send_buffer: int,
+    ) -> None:
         self.id = next(_ids)
-        self.ws = ws
         self.session = session
         self.user_id = OPEN_USER
         self.authenticated = False
         self.client_data: Any = None
         self.server_data: Any = None
         self.last_seen = 0.0
+        self.auth_timer: asyncio.TimerHandle | None = None
         self.max_send_buffer = max_send_buffer
+        self.protocol = ServerProtocol(max_size=max_size)
+        self.transport: asyncio.Transport | None = None
+        self._service = service
+        self._outbox = outbox
         self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+        """Done once the socket is gone and the service has been told."""
         self._flush_scheduled = False
+        self._fragments: list[bytes] = []
+        self._fragmented = _BINARY  # the opcode of the fragmented message being read
+        self._queue: deque[bytes | str] = deque()
+        self._busy: asyncio.Task[None] | None = None  # handling an awaitable; messages queue
+        self._opened = False
+        self._paused = False
+        self._ended = False  # no more messages will come
+        self._done = False  # the service was told
+        self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<Connection #{self.id} user={self.user_id!r}>"
 
     @property
     def is_open(self) -> bool:
-        return self.ws.protocol.state is WsState.OPEN
+        return self.protocol.state is _OPEN
+
+    # -- sending ---------------------------------------------------------------------------
 
     def send(self, msg: Message) -> None:
         self.send_frame(encode(msg))
 
     def send_frame(self, frame: bytes) -> None:
         """Queue one encoded frame; never blocks. Dropped silently if the socket is closing."""
-        protocol = self.ws.protocol
-        if protocol.state is not WsState.OPEN:
+        protocol = self.protocol
+        if protocol.state is not _OPEN:
             return
         protocol.writes.append(_ws_frame(frame))  # what protocol.send_binary(frame) would add
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        ws = self.ws
-        writes = ws.protocol.data_to_send()
-        if not writes:
-            return  # websockets flushed them already, e.g. with a close frame
-        try:
-            if all(writes):
-                ws.transport.write(b"".join(writes))
-            else:  # an end-of-stream marker (never seen while open): websockets' own way
-                for data in writes:
-                    if data:
-                        ws.transport.write(data)
-                    elif ws.transport.can_write_eof():
-                        ws.transport.write_eof()
-        except Exception as exc:  # the transport is going away; its reader notices
-            log.debug("send to %r failed: %s", self, exc)
-            return
-        if ws.transport.get_write_buffer_size() > self.max_send_buffer:
-            log.warning("%r is too slow to keep up; disconnecting", self)
-            ws.transport.abort()
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake without waiting for it; the reader loop then ends."""
-        task = asyncio.ensure_future(self.ws.close(code, reason))
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
+            self._outbox.add(self)
 
     def flush_session(self) -> None:
         """Send what the session state machine queued."""
         if self.session.outbox:
             for msg in self.session.take_outbox():
                 self.send(msg)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake, after what is already queued; never waits."""
+        if self.protocol.state is _OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._outbox.add(self)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        transport = self.transport
+        writes = self.protocol.data_to_send()
+        if not writes or transport is None or transport.is_closing():
+            return
+        try:
+            if all(writes):
+                transport.write(b"".join(writes))
+            else:  # the end of the stream: half-close; the peer closes its side in turn
+                for data in writes:
+                    if data:
+                        transport.write(data)
+                    elif transport.can_write_eof():
+                        transport.write_eof()
+                    else:
+                        transport.close()
+        except Exception as exc:  # the transport is going away; connection_lost follows
+            log.debug("send to %r failed: %s", self, exc)
+            return
+        if transport.get_write_buffer_size() > self.max_send_buffer:
+            log.warning("%r is too slow to keep up; disconnecting", self)
+            transport.abort()
+        elif self.protocol.close_expected():
+            self._drop_after(CLOSE_TIMEOUT)
+
+    def _drop_after(self, delay: float) -> None:
+        """Abort the socket in ``delay`` seconds unless it is gone by then."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, self.abort)
+
+    def abort(self) -> None:
+        """Drop the socket at once, without a closing handshake."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self._drop_after(OPEN_TIMEOUT)
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        if protocol.writes:  # a pong, the echo of a close frame, a refused handshake
+            self._flush_soon()
+        for event in protocol.events_received():
+            if type(event) is Frame:
+                if self._opened:
+                    self._frame(event)
+            else:
+                self._handshake(cast(Request, event))
+
+    def eof_received(self) -> None:
+        self.protocol.receive_eof()
+        self._flush()
+        # Returning None closes the transport: WebSocket endpoints never write after EOF.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()  # idempotent; the protocol state becomes CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+        self._end()
+        if self._done and not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def _handshake(self, request: Request) -> None:
+        protocol = self.protocol
+        try:
+            response = self._service.respond(protocol, request)
+        except Exception:
+            log.exception("answering %s failed", request.path)
+            response = protocol.reject(500, "Failed to open a WebSocket connection.\n")
+        if response is None:
+            response = protocol.accept(request)
+            if response.status_code == 101 and not self._service.serving:
+                response = protocol.reject(503, "Server is shutting down.\n")
+        response.headers["Server"] = SERVER
+        protocol.send_response(response)
+        self._flush_soon()
+        if protocol.state is _OPEN:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._opened = True
+            self._service.opened(self)
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is _CLOSE:
+            self._end()
+            return
+        if opcode is not _BINARY and opcode is not _TEXT and opcode is not _CONT:
+            return  # ping or pong: websockets answered a ping already
+        data = frame.data if type(frame.data) is bytes else bytes(frame.data)
+        if opcode is _CONT or not frame.fin:  # the protocol checked their order and size
+            if opcode is not _CONT:
+                self._fragmented = opcode
+            if data:  # empty fragments cost nothing to drop, and cannot pile up then
+                self._fragments.append(data)
+            if not frame.fin:
+                return
+            opcode, data = self._fragmented, b"".join(self._fragments)
+            self._fragments = []
+        if opcode is _BINARY:
+            self._message(data)
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            self.protocol.fail(1007, f"{exc.reason} at position {exc.start}")  # as websockets
+            self._flush_soon()
+            self._end()
+            return
+        self._message(text)
+
+    def _message(self, data: bytes | str) -> None:
+        if self._busy is not None:
+            self._queue.append(data)
+            if len(self._queue) >= MAX_QUEUE and not self._paused and self.transport:
+                self._paused = True
+                self.transport.pause_reading()
+            return
+        pending = self._service.received(self, data)
+        if pending is not None:
+            self._busy = self._loop.create_task(self._in_order(pending))
+
+    async def _in_order(self, pending: Awaitable[None]) -> None:
+        """Await ``pending``, then handle the messages that queued behind it, in order."""
+        queue = self._queue
+        while True:
+            try:
+                await pending
+            except Exception:  # the service guards its awaitables; this is the last resort
+                log.exception("handling a message from %r failed", self)
+            while True:
+                if self._paused and len(queue) < MAX_QUEUE and self.transport:
+                    self._paused = False
+                    self.transport.resume_reading()
+                if not queue:
+                    self._busy = None
+                    if self._ended:
+                        self._tell_service()
+                    return
+                next_pending = self._service.received(self, queue.popleft())
+                if next_pending is not None:
+                    pending = next_pending
+                    break
+
+    def _end(self) -> None:
+        """No more messages will come: tell the service once those waiting are handled."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._busy is None:
+            self._tell_service()
+
+    def _tell_service(self) -> None:
+        self._done = True
+        if self._opened:
+            self._service.closed(self)
+        if self.protocol.state is WsState.CLOSED and not self.closed.done():
+            self.closed.set_result(None)

@@ -1,7 +1,8 @@
-"""The asyncio plumbing: accept WebSockets, run each connection's session, dispatch by topic.
+"""The server: listen, answer HTTP, run each connection's session, dispatch by topic.
 
-Everything protocol-shaped happens in ``protocol`` (sans-I/O) and in the topic handlers; this
-module only moves bytes, owns the timers, and ties lifetimes together.
+Everything protocol-shaped happens in ``protocol`` (sans-I/O) and in the topic handlers, and
+the WebSocket itself in ``connection``; this module owns the listening socket and the timers,
+and ties lifetimes together.
 """
 
 from __future__ import annotations
@@ -10,18 +11,17 @@ import asyncio
 import contextlib
 import http
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any
 
-from websockets.asyncio.server import Server as WsServer
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from . import metrics
 from .auth import Authenticator, OpenAuthenticator
 from .config import Config
-from .connection import Connection
+from .connection import Connection, Outbox
 from .events import EventHandler
 from .handler import Handler
 from .presence import PresenceHandler
@@ -66,7 +66,12 @@ class Server:
             Topic.RPC: self.rpc,
             Topic.PRESENCE: self.presence,
         }
-        self._ws_server: WsServer | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._sockets: set[Connection] = set()
+        self._outbox = Outbox()
+        """Every TCP connection, open WebSocket or not (``connections``: the open ones)."""
+        self.serving = False
+        self._clock = time.monotonic  # the event loop's clock, once started
         self._heartbeat: asyncio.Task[None] | None = None
         self.port: int = self.config.server.port
 
@@ -75,32 +80,32 @@ class Server:
     async def start(self) -> None:
         await self.store.open()
         cfg = self.config.server
-        self._ws_server = await serve(
-            self._serve_connection,
-            cfg.host,
-            cfg.port,
-            process_request=self._process_request,
-            compression=None,  # per-subscriber compression would defeat encode-once fan-out
-            # Size policy: up to the limit, served; up to twice the limit, answered with PARSER
-            # MAXIMUM_MESSAGE_SIZE_EXCEEDED and the connection (with its subscriptions) kept;
-            # beyond that, closed with 1009 unread, as the reference closes anything over it.
-            max_size=cfg.max_message_size * 2,
-            ping_interval=None,  # deepstream has its own heartbeat
-            max_queue=64,
-        )
-        sock = next(iter(self._ws_server.sockets))
+        loop = asyncio.get_running_loop()
+        self._clock = loop.time
+        self._tcp_server = await loop.create_server(self._new_socket, cfg.host, cfg.port)
+        self.serving = True
+        sock = next(iter(self._tcp_server.sockets))
         self.port = sock.getsockname()[1]
         self._heartbeat = asyncio.create_task(self._check_heartbeats())
         log.info("recordgate listening on %s:%s%s", cfg.host, self.port, cfg.path)
 
     async def close(self) -> None:
+        """Stop listening, close every WebSocket with 1001 (going away), wait for them all."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
-        if self._ws_server is not None:
-            self._ws_server.close()
-            await self._ws_server.wait_closed()
+        if self._tcp_server is not None:
+            self.serving = False
+            self._tcp_server.close()
+            for conn in list(self._sockets):
+                if conn.is_open:
+                    conn.close(1001)
+                elif conn.transport is not None and not conn.protocol.close_expected():
+                    conn.transport.close()  # still in its opening handshake
+            if self._sockets:
+                await asyncio.wait([conn.closed for conn in self._sockets])
+            await self._tcp_server.wait_closed()
         await self.store.close()
 
     async def __aenter__(self) -> Server:
@@ -111,64 +116,81 @@ class Server:
         await self.close()
 
     async def serve_forever(self) -> None:
-        assert self._ws_server is not None
-        await self._ws_server.serve_forever()
+        assert self._tcp_server is not None
+        await self._tcp_server.serve_forever()
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    def respond(self, protocol: ServerProtocol, request: Request) -> Response | None:
+        """The answer to a plain HTTP request; None for the WebSocket path."""
         path = request.path.split("?", 1)[0]
         cfg = self.config.server
         if path == cfg.health_path:
-            return ws.respond(http.HTTPStatus.OK, "OK\n")
+            return protocol.reject(http.HTTPStatus.OK, "OK\n")
         if path == cfg.metrics_path:
             body = metrics.render(connections=len(self.connections), store=self.store.stats)
-            response = ws.respond(http.HTTPStatus.OK, body)
+            response = protocol.reject(http.HTTPStatus.OK, body)
             response.headers["Content-Type"] = metrics.CONTENT_TYPE
             return response
         if path != cfg.path:
-            return ws.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+            return protocol.reject(http.HTTPStatus.NOT_FOUND, "Not Found\n")
         return None
 
     # -- connections ---------------------------------------------------------------------
 
-    async def _serve_connection(self, ws: ServerConnection) -> None:
+    def _new_socket(self) -> Connection:
         cfg = self.config.server
-        loop = asyncio.get_running_loop()
         session = Session(
             max_message_size=cfg.max_message_size, max_auth_attempts=cfg.max_auth_attempts
         )
-        conn = Connection(ws, session, max_send_buffer=cfg.max_send_buffer)
-        conn.last_seen = loop.time()
+        # Size policy: up to the limit, served; up to twice the limit, answered with PARSER
+        # MAXIMUM_MESSAGE_SIZE_EXCEEDED and the connection (with its subscriptions) kept;
+        # beyond that, closed with 1009 unread, as the reference closes anything over it.
+        conn = Connection(
+            self,
+            self._outbox,
+            session,
+            max_size=cfg.max_message_size * 2,
+            max_send_buffer=cfg.max_send_buffer,
+        )
+        self._sockets.add(conn)
+        conn.closed.add_done_callback(lambda _: self._sockets.discard(conn))
+        return conn
+
+    def opened(self, conn: Connection) -> None:
+        conn.last_seen = self._clock()
+        conn.auth_timer = asyncio.get_running_loop().call_later(
+            self.config.server.unauthenticated_timeout, self._auth_timeout, conn
+        )
         self.connections.add(conn)
-        auth_timer = loop.call_later(cfg.unauthenticated_timeout, self._auth_timeout, conn)
-        try:
-            async for frame in ws:
-                conn.last_seen = loop.time()
-                result = session.receive(frame)
-                if session.outbox:
-                    conn.flush_session()
-                if type(result) is Message:
-                    pending = self._dispatch(conn, result)
-                    if pending is not None:
-                        await pending
-                elif result is not None:
-                    assert isinstance(result, AuthRequest)
-                    await self._authenticate(conn, result.auth_data, auth_timer)
-                if session.closing:
-                    break
-        except ConnectionClosed:
-            pass
-        finally:
-            auth_timer.cancel()
-            self.connections.discard(conn)
-            if conn.authenticated:
-                for handler in self.handlers.values():
-                    try:
-                        handler.on_disconnect(conn)
-                    except Exception:
-                        log.exception("cleanup of %r failed", conn)
-            await ws.close(session.close_code, session.close_reason)
+
+    def received(self, conn: Connection, frame: bytes | str) -> Awaitable[None] | None:
+        """One message from ``conn``: through its session to a topic handler."""
+        conn.last_seen = self._clock()
+        session = conn.session
+        result = session.receive(frame)
+        if session.outbox:
+            conn.flush_session()
+        pending: Awaitable[None] | None = None
+        if type(result) is Message:
+            pending = self._dispatch(conn, result)
+        elif result is not None:
+            assert isinstance(result, AuthRequest)
+            pending = self._authenticate(conn, result.auth_data)
+        if session.closing:
+            conn.close(session.close_code, session.close_reason)
+        return pending
+
+    def closed(self, conn: Connection) -> None:
+        if conn.auth_timer is not None:
+            conn.auth_timer.cancel()
+        self.connections.discard(conn)
+        if conn.authenticated:
+            for handler in self.handlers.values():
+                try:
+                    handler.on_disconnect(conn)
+                except Exception:
+                    log.exception("cleanup of %r failed", conn)
 
     def _dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         handler = self.handlers.get(msg.topic)
@@ -190,9 +212,15 @@ class Server:
         except Exception:
             log.exception("handling %r from %r failed", msg, conn)
 
-    async def _authenticate(
-        self, conn: Connection, auth_data: dict[str, Any], auth_timer: asyncio.TimerHandle
-    ) -> None:
+    async def _authenticate(self, conn: Connection, auth_data: dict[str, Any]) -> None:
+        try:
+            await self._login(conn, auth_data)
+        finally:
+            session = conn.session
+            if session.closing:
+                conn.close(session.close_code, session.close_reason)
+
+    async def _login(self, conn: Connection, auth_data: dict[str, Any]) -> None:
         try:
             result = await self.authenticator.authenticate(auth_data)
         except Exception:
@@ -205,7 +233,8 @@ class Server:
             conn.flush_session()
             if conn.session.state is not State.OPEN:  # timed out while the login was checked
                 return
-            auth_timer.cancel()
+            if conn.auth_timer is not None:
+                conn.auth_timer.cancel()
             conn.user_id = result.user_id
             conn.client_data = result.client_data
             conn.server_data = result.server_data

@@ -59,7 +59,7 @@ def drop(server: Server, user: str | None = None) -> None:
     """Cut the server side of every connection (of ``user``) without a closing handshake."""
     for conn in list(server.connections):
         if user is None or conn.user_id == user:
-            conn.ws.transport.abort()
+            conn.abort()
 
 
 async def reconnect(server: Server, client: Client, user: str | None = None) -> None:
