@@ -8,11 +8,13 @@ When the service answers a message with an awaitable (a storage load, a login), 
 read meanwhile wait in order and reading pauses once ``MAX_QUEUE`` of them are waiting: a
 client's messages are handled one after the other, in the order sent.
 
-Sends never await. Everything a connection is sent during one pass of the event loop goes to
-the socket in one write when the pass ends: a burst of messages (clients write many at a time)
-costs one system call per subscriber rather than one per message. A fan-out sends the same
-bytes to every subscriber, and since a server neither masks nor (no extension is negotiated)
-transforms them, the WebSocket frame is built once per broadcast, not once per subscriber.
+Sends never await. Everything a connection is sent while one read is handled goes to the
+socket in one write when that read is done (and what is sent outside reads, from timers and
+tasks, when the loop pass ends): a burst of messages (clients write many at a time) costs one
+system call per subscriber rather than one per message, and a lone message is not held back.
+A fan-out sends the same bytes to every subscriber, and since a server neither masks nor (no
+extension is negotiated) transforms them, the WebSocket frame is built once per broadcast, not
+once per subscriber.
 Frames join the websockets protocol's own write queue, so whatever websockets writes itself (a
 pong, a close frame) goes out in order with them. A client whose buffer passes
 ``max_send_buffer`` is too slow to keep up and is disconnected instead of growing memory
@@ -96,8 +98,8 @@ def _ws_frame(frame: bytes) -> bytes:
 
 
 class Outbox:
-    """The connections with frames waiting, written together when the loop pass ends: one
-    callback for a whole fan-out, rather than one per subscriber."""
+    """The connections with frames waiting, written together: at the end of the read that
+    queued them, else when the loop pass ends (one callback for a whole fan-out)."""
 
     def __init__(self) -> None:
         self._waiting: list[Connection] = []
@@ -271,6 +273,7 @@ class Connection(asyncio.Protocol):
                     self._frame(event)
             else:
                 self._handshake(cast(Request, event))
+        self._outbox.flush()  # the replies and fan-outs of this read, without waiting a pass
 
     def eof_received(self) -> None:
         self.protocol.receive_eof()

@@ -169,3 +169,161 @@ async def test_broadcasts_of_every_size_arrive_intact(connect, size: int) -> Non
         await publisher.send(Message(Topic.EVENT, EventAction.EMIT, name="big", data=data[n:]))
     for peer in subscribers:
         assert [(await peer.recv()).data for _ in range(3)] == [data, data[1:], data[2:]]
+
+
+# -- the WebSocket layer: message order, fragments, pings, timeouts --------------------------
+
+
+class SlowHandler:
+    """Notes what it handles, in order; action 2 holds its connection until ``release``."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+        self.release = asyncio.Event()
+        self.at_disconnect: list[list[str | None]] = []
+
+    def handle(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        self.seen.append(msg.correlation_id)
+        return self._hold(msg) if msg.action == 2 else None
+
+    async def _hold(self, msg: Message) -> None:
+        await self.release.wait()
+        self.seen.append(f"{msg.correlation_id} done")
+
+    def on_disconnect(self, conn: Connection) -> None:
+        self.at_disconnect.append(list(self.seen))
+
+
+def the_connection(server: Server) -> Connection:
+    (conn,) = server.connections
+    return conn
+
+
+async def test_messages_wait_behind_a_slow_one_and_reading_pauses(server: Server, connect) -> None:
+    from gateway.connection import MAX_QUEUE
+
+    slow = server.handlers[Topic.PRESENCE] = SlowHandler()
+    peer = await connect()
+    transport = the_connection(server).transport
+    assert transport is not None
+    await peer.send(Message(Topic.PRESENCE, 2, correlation_id="slow"))
+    count = MAX_QUEUE + 36
+    for i in range(count):
+        await peer.send(Message(Topic.PRESENCE, 4, correlation_id=str(i)))
+    await until(lambda: not transport.is_reading())  # too many waiting: reading paused
+    assert slow.seen == ["slow"]
+    slow.release.set()
+    await until(lambda: len(slow.seen) == count + 2)
+    assert slow.seen == ["slow", "slow done", *map(str, range(count))]
+    assert transport.is_reading()
+    await peer.send(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["x"], correlation_id="1"))
+    assert (await peer.recv()).correlation_id == "1"
+
+
+async def test_a_client_gone_mid_message_is_forgotten_after_what_it_sent(
+    server: Server, connect
+) -> None:
+    slow = server.handlers[Topic.PRESENCE] = SlowHandler()
+    peer = await connect()
+    await peer.send(Message(Topic.PRESENCE, 2, correlation_id="slow"))
+    await peer.send(Message(Topic.PRESENCE, 4, correlation_id="after"))
+    await peer.close()
+    await asyncio.sleep(0.05)
+    assert slow.at_disconnect == []  # not while a message of its own is still being handled
+    slow.release.set()
+    await until(lambda: bool(slow.at_disconnect))
+    assert slow.at_disconnect == [["slow", "slow done", "after"]]
+    assert not server.connections
+
+
+async def test_fragmented_messages_are_put_together(connect) -> None:
+    from gateway.protocol import encode
+
+    peer = await connect()
+    frame = encode(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["f"], correlation_id="7"))
+    await peer.ws.send([frame[:3], b"", frame[3:5], frame[5:]])
+    assert await peer.recv() == Message(
+        Topic.EVENT, EventAction.SUBSCRIBE, correlation_id="7", is_ack=True
+    )
+    await peer.ws.send(["fragmented ", "text"])
+    async with asyncio.timeout(2):
+        await peer.ws.wait_closed()
+    assert peer.ws.close_code == 1003  # as any text frame
+
+
+async def test_text_that_is_not_utf8_closes_with_1007(connect) -> None:
+    peer = await connect()
+    async with peer.ws.send_context():
+        peer.ws.protocol.send_text(b"\xff\xfe")
+    async with asyncio.timeout(2):
+        await peer.ws.wait_closed()
+    assert peer.ws.close_code == 1007
+
+
+async def test_websocket_pings_are_answered(connect) -> None:
+    peer = await connect()
+    pong = await peer.ws.ping(b"hello")
+    async with asyncio.timeout(2):
+        await pong
+
+
+async def upgraded(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw TCP peer that has done the opening handshake and then reads nothing by itself."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /deepstream HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return reader, writer
+
+
+async def test_a_peer_that_never_finishes_the_close_handshake_is_dropped(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from websockets.frames import Frame, Opcode
+
+    monkeypatch.setattr("gateway.connection.CLOSE_TIMEOUT", 0.2)
+    reader, writer = await upgraded(server.port)
+    writer.write(Frame(Opcode.TEXT, b"text").serialize(mask=True))  # the server closes: 1003
+    async with asyncio.timeout(2):
+        rest = await reader.read()  # until the server gives up waiting and drops the socket
+    assert rest[:4] == b"\x88\x1f\x03\xeb"  # a close frame, 1003 and its reason
+    writer.close()
+    await until(lambda: not server.connections)
+
+
+async def test_a_socket_that_never_says_hello_is_dropped(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.connection.OPEN_TIMEOUT", 0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    async with asyncio.timeout(2):
+        assert await reader.read() == b""
+    writer.close()
+
+
+async def test_a_failing_http_answer_is_a_500(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(server, "respond", broken)
+    with caplog.at_level(logging.ERROR, logger="gateway.connection"):
+        assert (await http_get(server.port, "/health-check"))[0] == 500
+    assert any("/health-check" in r.getMessage() for r in caplog.records)
+
+
+async def test_closing_the_server_does_not_wait_for_sockets_still_in_their_handshake(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /deepstream HTTP/1.1\r\n")  # and never the rest
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(2):
+        await server.close()
+    writer.close()
