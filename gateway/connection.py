@@ -120,9 +120,9 @@ class Connection(asyncio.Protocol):
         "_busy",
         "_done",
         "_ended",
-        "_flush_scheduled",
         "_fragmented",
         "_fragments",
+        "_in_outbox",
         "_loop",
         "_opened",
         "_outbox",
@@ -169,7 +169,7 @@ class Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[None] = self._loop.create_future()
         """Done once the socket is gone and the service has been told."""
-        self._flush_scheduled = False
+        self._in_outbox = False
         self._fragments: list[bytes] = []
         self._fragmented = _BINARY  # the opcode of the fragmented message being read
         self._queue: deque[bytes | str] = deque()
@@ -198,8 +198,8 @@ class Connection(asyncio.Protocol):
         if protocol.state is not _OPEN:
             return
         protocol.writes.append(_ws_frame(frame))  # what protocol.send_binary(frame) would add
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if not self._in_outbox:  # _flush_soon, inlined: this runs once per subscriber
+            self._in_outbox = True
             self._outbox.add(self)
 
     def flush_session(self) -> None:
@@ -215,12 +215,12 @@ class Connection(asyncio.Protocol):
             self._flush_soon()
 
     def _flush_soon(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if not self._in_outbox:
+            self._in_outbox = True
             self._outbox.add(self)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        self._in_outbox = False
         transport = self.transport
         writes = self.protocol.data_to_send()
         if not writes or transport is None or transport.is_closing():
