@@ -9,7 +9,8 @@ PostgreSQL schema, or a MariaDB/MySQL database, for the table; created if missin
 
 Writes are one atomic conditional upsert per row
 (``INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE cur.version < excluded.version``, or its
-``ON DUPLICATE KEY UPDATE`` form, see ``statements.py``; SQLite's write path is ``sqlite.py``);
+``ON DUPLICATE KEY UPDATE`` form, see ``statements.py``; the write paths of SQLite and of
+MariaDB/MySQL, each on a connection of its own, are ``sqlite.py`` and ``mysql.py``);
 rows not known to be written are read back in the same transaction to tell an idempotent retry
 from a conflict. A batch is one transaction; a name may appear only once per batch (PostgreSQL
 refuses a batch that repeats one with ``StorageRejected``).
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+    from connectors.sql.mysql import MySQLWriter
     from connectors.sql.sqlite import SQLiteWriter
     from connectors.sql.statements import Upsert
 
@@ -89,6 +91,7 @@ class SQLConnector:
         self._table: Table | None = None
         self._upsert: Upsert | None = None
         self._sqlite: SQLiteWriter | None = None  # the SQLite write path, on SQLite
+        self._mysql: MySQLWriter | None = None  # the MariaDB/MySQL write path, on those
         self._delete: SADelete | None = None
         self._serialize: Callable[[str], str] = str
 
@@ -118,7 +121,7 @@ class SQLConnector:
     async def open(self) -> None:
         from connectors.sql.engine import build_engine, serialize
         from connectors.sql.errors import guard
-        from connectors.sql.schema import build_table
+        from connectors.sql.schema import MYSQL_FAMILY, build_table
         from connectors.sql.statements import build_delete, build_upsert
 
         if self._engine is not None:
@@ -131,6 +134,7 @@ class SQLConnector:
                 synchronous=self.synchronous,
             )
             sqlite: SQLiteWriter | None = None
+            mysql: MySQLWriter | None = None
             try:
                 async with engine.begin() as conn:
                     # Built once connected: column types depend on the server (MariaDB or MySQL).
@@ -147,12 +151,21 @@ class SQLConnector:
                     target = engine.dialect.identifier_preparer.format_table(table)
                     sqlite = SQLiteWriter(target)
                     await sqlite.open(engine)
+                elif engine.dialect.name in MYSQL_FAMILY:
+                    from connectors.sql.mysql import MySQLWriter
+
+                    target = engine.dialect.identifier_preparer.format_table(table)
+                    mysql = MySQLWriter(target)
+                    await mysql.open(engine)
             except BaseException:
+                if mysql is not None:
+                    await mysql.close()
                 await engine.dispose()
                 raise
         self._engine = engine
         self._table = table
         self._sqlite = sqlite
+        self._mysql = mysql
         if sqlite is None:
             self._upsert = build_upsert(engine, table)
         self._delete = build_delete(table)
@@ -161,8 +174,11 @@ class SQLConnector:
     async def close(self) -> None:
         engine, self._engine = self._engine, None
         sqlite, self._sqlite = self._sqlite, None
+        mysql, self._mysql = self._mysql, None
         if sqlite is not None:
             await sqlite.close()
+        if mysql is not None:
+            await mysql.close()
         if engine is not None:
             await engine.dispose()
 
@@ -250,6 +266,10 @@ class SQLConnector:
         if self._sqlite is not None:
             async with guard(f"write of {len(ops)} operations", self.timeout):
                 return await self._sqlite.write(ops, now)
+        if self._mysql is not None:
+            assert self._upsert is not None
+            async with guard(f"write of {len(ops)} operations", self.timeout):
+                return await self._mysql.write(ops, now, self._upsert)
         # In name order: rows are locked in the order they are written, so concurrent batches
         # sharing names (two gateways, a retry) lock them in one order and cannot deadlock.
         by_name = sorted(ops, key=lambda op: op.name)

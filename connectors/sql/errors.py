@@ -53,6 +53,10 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
         return StorageRejected(f"{what}: {text}")
     if isinstance(exc, sqlite3.Error):  # unwrapped: the SQLite write path calls the driver
         return _sqlite_error(exc, what)
+    if type(exc).__module__ == "asyncmy.errors":  # unwrapped: the MariaDB/MySQL write path
+        # Wrapped as SQLAlchemy would (by class name: OperationalError, DataError, ...), so it
+        # is translated exactly as the same error from the engine.
+        return translate(sa_exc.DBAPIError.instance(None, None, exc, Exception), what)
     if isinstance(exc, sa_exc.StatementError | sa_exc.ArgumentError):
         return StorageRejected(f"{what}: {exc}")
     if isinstance(exc, sa_exc.SQLAlchemyError):

@@ -35,8 +35,9 @@ __all__ = ["Row", "Upsert", "build_delete", "build_upsert"]
 Row = tuple[str, str, int, str, datetime]
 """name, collection, version, data as JSON text, updated_at."""
 
-Upsert = Callable[[AsyncConnection, list[Row]], Awaitable["set[str] | None"]]
-"""Writes the rows; returns the names written, or ``None`` if some were not (unknown which)."""
+Upsert = Callable[[Any, list[Row]], Awaitable["set[str] | None"]]
+"""Writes the rows on a PostgreSQL ``AsyncConnection`` or a MariaDB/MySQL asyncmy cursor (see
+``mysql.py``); returns the names written, or ``None`` if some were not (unknown which)."""
 
 _STATEMENT_CHARS = 1_000_000  # per multi-row statement: well below the 16 MiB max_allowed_packet
 
@@ -102,12 +103,13 @@ def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
     insert = f"INSERT INTO {target} ({_COLUMNS}) VALUES "
     packet: list[int] = []  # the server's max_allowed_packet, read on first use
 
-    async def refuse_oversized(conn: AsyncConnection, rows: list[Row]) -> None:
+    async def refuse_oversized(cursor: Any, rows: list[Row]) -> None:
         # Sent anyway, such a row makes the server drop the connection: an apparent outage that
         # the flusher would retry forever, where it should fail that one record.
         if not packet:
-            result = await conn.exec_driver_sql("SELECT @@max_allowed_packet")
-            packet.append(int(result.scalar_one()))
+            await cursor.execute("SELECT @@max_allowed_packet")
+            [(size,)] = await cursor.fetchall()
+            packet.append(int(size))
         room = packet[0] - 1024  # the rest of the statement around one row
         for name, _, _, data, _ in rows:
             # Escaped UTF-8 takes at most 8 bytes a character; measure only what might not fit.
@@ -120,8 +122,9 @@ def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
                         f"server's max_allowed_packet of {packet[0]}"
                     )
 
-    async def upsert(conn: AsyncConnection, rows: list[Row]) -> set[str] | None:
-        await refuse_oversized(conn, rows)
+    async def upsert(cursor: Any, rows: list[Row]) -> set[str] | None:
+        """On an asyncmy cursor, in the caller's transaction."""
+        await refuse_oversized(cursor, rows)
         # One timestamp per batch (UTC; DATETIME has no zone), written into the statement once
         # rather than escaped for every row.
         values = f"(%s, %s, %s, %s, '{rows[0][4].strftime('%Y-%m-%d %H:%M:%S.%f')}')"
@@ -134,11 +137,11 @@ def _mysql_upsert(target: str, *, returning: bool) -> Upsert:
         for chunk in _chunks(rows):
             params = tuple(item for n, c, v, d, _ in chunk for item in (n, c, v, d))
             sql = f"{insert}{', '.join([values] * len(chunk))} {on_duplicate}{tail}"
-            result = await conn.exec_driver_sql(sql, params)
+            affected = await cursor.execute(sql, params)
             if not returning:
-                count += result.rowcount
+                count += affected
                 continue
-            stored: Sequence[Any] = result.fetchall()
+            stored: Sequence[Any] = await cursor.fetchall()
             for name, version, digest in stored:
                 if sent[name] == (version, digest):
                     written.add(name)
