@@ -564,6 +564,47 @@ async def test_mariadb_connection_cut_and_restored(maria_db: tuple[str, str]) ->
         assert result.ok and await connector.head("cut/1") == 2
 
 
+async def test_mariadb_write_connection_dropped_while_idle_is_replaced(
+    maria_db: tuple[str, str],
+) -> None:
+    # Every open connection is dropped between two writes (a server restart, an idle
+    # timeout): the next write must not fail, though the writer's kept connection is dead.
+    from sqlalchemy.engine import make_url
+
+    from tests.proxy import TcpProxy
+
+    url, database = maria_db
+    parsed = make_url(url)
+    async with (
+        TcpProxy(parsed.host or "127.0.0.1", parsed.port or 3306) as proxy,
+        SQLConnector(proxy.url_for(url), schema=database, timeout=2) as connector,
+    ):
+        await connector.write([Put("idle/1", 1, {})])
+        await proxy.cut()
+        await proxy.restore()
+        [result] = await connector.write([Put("idle/1", 2, {"after": "drop"})])
+        assert result.ok
+        assert await connector.get("idle/1") == Snapshot("idle/1", 2, {"after": "drop"})
+
+
+async def test_mariadb_cancelled_batch_is_all_or_nothing_and_writing_goes_on(
+    maria_db: tuple[str, str],
+) -> None:
+    url, database = maria_db
+    batch = [Put(f"cancel/{i:05}", 1, {"i": i, "pad": "x" * 200}) for i in range(5000)]
+    async with SQLConnector(url, schema=database, timeout=5) as connector:
+        await connector.write([Put("cancel-warm", 1, {})])
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(connector.write(batch), 0.005)
+        [result] = await connector.write([Put("cancel-after", 1, {"ok": True})])
+        assert result.ok
+        await asyncio.sleep(0.5)  # the server notices the dropped connection and rolls back
+        [(stored,)] = await _maria_fetch(
+            url, database, "SELECT COUNT(*) FROM records WHERE name LIKE 'cancel/%%'"
+        )
+        assert stored in (0, len(batch))  # one transaction: never a part of the batch
+
+
 async def test_mariadb_dead_port_fails_within_timeout() -> None:
     require_mariadb()
     with closing(__import__("socket").socket()) as sock:
