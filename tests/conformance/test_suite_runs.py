@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,63 +34,26 @@ def test_sql_sqlite(tmp_path: Path) -> None:
     assert run.count("skipped") == 1  # only the unreachable-server test: SQLite has no server
 
 
-def test_sql_postgresql() -> None:
-    url = require_postgres()
+@pytest.mark.parametrize(
+    "server",
+    [require_postgres, require_mariadb, require_mariadb_socket],
+    # Through the socket, the unreachable-server test needs a socket path nobody serves.
+    ids=["postgresql", "mariadb", "mariadb unix socket"],
+)
+def test_sql_server(server: Callable[[], str]) -> None:
+    url = server()
     table = f"rg_suite_{uuid.uuid4().hex[:10]}"
     try:
-        run = run_suite(
-            SUITE, "--connector", "sql", "--connector-url", url, "--connector-option",
-            f"table={table}",
-        )  # fmt: skip
+        run = run_suite(SUITE, "--connector", "sql", "--connector-url", url,
+                        "--connector-option", f"table={table}")  # fmt: skip
     finally:
         asyncio.run(_drop_table(url, table))
-    _assert_passed(("postgresql",), run.output, run.returncode)
-    assert run.count("passed") > 60
-    assert run.count("skipped") == 0
-
-
-async def _drop_table(url: str, table: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(f"DROP TABLE IF EXISTS {table}")
-    finally:
-        await conn.close()
-
-
-def test_sql_mariadb() -> None:
-    url = require_mariadb()
-    table = f"rg_suite_{uuid.uuid4().hex[:10]}"
-    try:
-        run = run_suite(
-            SUITE, "--connector", "sql", "--connector-url", url, "--connector-option",
-            f"table={table}",
-        )  # fmt: skip
-    finally:
-        asyncio.run(_drop_mariadb_table(url, table))
-    _assert_passed(("mariadb",), run.output, run.returncode)
+    _assert_passed((url,), run.output, run.returncode)
     assert run.count("passed") > 60
     assert run.count("skipped") == 0  # the unreachable-server test runs too
 
 
-def test_sql_mariadb_unix_socket() -> None:
-    # Through the socket, the unreachable-server test needs a socket path nobody serves.
-    url = require_mariadb_socket()
-    table = f"rg_suite_{uuid.uuid4().hex[:10]}"
-    try:
-        run = run_suite(
-            SUITE, "--connector", "sql", "--connector-url", url, "--connector-option",
-            f"table={table}",
-        )  # fmt: skip
-    finally:
-        asyncio.run(_drop_mariadb_table(url, table))
-    _assert_passed(("mariadb socket",), run.output, run.returncode)
-    assert run.count("passed") > 60
-    assert run.count("skipped") == 0
-
-
-async def _drop_mariadb_table(url: str, table: str) -> None:
+async def _drop_table(url: str, table: str) -> None:
     from connectors.sql import SQLConnector
 
     async with SQLConnector(url, table=table) as connector:
