@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Protocol
 
 from .connection import Connection
-from .exceptions import InvalidData
 from .protocol import Message
 
-__all__ = ["Handler", "parse_json", "unknown_action"]
+__all__ = ["Handler", "unknown_action"]
 
 
 class Handler(Protocol):
@@ -23,16 +21,6 @@ class Handler(Protocol):
 
     def on_disconnect(self, conn: Connection) -> None:
         """Forget everything ``conn`` held: subscriptions, providers, pending requests."""
-
-
-def parse_json(text: str | None) -> Any:
-    """Parse a message's ``data``; raises ``InvalidData`` for absent or malformed JSON."""
-    if text is None:
-        raise InvalidData("data is missing")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidData(f"data is not valid JSON: {exc}") from exc
 
 
 def unknown_action(msg: Message, error: int) -> Message:

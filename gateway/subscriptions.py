@@ -100,30 +100,14 @@ class SubscriptionRegistry:
             self.unsubscribe(name, conn)
         return names
 
-    def drop_name(self, name: str) -> set[Connection]:
-        """Forget every subscriber of ``name`` at once (no hooks); returns them."""
-        subs = self._subscribers.pop(name, set())
-        for conn in subs:
-            names = self._names[conn]
-            names.discard(name)
-            if not names:
-                del self._names[conn]
-        return subs
-
     def subscribers(self, name: str) -> Collection[Connection]:
         return self._subscribers.get(name, ())
 
     def has_subscribers(self, name: str) -> bool:
         return name in self._subscribers
 
-    def is_subscribed(self, name: str, conn: Connection) -> bool:
-        return conn in self._subscribers.get(name, ())
-
     def names(self) -> Iterable[str]:
         return self._subscribers.keys()
-
-    def names_of(self, conn: Connection) -> Collection[str]:
-        return self._names.get(conn, ())
 
     def send(self, name: str, frame: bytes, exclude: Connection | None = None) -> None:
         """Write one encoded frame to every subscriber of ``name`` but ``exclude``."""

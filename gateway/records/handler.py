@@ -19,6 +19,7 @@ from typing import Any, TypeGuard
 
 from ..connection import Connection
 from ..exceptions import BackPressure, InvalidData, StorageError
+from ..handler import unknown_action
 from ..listen import ListenRegistry
 from ..protocol import Message, RecordAction, Topic, encode
 from ..store import Record, RecordStore
@@ -85,7 +86,7 @@ class RecordHandler:
         if action in _LISTEN_ACTIONS:
             self.listen.handle(conn, msg)
             return None
-        conn.send(error(R.ERROR, msg.name, action))
+        conn.send(unknown_action(msg, R.ERROR))
         return None
 
     def on_disconnect(self, conn: Connection) -> None:
