@@ -44,13 +44,17 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """One ``redis-server`` process; ``settings`` are extra ``--name value`` pairs."""
+    """One ``redis-server`` process; ``settings`` are extra ``--name value...`` directives (a
+    tuple for several values: ``**{"rename-command": ("CONFIG", '""')}``)."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = True, **settings: str) -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = True, **settings: str | tuple[str, ...]
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
-        self.settings = {"appendonly": "yes" if appendonly else "no", **settings}
+        aof = "yes" if appendonly else "no"
+        self.settings: dict[str, str | tuple[str, ...]] = {"appendonly": aof, **settings}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = directory / "redis.log"
 
@@ -63,7 +67,7 @@ class RedisServer:
         command += ["--dir", str(self.directory), "--save", "", "--daemonize", "no"]
         command += ["--logfile", str(self.log), "--protected-mode", "no"]
         for key, value in self.settings.items():
-            command += [f"--{key}", value]
+            command += [f"--{key}", *((value,) if isinstance(value, str) else value)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -98,13 +98,15 @@ async def _info_aof(client: Any) -> bool | None:
 
 
 async def _has_waitaof(client: Any) -> bool:
+    """Whether the server knows ``WAITAOF``: asked for nothing (0 local, 0 replicas), it
+    answers at once; an older server answers "unknown command"."""
     from redis.exceptions import ResponseError
 
     try:
-        reply = await client.execute_command("COMMAND", "INFO", "WAITAOF")
+        await client.execute_command("WAITAOF", 0, 0, 1)
     except ResponseError:
         return False
-    return bool(reply) and reply[0] is not None
+    return True
 
 
 def _text(value: object) -> str:

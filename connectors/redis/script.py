@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -39,6 +39,20 @@ def arguments(
     keys = [layout.names, layout.collections]
     argv = [updated_at]
     record, collection = layout.record, layout.collection
+    try:
+        _add(ops, keys, argv, record, collection)
+    except UnicodeEncodeError as exc:  # a lone surrogate: not text Redis (or JSON) can hold
+        raise StorageRejected(f"a record name or its data is not valid Unicode: {exc}") from exc
+    return keys, argv
+
+
+def _add(
+    ops: Sequence[Put | Delete],
+    keys: list[bytes],
+    argv: list[str],
+    record: Callable[[str], bytes],
+    collection: Callable[[str], bytes],
+) -> None:
     for op in ops:
         name, version = op.name, op.version
         if type(version) is not int:
@@ -49,7 +63,6 @@ def arguments(
             argv += ("D", name, group, str(version), "")
         else:
             argv += ("P", name, group, str(version), dump_json(op.data))
-    return keys, argv
 
 
 def results(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.runner import run_suite
+from tests.redis_server import RedisServer
 from tests.servers import require_mariadb, require_mariadb_socket, require_postgres
 
 SUITE = "conformance/"
@@ -51,6 +52,20 @@ def test_sql_server(server: Callable[[], str]) -> None:
     _assert_passed((url,), run.output, run.returncode)
     assert run.count("passed") > 60
     assert run.count("skipped") == 0  # the unreachable-server test runs too
+
+
+def test_redis(tmp_path: Path) -> None:
+    # A redis-server of the test's own with AOF on, so the connector runs with its default
+    # durability (the shared test Redis runs without AOF, which the connector refuses).
+    server = RedisServer(tmp_path).start()
+    try:
+        run = run_suite(SUITE, "--connector", "redis", "--connector-url", server.url)
+        _assert_passed(("redis",), run.output, run.returncode)
+        assert run.count("passed") > 60
+        assert run.count("skipped") == 0  # the unreachable-server test runs too
+        assert server.ping()
+    finally:
+        server.kill()
 
 
 async def _drop_table(url: str, table: str) -> None:
