@@ -85,3 +85,30 @@ def test_unknown_connector_is_a_usage_error() -> None:
     run = run_suite(SUITE + "test_versioning.py", "--connector", "no-such-connector")
     assert run.returncode != 0
     assert "no storage connector named 'no-such-connector'" in run.output
+
+
+@pytest.mark.needs_server("rethinkdb")
+def test_rethinkdb_against_the_reqlite_standin() -> None:
+    """RethinkDB through reqlite, a stand-in (not RethinkDB): skips only for its listed gaps."""
+    from tests.standins.reqlite_gaps import GAPS
+    from tests.standins.rethinkdb import reqlite_url
+
+    url = reqlite_url("rg_suite")
+    table = f"rg_suite_{uuid.uuid4().hex[:10]}"
+    try:
+        run = run_suite(SUITE, "--connector", "rethinkdb", "--connector-url", url,
+                        "--connector-option", f"table={table}",
+                        "-p", "tests.standins.reqlite_gaps")  # fmt: skip
+    finally:
+        asyncio.run(_drop_rethinkdb_table(url, table))
+    _assert_passed((url,), run.output, run.returncode)
+    assert run.count("passed") > 60
+    assert run.count("skipped") == len(GAPS)
+    assert "stand-in gap: " in run.output
+
+
+async def _drop_rethinkdb_table(url: str, table: str) -> None:
+    from connectors.rethinkdb import RethinkDBConnector
+
+    async with RethinkDBConnector(url, table=table) as connector:
+        await connector.drop()
