@@ -1,14 +1,55 @@
-"""Small helpers shared by the bundled connectors (not part of the contract)."""
+"""Small helpers shared by the bundled connectors (not part of the contract).
+
+Every bundled connector imports its driver with :func:`import_driver`, in its constructor or
+``open()`` (never at module top level), so a missing driver is one line naming the extra:
+
+    redis = import_driver("redis.asyncio", "redis")  # else: pip install 'recordgate[redis]'
+
+``DriverMissing`` is a ``ConfigError``: ``recordgate start`` prints it as one line and exits 2,
+and the conformance suite stops with it as a usage error.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from connectors.base import JSON, StorageRejected
+from gateway.exceptions import DriverMissing
 
-__all__ = ["dump_json", "load_json", "option_float", "option_int", "prefix_upper_bound"]
+__all__ = [
+    "dump_json",
+    "import_driver",
+    "load_json",
+    "option_float",
+    "option_int",
+    "prefix_upper_bound",
+]
+
+
+def import_driver(module: str, extra: str, *, needed_for: str = "") -> ModuleType:
+    """Import a connector's driver ``module``; ``DriverMissing`` naming ``recordgate[extra]``
+    if it is not installed or cannot be imported (a broken install, a missing dependency).
+
+    ``needed_for`` says who needs it in the message (default: the ``extra`` storage).
+    """
+    who = needed_for or f"the {extra} storage"
+    hint = f"pip install 'recordgate[{extra}]'"
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        root = module.partition(".")[0]
+        if exc.name in (module, root) or (exc.name or "").startswith(root + "."):
+            raise DriverMissing(
+                f"{who} needs the Python package {root!r}, which is not installed: {hint}"
+            ) from exc
+        raise DriverMissing(f"{who}: driver {module!r} cannot be imported ({exc}): {hint}") from exc
+    except ImportError as exc:
+        raise DriverMissing(f"{who}: driver {module!r} cannot be imported ({exc}): {hint}") from exc
+
 
 # One encoder for all calls: json.dumps with non-default arguments builds a new one every time.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))

@@ -4,7 +4,8 @@
 
     RecordgateError
     ├── ConfigError
-    │   └── ConnectorNotFound
+    │   ├── ConnectorNotFound
+    │   └── DriverMissing             a connector's driver is not installed (names the extra)
     ├── ProtocolError                 bytes that are not a valid deepstream message
     │   ├── MessageParseError         not protobuf / not a known shape
     │   ├── UnknownTopic
@@ -32,6 +33,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "ConnectorNotFound",
+    "DriverMissing",
     "InvalidData",
     "MessageParseError",
     "MessageTooLarge",
@@ -60,6 +62,11 @@ class ConfigError(RecordgateError):
 
 class ConnectorNotFound(ConfigError):
     """No storage connector is registered under the requested name."""
+
+
+class DriverMissing(ConfigError):
+    """The configured storage needs a Python package that is not installed (or cannot be
+    imported); the message names the extra that installs it."""
 
 
 class ProtocolError(RecordgateError):

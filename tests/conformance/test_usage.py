@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conformance.runner import run_suite
@@ -28,3 +30,18 @@ def test_bad_connector_arguments_exit_with_a_usage_error(
     assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.output[-2000:]
     assert "recordgate conformance:" in run.output and message in run.output
     assert run.output.count("recordgate conformance:") == 1
+
+
+def test_a_missing_driver_is_one_usage_error_line(tmp_path: Path) -> None:
+    # asyncpg is installed here, so a plugin loaded first makes it unimportable in the run,
+    # exactly as `import` behaves when it is not installed.
+    (tmp_path / "without_asyncpg.py").write_text("import sys\nsys.modules['asyncpg'] = None\n")
+    run = run_suite(
+        "conformance/test_versioning.py", "-p", "without_asyncpg",
+        "--connector", "sql", "--connector-url", "postgresql+asyncpg://postgres@127.0.0.1/test",
+        env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.output[-2000:]
+    assert run.output.count("recordgate conformance:") == 1
+    assert "pip install 'recordgate[postgresql]'" in run.output
+    assert "Traceback" not in run.output

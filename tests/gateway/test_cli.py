@@ -183,3 +183,35 @@ async def test_bad_arguments_exit_2(tmp_path: Path, args: list[str]) -> None:
     _, stderr = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 2
     assert b"usage: recordgate" in stderr
+
+
+@pytest.mark.parametrize(
+    ("driver", "url", "extra"),
+    [
+        ("asyncpg", "postgresql+asyncpg://postgres@127.0.0.1:5432/test", "postgresql"),
+        ("asyncmy", "mysql+asyncmy://root@127.0.0.1:3306/test", "mariadb"),
+    ],
+)
+async def test_a_missing_driver_is_one_line_naming_the_extra(
+    tmp_path: Path, driver: str, url: str, extra: str
+) -> None:
+    # The driver is installed here (the test extra needs it), so this process is made unable to
+    # import it, exactly as `import` behaves when it is not installed (ModuleNotFoundError).
+    (tmp_path / "sql.yaml").write_text(f"storage:\n  type: sql\n  url: {url}\n")
+    code = (
+        f"import sys; sys.modules[{driver!r}] = None\n"
+        "from gateway.cli import main\n"
+        "sys.exit(main(['start', '-c', 'sql.yaml', '--host', '127.0.0.1', '--port', '0']))\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, stderr.decode()
+    assert stdout == b""
+    lines = stderr.decode().splitlines()
+    assert lines == [
+        f"recordgate: storage URL {url.partition(':')[0]}:// needs the Python package "
+        f"'{driver}', which is not installed: pip install 'recordgate[{extra}]'"
+    ]
