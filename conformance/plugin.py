@@ -3,6 +3,10 @@
 Fixtures: ``connector_target`` (session), ``make_connector`` (factory of new instances, closed
 at teardown), ``connector`` (one opened instance), ``raw_reader`` and ``name_prefix`` (unique
 per test: tests write only names under it, so they never see each other's records).
+
+Every connector (and raw reader) a fixture hands out is a :class:`BoundedConnector`: each call
+on it fails the test after ``--connector-call-timeout`` seconds, naming the call, instead of
+hanging the run. A missing driver (``DriverMissing``) stops the run with one usage error line.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from conformance.bounded import BoundedConnector, BoundedRawReader
 from conformance.target import ConnectorTarget
-from connectors.base import Connector, RawReader, SupportsRawReader
+from connectors.base import SupportsRawReader
+from gateway.exceptions import DriverMissing
 
-__all__ = ["MakeConnector"]
+__all__ = ["DEFAULT_CALL_TIMEOUT", "MakeConnector"]
 
-MakeConnector = Callable[..., Awaitable[Connector]]
+MakeConnector = Callable[..., Awaitable[BoundedConnector]]
+"""``await make_connector(open=True, url=None, **options)``: a new instance of the target."""
+
+DEFAULT_CALL_TIMEOUT = 30.0
 
 _counter = itertools.count()
 
@@ -44,6 +53,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="keyword option for the connector constructor (repeatable)",
+    )
+    group.addoption(
+        "--connector-call-timeout",
+        type=float,
+        default=DEFAULT_CALL_TIMEOUT,
+        metavar="SECONDS",
+        help="fail a test when one call on the connector takes longer "
+        f"(default {DEFAULT_CALL_TIMEOUT:g})",
     )
 
 
@@ -70,17 +87,22 @@ def connector_target(request: pytest.FixtureRequest) -> Iterator[ConnectorTarget
     yield target
     if target.owned_namespace:
         # No event loop runs between tests, so a private one can clean up the namespace.
-        asyncio.run(_drop_namespace(target))
+        asyncio.run(_drop_namespace(target, call_timeout(config)))
 
 
-async def _drop_namespace(target: ConnectorTarget) -> None:
-    connector = target.create()
-    drop = getattr(connector, "drop", None)
-    if drop is None:
-        return
+def call_timeout(config: pytest.Config) -> float:
+    return float(config.getoption("--connector-call-timeout"))
+
+
+def _stop_for_missing_driver(exc: DriverMissing) -> None:
+    pytest.exit(f"recordgate conformance: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+async def _drop_namespace(target: ConnectorTarget, limit: float) -> None:
+    connector = BoundedConnector(target.create(), limit)
     await connector.open()
     try:
-        await drop()
+        await connector.drop()
     finally:
         await connector.close()
 
@@ -96,15 +118,20 @@ def _check_requirements(request: pytest.FixtureRequest, target: ConnectorTarget)
 async def make_connector(
     request: pytest.FixtureRequest, connector_target: ConnectorTarget
 ) -> AsyncIterator[MakeConnector]:
-    """``await make_connector(open=True, **option_overrides)``: a new instance of the target."""
+    """``await make_connector(open=True, url=None, **option_overrides)``: a new instance of
+    the target (at another URL if given), opened unless ``open=False``, closed at teardown."""
     _check_requirements(request, connector_target)
-    made: list[Connector] = []
+    limit = call_timeout(request.config)
+    made: list[BoundedConnector] = []
 
-    async def make(open: bool = True, **overrides: Any) -> Connector:
-        connector = connector_target.create(**overrides)
-        made.append(connector)
-        if open:
-            await connector.open()
+    async def make(open: bool = True, url: str | None = None, **overrides: Any) -> BoundedConnector:
+        try:
+            connector = BoundedConnector(connector_target.create(url, **overrides), limit)
+            made.append(connector)
+            if open:
+                await connector.open()
+        except DriverMissing as exc:
+            _stop_for_missing_driver(exc)
         return connector
 
     yield make
@@ -113,15 +140,15 @@ async def make_connector(
 
 
 @pytest_asyncio.fixture
-async def connector(make_connector: MakeConnector) -> Connector:
+async def connector(make_connector: MakeConnector) -> BoundedConnector:
     return await make_connector()
 
 
 @pytest_asyncio.fixture
 async def raw_reader(
-    connector: Connector, connector_target: ConnectorTarget
-) -> AsyncIterator[RawReader]:
-    if not isinstance(connector, SupportsRawReader):
+    connector: BoundedConnector, connector_target: ConnectorTarget
+) -> AsyncIterator[BoundedRawReader]:
+    if not isinstance(connector.inner, SupportsRawReader):
         pytest.skip(f"connector {connector_target.spec!r} has no raw_reader()")
     reader = connector.raw_reader()
     yield reader

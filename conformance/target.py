@@ -11,7 +11,14 @@ from urllib.parse import urlsplit, urlunsplit
 from connectors.base import Connector
 from connectors.registry import load_connector_class
 
-__all__ = ["ConnectorTarget", "parse_options", "unreachable_url"]
+__all__ = [
+    "Address",
+    "ConnectorTarget",
+    "free_port",
+    "parse_options",
+    "server_address",
+    "url_for",
+]
 
 
 @dataclass(slots=True)
@@ -37,13 +44,18 @@ class ConnectorTarget:
             # A fresh namespace per session keeps runs apart and proves open() creates schema.
             options[namespace] = f"rg_conformance_{uuid.uuid4().hex[:12]}"
             owned = True
+        if owned and not callable(getattr(connector_cls, "drop", None)):
+            raise ValueError(
+                f"connector {spec!r} declares namespace_option {namespace!r} but has no "
+                "drop() to remove the namespace the suite creates"
+            )
         target = cls(spec, connector_cls, url, options, owned)
         target.create()  # no I/O before open(): this only checks the URL and options
         return target
 
-    def create(self, **overrides: Any) -> Connector:
+    def create(self, url: str | None = None, **overrides: Any) -> Connector:
         options = {**self.options, **overrides}
-        return self.cls(self.url, **options)  # type: ignore[call-arg]
+        return self.cls(url or self.url, **options)  # type: ignore[call-arg]
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -60,21 +72,64 @@ def parse_options(raw: list[str]) -> dict[str, Any]:
     return options
 
 
-def unreachable_url(cls: type[Connector], url: str) -> str | None:
-    """``url`` pointed at a local port nobody listens on; ``None`` if it has no network address.
+DEFAULT_PORTS = {
+    "redis": 6379,
+    "rediss": 6379,
+    "mongodb": 27017,
+    "http": 80,
+    "https": 443,
+    "rethinkdb": 28015,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "mysql": 3306,
+    "mariadb": 3306,
+}
+"""Default ports by URL scheme (the part before ``+``), for URLs that name none."""
 
-    A connector may define ``unreachable_url(url)`` as a classmethod to do this itself.
-    """
-    custom = getattr(cls, "unreachable_url", None)
+Address = tuple[str, int] | str
+"""A TCP ``(host, port)`` or a unix socket path."""
+
+
+def url_for(cls: type[Connector], url: str, host: str, port: int) -> str | None:
+    """``url`` aimed at ``host:port`` (the connector's ``url_for`` hook if it has one); ``None``
+    if the URL names no server."""
+    custom = getattr(cls, "url_for", None)
     if callable(custom):
-        result = custom(url)
+        result = custom(url, host, port)
         return None if result is None else str(result)
     parts = urlsplit(url)
     if not parts.hostname:
         return None
-    with socket.socket() as sock:  # the kernel hands out a free port; closing frees it again
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def server_address(cls: type[Connector], url: str) -> Address | None:
+    """Where the server of ``url`` listens (the connector's ``server_address`` hook if it has
+    one); ``None`` if the URL names no server or its port cannot be known."""
+    custom = getattr(cls, "server_address", None)
+    if callable(custom):
+        result = custom(url)
+        if result is None or isinstance(result, str):
+            return result
+        host, port = result
+        return str(host), int(port)
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:  # several hosts, or not a port
+        return None
+    if port is None:
+        port = DEFAULT_PORTS.get(parts.scheme.partition("+")[0].lower())
+    return None if port is None else (parts.hostname, port)
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on (the kernel hands out a free one; closing frees it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

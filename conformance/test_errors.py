@@ -5,34 +5,143 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import TypeVar
 
 import pytest
 
-from conformance.target import ConnectorTarget, unreachable_url
-from connectors.base import Connector, Put, StorageRejected, StorageTimeout, StorageUnavailable
+from conformance.bounded import bounded
+from conformance.netfaults import FaultProxy, SilentServer
+from conformance.plugin import MakeConnector
+from conformance.target import ConnectorTarget, free_port, server_address, url_for
+from connectors.base import (
+    Connector,
+    Delete,
+    Outcome,
+    Put,
+    Snapshot,
+    StorageRejected,
+    StorageTimeout,
+    StorageUnavailable,
+)
 
 pytestmark = pytest.mark.asyncio
 
 TIMEOUT = 2.0  # passed as the connector's `timeout` option
 SLACK = 3.0  # scheduling and teardown allowance on a busy machine
 
+T = TypeVar("T")
 
-@pytest.mark.requires("network")
-async def test_unreachable_server_fails_fast(connector_target: ConnectorTarget) -> None:
-    url = unreachable_url(connector_target.cls, connector_target.url)
+
+def _aimed(target: ConnectorTarget, host: str, port: int) -> str:
+    url = url_for(target.cls, target.url, host, port)
     if url is None:
-        pytest.skip(f"{connector_target.url!r} names no server (embedded database)")
-    connector = connector_target.cls(url, **{**connector_target.options, "timeout": str(TIMEOUT)})  # type: ignore[call-arg]
+        pytest.skip(f"{target.url!r} names no server (embedded database)")
+    return url
+
+
+async def _fails_in_time(call: Awaitable[object], what: str, rule: str) -> None:
+    """``call`` raises StorageUnavailable or StorageTimeout within the timeout (and slack)."""
     started = time.monotonic()
     try:
-        with pytest.raises((StorageUnavailable, StorageTimeout)):
-            # The outer bound only detects a hang: TimeoutError is not a StorageError.
-            async with asyncio.timeout(TIMEOUT + SLACK):
-                await connector.open()
-                await connector.get("any")
-    finally:
-        await connector.close()
-    assert time.monotonic() - started < TIMEOUT + SLACK
+        await bounded(call, what, TIMEOUT + SLACK, rule=f"rule: {rule}")
+    except (StorageUnavailable, StorageTimeout):
+        pass
+    else:
+        pytest.fail(f"rule: {rule}: {what} succeeded against a server that cannot answer")
+    took = time.monotonic() - started
+    assert took < TIMEOUT + SLACK, f"rule: {rule}: {what} took {took:.1f}s"
+
+
+@pytest.mark.requires("network")
+async def test_refused_connection_fails_fast(
+    make_connector: MakeConnector, connector_target: ConnectorTarget
+) -> None:
+    rule = "a server that refuses connections is StorageUnavailable/StorageTimeout in time"
+    url = _aimed(connector_target, "127.0.0.1", free_port())
+    connector = await make_connector(open=False, url=url, timeout=str(TIMEOUT))
+    await _fails_in_time(_open_and_get(connector.inner), "open() then get()", rule)
+    await bounded(connector.inner.close(), "close() after a failed open()", TIMEOUT + SLACK)
+
+
+@pytest.mark.requires("network")
+async def test_silent_server_fails_in_time(
+    make_connector: MakeConnector, connector_target: ConnectorTarget
+) -> None:
+    rule = (
+        "a server that accepts connections and never answers is "
+        "StorageUnavailable/StorageTimeout within the connector's timeout"
+    )
+    async with SilentServer() as silent:
+        url = _aimed(connector_target, "127.0.0.1", silent.port)
+        connector = await make_connector(open=False, url=url, timeout=str(TIMEOUT))
+        await _fails_in_time(_open_and_get(connector.inner), "open() then get()", rule)
+        await bounded(connector.inner.close(), "close() after a failed open()", TIMEOUT + SLACK)
+
+
+async def _open_and_get(connector: Connector) -> None:
+    await connector.open()
+    await connector.get("any")
+
+
+@pytest.mark.requires("network")
+async def test_server_that_stops_answering_mid_session(
+    make_connector: MakeConnector, connector_target: ConnectorTarget, name_prefix: str
+) -> None:
+    """Every call fails in time while the server is silent; once it answers again the connector
+    recovers by itself, and retrying the batch that failed is safe."""
+    upstream = server_address(connector_target.cls, connector_target.url)
+    if upstream is None:
+        pytest.skip(f"no server address in {connector_target.url!r}")
+    rule = "a call on a server that stops answering fails within the connector's timeout"
+    name = f"{name_prefix}/frozen"
+    async with FaultProxy(upstream) as proxy:
+        url = _aimed(connector_target, "127.0.0.1", proxy.port)
+        connector = (await make_connector(url=url, timeout=str(TIMEOUT))).inner
+        [result] = await connector.write([Put(name, 1, {"v": 1})])
+        assert result.ok, "rule: a put over nothing applies"
+        proxy.freeze()
+        batch: list[Put | Delete] = [Put(name, 2, {"v": 2})]
+        await _fails_in_time(connector.write(batch), "write() while frozen", rule)
+        await _fails_in_time(connector.get(name), "get() while frozen", rule)
+        await _fails_in_time(connector.head(name), "head() while frozen", rule)
+        await _fails_in_time(connector.get_many([name]), "get_many() while frozen", rule)
+        await _fails_in_time(_drain(connector.scan(name_prefix)), "scan() while frozen", rule)
+        proxy.cut()  # the stuck connections are gone; the server is back for new ones
+        proxy.thaw()
+        rule = (
+            "after an outage the connector reconnects by itself, and retrying the failed batch "
+            "is safe (an applied put reads as its idempotent retry)"
+        )
+        results = await _retry(connector.write(batch) for _ in range(3))
+        assert [r.outcome for r in results] == [Outcome.APPLIED], f"rule: {rule}: {results}"
+        got = await _retry(connector.get(name) for _ in range(3))
+        assert got == Snapshot(name, 2, {"v": 2}), f"rule: {rule}"
+
+        proxy.cut()  # lost without warning, between two calls
+        rule = "after a lost connection the connector reconnects by itself"
+        results = await _retry(connector.write([Put(name, 3, {"v": 3})]) for _ in range(3))
+        assert results[0].ok, f"rule: {rule}: {results}"
+        assert await _retry(connector.head(name) for _ in range(3)) == 3, f"rule: {rule}"
+
+
+async def _drain(scan: AsyncIterator[Snapshot]) -> list[Snapshot]:
+    return [snapshot async for snapshot in scan]
+
+
+async def _retry(calls: Iterator[Awaitable[T]]) -> T:
+    """The first call to succeed; storage errors before it are allowed (the flusher retries too),
+    each within the timeout."""
+    error: Exception | None = None
+    for call in calls:
+        try:
+            return await bounded(call, "a call after the server came back", TIMEOUT + SLACK)
+        except (StorageUnavailable, StorageTimeout) as exc:
+            error = exc
+            await asyncio.sleep(0.5)
+    raise AssertionError(
+        f"rule: the connector recovers once the server answers again; still failing: {error}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,29 +1,106 @@
 """The storage connector contract. Connectors import this module and nothing else of recordgate.
 
-Rules every connector keeps (``conformance/`` checks each):
+``docs/connectors.md`` is the long form; ``conformance/`` checks every rule, and each failure
+message starts with ``rule:`` and the rule broken. In short:
+
+Construction and lifecycle
+
+* ``Cls(url, **options)`` does no I/O. Options may arrive as strings. Every connector accepts
+  ``timeout`` (seconds, default 5): no call (``open``, ``close``, reads, ``write``, each step of a
+  ``scan``, ``drop``, the raw reader's calls) lasts longer, including against a server that
+  accepts connections and never answers, or one that stops answering mid-call. Every connector
+  also accepts ``page_size`` (records per scan page; accepted and ignored by one that does not
+  page). A missing driver is ``gateway.exceptions.DriverMissing`` naming the extra
+  (``connectors._common.import_driver``), raised by the constructor or ``open()``.
+* Calls before ``open()`` or after ``close()`` raise ``StorageUnavailable``. ``open()`` twice,
+  ``close()`` twice, ``close()`` without ``open()`` are harmless; a closed connector can be opened
+  again. ``open()`` creates the schema if missing, idempotently, also when two processes open at
+  once. One instance accepts concurrent calls from many tasks of its event loop.
+* A connector with ``namespace_option`` (the option separating one store from another: a table,
+  an index prefix, a key prefix) has ``async drop()``: on an open connector, remove everything of
+  that namespace. The suite sets a fresh namespace per run and drops it at the end.
+
+Writes (``write(ops)``: one result per operation, in the order given; a name at most once)
 
 * ``Put(v)`` applies only if nothing is stored under the name or the stored version is lower.
-  The same version with equal data again is an idempotent success (a retry). Anything else is a
-  conflict whose result carries the stored snapshot. The check and the write are one atomic
-  conditional statement in the database, so concurrent writers of one version yield exactly one
-  winner.
+  The same version with equal data (:func:`data_equal`) again is an idempotent success (a
+  retry). Anything else is a conflict whose result carries the stored snapshot. The check and the
+  write are one atomic conditional operation in the database, so concurrent writers of one
+  version, from any number of instances or processes, yield exactly one winner.
 * ``Delete(v)`` removes the record unless a newer version is stored (then: conflict, with the
-  stored snapshot). Deleting a missing record succeeds. A record can be created again afterwards.
-* ``write`` returns one result per operation, in order; a batch can partly succeed.
-* Driver errors leave the connector only as ``StorageUnavailable``, ``StorageTimeout`` or
-  ``StorageRejected``; no call hangs past the connector's timeout.
-* The caller's data is never mutated and JSON round-trips exactly.
-* Names may hold ``/`` (several), quotes, unicode, and be at least 500 bytes long.
+  stored snapshot). Deleting a missing record succeeds. A record can be created again afterwards,
+  from any version.
+* Versions are exact integers in ``0 .. 2**63 - 1``, compared exactly everywhere (never as
+  doubles, in Lua, JavaScript or JSON).
+* **Committed** when ``write`` returns: every applied result is durable as the backend's
+  strongest ordinary commit makes it, and survives the database *process* being killed (SQL:
+  the transaction committed; Redis: AOF enabled, checked at ``open()``, which refuses to start
+  without it unless an explicit option accepting the risk is set and logged; MongoDB:
+  ``w: "majority", j: true``; Elasticsearch: the translog fsynced per request, no refresh
+  needed; RethinkDB: ``durability: "hard"``). A result is never reported before that.
+* ``write`` raising means the batch may be applied in part, fully or not at all; the caller
+  retries the same operations, so a retry of an applied put must be the idempotent success. The
+  one exception: data that is not JSON is ``StorageRejected`` before anything is written.
+
+Errors, and what the gateway's flusher does with each (``gateway/store/cached.py``)
+
+* Driver errors leave the connector only as the project's storage errors, chained with
+  ``raise ... from``: ``StorageUnavailable`` (cannot reach or use the database; the flusher
+  retries the whole batch with exponential backoff), ``StorageTimeout`` (did not finish within
+  ``timeout``, including contention such as deadlocks; retried the same way), ``StorageRejected``
+  (the database refused this operation and would refuse it again: bad data, a name too long for
+  the backend, permissions; the flusher then writes the batch's operations one by one, and an
+  operation rejected on its own fails: it is counted, logged, and its acknowledgement is an
+  error). Any other exception is a connector bug; the flusher keeps the data and retries the
+  batch as for ``StorageUnavailable``. After any error the next call works again as soon as the
+  database does (reconnecting is the connector's job).
+
+Data
+
+* Record data is JSON as ``json.loads`` builds it: dicts with ``str`` keys, lists, ``str``,
+  ``int``, finite ``float``, ``bool``, ``None``. It round-trips exactly: ``1``, ``1.0`` and
+  ``True`` stay apart (``-0.0`` may come back as ``0.0``); key order need not be kept; unicode,
+  deep nesting, empty keys, keys with ``.``/``$`` or named like the layout's own fields, arrays
+  as top-level data. Integers beyond ``±(2**53 - 1)`` either round-trip exactly or the put is
+  ``StorageRejected``; they are never rounded.
+* Not JSON, so ``StorageRejected`` before anything of the batch is written: NaN, infinities, and
+  values of any other type (sets, bytes, ``Decimal``, objects). Tuples and non-``str`` keys are
+  never passed by the gateway; a connector refuses them or stores their JSON form (a list; the
+  key ``1`` as ``"1"``).
+* Equal data (the idempotent retry) is :func:`data_equal`: JSON equality with key order
+  ignored, where ints, floats and booleans are different kinds: ``1``, ``1.0`` and ``True`` are
+  three different values (``0.0`` and ``-0.0`` are equal).
+* The caller's data is never mutated, and what reads return shares nothing with it.
+
+Names and scans
+
+* Names are non-empty strings of unicode characters other than U+0000: ``/`` (several),
+  quotes, ``.``, ``$``, ``%``, ``_``, ``*``, spaces, any unicode, at least 500 bytes of UTF-8.
+  Distinct strings are distinct records (no case folding, normalisation, or trailing-space
+  padding). A name the backend cannot store is ``StorageRejected``, never truncated.
+* ``scan(prefix)`` yields every snapshot whose name starts with ``prefix`` (a plain string
+  prefix, case-sensitive, no character a wildcard), in code-point order as Python's ``sorted``
+  (not UTF-16 order), each name once. During concurrent writes: a name stored for the whole scan
+  is yielded exactly once, with a version stored at some point of the scan; names written or
+  deleted meanwhile may or may not appear. Pages continue after the last name yielded (keyset
+  paging), never by offset.
 
 Capabilities (``Connector.capabilities``) name optional features; the suite skips what is absent:
 
 * ``"raw"``: the connector has ``raw_reader()`` returning a :class:`RawReader`.
-* ``"network"``: it talks to a server, so an unreachable address must fail fast with
-  ``StorageUnavailable`` or ``StorageTimeout`` (the suite points it at a dead port).
+* ``"network"``: it talks to a server over TCP. The suite aims the connector at servers of its
+  own (a refused port, a listener that never answers, a proxy it can freeze or cut) by rewriting
+  the URL's address: by default the ``host:port`` of the URL; a connector whose URLs need more
+  (several hosts, sockets, a scheme with no port) defines the classmethods
+  ``url_for(url, host, port) -> str | None`` (the same URL, credentials, database and options,
+  aimed at one TCP ``host:port``; ``None`` for a URL with no server) and
+  ``server_address(url) -> tuple[str, int] | str | None`` (where the server of ``url`` listens:
+  ``(host, port)``, a unix socket path, or ``None``).
 
 Stored layout: a record ``user/42`` belongs to collection ``user`` (the part before the first
-``/``; names without one go to ``DEFAULT_COLLECTION``), its key is the full name, and each stored
-item holds name, version, data as a native JSON document, and an update timestamp.
+``/``; names without one, or starting with one, go to ``DEFAULT_COLLECTION``), its key is the
+full name, and each stored item holds name, version, data as a native JSON document, and an
+update timestamp (UTC) that moves on every applied write.
 """
 
 from __future__ import annotations
@@ -58,6 +135,7 @@ __all__ = [
     "SupportsRawReader",
     "WriteResult",
     "collection_of",
+    "data_equal",
 ]
 
 JSON = dict[str, Any] | list[Any]
@@ -73,6 +151,30 @@ def collection_of(name: str) -> str:
     """The collection of a record name: the part before the first ``/``."""
     head, sep, _ = name.partition("/")
     return head if sep and head else DEFAULT_COLLECTION
+
+
+def data_equal(a: Any, b: Any) -> bool:
+    """Whether two JSON values are the same record data (the contract's idempotent retry).
+
+    Objects are equal with the same keys and equal values, in any key order; arrays element by
+    element; numbers only within one kind (``1`` is not ``1.0``, ``True`` is not ``1``), by value
+    (``0.0 == -0.0``); strings and ``None`` by value.
+    """
+    if a is b:
+        return True
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(data_equal(v, b[k]) for k, v in a.items())
+        )
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(data_equal, a, b))
+    # bool before int: True is an int to Python, not to JSON.
+    for kind in (bool, int, float, str):
+        if isinstance(a, kind) or isinstance(b, kind):
+            return isinstance(a, kind) and isinstance(b, kind) and bool(a == b)
+    return a is None and b is None
 
 
 @dataclass(frozen=True, slots=True)

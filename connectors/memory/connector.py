@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from connectors._common import dump_json, load_json, option_float
+from connectors._common import dump_json, load_json, option_float, option_int
 from connectors.base import (
     CAPABILITY_RAW,
     Delete,
@@ -24,6 +24,7 @@ from connectors.base import (
     StorageUnavailable,
     WriteResult,
     collection_of,
+    data_equal,
 )
 
 __all__ = ["MemoryConnector", "MemoryRawReader"]
@@ -54,12 +55,16 @@ class MemoryConnector:
     _stores: ClassVar[dict[str, _Store]] = {}
     _stores_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, url: str = "memory://", *, timeout: float | str = 5.0) -> None:
+    def __init__(
+        self, url: str = "memory://", *, timeout: float | str = 5.0, page_size: int | str = 500
+    ) -> None:
         scheme, sep, key = url.partition("://")
         if scheme != "memory" or not sep:
             raise ValueError(f"memory connector URL must look like 'memory://NAME', got {url!r}")
         self.url = url
-        self.timeout = option_float(timeout, "timeout")  # accepted for a uniform config
+        # Accepted for a uniform configuration: nothing here waits or pages.
+        self.timeout = option_float(timeout, "timeout")
+        self.page_size = option_int(page_size, "page_size")
         self._key = key
         self._store: _Store | None = None
 
@@ -120,7 +125,9 @@ class MemoryConnector:
                     if stored is None or stored.version < op.version:
                         store.items[op.name] = _Item(op.version, text, now)
                         results.append(WriteResult(op, Outcome.APPLIED))
-                    elif stored.version == op.version and load_json(stored.text) == load_json(text):
+                    elif stored.version == op.version and data_equal(
+                        load_json(stored.text), load_json(text)
+                    ):
                         results.append(WriteResult(op, Outcome.APPLIED))
                     else:
                         results.append(

@@ -25,7 +25,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from connectors._common import dump_json, option_float, option_int, prefix_upper_bound
+from connectors._common import (
+    dump_json,
+    import_driver,
+    option_float,
+    option_int,
+    prefix_upper_bound,
+)
 from connectors.base import (
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
@@ -53,6 +59,26 @@ __all__ = ["SQLConnector"]
 
 _CHUNK = 500  # names per IN (...) list; far below every backend's bind-parameter limit
 
+_DRIVER_EXTRAS = {"asyncpg": "postgresql", "asyncmy": "mariadb", "aiosqlite": "sqlite"}
+"""The extra that installs each supported driver (aiosqlite is always installed)."""
+
+
+def _import_sql_driver(url: str) -> None:
+    """Import the URL's driver now, so that a missing one is a ``DriverMissing`` naming its extra
+    when the connector is configured, not a traceback from deep inside ``open()``. A URL that
+    does not parse is a ``ValueError`` (a configuration error)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"not a SQLAlchemy URL: {exc}") from None
+    driver = parsed.get_driver_name()
+    extra = _DRIVER_EXTRAS.get(driver)
+    if extra is not None:
+        import_driver(driver, extra, needed_for=f"storage URL {parsed.drivername}://")
+
 
 class SQLConnector:
     """Records in a SQL table; see the module docstring for URLs, options and guarantees."""
@@ -76,6 +102,7 @@ class SQLConnector:
     ) -> None:
         from connectors.sql.schema import check_identifier
 
+        _import_sql_driver(url)
         self.url = url
         self.table_name = check_identifier(table, "table")
         self.schema = None if schema in (None, "") else check_identifier(str(schema), "schema")
@@ -96,25 +123,36 @@ class SQLConnector:
         self._serialize: Callable[[str], str] = str
 
     @classmethod
-    def unreachable_url(cls, url: str) -> str | None:
-        """``url`` aimed where no server is (for the conformance suite's error test): a socket
-        path that does not exist for a socket URL, else a local port nobody listens on."""
-        import socket
-
+    def url_for(cls, url: str, host: str, port: int) -> str | None:
+        """``url`` aimed at TCP ``host:port`` (the conformance suite's network tests); ``None``
+        for SQLite. A socket in the URL (``unix_socket``, or asyncpg's ``host`` directory) is
+        dropped for the TCP address."""
         from sqlalchemy.engine import make_url
 
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
             return None
-        # MariaDB/MySQL drivers take a socket as `unix_socket`; asyncpg as a `host` directory.
-        for key in ("unix_socket", "host"):
-            if key in parsed.query:
-                missing = parsed.update_query_dict({key: "/nonexistent/recordgate.sock"})
-                return missing.render_as_string(hide_password=False)
-        with socket.socket() as sock:  # the kernel hands out a free port; closing frees it
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        return parsed.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+        query = {k: v for k, v in parsed.query.items() if k not in ("unix_socket", "host")}
+        aimed = parsed.set(host=host, port=port, query=query)
+        return aimed.render_as_string(hide_password=False)
+
+    @classmethod
+    def server_address(cls, url: str) -> tuple[str, int] | str | None:
+        """Where the server of ``url`` listens: ``(host, port)``, a socket path, or ``None``."""
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            return None
+        default_port = 5432 if backend == "postgresql" else 3306
+        socket_path = parsed.query.get("unix_socket")
+        if isinstance(socket_path, str):
+            return socket_path
+        directory = parsed.query.get("host")  # asyncpg: a directory holding the socket
+        if isinstance(directory, str) and directory.startswith("/"):
+            return f"{directory}/.s.PGSQL.{parsed.port or default_port}"
+        return parsed.host or "localhost", parsed.port or default_port
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from connectors._common import load_json
-from connectors.base import Delete, Outcome, Put, Snapshot, WriteResult
+from connectors.base import Delete, Outcome, Put, Snapshot, WriteResult, data_equal
 
 __all__ = ["outcomes"]
 
@@ -41,7 +41,7 @@ def _outcome(
         if (
             stored is not None
             and stored.version == op.version
-            and stored.data == load_json(texts[op.name])
+            and data_equal(stored.data, load_json(texts[op.name]))
         ):
             return WriteResult(op, _APPLIED)
         return WriteResult(op, Outcome.CONFLICT, stored)

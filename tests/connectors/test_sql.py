@@ -104,38 +104,41 @@ async def test_sqlite_table_option(sqlite_path: Path) -> None:
         ("sqlite+aiosqlite:///x.db", None),
         (
             "mysql+asyncmy://root@localhost/test?unix_socket=/run/mysqld/mysqld.sock",
-            "mysql+asyncmy://root@localhost/test?unix_socket=/nonexistent/recordgate.sock",
+            "mysql+asyncmy://root@127.0.0.1:4321/test",
         ),
         (
             "postgresql+asyncpg://postgres@/test?host=/var/run/postgresql",
-            "postgresql+asyncpg://postgres@/test?host=/nonexistent/recordgate.sock",
+            "postgresql+asyncpg://postgres@127.0.0.1:4321/test",
+        ),
+        (
+            "mysql+asyncmy://u:pw@db.example:3306/x?charset=utf8mb4",
+            "mysql+asyncmy://u:pw@127.0.0.1:4321/x?charset=utf8mb4",
         ),
     ],
 )
-def test_unreachable_url_for_files_and_sockets(url: str, expected: str | None) -> None:
+def test_url_for_an_address(url: str, expected: str | None) -> None:
     from sqlalchemy.engine import make_url
 
-    unreachable = SQLConnector.unreachable_url(url)
+    aimed = SQLConnector.url_for(url, "127.0.0.1", 4321)
     if expected is None:
-        assert unreachable is None
+        assert aimed is None
     else:
-        assert unreachable is not None and make_url(unreachable) == make_url(expected)
+        assert aimed is not None and make_url(aimed) == make_url(expected)
 
 
-def test_unreachable_url_for_tcp_is_a_free_local_port() -> None:
-    from sqlalchemy.engine import make_url
-
-    rendered = SQLConnector.unreachable_url("mysql+asyncmy://u:pw@db.example:3306/x")
-    assert rendered is not None
-    unreachable = make_url(rendered)
-    assert (unreachable.host, unreachable.username, unreachable.password) == (
-        "127.0.0.1",
-        "u",
-        "pw",
-    )
-    assert unreachable.database == "x" and unreachable.port not in (None, 3306)
-    with closing(__import__("socket").socket()) as sock:
-        assert sock.connect_ex(("127.0.0.1", unreachable.port)) != 0  # nobody listens
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite+aiosqlite:///x.db", None),
+        ("mysql+asyncmy://root@localhost/test?unix_socket=/run/m.sock", "/run/m.sock"),
+        ("postgresql+asyncpg://postgres@/test?host=/var/run/postgresql",
+         "/var/run/postgresql/.s.PGSQL.5432"),
+        ("postgresql+asyncpg://postgres@db.example/test", ("db.example", 5432)),
+        ("mysql+asyncmy://u:pw@db.example:3307/x", ("db.example", 3307)),
+    ],
+)  # fmt: skip
+def test_server_address(url: str, expected: object) -> None:
+    assert SQLConnector.server_address(url) == expected
 
 
 @pytest.mark.parametrize("bad", ["records; DROP TABLE x", "1abc", "", "a-b"])
