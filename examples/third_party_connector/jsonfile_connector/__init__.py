@@ -84,9 +84,7 @@ class JSONFileConnector:
     name: ClassVar[str] = "jsonfile"
     capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW})
 
-    def __init__(
-        self, url: str, *, timeout: float | str = 5.0, page_size: int | str = 0
-    ) -> None:
+    def __init__(self, url: str, *, timeout: float | str = 5.0, page_size: int | str = 0) -> None:
         parts = urlsplit(url)
         if parts.scheme != "jsonfile" or not parts.path:
             raise ValueError(f"expected jsonfile:///path/to/store.json, got {url!r}")
