@@ -5,7 +5,6 @@ RethinkDB 2.0. It is **not** RethinkDB; docs/connectors.md lists where it differ
 locked npm package in ``tests/standins/reqlite`` on first use, as ``tests/interop`` does) and
 returns ``rethinkdb://127.0.0.1:PORT/recordgate``. Without node/npm, or if the stand-in does not
 start, tests skip, except under ``RECORDGATE_REQUIRE_SERVERS=1``, where they fail.
-The ``rethinkdb_url`` fixture wraps it; import it into a test module to use it.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import pytest
 
 from tests.servers import servers_required
 
-__all__ = ["STANDIN", "reqlite_url", "rethinkdb_url"]
+__all__ = ["STANDIN", "reqlite_url", "start_reqlite", "stop"]
 
 HERE = Path(__file__).parent / "reqlite"
 LOCK = HERE / "package-lock.json"
@@ -106,8 +105,3 @@ def _session_standin() -> int:
 def reqlite_url(database: str = "recordgate") -> str:
     """The URL of this session's stand-in (started on first call)."""
     return f"rethinkdb://127.0.0.1:{_session_standin()}/{database}"
-
-
-@pytest.fixture(scope="session")
-def rethinkdb_url() -> str:
-    return reqlite_url()

@@ -1,0 +1,286 @@
+"""RethinkDB connector against reqlite 2.3.0, a RethinkDB stand-in (not RethinkDB): what the
+shared conformance suite does not reach. Exact numbers past 2**53 (data and versions), the stored
+layout read through the driver, names past RethinkDB's 127-byte primary-key limit, hostile keys,
+concurrent opens, a paused server (timeouts) and a killed server mid-batch (nothing hangs or is
+lost), option errors. Stand-ins of our own (``start_reqlite``) where a test stops or kills one."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.base import (
+    Delete,
+    Outcome,
+    Put,
+    Snapshot,
+    StorageRejected,
+    StorageTimeout,
+    StorageUnavailable,
+)
+from connectors.registry import create_connector
+from connectors.rethinkdb import RethinkDBConnector
+from connectors.rethinkdb.driver import reql
+from gateway.config import CacheConfig, WriteBehindConfig
+from gateway.exceptions import ConfigError
+from gateway.store import CachedStore, Record
+from tests.gateway.store.conftest import until
+from tests.proxy import TcpProxy
+from tests.standins.rethinkdb import reqlite_url, start_reqlite, stop
+
+pytestmark = pytest.mark.needs_server("rethinkdb")
+
+
+@pytest.fixture(scope="session")
+def rethinkdb_url() -> str:
+    return reqlite_url()
+
+
+BIG = 2**60 + 1  # not a double: 2**60 + 1 rounds to 2**60
+
+
+@pytest.fixture
+async def store(rethinkdb_url: str) -> AsyncIterator[RethinkDBConnector]:
+    connector = RethinkDBConnector(rethinkdb_url, table=f"t_{uuid.uuid4().hex[:12]}", timeout=3)
+    await connector.open()
+    yield connector
+    await connector.drop()
+    await connector.close()
+
+
+@pytest.fixture
+def own_standin(rethinkdb_url: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A stand-in process of this test's own (tests stop it); ``rethinkdb_url`` first: it
+    installs the npm package, or skips (fails under CI) without node."""
+    node = shutil.which("node")
+    assert node is not None
+    process, port = start_reqlite(node)
+    yield process, port
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGCONT)
+    stop(process)
+
+
+async def raw_doc(connector: RethinkDBConnector, name: str) -> dict | None:
+    conn = await reql().connect(host="127.0.0.1", port=connector.address.port)
+    try:
+        docs = await connector.table.get_all(name, index="name").coerce_to("array").run(conn)
+    finally:
+        await conn.close(noreply_wait=False)
+    return docs[0] if docs else None
+
+
+# -- numbers -------------------------------------------------------------------------------
+
+
+async def test_integers_beyond_2_53_in_data_round_trip_exactly(store: RethinkDBConnector) -> None:
+    data = {"big": BIG, "neg": -BIG, "list": [2**53 + 1, 2**64], "float": 1.0, "int": 1}
+    await store.write([Put("n/1", 1, data)])
+    got = await store.get("n/1")
+    assert got == Snapshot("n/1", 1, data)
+    assert type(got.data["float"]) is float and type(got.data["int"]) is int  # type: ignore[index]
+    assert [s.data async for s in store.scan("n/")] == [data]
+    raw = await raw_doc(store, "n/1")
+    assert raw is not None
+    # The native copy holds doubles, as RethinkDB keeps numbers: not exact, hence data_json.
+    assert raw["data"]["big"] != BIG and float(raw["data"]["big"]) == float(BIG)
+    assert raw["data_json"] == '{"big":1152921504606846977,"neg":-1152921504606846977,' \
+        '"list":[9007199254740993,18446744073709551616],"float":1.0,"int":1}'  # fmt: skip
+
+
+async def test_versions_beyond_2_53_compare_exactly(store: RethinkDBConnector) -> None:
+    assert float(BIG) == float(BIG - 1)  # as doubles these two versions are one number
+    [first] = await store.write([Put("v", BIG - 1, {"n": 1})])
+    [newer] = await store.write([Put("v", BIG, {"n": 2})])
+    assert first.ok and newer.ok
+    [older] = await store.write([Put("v", BIG - 1, {"n": 3})])
+    assert older.outcome is Outcome.CONFLICT and older.current == Snapshot("v", BIG, {"n": 2})
+    [same] = await store.write([Put("v", BIG, {"n": 2})])
+    assert same.ok  # idempotent retry
+    assert await store.head("v") == BIG
+    [stale_delete] = await store.write([Delete("v", BIG - 1)])
+    assert stale_delete.outcome is Outcome.CONFLICT
+    [delete] = await store.write([Delete("v", BIG)])
+    assert delete.ok and await store.get("v") is None
+
+
+async def test_versions_outside_the_key_range_are_rejected(store: RethinkDBConnector) -> None:
+    for version in (-1, 10**20, True):
+        with pytest.raises(StorageRejected):
+            await store.write([Put("x", version, {})])  # type: ignore[arg-type]
+    assert await store.get("x") is None
+
+
+# -- layout --------------------------------------------------------------------------------
+
+
+async def test_stored_document_is_native_and_exact(store: RethinkDBConnector) -> None:
+    before = datetime.now(UTC)
+    await store.write([Put("user/42", 7, {"name": "ada", "age": 36, "tags": ["x"], "o": {}})])
+    raw = await raw_doc(store, "user/42")
+    assert raw is not None
+    assert raw["id"] == hashlib.sha256(b"user/42").hexdigest()
+    assert raw["collection"] == "user" and raw["version"] == 7
+    assert raw["version_key"] == "00000000000000000007"
+    assert raw["data"] == {"name": "ada", "age": 36, "tags": ["x"], "o": {}}  # a native document
+    assert isinstance(raw["updated_at"], datetime)  # a native RethinkDB time
+    assert before.timestamp() - 1 <= raw["updated_at"].timestamp() <= time.time() + 1
+    conn = await reql().connect(host="127.0.0.1", port=store.address.port)
+    try:
+        indexes = await store.table.index_list().run(conn)
+    finally:
+        await conn.close(noreply_wait=False)
+    assert set(indexes) >= {"name", "collection"}
+
+
+async def test_names_past_the_primary_key_limit(store: RethinkDBConnector) -> None:
+    stem = "long/" + "é" * 200  # 405 bytes shared by both names: beyond 127-byte primary keys
+    names = [stem + "b" * 300, stem + "a" * 300, stem]
+    await store.write([Put(name, 1, {"i": i}) for i, name in enumerate(names)])
+    for i, name in enumerate(names):
+        assert await store.get(name) == Snapshot(name, 1, {"i": i})
+    assert [s.name async for s in store.scan(stem)] == sorted(names)
+    assert [s.name async for s in store.scan(stem + "a")] == [stem + "a" * 300]
+
+
+async def test_reserved_reql_type_key_is_rejected_before_writing(
+    store: RethinkDBConnector,
+) -> None:
+    with pytest.raises(StorageRejected, match=r"\$reql_type\$"):
+        await store.write([Put("ok", 1, {"a": 1}), Put("bad", 1, {"x": [{"$reql_type$": "TIME"}]})])
+    assert await store.get("ok") is None
+    # As a value, or inside a longer string, it is plain data.
+    data = {"k": "$reql_type$", "s": 'a"$reql_type$"b'}
+    await store.write([Put("fine", 1, data)])
+    assert await store.get("fine") == Snapshot("fine", 1, data)
+
+
+# -- schema --------------------------------------------------------------------------------
+
+
+async def test_concurrent_opens_create_one_table(rethinkdb_url: str) -> None:
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    url = rethinkdb_url.rsplit("/", 1)[0] + "/" + database
+    connectors = [RethinkDBConnector(url, table=table) for _ in range(6)]
+    try:
+        await asyncio.gather(*(c.open() for c in connectors))
+        results = await asyncio.gather(
+            *(c.write([Put(f"c/{i}", 1, {"i": i})]) for i, c in enumerate(connectors))
+        )
+        assert all(r.ok for [r] in results)
+        assert len([s async for s in connectors[0].scan("c/")]) == 6
+        conn = await reql().connect(host="127.0.0.1", port=connectors[0].address.port)
+        try:
+            assert (await reql().db(database).table_list().run(conn)).count(table) == 1
+            await reql().db_drop(database).run(conn)
+        finally:
+            await conn.close(noreply_wait=False)
+    finally:
+        for connector in connectors:
+            await connector.close()
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+async def test_paused_server_times_out_and_the_retried_batch_applies(own_standin) -> None:
+    process, port = own_standin
+    connector = RethinkDBConnector(f"rethinkdb://127.0.0.1:{port}/rg", table="t", timeout=0.5)
+    async with connector:
+        assert (await connector.write([Put("a", 1, {"n": 1})]))[0].ok
+        os.kill(process.pid, signal.SIGSTOP)  # accepts nothing, answers nothing
+        batch = [Put("a", 2, {"n": 2}), Put("b", 1, {"n": 1}), Delete("c", 1)]
+        started = time.monotonic()
+        with pytest.raises(StorageTimeout):
+            await connector.write(batch)
+        with pytest.raises((StorageTimeout, StorageUnavailable)):
+            await connector.get("a")  # a new connection cannot be made either
+        assert time.monotonic() - started < 3  # bounded by the timeout, never hung
+        os.kill(process.pid, signal.SIGCONT)
+        # The same batch again, as the flusher retries it: applied whether or not the first
+        # attempt reached the server meanwhile.
+        results = await connector.write(batch)
+        assert [r.outcome for r in results] == [Outcome.APPLIED] * 3
+        assert await connector.get("a") == Snapshot("a", 2, {"n": 2})
+
+
+async def test_server_lost_mid_batch_neither_hangs_nor_loses_the_batch(
+    rethinkdb_url: str,
+) -> None:
+    """The network path to the server reset mid-flush (and new connections refused), then back:
+    the flusher fails fast, retries, and every record arrives. (A TCP proxy stands for the lost
+    server: the stand-in keeps its data in memory only, so killing it would lose the table.)"""
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    async with TcpProxy("127.0.0.1", int(rethinkdb_url.rsplit(":", 1)[1].split("/")[0])) as proxy:
+        store = CachedStore(
+            RethinkDBConnector(proxy.url_for(rethinkdb_url), table=table, timeout=0.5),
+            cache=CacheConfig(max_records=1000),
+            write_behind=WriteBehindConfig(
+                interval=0.02, retry_initial=0.01, retry_max=0.05, shutdown_timeout=2.0
+            ),
+        )
+        await store.open()
+        try:
+            for i in range(300):
+                store.put(Record(f"k/{i}", 1, {"i": i}))
+            await asyncio.sleep(0.01)  # the flusher is writing them
+            await proxy.cut()
+            acked = asyncio.create_task(store.durable("k/299", 1))
+            await until(lambda: store.stats.retried >= 3)
+            assert not acked.done()
+            await proxy.restore()
+            await asyncio.wait_for(acked, 20)
+            await asyncio.wait_for(store.flush(), 20)
+            assert store.stats.pending == 0 and store.stats.failed == 0
+        finally:
+            await store.close()
+    async with RethinkDBConnector(rethinkdb_url, table=table) as direct:
+        stored = {s.name: s.data async for s in direct.scan("k/")}
+        await direct.drop()
+    assert stored == {f"k/{i}": {"i": i} for i in range(300)}
+
+
+async def test_unreachable_server_fails_within_the_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        async with RethinkDBConnector("rethinkdb://127.0.0.1:1/x", timeout=1):
+            pass
+    assert time.monotonic() - started < 3
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("http://h/db", {}, "rethinkdb://"),
+        ("rethinkdb:///db", {}, "needs a host"),
+        ("rethinkdb://h/bad-db", {}, "database"),
+        ("rethinkdb://h/db", {"table": "a b"}, "table"),
+        ("rethinkdb://h/db", {"durability": "maybe"}, "durability"),
+        ("rethinkdb://h/db", {"timeout": "0"}, "timeout"),
+        ("rethinkdb://h/db", {"page_size": "0"}, "page_size"),
+        ("rethinkdb://h/db", {"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_options_are_config_errors(url: str, options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_connector("rethinkdb", url, **options)
+
+
+def test_password_stays_out_of_reprs_and_messages() -> None:
+    connector = RethinkDBConnector("rethinkdb://bob:s3cret@h:1/db", timeout="2")
+    assert "s3cret" not in repr(connector.address) and "s3cret" not in connector.address.safe
+    assert connector.address.password == "s3cret" and connector.timeout == 2.0
