@@ -10,6 +10,7 @@ import pytest
 from gateway.config import Config, config_from_dict
 from gateway.server import Server
 from tests.servers import servers_required
+from tests.standins.mongodb import mongodb_standin  # noqa: F401 - a session fixture
 from tests.wire import WireClient
 
 ServerFactory = Callable[..., Awaitable[Server]]
