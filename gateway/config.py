@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import yaml
 
 from .exceptions import ConfigError
+from .protocol.payload import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
 
 __all__ = [
     "CONFLICT_POLICIES",
@@ -49,6 +50,9 @@ class ServerConfig:
     max_auth_attempts: int = 3
     max_send_buffer: int = 16 * 1_048_576
     """Bytes queued for one slow client before it is disconnected."""
+    max_json_depth: int = DEFAULT_MAX_DEPTH
+    """Containers nested in any JSON a client sends (record data, counted from the record's
+    root so a PATCH counts its path; AUTH data). Deeper gets INVALID_MESSAGE_DATA."""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port must be between 0 and 65535")
@@ -58,6 +62,10 @@ class ServerConfig:
             _require(getattr(self, key) >= 1, f"server.{key} must be at least 1")
         for key in ("heartbeat_interval", "unauthenticated_timeout"):
             _require(getattr(self, key) > 0, f"server.{key} must be positive")
+        _require(
+            1 <= self.max_json_depth <= MAX_DEPTH_CEILING,
+            f"server.max_json_depth must be between 1 and {MAX_DEPTH_CEILING}",
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,8 @@
     │   ├── UnknownAction
     │   └── MessageTooLarge
     ├── InvalidData                   well-formed message, unusable payload (JSON, path)
+    │   └── InvalidJSON               JSON text refused at the edge (``reason`` says why)
+    ├── UnencodableData               a value that cannot be written back as JSON text
     ├── StorageError                  raised by connectors, at their boundary
     │   ├── StorageUnavailable        cannot reach the database
     │   ├── StorageTimeout            the call did not finish within its timeout
@@ -35,6 +37,7 @@ __all__ = [
     "ConnectorNotFound",
     "DriverMissing",
     "InvalidData",
+    "InvalidJSON",
     "MessageParseError",
     "MessageTooLarge",
     "NotConnected",
@@ -47,6 +50,7 @@ __all__ = [
     "StorageRejected",
     "StorageTimeout",
     "StorageUnavailable",
+    "UnencodableData",
     "UnknownAction",
     "UnknownTopic",
 ]
@@ -99,6 +103,20 @@ class MessageTooLarge(ProtocolError):
 
 class InvalidData(RecordgateError):
     """A well-formed message whose payload cannot be used: bad JSON, a hostile path, ..."""
+
+
+class InvalidJSON(InvalidData):
+    """JSON text refused by ``gateway.protocol.payload.loads``; ``reason`` is one of its
+    ``REASONS`` (``invalid``, ``non_finite_number``, ``lone_surrogate``, ``too_deep``)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class UnencodableData(RecordgateError):
+    """A value that has no JSON text (non-finite number, lone surrogate, too deep): it reached
+    the server from outside its edge checks, e.g. a row written behind its back."""
 
 
 class StorageError(RecordgateError):

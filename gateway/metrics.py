@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .protocol import payload
 from .store import StoreStats
 
 __all__ = ["CONTENT_TYPE", "render"]
@@ -32,4 +33,11 @@ def render(*, connections: int, store: StoreStats) -> str:
             f"# TYPE {name} {kind}",
             f"{name} {getattr(store, field)}",
         ]
+    name = "recordgate_json_refused_total"
+    lines += [
+        f"# HELP {name} JSON refused at the edge (INVALID_MESSAGE_DATA) by reason; "
+        '"unencodable": stored values that could not be sent as JSON.',
+        f"# TYPE {name} counter",
+    ]
+    lines += [f'{name}{{reason="{r}"}} {payload.REFUSED[r]}' for r in payload.REASONS]
     return "\n".join(lines) + "\n"

@@ -54,7 +54,11 @@ class Server:
         self.store = store if store is not None else create_store(self.config)
         self.connections: set[Connection] = set()
         self.events = EventHandler(listen_timeout=self.config.listen.response_timeout)
-        self.records = RecordHandler(self.store, listen_timeout=self.config.listen.response_timeout)
+        self.records = RecordHandler(
+            self.store,
+            listen_timeout=self.config.listen.response_timeout,
+            max_json_depth=self.config.server.max_json_depth,
+        )
         self.rpc = RpcHandler(
             ack_timeout=self.config.rpc.ack_timeout,
             response_timeout=self.config.rpc.response_timeout,
@@ -141,7 +145,9 @@ class Server:
     def _new_socket(self) -> Connection:
         cfg = self.config.server
         session = Session(
-            max_message_size=cfg.max_message_size, max_auth_attempts=cfg.max_auth_attempts
+            max_message_size=cfg.max_message_size,
+            max_auth_attempts=cfg.max_auth_attempts,
+            max_json_depth=cfg.max_json_depth,
         )
         # Size policy: up to the limit, served; up to twice the limit, answered with PARSER
         # MAXIMUM_MESSAGE_SIZE_EXCEEDED and the connection (with its subscriptions) kept;

@@ -3,6 +3,7 @@
 Nothing in this package performs I/O or imports asyncio.
 """
 
+from . import payload
 from .codec import decode, encode
 from .constants import (
     AuthAction,
@@ -28,4 +29,5 @@ __all__ = [
     "Topic",
     "decode",
     "encode",
+    "payload",
 ]

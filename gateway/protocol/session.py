@@ -19,7 +19,8 @@ undecodable, unknown topic  CONNECTION INVALID_MESSAGE   PARSER UNKNOWN_TOPIC
 CONNECTION / AUTH topic     (handshake, login)           PARSER UNKNOWN_TOPIC, but PING ->
                                                          PONG and CLOSING -> CLOSED, close
 auth data not a JSON object AUTH INVALID_MESSAGE_DATA,   -
-or action not REQUEST       close
+(or refused by ``payload``) close
+or action not REQUEST
 text frame                  close 1003, no message       close 1003, no message
 =========================== ============================ ====================================
 
@@ -31,12 +32,18 @@ in ``server.py`` (answer up to twice the limit, close 1009 above it).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
-from ..exceptions import MessageTooLarge, ProtocolError, UnknownAction, UnknownTopic
+from ..exceptions import (
+    InvalidJSON,
+    MessageTooLarge,
+    ProtocolError,
+    UnknownAction,
+    UnknownTopic,
+)
+from . import payload
 from .codec import decode
 from .constants import AuthAction, ConnectionAction, ParserAction, Topic
 from .message import Message
@@ -67,7 +74,13 @@ class AuthRequest:
 
 
 class Session:
-    def __init__(self, *, max_message_size: int = 1 << 20, max_auth_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_size: int = 1 << 20,
+        max_auth_attempts: int = 3,
+        max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
+    ) -> None:
         self.state = State.AWAITING_CHALLENGE
         self.outbox: list[Message] = []
         self.closing = False
@@ -75,6 +88,7 @@ class Session:
         self.close_reason = ""
         self.max_message_size = max_message_size
         self.max_auth_attempts = max_auth_attempts
+        self.max_json_depth = max_json_depth
         self.auth_attempts = 0
 
     # -- input -------------------------------------------------------------------------
@@ -146,9 +160,9 @@ class Session:
         data: Any = None
         if msg.action == AuthAction.REQUEST and msg.data is not None:
             try:
-                data = json.loads(msg.data)
-            except ValueError:
-                data = None  # Deviation: this input crashes the reference server process
+                data = payload.loads(msg.data, max_depth=self.max_json_depth)
+            except InvalidJSON:
+                data = None  # Deviation: bad JSON crashes the reference server process
         # Deviation: the reference also lets a JSON array through (typeof [] is 'object').
         if not isinstance(data, dict):
             self._send(
@@ -172,7 +186,7 @@ class Session:
         self.state = State.OPEN
         reply = Message(Topic.AUTH, AuthAction.AUTH_SUCCESSFUL)
         if client_data is not None:
-            reply.data = json.dumps(client_data)
+            reply.data = payload.dumps(client_data)
         self._send(reply)
 
     def auth_failed(self, client_data: Any = None) -> None:
@@ -181,7 +195,7 @@ class Session:
         self.auth_attempts += 1
         reply = Message(Topic.AUTH, AuthAction.AUTH_UNSUCCESSFUL)
         if client_data is not None:
-            reply.data = json.dumps(client_data)
+            reply.data = payload.dumps(client_data)
         self._send(reply)
         if self.auth_attempts >= self.max_auth_attempts:
             self._send(Message(Topic.AUTH, AuthAction.TOO_MANY_AUTH_ATTEMPTS))
@@ -226,7 +240,7 @@ class Session:
             Message(
                 Topic.PARSER,
                 action,
-                data=None if data is None else json.dumps(data),
+                data=None if data is None else payload.dumps(data),
                 original_topic=topic,
                 original_action=action_no,
             )

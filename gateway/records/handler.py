@@ -21,7 +21,7 @@ from ..connection import Connection
 from ..exceptions import BackPressure, InvalidData, StorageError
 from ..handler import unknown_action
 from ..listen import ListenRegistry
-from ..protocol import Message, RecordAction, Topic, encode
+from ..protocol import Message, RecordAction, Topic, encode, payload
 from ..store import Record, RecordStore
 from ..subscriptions import SubscriptionRegistry
 from . import writes
@@ -55,8 +55,15 @@ def _version(record: Record | None) -> int:
 class RecordHandler:
     """Every RECORD action; subscriptions and listening live here, snapshots in ``store``."""
 
-    def __init__(self, store: RecordStore, *, listen_timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        *,
+        listen_timeout: float = 0.5,
+        max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
+    ) -> None:
         self.store = store
+        self.max_json_depth = max_json_depth
         self.subscriptions = SubscriptionRegistry(duplicate_action=R.MULTIPLE_SUBSCRIPTIONS)
         self.listen = ListenRegistry(Topic.RECORD, self.subscriptions, timeout=listen_timeout)
         self._lanes = Lanes(store)
@@ -217,7 +224,7 @@ class RecordHandler:
         if name is None:
             return None
         try:
-            change = writes.parse_change(msg)
+            change = writes.parse_change(msg, self.max_json_depth)
         except InvalidData as exc:
             self._invalid(conn, msg, exc)
             return None

@@ -6,10 +6,7 @@ the fields the reference server sends for that message.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from ..protocol import Message, Topic
+from ..protocol import Message, Topic, payload
 from ..store import Record
 
 __all__ = ["dumps", "error", "routed_error", "snapshot"]
@@ -18,9 +15,8 @@ MISSING_DATA = "{}"
 """The data a missing record reads as (with version -1)."""
 
 
-def dumps(data: Any) -> str:
-    """Compact JSON text with non-ASCII characters kept as they are."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+dumps = payload.dumps
+"""Compact JSON text; raises ``UnencodableData`` rather than write what is not JSON."""
 
 
 def snapshot(action: int, name: str, record: Record | None) -> Message:

@@ -14,12 +14,11 @@ here sends, stores or waits: the handler does that with what these functions ret
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import InvalidData
-from ..protocol import Message, RecordAction, Topic
+from ..protocol import Message, RecordAction, Topic, payload
 from ..store import Record
 from .messages import dumps, routed_error, snapshot
 from .paths import Token, erase_path, parse_path, set_path
@@ -34,21 +33,28 @@ Change = Callable[[Any], Any]
 """A validated write: current data -> new data (raises ``InvalidData`` if it cannot apply)."""
 
 
-def parse_change(msg: Message) -> Change:
-    """Validate ``msg`` up front (JSON, paths) and return how it changes the data."""
+def parse_change(msg: Message, max_depth: int = payload.DEFAULT_MAX_DEPTH) -> Change:
+    """Validate ``msg`` up front (JSON, paths) and return how it changes the data.
+
+    The JSON rules are ``payload.loads``'s; ``max_depth`` bounds the nesting of the record the
+    write produces: a PATCH's value sits as many containers deep as its path has tokens.
+    """
     action = msg.action
     if action == R.ERASE:
         tokens = parse_path(msg.path)
         return lambda data: erase_path(data, tokens)
     if action == R.PATCH or action == R.CREATEANDPATCH:
         tokens = parse_path(msg.path)
-        value = _loads(msg.data)
+        value = payload.loads(msg.data, max_depth=max_depth, at_depth=len(tokens))
         return lambda data: set_path(data, tokens, value)
     if msg.path is not None:  # the reference would patch; no client sends this
         raise InvalidData("a whole-record write carries no path")
     if action == R.PATCH_MULTI:
-        return _patch_multi(_loads(msg.data))
-    value = _loads(msg.data)
+        # The list and entry around each value add 2 levels, the shortest path adds 1: at -1 the
+        # whole is refused only if no entry could fit; each entry is checked exactly below.
+        value = payload.loads(msg.data, max_depth=max_depth, at_depth=-1)
+        return _patch_multi(value, max_depth)
+    value = payload.loads(msg.data, max_depth=max_depth)
     if not isinstance(value, dict | list):
         raise InvalidData("record data must be a JSON object or array")
     return lambda data: value
@@ -117,7 +123,7 @@ def _as_sent(msg: Message) -> int:
     return R.PATCH if msg.path is not None else R.UPDATE
 
 
-def _patch_multi(value: Any) -> Change:
+def _patch_multi(value: Any, max_depth: int) -> Change:
     """PATCH_MULTI data: ``[{"path": str, "data": json}, ...]``, all applied as one write."""
     if not isinstance(value, list) or not value:
         raise InvalidData("PATCH_MULTI data must be a non-empty list of {path, data}")
@@ -127,7 +133,10 @@ def _patch_multi(value: Any) -> Change:
             raise InvalidData("PATCH_MULTI entries must be objects with a string path")
         if set(item) - {"path", "data"}:
             raise InvalidData("PATCH_MULTI entries hold only path and data")
-        steps.append((parse_path(item["path"]), item.get("data"), "data" not in item))
+        tokens = parse_path(item["path"])
+        if len(tokens) + payload.depth(item.get("data")) > max_depth:
+            raise payload.refuse("too_deep", f"data is nested deeper than {max_depth}")
+        steps.append((tokens, item.get("data"), "data" not in item))
 
     def change(data: Any) -> Any:
         for tokens, new, erase in steps:
@@ -135,17 +144,3 @@ def _patch_multi(value: Any) -> Change:
         return data
 
     return change
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _loads(text: str | None) -> Any:
-    """Strict JSON (no NaN/Infinity, which no JavaScript peer could parse back)."""
-    if text is None:
-        raise InvalidData("data is missing")
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidData(f"data is not valid JSON: {exc}") from exc

@@ -323,7 +323,7 @@ async def test_too_many_auth_attempts(make_server: ServerFactory) -> None:
     for _ in range(3):
         await peer.send(auth({"username": "mallory", "password": "guess"}))
         assert await peer.recv() == Message(
-            Topic.AUTH, AuthAction.AUTH_UNSUCCESSFUL, data='{"reason": "wrong password"}'
+            Topic.AUTH, AuthAction.AUTH_UNSUCCESSFUL, data='{"reason":"wrong password"}'
         )
     assert await peer.recv() == Message(Topic.AUTH, AuthAction.TOO_MANY_AUTH_ATTEMPTS)
     await expect_closed(peer, 1000)

@@ -142,7 +142,7 @@ def test_failed_logins_up_to_the_limit_then_too_many() -> None:
     session.receive(login())
     session.auth_failed({"why": "nope"})
     [reply] = session.take_outbox()
-    assert (reply.action, reply.data) == (AuthAction.AUTH_UNSUCCESSFUL, '{"why": "nope"}')
+    assert (reply.action, reply.data) == (AuthAction.AUTH_UNSUCCESSFUL, '{"why":"nope"}')
     assert session.state is State.AWAITING_AUTH and not session.closing
     assert isinstance(session.receive(login()), AuthRequest)
     session.auth_failed()

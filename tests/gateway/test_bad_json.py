@@ -1,0 +1,212 @@
+"""JSON the server cannot give back faithfully is refused at the edge, over real sockets.
+
+Lone UTF-16 surrogates, numbers beyond a double's range (and NaN/Infinity literals), and
+nesting deeper than ``server.max_json_depth`` (a PATCH counting its path) get
+INVALID_MESSAGE_DATA, leave the record as it was, never reach storage, and are counted in
+``/metrics``; AUTH data that deep is refused like any bad auth data, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.protocol import AuthAction, Message, RecordAction, Topic
+from gateway.protocol.payload import REFUSED
+from tests.conftest import ServerFactory, url_of
+from tests.gateway.test_bad_input import Check, expect_closed, still_served  # noqa: F401 (fixture)
+from tests.gateway.test_metrics import parse
+from tests.gateway.test_server import http_get
+from tests.wire import WireClient
+
+R = RecordAction
+
+# Raw JSON texts, exactly as a client may put them in ``data`` (never produced by json.dumps).
+LONE_SURROGATES = [
+    '{"a":"\\ud800"}',  # what JSON.stringify writes for a string cut inside an emoji
+    '{"a":"x\\udfff"}',  # a low half alone
+    '{"\\udc00":1}',  # in a key
+    '{"a":["ok","\\ud83d"]}',  # a high half with no low half after it
+    '{"a":"\\ude00\\ud83d"}',  # both halves, in the wrong order
+]
+NON_FINITE = ['{"a":1e400}', '{"a":-1e400}', '{"a":[1.5e309]}', '{"a":NaN}', '{"a":Infinity}']
+NON_FINITE += ['{"a":-Infinity}', '{"a":' + "9" * 400 + ".5}"]
+
+
+def deep(levels: int, inner: str = "1") -> str:
+    """``levels`` nested arrays around ``inner``."""
+    return "[" * levels + inner + "]" * levels
+
+
+def write(action: int, name: str, data: str | None, *, path: str | None = None) -> Message:
+    return Message(
+        Topic.RECORD,
+        action,
+        name=name,
+        version=-1,
+        data=data,
+        path=path,
+        correlation_id="w1",
+        is_write_ack=True,
+    )
+
+
+async def read(peer: WireClient, name: str) -> tuple[int, Any]:
+    await peer.send(Message(Topic.RECORD, R.READ, name=name))
+    reply = await peer.recv_until(Topic.RECORD, R.READ_RESPONSE)
+    assert reply.data is not None and reply.version is not None
+    return reply.version, json.loads(reply.data)
+
+
+async def refused(peer: WireClient, msg: Message) -> None:
+    await peer.send(msg)
+    reply = await peer.recv()
+    assert reply == Message(
+        Topic.RECORD,
+        R.INVALID_MESSAGE_DATA,
+        name=msg.name,
+        original_action=msg.action,
+        version=msg.version,
+        path=msg.path,
+        correlation_id="w1",
+        is_write_ack=True,
+        is_error=True,
+    )
+
+
+@pytest.fixture
+async def sqlite_server(make_server: ServerFactory, tmp_path: Path) -> Any:
+    """A server that really persists (SQLite, the default backend), flushing often."""
+    return await make_server(
+        {
+            "storage": {"type": "sql", "url": f"sqlite+aiosqlite:///{tmp_path}/r.db"},
+            "write_behind": {"interval": 0.05},
+        }
+    )
+
+
+def bad_writes(data: str) -> list[Message]:
+    """``data`` as every kind of write: whole record, patch, create-and-*, patch-multi."""
+    return [
+        write(R.UPDATE, "doc", data),
+        write(R.CREATEANDUPDATE, "doc", data),
+        write(R.PATCH, "doc", data, path="p.q"),
+        write(R.CREATEANDPATCH, "doc", data, path="p"),
+        write(R.PATCH_MULTI, "doc", f'[{{"path":"ok","data":1}},{{"path":"p","data":{data}}}]'),
+    ]
+
+
+@pytest.mark.parametrize("data", LONE_SURROGATES + NON_FINITE)
+async def test_unstorable_json_is_refused_and_changes_nothing(
+    sqlite_server: Any, data: str
+) -> None:
+    url = url_of(sqlite_server)
+    writer = await WireClient.connect(url, login={})
+    subscriber = await WireClient.connect(url, login={})
+    await writer.send(write(R.CREATEANDUPDATE, "doc", '{"v":1}'))
+    assert (await writer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+    await subscriber.send(Message(Topic.RECORD, R.SUBSCRIBE, names=["doc"], correlation_id="s"))
+    assert (await subscriber.recv()).is_ack
+    for msg in bad_writes(data):
+        await refused(writer, msg)
+    await subscriber.expect_silence(0.1)  # nothing was applied, nothing broadcast
+    assert await read(writer, "doc") == (1, {"v": 1})
+    # ...and persistence goes on: the next acknowledged write is stored.
+    await writer.send(write(R.UPDATE, "doc", '{"v":2}'))
+    assert (await writer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+    assert json.loads((await subscriber.recv()).data or "") == {"v": 2}
+    assert await read(writer, "doc") == (2, {"v": 2})
+    await writer.close()
+    await subscriber.close()
+
+
+async def test_surrogate_pairs_and_big_integers_are_ordinary_data(sqlite_server: Any) -> None:
+    peer = await WireClient.connect(url_of(sqlite_server), login={})
+    text = '{"emoji":"\\ud83d\\ude00","raw":"😀","big":' + "9" * 300 + ',"tiny":1e-400}'
+    await peer.send(write(R.CREATEANDUPDATE, "doc", text))
+    assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT  # stored in SQLite
+    sqlite_server.store.forget("doc")  # the next read comes from storage
+    assert await read(peer, "doc") == (
+        1,
+        {"emoji": "😀", "raw": "😀", "big": int("9" * 300), "tiny": 0.0},
+    )
+    await peer.close()
+
+
+async def test_depth_is_bounded_and_a_patch_counts_its_path(make_server: ServerFactory) -> None:
+    server = await make_server({"server": {"max_json_depth": 10}})
+    peer = await WireClient.connect(url_of(server), login={})
+    await peer.send(write(R.CREATEANDUPDATE, "doc", f'{{"z":{deep(9)}}}'))
+    assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+    await refused(peer, write(R.UPDATE, "doc", f'{{"z":{deep(10)}}}'))
+    path = ".".join("abcdefgh")  # the root and 7 objects hold the value: it sits at depth 8
+    await refused(peer, write(R.PATCH, "doc", deep(3), path=path))  # 8 + 3 = 11
+    await refused(peer, write(R.PATCH_MULTI, "doc", f'[{{"path":"{path}","data":{deep(3)}}}]'))
+    # Braces inside strings are not nesting: the exact depth decides, not a count of brackets.
+    await peer.send(write(R.PATCH, "doc", '["[[[[[[[[[[[[{{{{{{{{{{"]', path=path))  # 8 + 1
+    assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+    await peer.send(write(R.PATCH_MULTI, "doc", '[{"path":"a.b.c.d.e.f.g.x.i","data":[]}]'))
+    assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT  # 9 + 1: exactly 10
+    version, data = await read(peer, "doc")
+    assert version == 3 and data["a"]["b"]["c"]["d"]["e"]["f"]["g"]["x"] == {"i": []}
+    await peer.close()
+
+
+async def test_a_record_at_the_default_depth_limit_is_readable(
+    sqlite_server: Any,
+) -> None:
+    """The deepest record the defaults accept: written, stored, read back from storage."""
+    peer = await WireClient.connect(url_of(sqlite_server), login={})
+    path = ".".join(f"k{i}" for i in range(99))
+    await peer.send(write(R.CREATEANDPATCH, "doc", "[1]", path=path))  # 99 + 1 = 100
+    assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+    await refused(peer, write(R.PATCH, "doc", "[[1]]", path=path))  # 101
+    sqlite_server.store.forget("doc")
+    version, data = await read(peer, "doc")
+    for i in range(99):
+        data = data[f"k{i}"]
+    assert (version, data) == (1, [1])
+    await peer.close()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [deep(100_000, "{}"), "{" + '"a":{' * 200 + "}" * 201, '{"u":"\\ud800"}', '{"n":1e400}'],
+    ids=["deep-100k", "deep-200", "surrogate", "1e400"],
+)
+async def test_unusable_auth_data_is_refused_never_a_crash(
+    connect,
+    still_served: Check,  # noqa: F811 (the fixture imported above)
+    data: str,
+) -> None:
+    peer = await connect(login=None)
+    await peer.handshake()
+    await peer.send(Message(Topic.AUTH, AuthAction.REQUEST, data=data))
+    assert await peer.recv() == Message(Topic.AUTH, AuthAction.INVALID_MESSAGE_DATA)
+    await expect_closed(peer, 1000)  # a clean close, not 1006 after a traceback
+    await still_served()
+
+
+async def test_refusals_are_counted_in_metrics(make_server: ServerFactory) -> None:
+    server = await make_server({"server": {"max_json_depth": 5}})
+    peer = await WireClient.connect(url_of(server), login={})
+    before = dict(REFUSED)
+    for data in ('{"a":"\\ud800"}', '{"a":1e999}', "{", deep(6), deep(6)):
+        await refused(peer, write(R.CREATEANDUPDATE, "doc", data))
+    status, body = await http_get(server.port, "/metrics")
+    assert status == 200
+    values = parse(body)
+
+    def grew(reason: str) -> float:
+        return values[f'recordgate_json_refused_total{{reason="{reason}"}}'] - before.get(reason, 0)
+
+    assert [grew(r) for r in ("lone_surrogate", "non_finite_number", "invalid", "too_deep")] == [
+        1,
+        1,
+        1,
+        2,
+    ]
+    await peer.close()
