@@ -7,6 +7,9 @@ Invariants:
   is served and written synchronously inside ``handle`` (the hot path).
 * Applied writes (``writes``) are broadcast once-encoded to every subscriber but the writer.
 * Write acknowledgements wait for durability in a task of their own, never in the connection.
+* Every read is answered: a record whose data cannot be sent as JSON (only storage written
+  behind our back holds such data; ``payload`` refuses it at the edge) gets RECORD_LOAD_ERROR,
+  logged once per record, never non-JSON, a hang or a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from functools import partial
 from typing import Any, TypeGuard
 
 from ..connection import Connection
-from ..exceptions import BackPressure, InvalidData, StorageError
+from ..exceptions import BackPressure, InvalidData, StorageError, UnencodableData
 from ..handler import unknown_action
 from ..listen import ListenRegistry
 from ..protocol import Message, RecordAction, Topic, encode, payload
@@ -32,6 +35,8 @@ __all__ = ["MAX_NAME_BYTES", "RecordHandler"]
 
 log = logging.getLogger(__name__)
 
+MAX_UNREADABLE_LOGGED = 10_000
+"""Names remembered so an unreadable record is logged once, not once per read."""
 MAX_NAME_BYTES = 2048
 """Longer names get INVALID_MESSAGE_DATA: they stay well inside every backend's key limits
 (a PostgreSQL b-tree entry tops out near 2.7 kB), and 500-byte names keep working."""
@@ -69,6 +74,7 @@ class RecordHandler:
         self._lanes = Lanes(store)
         self._tasks: set[asyncio.Task[None]] = set()
         """Strong references to write-ack tasks while they wait for durability."""
+        self._unreadable_logged: set[str] = set()
         store.on_external_change = self._on_external_change
 
     # -- dispatch ------------------------------------------------------------------------
@@ -138,10 +144,32 @@ class RecordHandler:
         """Answers ``msg`` when ``name`` could not be loaded (or its operation failed)."""
 
         def reply(exc: Exception) -> None:
-            action = R.RECORD_LOAD_ERROR if isinstance(exc, StorageError) else R.ERROR
-            conn.send(routed_error(msg, action, name))
+            # Whatever failed, the client routes this to the read that waits for it.
+            conn.send(routed_error(msg, R.RECORD_LOAD_ERROR, name))
 
         return reply
+
+    def _readable(
+        self, conn: Connection, msg: Message, name: str, record: Record
+    ) -> Message | None:
+        """``record`` as READ_RESPONSE, or None after answering RECORD_LOAD_ERROR because its
+        data cannot be sent as JSON."""
+        try:
+            return snapshot(R.READ_RESPONSE, name, record)
+        except UnencodableData as exc:
+            self._unreadable(name, exc)
+            conn.send(routed_error(msg, R.RECORD_LOAD_ERROR, name))
+            return None
+
+    def _unreadable(self, name: str, exc: UnencodableData) -> None:
+        if name in self._unreadable_logged:
+            return
+        if len(self._unreadable_logged) >= MAX_UNREADABLE_LOGGED:
+            self._unreadable_logged.clear()
+        self._unreadable_logged.add(name)
+        log.warning(
+            "record %r cannot be sent to clients (%s); reads get RECORD_LOAD_ERROR", name, exc
+        )
 
     # -- reads and subscriptions -----------------------------------------------------------
 
@@ -162,8 +190,14 @@ class RecordHandler:
                     except BackPressure:
                         conn.send(error(R.RECORD_CREATE_ERROR, name, msg.action))
                         return None
+                if record is None:
+                    reply: Message | None = snapshot(R.READ_RESPONSE, name, None)
+                else:
+                    reply = self._readable(conn, msg, name, record)
+                if reply is None:
+                    return record
                 self.subscriptions.subscribe(name, conn)  # a duplicate is silent in bulk
-                conn.send(snapshot(R.READ_RESPONSE, name, record))
+                conn.send(reply)
                 return record
 
             return op
@@ -184,7 +218,9 @@ class RecordHandler:
             elif record is None:
                 conn.send(error(R.RECORD_NOT_FOUND, name, msg.action))
             else:
-                conn.send(snapshot(R.READ_RESPONSE, name, record))
+                reply = self._readable(conn, msg, name, record)
+                if reply is not None:
+                    conn.send(reply)
             return record
 
         return self._lanes.run(name, op, self._load_error(conn, msg, name))
@@ -248,8 +284,15 @@ class RecordHandler:
         """Apply ``msg`` to ``record``: store the new snapshot, broadcast it, acknowledge it."""
         try:
             outcome = writes.apply(msg, name, change, record)
+            fanout = None
+            if self.subscriptions.has_subscribers(name):
+                fanout = encode(writes.broadcast(msg, outcome)) if type(outcome) is Record else None
         except InvalidData as exc:
             self._invalid(conn, msg, exc)
+            return record
+        except UnencodableData as exc:  # the stored record holds what JSON cannot carry
+            self._unreadable(name, exc)
+            conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
             return record
         if isinstance(outcome, Message):  # refused
             conn.send(outcome)
@@ -260,8 +303,8 @@ class RecordHandler:
             log.warning("write-behind queue full; refusing a write to %r", name)
             conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
             return record
-        if self.subscriptions.has_subscribers(name):
-            self.subscriptions.send(name, encode(writes.broadcast(msg, outcome)), exclude=conn)
+        if fanout is not None:
+            self.subscriptions.send(name, fanout, exclude=conn)
         if msg.is_write_ack and msg.correlation_id is not None:
             self._spawn(self._acknowledge(conn, name, outcome.version, msg.correlation_id))
         return outcome
@@ -324,7 +367,12 @@ class RecordHandler:
         if record is None:
             self._deleted(name)
         elif self.subscriptions.has_subscribers(name):
-            self.subscriptions.send(name, encode(snapshot(R.UPDATE, name, record)))
+            try:
+                update = encode(snapshot(R.UPDATE, name, record))
+            except UnencodableData as exc:
+                self._unreadable(name, exc)
+                return
+            self.subscriptions.send(name, update)
 
     def _notify(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         names = self._names(conn, msg)

@@ -9,6 +9,7 @@ INVALID_MESSAGE_DATA, leave the record as it was, never reach storage, and are c
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -209,4 +210,59 @@ async def test_refusals_are_counted_in_metrics(make_server: ServerFactory) -> No
         1,
         2,
     ]
+    await peer.close()
+
+
+# -- records that cannot be sent as JSON: only storage written behind our back holds them ------
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ['{"a":NaN}', '{"a":1e999}', '{"a":"\\ud800"}', deep(5000)],
+    ids=["nan", "1e999", "surrogate", "deep-5000"],
+)
+async def test_reads_of_an_unsendable_stored_record_are_always_answered(
+    make_server: ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture, stored: str
+) -> None:
+    """A data team wrote a row no client could read: every read gets RECORD_LOAD_ERROR (never
+    non-JSON, a hang, or a traceback per try), logged once; other records are unaffected.
+
+    A row nested past the driver's own recursion limit cannot even be loaded: NOTIFY reports
+    that, and each read is a load failure (one warning line per read, as in an outage)."""
+    db = tmp_path / "r.db"
+    server = await make_server({"storage": {"type": "sql", "url": f"sqlite+aiosqlite:///{db}"}})
+    peer = await WireClient.connect(url_of(server), login={})
+    for name in ("bad", "good"):
+        await peer.send(write(R.CREATEANDUPDATE, name, '{"a":1}'))
+        assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+    with sqlite3.connect(db) as sql:  # behind the server's back
+        sql.execute("UPDATE records SET data = ?, version = 2 WHERE name = 'bad'", (stored,))
+    await peer.send(Message(Topic.RECORD, R.NOTIFY, names=["bad"], correlation_id="n"))
+    notified = await peer.recv()
+    loadable = stored != deep(5000)
+    assert notified.is_ack if loadable else notified.action == R.RECORD_NOTIFY_ERROR
+    caplog.clear()
+    for _ in range(3):
+        await peer.send(Message(Topic.RECORD, R.READ, name="bad"))
+        assert await peer.recv() == Message(
+            Topic.RECORD,
+            R.RECORD_LOAD_ERROR,
+            name="bad",
+            original_action=R.READ,
+            is_error=True,
+        )
+        await peer.send(
+            Message(Topic.RECORD, R.SUBSCRIBECREATEANDREAD, names=["bad"], correlation_id="s")
+        )
+        assert (await peer.recv()).is_ack
+        reply = await peer.recv()
+        assert (reply.action, reply.name, reply.is_error) == (R.RECORD_LOAD_ERROR, "bad", True)
+    if loadable:
+        await peer.send(Message(Topic.RECORD, R.HEAD, name="bad"))  # no data: served as usual
+        assert (await peer.recv()).version == 2
+    assert await read(peer, "good") == (1, {"a": 1})
+    warnings = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    if loadable:
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]  # once, not per read
+    assert not any(r.exc_info for r in caplog.records)  # no traceback
     await peer.close()
