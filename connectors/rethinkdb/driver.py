@@ -5,22 +5,16 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from gateway.exceptions import ConfigError
+from connectors._common import import_driver
 
 __all__ = ["reql"]
 
 
 @functools.cache
 def reql() -> Any:
-    """The driver's ``r`` (a ``RethinkDB()`` instance using asyncio); ``ConfigError`` naming the
-    extra to install if the driver is absent."""
-    try:
-        from rethinkdb import RethinkDB
-    except ImportError as exc:
-        raise ConfigError(
-            "storage connector 'rethinkdb' needs the rethinkdb driver: "
-            "pip install 'recordgate[rethinkdb]'"
-        ) from exc
-    r = RethinkDB()
+    """The driver's ``r`` (a ``RethinkDB()`` instance using asyncio); ``DriverMissing`` (a
+    ``ConfigError``) naming the extra to install if the driver is absent."""
+    driver = import_driver("rethinkdb", "rethinkdb")
+    r = driver.RethinkDB()
     r.set_loop_type("asyncio")
     return r

@@ -35,6 +35,7 @@ from connectors.base import (
     Snapshot,
     StorageTimeout,
     WriteResult,
+    data_equal,
 )
 from connectors.rethinkdb.driver import reql
 from connectors.rethinkdb.layout import document_fields, record_id, snapshot_of, version_key
@@ -167,7 +168,7 @@ def _settle(op: Put | Delete, entry: dict[str, Any], texts: dict[str, str]) -> W
     if after["version_key"] == version_key(op.version):
         text = texts[op.name]
         stored = after["data_json"]
-        if stored == text or load_json(stored) == load_json(text):
+        if stored == text or data_equal(load_json(stored), op.data):
             return WriteResult(op, Outcome.APPLIED)
     return WriteResult(op, Outcome.CONFLICT, snapshot_of(after))
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +50,7 @@ def rethinkdb_url() -> str:
     return reqlite_url()
 
 
+README = Path(__file__).parents[2] / "README.md"
 BIG = 2**60 + 1  # not a double: 2**60 + 1 rounds to 2**60
 
 
@@ -56,6 +61,19 @@ async def store(rethinkdb_url: str) -> AsyncIterator[RethinkDBConnector]:
     yield connector
     await connector.drop()
     await connector.close()
+
+
+@pytest.fixture
+def own_standin_at_28015(rethinkdb_url: str) -> Iterator[int]:
+    """A stand-in on RethinkDB's default port (the README's example names it)."""
+    node = shutil.which("node")
+    assert node is not None
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 28015)) == 0:
+            pytest.fail("port 28015 is taken: the README example needs it for its stand-in")
+    process, port = start_reqlite(node, 28015)
+    yield port
+    stop(process)
 
 
 @pytest.fixture
@@ -284,3 +302,35 @@ def test_password_stays_out_of_reprs_and_messages() -> None:
     connector = RethinkDBConnector("rethinkdb://bob:s3cret@h:1/db", timeout="2")
     assert "s3cret" not in repr(connector.address) and "s3cret" not in connector.address.safe
     assert connector.address.password == "s3cret" and connector.timeout == 2.0
+
+
+# -- the README's query ----------------------------------------------------------------------
+
+
+def test_the_readme_reql_query_runs_as_written(own_standin_at_28015: int) -> None:
+    """The README's ReQL example, run verbatim by the Python interpreter against a stand-in on
+    the port it names, over records written by the connector."""
+    block = re.search(
+        r"```python\n(from rethinkdb import r\n.*?)```", README.read_text(encoding="utf-8"), re.S
+    )
+    assert block is not None, "the README has no ReQL example"
+    people = {
+        "user/1": {"name": "ada", "age": 36},
+        "user/2": {"name": "bob", "age": 30},
+        "user/10": {"name": "cy", "age": 31.5},
+        "user/3": {"name": "dee"},  # no age: not an error, just not matched
+        "team/1": {"age": 99},  # another collection
+        "user": {"age": 50},  # no "/": the default collection
+    }
+
+    async def seed() -> None:
+        url = f"rethinkdb://127.0.0.1:{own_standin_at_28015}/recordgate"
+        async with RethinkDBConnector(url) as connector:  # the default table: records
+            await connector.write([Put(name, 1, data) for name, data in people.items()])
+
+    asyncio.run(seed())
+    done = subprocess.run(
+        [sys.executable, "-c", block.group(1)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(["user/1", "user/10"])
