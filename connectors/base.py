@@ -51,9 +51,10 @@ Errors, and what the gateway's flusher does with each (``gateway/store/cached.py
   (the database refused this operation and would refuse it again: bad data, a name too long for
   the backend, permissions; the flusher then writes the batch's operations one by one, and an
   operation rejected on its own fails: it is counted, logged, and its acknowledgement is an
-  error). Any other exception is a connector bug; the flusher keeps the data and retries the
-  batch as for ``StorageUnavailable``. After any error the next call works again as soon as the
-  database does (reconnecting is the connector's job).
+  error). Any other exception (a connector bug, or a driver error it lets through, such as
+  ``UnicodeEncodeError``) is treated as ``StorageRejected``: it must not stall the records
+  behind it, so the batch is split and the operation that raises alone fails. After any error
+  the next call works again as soon as the database does (reconnecting is the connector's job).
 
 Data
 

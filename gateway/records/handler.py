@@ -316,7 +316,8 @@ class RecordHandler:
         try:
             await self.store.durable(name, version)
         except StorageError as exc:
-            log.warning("write %r v%d did not become durable: %s", name, version, exc)
+            # Debug only: the store has logged why, once per operation.
+            log.debug("write %r v%d did not become durable: %s", name, version, exc)
             failed = True
         conn.send(
             Message(

@@ -14,8 +14,10 @@ operations. What operators can rely on:
   Whatever was accepted is kept until it is in storage.
 * **Retries**: while storage raises ``StorageUnavailable``/``StorageTimeout`` the flusher retries
   with exponential backoff up to ``retry_max``, and the store keeps serving from the cache.
-  ``StorageRejected`` is permanent for the operation: it is counted as failed, logged, and
-  reported to whoever awaits its durability.
+  Any other error (``StorageRejected``, or whatever a connector or its driver raises, e.g.
+  ``UnicodeEncodeError``) is about the data: the batch is written one operation at a time, and
+  an operation that fails alone is failed for good: counted, logged once, and reported to
+  whoever awaits its durability. Nothing a client sends can stop the flusher.
 * **Durability on demand**: ``durable(name, version)`` expedites the record and returns once that
   version (or a newer state) is in storage; the record handler awaits it before a write ack.
 * **Shutdown**: ``close`` flushes everything pending within ``shutdown_timeout`` and logs, at
@@ -347,7 +349,7 @@ class CachedStore:
                     exc,
                     delay,
                 )
-            except Exception:  # a connector bug: keep the data and retry rather than drop it
+            except Exception:  # a bug past the write (a wrong number of results): keep the data
                 self._retried += 1
                 log.exception(
                     "storage write of %d records failed; retrying in %.2fs", len(batch), delay
@@ -398,17 +400,21 @@ class CachedStore:
         results: list[WriteResult | None]
         try:
             results = list(await self.connector.write(ops))
-        except StorageRejected:
+        except (StorageUnavailable, StorageTimeout):
+            raise  # an outage: the whole batch is retried
+        except Exception as exc:  # StorageRejected, or anything else a connector or driver raises
             if len(ops) == 1:
-                self._fail(batch[0])
+                self._fail(batch[0], exc)
                 return
             # One bad record must not hold back the others: write them one by one.
             results = []
             for name, op in zip(batch, ops, strict=True):
                 try:
                     results.extend(await self.connector.write([op]))
-                except StorageRejected:
-                    self._fail(name)
+                except (StorageUnavailable, StorageTimeout):
+                    raise
+                except Exception as exc:
+                    self._fail(name, exc)
                     results.append(None)
         pinned, clean, applied = self._pinned, self._clean, Outcome.APPLIED
         done = 0
@@ -457,17 +463,21 @@ class CachedStore:
             entry.base = None
         self._settle(name, entry, op.version)
 
-    def _fail(self, name: str) -> None:
+    def _fail(self, name: str, exc: Exception) -> None:
+        """The operation of ``name`` in flight failed for good (``exc``, raised for it alone)."""
         entry = self._queue[name]
         op = entry.ops.pop(0)
         entry.in_flight = False
         self._pending -= 1
         self._failed += 1
+        # One line per failed operation; the driver's message, never the data.
         log.error(
-            "storage refused %s of record %r version %d; it stays in memory only",
+            "storage refused %s of record %r version %d (%s: %s); it stays in memory only",
             "the write" if type(op) is Record else "the delete",
             name,
             op.version,
+            type(exc).__name__,
+            _first_line(exc),
         )
         error = StorageRejected(f"storage refused record {name!r} version {op.version}")
         self._settle(name, entry, op.version, error)
@@ -573,6 +583,11 @@ class CachedStore:
             for _, future in entry.waiters or ():
                 if not future.done():
                     future.set_exception(error)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
 
 
 def _record(snapshot: Snapshot) -> Record:
