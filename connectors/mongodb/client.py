@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from connectors._common import import_driver
 from connectors.mongodb.settings import Settings
 
 if TYPE_CHECKING:
@@ -19,20 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = ["codec_options", "connect", "new_client"]
 
-EXTRA = "mongodb"
-
 
 def _pymongo() -> Any:
-    try:
-        import pymongo
-    except ImportError as exc:
-        from gateway.exceptions import ConfigError
-
-        raise ConfigError(
-            f"the mongodb storage needs the Python package 'pymongo' ({exc}): "
-            f"pip install 'recordgate[{EXTRA}]'"
-        ) from exc
-    return pymongo
+    return import_driver("pymongo", "mongodb")
 
 
 def new_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from connectors._common import prefix_upper_bound
+from connectors._common import import_driver, prefix_upper_bound
 from connectors.base import (
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
@@ -66,6 +66,9 @@ class MongoConnector:
         journal: bool | str = True,
         page_size: int | str = 500,
     ) -> None:
+        # Here, not at module import: a missing driver is a one-line configuration error
+        # (DriverMissing names the extra) before anything starts.
+        import_driver("pymongo", "mongodb")
         self.settings: Settings = parse_settings(
             url,
             database=database,

@@ -23,8 +23,9 @@ class MongoRawReader:
 
     def _collection(self) -> Any:
         if self._client is None:
-            from pymongo import AsyncMongoClient
+            from connectors.mongodb.client import _pymongo
 
+            AsyncMongoClient = _pymongo().AsyncMongoClient
             millis = int(self._settings.timeout * 1000)
             self._client = AsyncMongoClient(
                 self._settings.url, serverSelectionTimeoutMS=millis, timeoutMS=millis,

@@ -4,6 +4,8 @@ when several servers open one collection at once."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -58,17 +60,26 @@ def test_database_from_url_option_or_default() -> None:
     assert MongoConnector("mongodb://h/?replicaSet=rs").settings.database == "recordgate"
 
 
-def test_no_driver_import_before_use() -> None:
-    import subprocess
-    import sys
-
+def test_importing_the_package_imports_no_driver() -> None:
     code = (
-        "import sys; from connectors import create_connector;"
-        "create_connector('mongodb', 'mongodb://h/db', timeout='2');"
+        "import sys, connectors, connectors.mongodb;"
         "print(sorted(m for m in ('pymongo', 'bson') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_missing_driver_is_one_line_naming_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['pymongo'] = None;"  # as if PyMongo were not installed
+        "from connectors import create_connector\n"
+        "try: create_connector('mongodb', 'mongodb://h/db')\n"
+        "except Exception as exc: print(type(exc).__name__, exc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("DriverMissing "), done.stdout + done.stderr
+    assert "pip install 'recordgate[mongodb]'" in done.stdout
+    assert done.stdout.count("\n") == 1
 
 
 async def test_concurrent_opens_create_one_index(make_mongo: MakeMongo) -> None:
