@@ -41,53 +41,81 @@ MAX_NATIVE_DEPTH = 90
 refuses documents nested more than 100 levels, and the record document adds a level."""
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_SCALARS = frozenset({str, float, bool, type(None)})
 
 PROJECTION = {"_id": 1, "version": 1, "data": 1, "data_json": 1}
 """The fields a snapshot is read from."""
 
 
-def is_native(data: Any, depth: int = 1) -> bool:
-    """True if BSON holds ``data`` (already known to be JSON) faithfully as a native document."""
+def is_native(data: Any) -> bool:
+    """True if ``data`` is JSON that BSON holds faithfully as a native document.
+
+    One walk that also validates: ``False`` for anything it does not vouch for (not JSON, a
+    lone surrogate, a subclass, a cycle past the depth limit, ...), and the caller then
+    serialises the data with :func:`dump_json`, which refuses what is not JSON.
+    """
+    kind = data.__class__
+    return (kind is dict or kind is list) and _native(data, 1)
+
+
+def _native(data: dict[Any, Any] | list[Any] | tuple[Any, ...], depth: int) -> bool:
     if depth > MAX_NATIVE_DEPTH:
         return False
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key.__class__ is not str or not key or key[0] == "$" or "." in key or "\0" in key:
+    if data.__class__ is dict:
+        items: Any = data.items()
+    else:
+        items = ((None, value) for value in data)
+    for key, value in items:
+        if key is not None and (
+            key.__class__ is not str
+            or not key
+            or key[0] == "$"
+            or "." in key
+            or "\0" in key
+            or not (key.isascii() or _utf8(key))
+        ):
+            return False
+        kind = value.__class__
+        if kind is str:
+            if not (value.isascii() or _utf8(value)):
                 return False
-            kind = value.__class__
-            if kind in _SCALARS:
-                continue
-            if kind is int:
-                if not _INT64_MIN <= value <= _INT64_MAX:
-                    return False
-            elif not is_native(value, depth + 1):
+        elif kind is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:
                 return False
-        return True
-    if isinstance(data, list | tuple):
-        for value in data:
-            kind = value.__class__
-            if kind in _SCALARS:
-                continue
-            if kind is int:
-                if not _INT64_MIN <= value <= _INT64_MAX:
-                    return False
-            elif not is_native(value, depth + 1):
+        elif kind is float:
+            if value - value != 0.0:  # NaN or infinite: not JSON
                 return False
-        return True
-    if isinstance(data, int) and not isinstance(data, bool):
-        return _INT64_MIN <= data <= _INT64_MAX
-    return True  # a str/float/bool/None subclass: BSON stores its value
+        elif kind is dict or kind is list or kind is tuple:
+            if not _native(value, depth + 1):
+                return False
+        elif value is not None and kind is not bool:
+            return False
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Encoded:
     """A put's stored document, and its JSON text (for telling a retry from a conflict)."""
 
-    __slots__ = ("document", "text")
+    __slots__ = ("_text", "data", "document")
 
-    def __init__(self, document: dict[str, Any], text: str) -> None:
+    def __init__(self, document: dict[str, Any], data: JSON, text: str | None) -> None:
         self.document = document
-        self.text = text
+        self.data = data
+        self._text = text
+
+    @property
+    def text(self) -> str:
+        """The data's JSON text, made when first needed (a conflict), if not made already."""
+        if self._text is None:
+            self._text = dump_json(self.data)
+        return self._text
 
 
 def encode_put(name: str, version: int, data: JSON, now: datetime, int64: type[int]) -> Encoded:
@@ -97,22 +125,31 @@ def encode_put(name: str, version: int, data: JSON, now: datetime, int64: type[i
     ``int64`` is ``bson.Int64``: the version is stored as a 64-bit integer whatever its size, so
     its BSON type never changes between writes of one record.
     """
-    text = dump_json(data)  # StorageRejected for NaN, sets, objects, cycles
-    _check_utf8(text, "record data")
-    _check_utf8(name, "record name")
+    if not (name.isascii() or _utf8(name)):
+        raise StorageRejected(f"record name {name!r} is not valid unicode (a lone surrogate?)")
     if not 0 <= version <= _INT64_MAX:
         raise StorageRejected(f"version {version} of {name!r} is outside 0..2**63-1")
-    document: dict[str, Any] = {
+    if is_native(data):
+        document = {
+            "_id": name,
+            "collection": collection_of(name),
+            "version": int64(version),
+            "data": data,
+            "updated_at": now,
+        }
+        return Encoded(document, data, None)
+    text = dump_json(data)  # StorageRejected for NaN, sets, objects, cycles
+    if not (text.isascii() or _utf8(text)):
+        raise StorageRejected(f"record data of {name!r} is not valid unicode (a lone surrogate?)")
+    document = {
         "_id": name,
         "collection": collection_of(name),
         "version": int64(version),
-        "data": data,
+        "data": None,
+        "data_json": text,
         "updated_at": now,
     }
-    if not is_native(data):
-        document["data"] = None
-        document["data_json"] = text
-    return Encoded(document, text)
+    return Encoded(document, data, text)
 
 
 def snapshot_of(document: dict[str, Any]) -> Snapshot:
@@ -120,12 +157,3 @@ def snapshot_of(document: dict[str, Any]) -> Snapshot:
     text = document.get("data_json")
     data: JSON = load_json(text) if isinstance(text, str) else document["data"]
     return Snapshot(document["_id"], int(document["version"]), data)
-
-
-def _check_utf8(text: str, what: str) -> None:
-    if text.isascii():
-        return
-    try:
-        text.encode()
-    except UnicodeEncodeError as exc:
-        raise StorageRejected(f"{what} is not valid unicode (a lone surrogate?): {exc}") from exc

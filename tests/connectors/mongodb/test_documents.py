@@ -98,3 +98,32 @@ def test_lone_surrogates_are_rejected(name: str, data: Any) -> None:
 def test_non_json_is_rejected() -> None:
     with pytest.raises(StorageRejected):
         encode_put("a", 1, {"x": float("nan")}, NOW, Int64)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"nan": float("nan")},
+        {"deep": [{"inf": float("-inf")}]},
+        {"set": {1}},
+        {"obj": object()},
+        {"bytes": b"x"},
+        nested(MAX_NATIVE_DEPTH + 5) | {"nan": float("nan")},
+    ],
+    ids=["nan", "nested infinity", "set", "object", "bytes", "nan beside deep nesting"],
+)
+def test_everything_not_json_is_rejected(data: Any) -> None:
+    with pytest.raises(StorageRejected):
+        encode_put("a", 1, data, NOW, Int64)
+
+
+def test_a_cycle_is_rejected() -> None:
+    data: dict[str, Any] = {}
+    data["self"] = data
+    with pytest.raises(StorageRejected):
+        encode_put("a", 1, data, NOW, Int64)
+
+
+def test_the_text_of_native_data_is_made_only_when_asked() -> None:
+    encoded = encode_put("a", 1, {"b": [1, 2.0]}, NOW, Int64)
+    assert encoded.text == '{"b":[1,2.0]}'
