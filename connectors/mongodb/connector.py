@@ -16,11 +16,10 @@ write are described in ``documents.py`` and ``writes.py``.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from connectors._common import import_driver, prefix_upper_bound
 from connectors.base import (
@@ -84,16 +83,33 @@ class MongoConnector:
         self._int64: type[int] = int
 
     @classmethod
-    def unreachable_url(cls, url: str) -> str | None:
-        """``url`` aimed at a local port nobody listens on (the conformance suite's error test),
-        keeping its database and options; a ``mongodb+srv`` URL becomes a plain one."""
+    def url_for(cls, url: str, host: str, port: int) -> str:
+        """``url`` aimed at the one server ``host:port`` (the conformance suite's network tests
+        put refused ports, silent listeners and proxies there): the same credentials, database
+        and options, as a direct connection (a replica set's members would otherwise be found
+        through it and reached around it), a ``mongodb+srv`` URL as a plain one."""
         parts = urlsplit(url)
         userinfo = parts.netloc.rpartition("@")[0]
-        with socket.socket() as sock:  # the kernel hands out a free port; closing frees it
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
-        return urlunsplit(parts._replace(scheme="mongodb", netloc=netloc))
+        netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+        dropped = {"replicaset", "directconnection", "srvservicename", "srvmaxhosts"}
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() not in dropped]
+        query.append(("directConnection", "true"))
+        return urlunsplit(parts._replace(scheme="mongodb", netloc=netloc, query=urlencode(query)))
+
+    @classmethod
+    def server_address(cls, url: str) -> tuple[str, int] | None:
+        """The first host of ``url`` (default port 27017); ``None`` for ``mongodb+srv``, whose
+        hosts only DNS knows."""
+        parts = urlsplit(url)
+        if parts.scheme != "mongodb":
+            return None
+        first = parts.netloc.rpartition("@")[2].split(",")[0]
+        if first.startswith("["):  # [IPv6]:port
+            host, _, rest = first[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = first.partition(":")
+        return host, int(port) if port else 27017
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,9 +134,16 @@ class MongoConnector:
         self._client, self._collection, self._int64 = client, collection, Int64
 
     async def close(self) -> None:
+        """Idempotent; bounded by ``timeout`` like every call (closing also ends sessions on
+        the server, which may not answer)."""
+        import asyncio
+        import contextlib
+
         client, self._client, self._collection = self._client, None, None
         if client is not None:
-            await client.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    await client.close()
 
     async def __aenter__(self) -> MongoConnector:
         await self.open()

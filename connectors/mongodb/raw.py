@@ -4,6 +4,8 @@ would see."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,8 @@ class MongoRawReader:
         return self._client[self._settings.database][self._settings.collection]
 
     async def read_raw(self, name: str) -> dict[str, Any] | None:
-        document = await self._collection().find_one({"_id": name})
+        async with asyncio.timeout(self._settings.timeout):
+            document = await self._collection().find_one({"_id": name})
         if document is None:
             return None
         text = document.get("data_json")
@@ -50,9 +53,12 @@ class MongoRawReader:
     async def count_raw(self, prefix: str = "") -> int:
         # An anchored regular expression, not the connector's range query.
         pattern = "^" + re.escape(prefix)
-        return int(await self._collection().count_documents({"_id": {"$regex": pattern}}))
+        async with asyncio.timeout(self._settings.timeout):
+            return int(await self._collection().count_documents({"_id": {"$regex": pattern}}))
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.timeout):
+                    await client.close()

@@ -30,6 +30,7 @@ from connectors.base import (
     Put,
     StorageTimeout,
     WriteResult,
+    data_equal,
 )
 from connectors.mongodb.documents import PROJECTION, Encoded, snapshot_of
 from connectors.mongodb.errors import translate
@@ -119,8 +120,10 @@ class Batch:
             return None
         if current is None or current.version < op.version:
             return None
-        # Equal data as the other connectors define it: the same JSON value (key order aside).
-        if current.version == op.version and current.data == load_json(self.encoded[index].text):
+        # Equal data as the contract defines it (key order aside; 1, 1.0 and true differ).
+        if current.version == op.version and data_equal(
+            current.data, load_json(self.encoded[index].text)
+        ):
             return WriteResult(op, Outcome.APPLIED)  # a retry of what is stored
         return WriteResult(op, Outcome.CONFLICT, current)
 

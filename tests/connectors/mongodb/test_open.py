@@ -82,6 +82,24 @@ def test_a_missing_driver_is_one_line_naming_the_extra() -> None:
     assert done.stdout.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("url", "aimed", "address"),
+    [
+        ("mongodb://h:1/db", "mongodb://127.0.0.1:9/db?directConnection=true", ("h", 1)),
+        ("mongodb://u:p@h/db?authSource=admin", "mongodb://u:p@127.0.0.1:9/db?authSource=admin"
+         "&directConnection=true", ("h", 27017)),
+        ("mongodb://a:1,b:2/db?replicaSet=rs&w2=x", "mongodb://127.0.0.1:9/db?w2=x"
+         "&directConnection=true", ("a", 1)),
+        ("mongodb+srv://c.example.net/db", "mongodb://127.0.0.1:9/db?directConnection=true",
+         None),
+        ("mongodb://[::1]:7/db", "mongodb://127.0.0.1:9/db?directConnection=true", ("::1", 7)),
+    ],
+)  # fmt: skip
+def test_network_test_hooks(url: str, aimed: str, address: tuple[str, int] | None) -> None:
+    assert MongoConnector.url_for(url, "127.0.0.1", 9) == aimed
+    assert MongoConnector.server_address(url) == address
+
+
 async def test_concurrent_opens_create_one_index(make_mongo: MakeMongo) -> None:
     connectors = [await make_mongo(open=False, collection="fresh") for _ in range(8)]
     await asyncio.gather(*(c.open() for c in connectors))
