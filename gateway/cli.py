@@ -155,12 +155,14 @@ def _log_setup(config: Config, path: str | None) -> None:
         log.info("storage: %s %s", storage.type, mask_url(storage_url(storage)))
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config, path: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Server(config) as server:
+    server = Server(config)  # a config error surfaces here, before anything is logged
+    _log_setup(config, path)
+    async with server:
         print(
             f"recordgate listening on ws://{config.server.host}:{server.port}{config.server.path}",
             flush=True,
@@ -188,9 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     try:
         config = _apply_overrides(load_config(args.config), args)
-        _log_setup(config, args.config)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_run(config))
+            asyncio.run(_run(config, args.config))
     except ConfigError as exc:
         print(f"recordgate: {exc}", file=sys.stderr)
         return 2
