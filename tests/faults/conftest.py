@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.base import RawReader
+from connectors import create_connector
+from connectors.base import RawReader, SupportsRawReader
 from connectors.sql import SQLConnector
 from gateway.protocol import Message, RecordAction, Topic
+from tests.redis_server import RedisServer
 from tests.servers import require_postgres
 from tests.wire import WireClient
 
@@ -35,12 +37,23 @@ class Storage:
     kind: str
     url: str
     table: str
+    """The table, or what keeps this test's records apart on a backend without tables."""
+    connector: str = "sql"
+    namespace: str = "table"
+    """The connector option that ``table`` is the value of."""
 
     def section(self, url: str | None = None) -> dict[str, Any]:
-        return {"type": "sql", "url": url or self.url, "table": self.table, "timeout": 1}
+        return {
+            "type": self.connector,
+            "url": url or self.url,
+            self.namespace: self.table,
+            "timeout": 1,
+        }
 
     def raw_reader(self) -> RawReader:
-        return SQLConnector(self.url, table=self.table).raw_reader()
+        connector = create_connector(self.connector, self.url, **{self.namespace: self.table})
+        assert isinstance(connector, SupportsRawReader)
+        return connector.raw_reader()
 
     async def read(self, names: list[str]) -> dict[str, tuple[int, Any] | None]:
         """What the database holds for ``names``: (version, data) or None."""
@@ -61,11 +74,17 @@ class Storage:
                 await asyncio.sleep(0.05)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     table = f"faults_{uuid.uuid4().hex[:12]}"
     if request.param == "sqlite":
         yield Storage("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", table)
+        return
+    if request.param == "redis":
+        # A redis-server of the test's own, AOF on (the connector's default durability).
+        redis = RedisServer(tmp_path / "redis").start()
+        yield Storage("redis", redis.url, table, connector="redis", namespace="prefix")
+        redis.kill()
         return
     storage = Storage("postgresql", require_postgres(), table)
     yield storage
