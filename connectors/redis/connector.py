@@ -93,7 +93,7 @@ class RedisConnector:
                 waitaof = await check_durability(client, self.durability, self._where())
                 await script.load()
         except BaseException:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
             raise
         self._client, self._script = client, script
         self._fsync_ms = max(1, int(self.timeout * 1000)) if waitaof else None
@@ -101,7 +101,7 @@ class RedisConnector:
     async def close(self) -> None:
         client, self._client, self._script = self._client, None, None
         if client is not None:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
 
     async def __aenter__(self) -> RedisConnector:
         await self.open()
@@ -217,18 +217,25 @@ class RedisConnector:
 
 
 def _client(url: str, timeout: float, max_connections: int) -> Any:
-    """A redis-py asyncio client with every network wait bounded by ``timeout``; one immediate
-    retry of a command whose pooled connection turned out dead (a restarted server)."""
+    """A redis-py asyncio client with every network wait bounded by ``timeout``.
+
+    Its pool makes a command wait (within the timeout) for a free connection when all
+    ``max_connections`` are busy; redis-py's default pool fails it at once ("Too many
+    connections"), which would fail record loads when many clients open records together. A
+    command whose pooled connection turned out dead (a restarted server) is retried once, at
+    once, on a new connection.
+    """
     aioredis = redis_asyncio()
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        max_connections=max_connections,
-        retry=retry,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
+    return aioredis.Redis(connection_pool=pool)

@@ -29,7 +29,7 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
     """The storage error for ``exc``, or ``None`` if it is not a Redis or network error."""
     from redis import exceptions as rx
 
-    if isinstance(exc, rx.TimeoutError):
+    if isinstance(exc, rx.TimeoutError | rx.MaxConnectionsError):
         return StorageTimeout(f"{what}: {exc}")
     if isinstance(exc, rx.ConnectionError):  # also authentication, LOADING (BusyLoadingError)
         return StorageUnavailable(f"{what}: {exc}")

@@ -396,3 +396,15 @@ async def test_a_server_killed_mid_load_loses_no_acknowledged_write(
     for name, version in final.items():
         assert stored[name].version >= version, name
         assert stored[name].data == {"w": int(name.split("/")[1]), "v": stored[name].version}
+
+
+async def test_more_concurrent_calls_than_connections_wait_their_turn(
+    redis_server: RedisServer,
+) -> None:
+    # Many clients opening records at once: every load must succeed, not "Too many connections".
+    async with RedisConnector(redis_server.url, prefix=_prefix(), max_connections=2) as c:
+        await c.write([Put(f"r/{i}", 1, {"i": i}) for i in range(50)])
+        found = await asyncio.gather(*(c.get(f"r/{i}") for i in range(50)))
+        assert found == [Snapshot(f"r/{i}", 1, {"i": i}) for i in range(50)]
+        results = await asyncio.gather(*(c.write([Put(f"w/{i}", 1, {})]) for i in range(20)))
+        assert all(r.ok for [r] in results)
