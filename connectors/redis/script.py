@@ -22,6 +22,7 @@ from connectors.base import (
     StorageTimeout,
     WriteResult,
     collection_of,
+    data_equal,
 )
 from connectors.redis.layout import Layout
 
@@ -71,7 +72,7 @@ def results(
     """One result per op from the script's reply: 0 for applied, else the stored snapshot.
 
     The script settles a same-version put as applied only when the JSON texts are identical;
-    a stored text that differs but decodes to equal data (keys in another order, written by
+    a stored text that differs but decodes to equal data (``data_equal``: keys in another order, written by
     another gateway or by hand) is an idempotent retry too, settled here.
     """
     if len(replies) != len(ops):
@@ -87,7 +88,7 @@ def results(
         if (
             isinstance(op, Put)
             and stored.version == op.version
-            and stored.data == load_json(argv[5 + 5 * index])
+            and data_equal(stored.data, load_json(argv[5 + 5 * index]))
         ):
             out.append(WriteResult(op, Outcome.APPLIED))
         else:
