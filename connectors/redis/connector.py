@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from connectors._common import option_float, option_int, prefix_upper_bound
+from connectors._common import import_driver, option_float, option_int, prefix_upper_bound
 from connectors.base import (
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
@@ -32,7 +32,6 @@ from connectors.base import (
     StorageUnavailable,
     WriteResult,
 )
-from connectors.redis.driver import redis_asyncio
 from connectors.redis.durability import DURABILITY_LEVELS, check_durability
 from connectors.redis.errors import guard
 from connectors.redis.layout import DEFAULT_PREFIX, Layout, check_prefix
@@ -62,6 +61,7 @@ class RedisConnector:
         page_size: int | str = 500,
         max_connections: int | str = 10,
     ) -> None:
+        import_driver("redis.asyncio", "redis")  # a missing driver: one line naming the extra
         scheme = urlsplit(url).scheme
         if scheme not in _SCHEMES:
             raise ValueError(f"redis URL must start with redis://, rediss:// or unix://: {url!r}")
@@ -225,7 +225,7 @@ def _client(url: str, timeout: float, max_connections: int) -> Any:
     command whose pooled connection turned out dead (a restarted server) is retried once, at
     once, on a new connection.
     """
-    aioredis = redis_asyncio()
+    aioredis = import_driver("redis.asyncio", "redis")
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError

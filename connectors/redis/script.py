@@ -72,8 +72,8 @@ def results(
     """One result per op from the script's reply: 0 for applied, else the stored snapshot.
 
     The script settles a same-version put as applied only when the JSON texts are identical;
-    a stored text that differs but decodes to equal data (``data_equal``: keys in another order, written by
-    another gateway or by hand) is an idempotent retry too, settled here.
+    a stored text that differs but decodes to equal data (``data_equal``: keys in another
+    order, written by another gateway or by hand) is an idempotent retry too, settled here.
     """
     if len(replies) != len(ops):
         raise StorageRejected(f"write script answered {len(replies)} results for {len(ops)} ops")

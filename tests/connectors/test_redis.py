@@ -140,12 +140,12 @@ def test_options_are_checked_before_any_io() -> None:
         RedisConnector("http://127.0.0.1:1/0")
 
 
-async def test_a_missing_driver_is_one_config_error_naming_the_extra(
+def test_a_missing_driver_is_one_config_error_naming_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)  # import raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'recordgate\[redis\]'"):
-        await RedisConnector("redis://127.0.0.1:1/0").open()
+        RedisConnector("redis://127.0.0.1:1/0")
 
 
 # -- layout ------------------------------------------------------------------------------------
