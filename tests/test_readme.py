@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from connectors.redis.queries import DATA_TEAM_COMMANDS
 from connectors.sql.queries import DATA_TEAM_QUERIES
 from gateway.config import config_from_dict
 
@@ -31,3 +32,9 @@ def test_the_readme_config_example_is_a_valid_config() -> None:
 def test_the_readme_names_the_two_commands() -> None:
     assert "pip install . && recordgate start" in README
     assert "pip install -e '.[test]' && pytest" in README
+
+
+@pytest.mark.parametrize("purpose", sorted(DATA_TEAM_COMMANDS))
+def test_the_redis_commands_in_the_readme_are_the_tested_ones(purpose: str) -> None:
+    # tests/connectors/test_redis.py runs DATA_TEAM_COMMANDS with redis-cli.
+    assert f"\n{DATA_TEAM_COMMANDS[purpose]}\n" in README
