@@ -344,16 +344,27 @@ class RecordHandler:
 
         async def op(record: Record | None) -> Record | None:
             try:
-                await self.store.delete(name)
+                stored = await self.store.delete(name)
             except StorageError as exc:
                 log.warning("deleting record %r failed: %s", name, exc)
-                conn.send(error(R.RECORD_DELETE_ERROR, name))
+                conn.send(error(R.RECORD_DELETE_ERROR, name, R.DELETE))
                 return record
-            conn.send(Message(Topic.RECORD, R.DELETE_SUCCESS, name=name))
+            # Gone for everyone at once (it reads as absent); the deleter hears once it is durable.
             self._deleted(name, exclude=conn)
+            self._spawn(self._confirm_delete(conn, name, stored))
             return None
 
         return self._lanes.run(name, op, self._load_error(conn, msg, name), sync=False)
+
+    async def _confirm_delete(self, conn: Connection, name: str, stored: Awaitable[None]) -> None:
+        """DELETE_SUCCESS once storage has the deletion, RECORD_DELETE_ERROR if it never will."""
+        try:
+            await stored
+        except StorageError as exc:
+            log.debug("delete of %r did not become durable: %s", name, exc)  # the store logged it
+            conn.send(error(R.RECORD_DELETE_ERROR, name, R.DELETE))
+            return
+        conn.send(Message(Topic.RECORD, R.DELETE_SUCCESS, name=name))
 
     def _deleted(self, name: str, exclude: Connection | None = None) -> None:
         """Tell subscribers (but ``exclude``) that ``name`` is gone, then drop them all."""

@@ -12,6 +12,7 @@ Invariants the handler relies on:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -69,11 +70,12 @@ class RecordStore(Protocol):
     async def durable(self, name: str, version: int) -> None:
         """Return once ``version`` (or a newer one) of ``name`` is in storage."""
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> asyncio.Future[None]:
         """Remove from cache and storage; queued writes of the name are superseded.
 
-        The name reads as absent at once; the storage delete is write-behind like ``put``
-        (``durable(name, version)`` waits for it). May raise ``BackPressure``.
+        The name reads as absent at once; the storage delete is write-behind like ``put``: the
+        future returned resolves once storage has it, or fails (``StorageError``) if it never
+        will. May raise ``BackPressure``.
         """
 
     def forget(self, name: str) -> None:

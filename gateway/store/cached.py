@@ -20,6 +20,8 @@ operations. What operators can rely on:
   whoever awaits its durability. Nothing a client sends can stop the flusher.
 * **Durability on demand**: ``durable(name, version)`` expedites the record and returns once that
   version (or a newer state) is in storage; the record handler awaits it before a write ack.
+  ``delete`` returns a future of the same promise for the deletion, awaited before
+  DELETE_SUCCESS.
 * **Shutdown**: ``close`` flushes everything pending within ``shutdown_timeout`` and logs, at
   ERROR, every record it could not write.
 * **Counters**: ``stats`` (pending, dirty, cached, flushed, retried, failed, conflicts).
@@ -83,6 +85,7 @@ class _Dirty:
     stored_version: int = -1
     """The newest version this queue has put into storage."""
     waiters: list[tuple[int, asyncio.Future[None]]] | None = None
+    """(``_key`` of the awaited operation, its future), for ``durable`` and deletions."""
 
 
 class CachedStore:
@@ -246,20 +249,23 @@ class CachedStore:
         if self._loading:
             self._loading.pop(name, None)
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> asyncio.Future[None]:
         """Remove ``name`` now (it reads as absent at once) and queue its deletion from storage.
 
-        Returns without waiting for storage; ``durable(name, version)`` waits for it. Queued
+        Returns, without waiting for storage, a future that resolves once the deletion is in
+        storage (at once if there was nothing to delete) and fails as ``durable`` does. Queued
         writes of the name are dropped. Raises ``BackPressure`` (changing nothing) at the cap.
         """
         current = self.cached(name)
         if current is None:
-            if name in self._queue:
-                return  # deleted already; the deletion is queued
+            queued = self._queue.get(name)
+            if queued is not None:  # deleted already; the deletion is queued
+                last = queued.ops[-1]
+                return self._wait(name, queued, _key(last)) if type(last) is Delete else _done()
             await self.load(name)  # the version to delete up to
             current = self.cached(name)
             if current is None:
-                return
+                return _done()
         entry = self._queue.get(name)
         op = Delete(name, current.version)
         if entry is None:
@@ -278,6 +284,7 @@ class CachedStore:
             self._pending += 1 - dropped
         self._pinned.pop(name, None)
         self._loading.pop(name, None)
+        return self._wait(name, self._queue[name], _key(op))
 
     async def durable(self, name: str, version: int) -> None:
         """Return once ``version`` of ``name`` (or a newer state) is in storage.
@@ -288,13 +295,17 @@ class CachedStore:
         entry = self._queue.get(name)
         if entry is None or entry.stored_version >= version:
             return
+        await self._wait(name, entry, 2 * version)
+
+    def _wait(self, name: str, entry: _Dirty, key: int) -> asyncio.Future[None]:
+        """A future settled with the operation at ``key`` (see ``_key``); expedites ``name``."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if entry.waiters is None:
             entry.waiters = []
-        entry.waiters.append((version, future))
+        entry.waiters.append((key, future))
         self._expedited[name] = None
         self._wake.set()
-        await future
+        return future
 
     def _admit(self) -> None:
         if self._pending >= self.config.max_pending:
@@ -461,7 +472,7 @@ class CachedStore:
             entry.base = op.data
         else:
             entry.base = None
-        self._settle(name, entry, op.version)
+        self._settle(name, entry, _key(op))
 
     def _fail(self, name: str, exc: Exception) -> None:
         """The operation of ``name`` in flight failed for good (``exc``, raised for it alone)."""
@@ -480,17 +491,18 @@ class CachedStore:
             _first_line(exc),
         )
         error = StorageRejected(f"storage refused record {name!r} version {op.version}")
-        self._settle(name, entry, op.version, error)
+        self._settle(name, entry, _key(op), error)
 
     def _settle(
-        self, name: str, entry: _Dirty, version: int, error: BaseException | None = None
+        self, name: str, entry: _Dirty, key: int, error: BaseException | None = None
     ) -> None:
-        """Wake the waiters ``version`` satisfies; a record with nothing left queued is clean."""
+        """Wake the waiters the operation at ``key`` (``_key``) satisfies; a record with nothing
+        left queued is clean."""
         if not entry.ops:
-            version = 1 << 62  # everything this queue held is settled
+            key = 1 << 62  # everything this queue held is settled
         waiting = []
         for wanted, future in entry.waiters or ():
-            if wanted > version:
+            if wanted > key:
                 waiting.append((wanted, future))
             elif not future.done():
                 if error is None:
@@ -543,7 +555,7 @@ class CachedStore:
         if theirs.version > ours_version and json_equal(final, theirs.data):
             record = Record(name, theirs.version, theirs.data)
             self._pinned.pop(name, None)
-            self._settle(name, entry, theirs.version)  # nothing queued: clean, as stored
+            self._settle(name, entry, 2 * theirs.version)  # nothing queued: clean, as stored
             self._cache_clean(record)
         else:
             version = max(theirs.version + 1, ours_version + (1 if changed else 0))
@@ -583,6 +595,18 @@ class CachedStore:
             for _, future in entry.waiters or ():
                 if not future.done():
                     future.set_exception(error)
+
+
+def _key(op: Op) -> int:
+    """The place of ``op`` in its record's order: the put of version v, then the delete of v
+    (a delete carries the version it deletes up to), then the put of v + 1."""
+    return 2 * op.version + (type(op) is Delete)
+
+
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
 
 
 def _first_line(exc: Exception) -> str:

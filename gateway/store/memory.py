@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from .base import Record, StoreStats
@@ -39,8 +40,11 @@ class MemoryStore:
     async def durable(self, name: str, version: int) -> None:
         pass
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> asyncio.Future[None]:
         self._records.pop(name, None)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)  # nothing behind the memory: deleted for good
+        return done
 
     def forget(self, name: str) -> None:
         pass  # the memory is the storage: forgetting would lose the record

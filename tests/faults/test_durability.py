@@ -3,9 +3,11 @@ SIGTERM flushes everything pending before the process exits."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from tests.faults.conftest import Storage, acks, read, write
+from gateway.protocol import Message, Topic
+from tests.faults.conftest import R, Storage, acks, read, write
 
 LONG = 60.0
 """A flush interval that never elapses during a test: only acks and shutdown flush."""
@@ -66,3 +68,40 @@ async def test_with_no_config_records_persist_in_sqlite_in_the_data_directory(
     reader = await peers(restarted.url)
     assert await read(reader, "user/1") == (1, {"name": "ada"})
     assert await read(reader, "user/2") == (1, {"name": "bob"})
+
+
+async def test_acknowledged_deletes_survive_sigkill_and_restart(
+    storage: Storage, start_server, peers
+) -> None:
+    """DELETE_SUCCESS means the delete is in storage: killed right after the last one, the
+    server comes back without any of the deleted records (and with the others)."""
+    config = {"storage": storage.section(), "write_behind": {"interval": LONG}}
+    server = await start_server(config)
+    peer = await peers(server.url)
+    names = [f"doomed/{i}" for i in range(20)]
+    for i, name in enumerate([*names, "kept"]):
+        await peer.send(write(name, {"i": i}, ack=name))
+    await acks(peer, len(names) + 1)
+    watcher = await peers(server.url)  # a subscriber learns of each delete at once
+    await watcher.send(Message(Topic.RECORD, R.SUBSCRIBE, names=names, correlation_id="s"))
+    assert (await watcher.recv()).is_ack
+    for name in names:
+        await peer.send(Message(Topic.RECORD, R.DELETE, name=name))
+    confirmed = set()
+    async with asyncio.timeout(10):
+        while len(confirmed) < len(names):
+            msg = await peer.recv(10)
+            assert msg.action == R.DELETE_SUCCESS, msg
+            confirmed.add(msg.name)
+    await server.kill()  # within a millisecond or so of the last DELETE_SUCCESS
+    assert confirmed == set(names)
+    assert await storage.read(names) == dict.fromkeys(names)
+    deleted = {(await watcher.recv()).name for _ in names}
+    assert deleted == set(names)  # every DELETED arrived (before the process died)
+
+    restarted = await start_server(config)
+    reader = await peers(restarted.url)
+    for name in names:
+        await reader.send(Message(Topic.RECORD, R.HEAD, name=name))
+        assert (await reader.recv()).version == -1, name
+    assert await read(reader, "kept") == (1, {"i": 20})

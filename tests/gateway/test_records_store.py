@@ -55,11 +55,12 @@ class ScriptedStore(MemoryStore):
         if self.durable_error is not None:
             raise self.durable_error
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> asyncio.Future[None]:
         if self.delete_error is not None:
             raise self.delete_error
-        await super().delete(name)
+        stored = await super().delete(name)
         self.storage.pop(name, None)
+        return stored
 
     def forget(self, name: str) -> None:
         self._records.pop(name, None)
@@ -257,9 +258,9 @@ async def test_writes_during_a_delete_wait_for_it(make_server) -> None:
     release = asyncio.Event()
     real_delete = store.delete
 
-    async def slow_delete(name: str) -> None:
+    async def slow_delete(name: str) -> asyncio.Future[None]:
         await release.wait()
-        await real_delete(name)
+        return await real_delete(name)
 
     store.delete = slow_delete  # type: ignore[method-assign]
     await alice.send(rec(R.DELETE, name="gone"))

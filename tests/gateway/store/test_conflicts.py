@@ -87,8 +87,8 @@ async def test_a_delete_meeting_a_newer_stored_version(
     store, changes = await open_store(make_store, backend, policy)
     await seed(other, ("doc", 1, {"a": 1}))
     await store.load("doc")
-    await store.delete("doc")
-    await seed(other, ("doc", 4, {"z": 1}))
+    await seed(other, ("doc", 4, {"z": 1}))  # behind our back: our delete (of v1) will conflict
+    await store.delete("doc")  # expedited: a delete is always awaited by its client
     await store.flush()
     assert await stored(other, "doc") == expected
     if expected is None:
