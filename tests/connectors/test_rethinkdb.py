@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,7 @@ from connectors.base import (
 from connectors.registry import create_connector
 from connectors.rethinkdb import RethinkDBConnector
 from connectors.rethinkdb.driver import reql
+from connectors.rethinkdb.session import Session
 from gateway.config import CacheConfig, WriteBehindConfig
 from gateway.exceptions import ConfigError
 from gateway.store import CachedStore, Record
@@ -334,3 +336,31 @@ def test_the_readme_reql_query_runs_as_written(own_standin_at_28015: int) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(["user/1", "user/10"])
+
+
+# -- round trips -----------------------------------------------------------------------------
+
+
+async def test_one_query_per_batch(store: RethinkDBConnector, monkeypatch) -> None:
+    """Puts, new or updating, and conflicts take one query per batch; deletes add one read-back
+    here, because the stand-in reports no change entry for them (RethinkDB does)."""
+    queries: list[str] = []
+    run = Session.run
+
+    async def counted(self: Session, query: Any, what: str, **optargs: Any) -> Any:
+        queries.append(what)
+        return await run(self, query, what, **optargs)
+
+    monkeypatch.setattr(Session, "run", counted)
+    fresh = await store.write([Put(f"q/{i}", 1, {"i": i}) for i in range(200)])
+    assert all(r.ok for r in fresh) and len(queries) == 1
+    queries.clear()
+    mixed = [Put(f"q/{i}", 2 if i % 2 else 1, {"i": -i - 1}) for i in range(200)]
+    results = await store.write(mixed)
+    assert len(queries) == 1
+    assert [r.outcome for r in results] == [
+        Outcome.APPLIED if i % 2 else Outcome.CONFLICT for i in range(200)
+    ]
+    queries.clear()
+    await store.write([Delete("q/0", 1), Put("q/1", 3, {})])
+    assert len(queries) <= 2 and queries[0].startswith("write")
