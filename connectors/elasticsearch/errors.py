@@ -3,7 +3,7 @@
 * ``StorageTimeout``: the call did not finish in the connector's ``timeout`` (the client's
   ``ConnectionTimeout``, HTTP 408/504, the guard's own bound).
 * ``StorageUnavailable``: the cluster cannot be reached or used now (connection and TLS errors,
-  not Elasticsearch at all, HTTP 401/403, 404 of the index, 429 and 5xx), so the flusher retries.
+  not Elasticsearch 8/9, HTTP 401/403, 404 of the index, 429 and 5xx), so the flusher retries.
 * ``StorageRejected``: the cluster refused this request (other 4xx: bad data, mapping limits).
 """
 
@@ -18,7 +18,9 @@ from connectors.base import StorageError, StorageRejected, StorageTimeout, Stora
 __all__ = ["guard", "status_error", "translate"]
 
 _TIMEOUT_STATUS = frozenset({408, 504})
-_UNAVAILABLE_STATUS = frozenset({401, 403, 404, 429})
+# 406: the server refuses the client's media types, so it is no Elasticsearch 8/9 (an older
+# Elasticsearch, OpenSearch): nothing can be done with it until the URL is fixed.
+_UNAVAILABLE_STATUS = frozenset({401, 403, 404, 406, 429})
 
 
 def status_error(status: int, text: str) -> StorageError:

@@ -9,7 +9,8 @@ One index (option ``index``, default ``recordgate``) holds every record, one doc
 * ``updated_at`` (``date``): when this version was written (UTC, milliseconds).
 * ``data_json`` (``keyword``, neither indexed nor in doc values, so any length): the data's
   exact JSON text. The source of truth: reads decode it, so every JSON value round-trips.
-* ``data`` (``object``, dynamic): the same data as a native document, for queries. Leaf type
+* ``data`` (``object``, dynamic): the same data as a native document, for queries; strings are
+  ``keyword`` fields (exact values, indexed up to 8191 characters). Leaf type
   clashes between records (``age: 30`` here, ``age: "old"`` there) are kept out of the index by
   ``index.mapping.ignore_malformed`` (listed in the document's ``_ignored``) instead of refusing
   the record. Data that cannot be mapped at all (an empty or dotted key Elasticsearch refuses,
@@ -45,6 +46,8 @@ MAX_VERSION = 2**63 - 1
 """The largest value of an Elasticsearch ``long``."""
 
 MAX_ID_BYTES = 512
+MAX_KEYWORD_CHARS = 8191
+"""Longest string of ``data`` that is indexed: Lucene's 32766-byte term limit in 4-byte chars."""
 MAX_INDEX_NAME_BYTES = 255
 _INDEX_NAME_FORBIDDEN = frozenset('\\/*?"<>| ,#:')
 
@@ -98,6 +101,17 @@ def index_body(*, fields_limit: int, shards: int | None, replicas: int | None) -
     mappings = {
         "dynamic": "strict",  # only the fields below at the top level
         "date_detection": False,  # strings in data stay strings, whatever they look like
+        # Strings in data are keywords (exact values: term, range, sort, aggregations), one
+        # field each rather than text plus a keyword sub-field; longer ones stay in _source only.
+        "dynamic_templates": [
+            {
+                "data_strings": {
+                    "path_match": "data.*",
+                    "match_mapping_type": "string",
+                    "mapping": {"type": "keyword", "ignore_above": MAX_KEYWORD_CHARS},
+                }
+            }
+        ],
         "properties": {
             "name": {"type": "keyword"},
             "collection": {"type": "keyword"},

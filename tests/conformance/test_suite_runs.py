@@ -123,3 +123,20 @@ def test_mongodb_against_the_standin(mongodb_standin: MongoStandin) -> None:
     _assert_passed(("mongodb stand-in",), run.output, run.returncode)
     assert run.count("passed") > 60
     assert run.count("skipped") == 0  # no stand-in gap needs a skip
+
+
+@pytest.mark.needs_server("elasticsearch")
+def test_elasticsearch() -> None:
+    # Against the Elasticsearch stand-in (osmem-server behind the header proxy, see
+    # tests/standins/elasticsearch.py) unless RECORDGATE_ELASTICSEARCH_URL names a cluster. The
+    # suite picks a fresh index (the connector's namespace option) and deletes it at the end.
+    from tests.standins.elasticsearch import require_elasticsearch
+
+    url = require_elasticsearch()
+    # A generous per-call timeout: the stand-in takes seconds for the suite's 1 MB document on
+    # a loaded machine (the suite's timeout tests set their own).
+    run = run_suite(SUITE, "--connector", "elasticsearch", "--connector-url", url,
+                    "--connector-option", "timeout=30", timeout=900)  # fmt: skip
+    _assert_passed(("elasticsearch",), run.output, run.returncode)
+    assert run.count("passed") > 60
+    assert run.count("skipped") == 0  # no stand-in gap costs a test of the suite
