@@ -1,42 +1,44 @@
-"""The official ``elasticsearch`` client: checked for at construction, imported at ``open()``."""
+"""The official ``elasticsearch`` client: imported by the constructor (``import_driver``: a
+missing one is ``DriverMissing`` naming the extra), created by ``open()``."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from gateway.exceptions import ConfigError
+from connectors._common import import_driver
 
 if TYPE_CHECKING:
     from elasticsearch import AsyncElasticsearch
 
-__all__ = ["ClientSettings", "check_driver", "safe_url"]
-
-EXTRA = "recordgate[elasticsearch]"
+__all__ = ["ClientSettings", "check_driver", "hosts_of", "safe_url"]
 
 
 def check_driver() -> None:
-    """A missing driver is one clear configuration error naming the extra to install."""
-    for module in ("elasticsearch", "aiohttp"):
-        if importlib.util.find_spec(module) is None:
-            raise ConfigError(
-                f"the elasticsearch connector needs the {module!r} package: pip install '{EXTRA}'"
-            )
+    """Import the client and its asyncio transport (aiohttp), or fail naming the extra."""
+    import_driver("elasticsearch", "elasticsearch")
+    import_driver("aiohttp", "elasticsearch", needed_for="the elasticsearch storage's transport")
 
 
 def hosts_of(url: str) -> list[str]:
-    """``http://a:9200,http://b:9200`` -> one URL per node; each must be http(s)."""
-    hosts = [part.strip() for part in url.split(",") if part.strip()]
-    if not hosts:
-        raise ValueError("the elasticsearch URL is empty; expected e.g. http://127.0.0.1:9200")
+    """``http://a:9200,http://b:9200`` -> one URL per node, each ``http(s)://host:port``."""
+    hosts = [part.strip() for part in url.split(",")]
+    if not url.strip() or not all(hosts):
+        raise ValueError(
+            f"elasticsearch URL {safe_url(url)!r} must be http(s)://host:port (several nodes "
+            "separated by commas)"
+        )
     for host in hosts:
         parts = urlsplit(host)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
             raise ValueError(
-                f"elasticsearch URL {safe_url(host)!r} must be http(s)://host:port (nodes "
-                "separated by commas)"
+                f"elasticsearch URL {safe_url(host)!r} must be http(s)://host:port (several "
+                "nodes separated by commas)"
             )
     return hosts
 
@@ -46,6 +48,10 @@ def safe_url(url: str) -> str:
     shown = []
     for host in url.split(","):
         parts = urlsplit(host.strip())
+        try:
+            parts.port  # noqa: B018 - parses the port, raising ValueError if malformed
+        except ValueError:
+            return "<unparsable url>"
         if parts.password is not None:
             netloc = f"{parts.username}:***@{parts.hostname}"
             if parts.port is not None:

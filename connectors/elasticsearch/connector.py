@@ -29,6 +29,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 from connectors._common import dump_json, option_float, option_int
 from connectors.base import (
@@ -136,6 +137,22 @@ class ElasticsearchConnector:
             verify_certs=_option_bool(verify_certs, "verify_certs"),
         )
         self._client: AsyncElasticsearch | None = None
+
+    @classmethod
+    def url_for(cls, url: str, host: str, port: int) -> str:
+        """``url`` aimed at one node ``host:port``, keeping the first node's scheme and
+        credentials (the conformance suite's network tests)."""
+        first = urlsplit(url.split(",")[0].strip())
+        userinfo = first.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+        return urlunsplit(first._replace(netloc=netloc))
+
+    @classmethod
+    def server_address(cls, url: str) -> tuple[str, int]:
+        """The first node's ``(host, port)``."""
+        first = urlsplit(hosts_of(url)[0])
+        assert first.hostname is not None and first.port is not None
+        return first.hostname, first.port
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from connectors._common import load_json
-from connectors.base import Delete, Outcome, Put, Snapshot, WriteResult
+from connectors.base import Delete, Outcome, Put, Snapshot, WriteResult, data_equal
 
 __all__ = ["Action", "ItemVerdict", "NeedData", "Stored", "decide", "item_verdict"]
 
@@ -64,7 +64,7 @@ def decide(
         current = stored.snapshot(op.name)
         # Equal version and equal data: this put is what is stored (an idempotent retry).
         if stored.version == op.version and (
-            stored.text == text or (text is not None and current.data == load_json(text))
+            stored.text == text or (text is not None and data_equal(current.data, load_json(text)))
         ):
             return WriteResult(op, Outcome.APPLIED)
         return WriteResult(op, Outcome.CONFLICT, current)

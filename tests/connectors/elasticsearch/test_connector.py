@@ -331,7 +331,9 @@ def test_bad_options_are_config_errors(option: str, value: str, message: str) ->
         create_connector("elasticsearch", "http://127.0.0.1:9200", **{option: value})
 
 
-@pytest.mark.parametrize("url", ["", "127.0.0.1:9200", "ftp://host:21", "http://a:1,,bad"])
+@pytest.mark.parametrize(
+    "url", ["", "127.0.0.1:9200", "ftp://host:21", "http://a:1,,http://b:2", "http://no-port"]
+)
 def test_bad_urls_are_config_errors(url: str) -> None:
     from connectors import create_connector
     from gateway.exceptions import ConfigError

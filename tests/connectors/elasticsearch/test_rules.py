@@ -4,7 +4,7 @@ translation, index names, document ids, and the missing-driver message."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import sys
 
 import pytest
 
@@ -28,7 +28,7 @@ from connectors.elasticsearch.outcomes import (
     decide,
     item_verdict,
 )
-from gateway.exceptions import ConfigError
+from gateway.exceptions import DriverMissing
 
 STORED = Stored(version=5, seq_no=11, primary_term=2, text='{"a":1,"b":[2]}')
 CURRENT = Snapshot("r", 5, {"a": 1, "b": [2]})
@@ -51,6 +51,8 @@ def _conflict(op: Put | Delete) -> WriteResult:
         (Put("r", 6, {}), BLIND, Action("index", 11, 2)),
         (Put("r", 5, {"b": [2], "a": 1}), STORED, _applied(Put("r", 5, {"b": [2], "a": 1}))),
         (Put("r", 5, {"a": 2}), STORED, _conflict(Put("r", 5, {"a": 2}))),
+        (Put("r", 5, {"a": 1.0, "b": [2]}), STORED, _conflict(Put("r", 5, {"a": 1.0, "b": [2]}))),
+        (Put("r", 5, {"a": True, "b": [2]}), STORED, _conflict(Put("r", 5, {"a": True, "b": [2]}))),
         (Put("r", 4, {}), STORED, _conflict(Put("r", 4, {}))),
         (Put("r", 5, {}), BLIND, NeedData.TOKEN),
         (Put("r", 0, {}), BLIND, NeedData.TOKEN),
@@ -169,15 +171,20 @@ def test_document_line_is_json_with_the_exact_text() -> None:
     assert "data" not in json.loads(document_line("x", 1, text, "t", False))
 
 
-def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A mock of an uninstalled driver: find_spec answers as it does for a missing package.
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "elasticsearch" else real(name, *a),
-    )
+@pytest.mark.parametrize("module", ["elasticsearch", "aiohttp"])
+def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    # An uninstalled driver, imitated: None in sys.modules makes its import fail as if absent.
+    monkeypatch.setitem(sys.modules, module, None)
     from connectors import create_connector
 
-    with pytest.raises(ConfigError, match=r"pip install 'recordgate\[elasticsearch\]'"):
+    with pytest.raises(DriverMissing, match=r"pip install 'recordgate\[elasticsearch\]'"):
         create_connector("elasticsearch", "http://127.0.0.1:9200")
+
+
+def test_url_hooks_aim_at_one_node() -> None:
+    from connectors.elasticsearch import ElasticsearchConnector as ES
+
+    url = "https://u:p%40w@es1:9200,https://es2:9200"
+    assert ES.url_for(url, "127.0.0.1", 1234) == "https://u:p%40w@127.0.0.1:1234"
+    assert ES.server_address(url) == ("es1", 9200)
+    assert ES.server_address("http://127.0.0.1:9201") == ("127.0.0.1", 9201)
