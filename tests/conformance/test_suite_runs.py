@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.runner import run_suite
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, valkey_server_binary
 from tests.servers import require_mariadb, require_mariadb_socket, require_postgres
 from tests.standins.mongodb import MongoStandin
 
@@ -55,13 +55,17 @@ def test_sql_server(server: Callable[[], str]) -> None:
     assert run.count("skipped") == 0  # the unreachable-server test runs too
 
 
-def test_redis(tmp_path: Path) -> None:
-    # A redis-server of the test's own with AOF on, so the connector runs with its default
-    # durability (the shared test Redis runs without AOF, which the connector refuses).
-    server = RedisServer(tmp_path).start()
+@pytest.mark.parametrize("durability", ["aof", "fsync"], ids=["redis aof", "valkey fsync"])
+def test_redis(tmp_path: Path, durability: str) -> None:
+    # A server of the test's own with AOF on, so the connector runs with its default durability
+    # (the shared test Redis runs without AOF, which the connector refuses): Debian's
+    # redis-server, and for durability fsync (WAITAOF after every batch) Valkey 8.
+    binary = valkey_server_binary() if durability == "fsync" else None
+    server = RedisServer(tmp_path, binary=binary).start()
     try:
-        run = run_suite(SUITE, "--connector", "redis", "--connector-url", server.url)
-        _assert_passed(("redis",), run.output, run.returncode)
+        run = run_suite(SUITE, "--connector", "redis", "--connector-url", server.url,
+                        "--connector-option", f"durability={durability}")  # fmt: skip
+        _assert_passed(("redis", durability), run.output, run.returncode)
         assert run.count("passed") > 60
         assert run.count("skipped") == 0  # the unreachable-server test runs too
         assert server.ping()

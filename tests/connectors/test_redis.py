@@ -27,7 +27,7 @@ from connectors.redis import DATA_TEAM_COMMANDS, RedisConnector
 from gateway.config import WriteBehindConfig
 from gateway.exceptions import ConfigError, StorageRejected, StorageTimeout, StorageUnavailable
 from gateway.store import CachedStore, Record
-from tests.redis_server import RedisServer, redis_server
+from tests.redis_server import RedisServer, redis_server, valkey_server_binary
 
 __all__ = ["redis_server"]  # the fixture, used by name
 
@@ -129,6 +129,33 @@ async def test_fsync_durability_with_appendfsync_everysec_needs_waitaof(
             assert calls == before.get("cmdstat_waitaof", {"calls": 0})["calls"] + 1
     finally:
         await raw.aclose()
+
+
+async def test_fsync_durability_waits_for_waitaof_after_every_batch(tmp_path: Path) -> None:
+    # Valkey 8 (a server with WAITAOF) at appendfsync everysec: every batch is followed, on the
+    # script's connection, by WAITAOF 1 0 (fsynced locally) before write returns.
+    server = RedisServer(tmp_path, binary=valkey_server_binary()).start()
+    raw = await _raw(server)
+    try:
+        async with RedisConnector(server.url, prefix=_prefix(), durability="fsync") as c:
+            for version in (1, 2, 3):
+                assert (await c.write([Put("a", version, {"v": version}), Put("b", 1, {})]))[0].ok
+            stats = await raw.info("commandstats")
+            assert stats["cmdstat_waitaof"]["calls"] == 3 + 1  # + the probe at open()
+            assert stats["cmdstat_evalsha"]["calls"] == 3
+            # AOF switched off behind the connector's back: the batch is applied in memory, but
+            # not acknowledged as durable; the retry after AOF is back is the idempotent one.
+            await raw.config_set("appendonly", "no")
+            with pytest.raises(StorageUnavailable, match="WAITAOF"):
+                await c.write([Put("a", 4, {"v": 4})])
+            await raw.config_set("appendonly", "yes")
+            async with asyncio.timeout(10):
+                while (await raw.info("persistence"))["aof_rewrite_in_progress"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert (await c.write([Put("a", 4, {"v": 4})]))[0].ok
+    finally:
+        await raw.aclose()
+        server.kill()
 
 
 def test_options_are_checked_before_any_io() -> None:
