@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,6 +294,8 @@ async def test_data_team_query(
             Put("pet/rex", 1, {"age": 99}),  # another collection
         ]
     )
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    assert f"```console\n{DATA_TEAM_QUERY}\n```" in readme
     request_line, _, body = DATA_TEAM_QUERY.partition("\n")
     method, path = request_line.split(" ")
     assert (method, path) == ("GET", "recordgate/_search")
