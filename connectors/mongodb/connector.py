@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["COLLECTION_INDEX", "MongoConnector"]
 
+_CHUNK = 1000  # names per $in query
+
 COLLECTION_INDEX = [("collection", 1)]
 """The one secondary index: data teams filter on the record collection. (``_id``, the record
 name, has MongoDB's own unique index, which serves point reads, conditional writes and scans.)"""
@@ -184,9 +186,12 @@ class MongoConnector:
             return {}
         found: dict[str, Snapshot] = {}
         async with guard("get_many", self.timeout):
-            async for document in collection.find({"_id": {"$in": wanted}}, PROJECTION):
-                snapshot = snapshot_of(document)
-                found[snapshot.name] = snapshot
+            # In chunks: a query is one BSON document of at most 16 MB, and names can be long.
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                async for document in collection.find({"_id": {"$in": chunk}}, PROJECTION):
+                    snapshot = snapshot_of(document)
+                    found[snapshot.name] = snapshot
         return found
 
     async def head(self, name: str) -> int | None:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["ATTEMPTS", "DUPLICATE_KEY", "Batch"]
 
 ATTEMPTS = 5
+_APPLIED = Outcome.APPLIED
 DUPLICATE_KEY = 11000
 
 
@@ -74,6 +75,9 @@ class Batch:
                         )
                     )
             refused, deleted = await _bulk(collection, requests)
+            if not refused and len(pending) == len(ops) == len(self.encoded):
+                # All puts, all written: the common case, without the bookkeeping below.
+                return [WriteResult(op, _APPLIED, None) for op in ops]
             deletes = [index for index in pending if isinstance(ops[index], Delete)]
             unsure = [pending[position] for position in refused]
             if deletes and deleted < len(deletes):

@@ -114,3 +114,11 @@ async def test_scan_crosses_record_collections_in_name_order(mongo: MongoConnect
         assert [s.name async for s in small.scan()] == sorted(names)
         assert [s.name async for s in small.scan("a")] == ["a", "a/10", "a/2", "a0"]
         assert [s.name async for s in small.scan("a/")] == ["a/10", "a/2"]
+
+
+async def test_get_many_past_one_query(mongo: MongoConnector) -> None:
+    names = [f"many/{i:05}" for i in range(2100)]  # more than one $in chunk of names
+    for start in range(0, len(names), 500):
+        await mongo.write([Put(name, 1, {"n": name}) for name in names[start : start + 500]])
+    found = await mongo.get_many([*names, "many/missing"])
+    assert found == {name: Snapshot(name, 1, {"n": name}) for name in names}
