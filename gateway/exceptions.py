@@ -18,6 +18,7 @@
     │   ├── StorageUnavailable        cannot reach the database
     │   ├── StorageTimeout            the call did not finish within its timeout
     │   ├── StorageRejected           the database refused the operation
+    │   ├── WriteDiscarded            a conflict policy dropped the write for storage's version
     │   └── BackPressure              the write-behind queue is full
     └── ClientError                   raised by the Python client
         ├── NotConnected
@@ -53,6 +54,7 @@ __all__ = [
     "UnencodableData",
     "UnknownAction",
     "UnknownTopic",
+    "WriteDiscarded",
 ]
 
 
@@ -133,6 +135,11 @@ class StorageTimeout(StorageError):
 
 class StorageRejected(StorageError):
     """The database refused the operation (bad data, constraint, permissions)."""
+
+
+class WriteDiscarded(StorageError):
+    """Storage held a newer version and the conflict policy resolved the record without this
+    write (``storage-wins``; ``merge`` if the merged record lost its change): never durable."""
 
 
 class BackPressure(StorageError):

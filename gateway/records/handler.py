@@ -313,17 +313,19 @@ class RecordHandler:
         self, conn: Connection, name: str, version: int, correlation_id: str
     ) -> None:
         failed: bool | None = None  # absent on the acknowledgement
+        reason = None
         try:
             await self.store.durable(name, version)
         except StorageError as exc:
             # Debug only: the store has logged why, once per operation.
             log.debug("write %r v%d did not become durable: %s", name, version, exc)
-            failed = True
+            failed, reason = True, dumps(str(exc))  # the why, for clients that show it
         conn.send(
             Message(
                 Topic.RECORD,
                 R.RECORD_UPDATE_ERROR if failed else R.WRITE_ACKNOWLEDGEMENT,
                 name=name,
+                data=reason,
                 correlation_id=correlation_id,
                 is_write_ack=True,
                 is_error=failed,
@@ -362,7 +364,9 @@ class RecordHandler:
             await stored
         except StorageError as exc:
             log.debug("delete of %r did not become durable: %s", name, exc)  # the store logged it
-            conn.send(error(R.RECORD_DELETE_ERROR, name, R.DELETE))
+            reply = error(R.RECORD_DELETE_ERROR, name, R.DELETE)
+            reply.data = dumps(str(exc))
+            conn.send(reply)
             return
         conn.send(Message(Topic.RECORD, R.DELETE_SUCCESS, name=name))
 

@@ -33,6 +33,12 @@ newest snapshot in the cache, or our delete) and theirs (the stored snapshot):
 keeps ours; ``merge`` takes :func:`gateway.store.merge.merge` of the three (ours wins a clash;
 a delete of ours wins over their change, since there are no fields left to merge).
 
+Acknowledgements stay honest: whoever awaits the durability of a write (or delete) that the
+resolved state does not keep gets ``WriteDiscarded``: under ``storage-wins`` every such waiter
+(our unflushed operations were dropped), under ``merge`` those whose change the merged record
+lost (:func:`gateway.store.merge.keeps`; with ours winning every clash, none today). Under
+``gateway-wins``, and for what is kept, the waiters resolve once the resolved state is stored.
+
 Versions stay monotonic for clients. A resolved state equal to theirs whose stored version is
 above ours is adopted as it is stored. Otherwise the state gets version
 ``max(theirs + 1, ours + 1)`` if it differs from what clients were sent, or
@@ -59,10 +65,11 @@ from gateway.exceptions import (
     StorageRejected,
     StorageTimeout,
     StorageUnavailable,
+    WriteDiscarded,
 )
 
 from .base import Record, StoreStats
-from .merge import json_equal, merge
+from .merge import json_equal, keeps, merge
 
 __all__ = ["CachedStore"]
 
@@ -545,6 +552,11 @@ class CachedStore:
             final = ours.data
         else:
             final = merge(entry.base, ours.data, theirs.data)
+        kept = policy != "storage-wins" and (
+            ours is None or final is None or keeps(entry.base, ours.data, final)
+        )
+        if not kept:
+            self._discard_waiters(name, entry, theirs.version, policy)
         self._pending -= len(entry.ops)
         entry.ops.clear()
         entry.base = theirs.data
@@ -565,6 +577,19 @@ class CachedStore:
             if version == ours_version:
                 return  # clients already hold exactly this
         self._notify(name, record)
+
+    def _discard_waiters(self, name: str, entry: _Dirty, theirs: int, policy: str) -> None:
+        """Fail everyone awaiting an operation of ``name`` now: the resolution drops them."""
+        if not entry.waiters:
+            return
+        error = WriteDiscarded(
+            f"record {name!r}: storage holds version {theirs}, written by someone else, and "
+            f"conflict_policy {policy} kept it over this change, which is not stored"
+        )
+        for _, future in entry.waiters:
+            if not future.done():
+                future.set_exception(error)
+        entry.waiters = None  # still expedited: the resolution is written next, not in a round
 
     def _requeue(self, entry: _Dirty, op: Op) -> None:
         entry.ops.append(op)

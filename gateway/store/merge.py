@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-__all__ = ["json_equal", "merge"]
+__all__ = ["json_equal", "keeps", "merge"]
 
 _MISSING: Final = object()
 
@@ -33,6 +33,19 @@ def merge(base: Any, ours: Any, theirs: Any) -> Any:
     if base is None and isinstance(ours, dict) and isinstance(theirs, dict):
         base = {}
     return copy.deepcopy(_merge(_MISSING if base is None else base, ours, theirs))
+
+
+def keeps(base: Any, ours: Any, result: Any) -> bool:
+    """Whether ``result`` holds every change ``ours`` made to ``base``: each value ours changed
+    (at any depth; arrays and scalars as whole values) has ours' value in ``result``, each key
+    ours removed is absent. What ours left as in ``base`` may be anything.
+
+    It is ``merge(base, ours, result) == result``: merging ours into a result that already holds
+    its changes changes nothing, while a change of ours the result lacks is a clash ours wins.
+    """
+    if base is None and isinstance(ours, dict) and isinstance(result, dict):
+        base = {}
+    return json_equal(_merge(_MISSING if base is None else base, ours, result), result)
 
 
 def _merge(base: Any, ours: Any, theirs: Any) -> Any:

@@ -17,6 +17,7 @@ from tests.gateway.test_server import http_get
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"], indirect=True)  # the double is SQL
 @pytest.mark.parametrize("poison", ["surrogate", "set"])
 async def test_a_record_the_driver_cannot_take_fails_alone(
     storage: Storage, start_server, peers, monkeypatch: pytest.MonkeyPatch, poison: str

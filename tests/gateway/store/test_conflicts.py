@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from connectors.base import Connector
+from gateway.exceptions import WriteDiscarded
 from gateway.store import CachedStore, Record
 
 from .conftest import Backend, CountingConnector, rec, seed
@@ -88,9 +89,15 @@ async def test_a_delete_meeting_a_newer_stored_version(
     await seed(other, ("doc", 1, {"a": 1}))
     await store.load("doc")
     await seed(other, ("doc", 4, {"z": 1}))  # behind our back: our delete (of v1) will conflict
-    await store.delete("doc")  # expedited: a delete is always awaited by its client
+    deleted = await store.delete("doc")  # expedited: a delete is always awaited by its client
     await store.flush()
     assert await stored(other, "doc") == expected
+    async with asyncio.timeout(5):
+        if expected is None:
+            await deleted  # DELETE_SUCCESS
+        else:
+            with pytest.raises(WriteDiscarded):  # RECORD_DELETE_ERROR: the record is back
+                await deleted
     if expected is None:
         assert store.cached("doc") is None and await store.load("doc") is None
         assert changes == []
@@ -154,3 +161,35 @@ async def test_storage_wins_drops_our_unflushed_newer_versions(make_store, memor
     assert changes == [("doc", Record("doc", 3, {"n": "theirs"}))]
     assert connector.ops[-1].version == 3
     assert all(getattr(op, "data", None) != {"n": 2} for op in connector.ops)
+
+
+@pytest.mark.parametrize(
+    ("policy", "theirs", "kept"),
+    [
+        ("storage-wins", (2, {"a": 1, "b": 3}), False),
+        ("storage-wins", (5, {"a": 2, "b": 1}), False),  # even equal data: our version is gone
+        ("gateway-wins", (5, {"a": 3, "c": 1}), True),
+        ("merge", (2, {"a": 1, "b": 3}), True),  # disjoint: both changes in the merge
+        ("merge", (5, {"a": 3, "b": 3}), True),  # a clash on a: ours wins, so ours is kept
+    ],
+)
+async def test_a_waiting_acknowledgement_fails_when_the_resolution_drops_the_write(
+    make_store, backend, other, policy, theirs, kept
+) -> None:
+    """Base v1 {a:1, b:1}; storage changes behind our back; then we write v2 {a:2, b:1} and
+    wait for it to be durable, as a write acknowledgement does."""
+    store, _ = await open_store(make_store, backend, policy)
+    await seed(other, ("doc", 1, {"a": 1, "b": 1}))
+    await store.load("doc")
+    await seed(other, ("doc", *theirs))
+    store.put(rec("doc", 2, {"a": 2, "b": 1}))
+    async with asyncio.timeout(5):
+        if not kept:
+            with pytest.raises(WriteDiscarded, match="conflict_policy storage-wins"):
+                await store.durable("doc", 2)
+            await store.flush()
+            assert (await stored(other, "doc") or (0, {}))[1] == theirs[1]
+            return
+        await store.durable("doc", 2)
+    version, data = await stored(other, "doc") or (0, {})
+    assert version > theirs[0] and data["a"] == 2  # what we acknowledged is in storage

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.store.merge import json_equal, merge
+from gateway.store.merge import json_equal, keeps, merge
 
 
 @pytest.mark.parametrize(
@@ -148,3 +148,34 @@ def test_merge_never_mutates_its_inputs(base: Any, ours: Any, theirs: Any) -> No
 
 
 _DELETE: Any = object()
+
+
+@pytest.mark.parametrize(
+    ("base", "ours", "result", "kept"),
+    [
+        ({"a": 1, "b": 1}, {"a": 2, "b": 1}, {"a": 2, "b": 9, "c": 1}, True),  # b was not ours
+        ({"a": 1, "b": 1}, {"a": 2, "b": 1}, {"a": 1, "b": 1}, False),  # our change undone
+        ({"a": 1, "b": 1}, {"a": 2, "b": 1}, {"a": 3, "b": 1}, False),  # overwritten
+        ({"a": 1, "b": 1}, {"b": 1}, {"b": 1}, True),  # our removal of a holds
+        ({"a": 1, "b": 1}, {"b": 1}, {"a": 1, "b": 1}, False),  # ...or was lost
+        ({"x": {"y": 1, "z": 1}}, {"x": {"y": 2, "z": 1}}, {"x": {"y": 2, "z": 5}}, True),
+        ({"l": [1, 2]}, {"l": [1, 3]}, {"l": [1, 3, 4]}, False),  # arrays are whole values
+        (None, {"a": 1}, {"a": 1, "b": 2}, True),  # nothing stored before: an empty base
+        ({"a": 1}, {"a": 1}, {"z": 0}, True),  # ours changed nothing
+        ({"a": True}, {"a": 1}, {"a": True}, False),  # JSON equality: 1 is not true
+    ],
+)
+def test_keeps_says_whether_a_result_holds_every_change_of_ours(
+    base: Any, ours: Any, result: Any, kept: bool
+) -> None:
+    assert keeps(base, ours, result) is kept
+    if kept:  # and what merge makes always keeps ours (ours wins every clash)
+        assert keeps(base, ours, merge(base, ours, result))
+
+
+@given(documents, documents, documents)
+def test_the_merge_policy_always_keeps_ours(base: Any, ours: Any, theirs: Any) -> None:
+    """Why a ``merge`` acknowledgement never fails today: ours wins every clash."""
+    assert keeps(base, ours, merge(base, ours, theirs))
+    assert keeps(base, ours, ours)
+    assert keeps(base, ours, theirs) == json_equal(merge(base, ours, theirs), theirs)

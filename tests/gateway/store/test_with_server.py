@@ -3,6 +3,7 @@ resolved at flush time reach subscribers, write acks wait for storage, NOTIFY re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -76,13 +77,24 @@ async def test_a_conflict_at_flush_reaches_subscribers_and_storage(
     await storage.write([Put("doc", 2, {"a": 1, "b": "theirs"})])  # behind the server's back
     await alice.send(write("doc", 2, {"a": 2, "b": 1}, ack="c2"))
     ack = await alice.recv()
-    assert (ack.action, ack.correlation_id) == (R.WRITE_ACKNOWLEDGEMENT, "c2")
+    if policy == "storage-wins":  # the write was dropped for theirs: its ack is an error
+        assert (ack.action, ack.correlation_id, ack.is_write_ack, ack.is_error) == (
+            R.RECORD_UPDATE_ERROR,
+            "c2",
+            True,
+            True,
+        )
+        assert "conflict_policy storage-wins" in json.loads(ack.data or "")
+    else:  # gateway-wins writes ours; merge keeps our change of a
+        assert (ack.action, ack.correlation_id) == (R.WRITE_ACKNOWLEDGEMENT, "c2")
     seen = await bob.recv_until(Topic.RECORD, R.UPDATE)
     assert (seen.version, json.loads(seen.data)) == (2, {"a": 2, "b": 1})  # the write itself
     pushed = await bob.recv_until(Topic.RECORD, R.UPDATE)
     assert (pushed.version, json.loads(pushed.data)) == (3, expected)  # the resolution
-    stored = await storage.get("doc")
-    assert stored is not None and (stored.version, stored.data) == (3, expected)
+    async with asyncio.timeout(5):  # a failed ack does not wait for the resolution's write
+        while (stored := await storage.get("doc")) is None or stored.version < 3:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert (stored.version, stored.data) == (3, expected)
 
 
 async def test_notify_rereads_what_changed_in_storage(
