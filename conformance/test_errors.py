@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
+from decimal import Decimal
 from typing import TypeVar
 
 import pytest
@@ -146,20 +147,55 @@ async def _retry(calls: Iterator[Awaitable[T]]) -> T:
 
 @pytest.mark.parametrize(
     "data",
-    [{"nan": math.nan}, {"inf": [math.inf]}, {"set": {1, 2}}, {"obj": object()}],
-    ids=["nan", "infinity", "set", "object"],
+    [
+        {"nan": math.nan},
+        {"inf": [math.inf]},
+        {"deep": [{"x": [-math.inf]}]},
+        {"set": {1, 2}},
+        {"obj": object()},
+        {"bytes": b"raw"},
+        {"decimal": Decimal("1.5")},
+        {"key": {(1, 2): "tuple key"}},
+    ],
+    ids=["nan", "infinity", "nested -infinity", "set", "object", "bytes", "decimal", "tuple key"],
 )
 async def test_non_json_data_is_rejected(
     connector: Connector, name_prefix: str, data: object
 ) -> None:
     name = f"{name_prefix}/bad"
+    rule = "rule: data that is not JSON is StorageRejected and nothing is written"
     with pytest.raises(StorageRejected):
         await connector.write([Put(name, 1, data)])  # type: ignore[arg-type]
-    assert await connector.get(name) is None
+    assert await connector.get(name) is None, rule
 
 
 async def test_rejected_batch_writes_nothing(connector: Connector, name_prefix: str) -> None:
     good, bad = f"{name_prefix}/good", f"{name_prefix}/bad"
     with pytest.raises(StorageRejected):
         await connector.write([Put(good, 1, {}), Put(bad, 1, {"nan": math.nan})])
-    assert await connector.get(good) is None
+    assert await connector.get(good) is None, (
+        "rule: data that is not JSON is StorageRejected before anything of the batch is written"
+    )
+
+
+async def test_errors_leave_the_connector_working(connector: Connector, name_prefix: str) -> None:
+    """A failed batch must not poison what follows (a transaction left open, a connection in a
+    broken state, a lock never released)."""
+    p = name_prefix
+    await connector.write([Put(f"{p}/kept", 5, {"v": 5})])
+    rule = "rule: after a failed or refused batch the next calls work"
+    for attempt in range(3):
+        with pytest.raises(StorageRejected):
+            await connector.write([Put(f"{p}/ok{attempt}", 1, {}), Put(f"{p}/bad", 1, {1.5j: 0})])  # type: ignore[dict-item]
+        [conflict] = await connector.write([Put(f"{p}/kept", 1, {"v": 1})])
+        assert conflict.outcome is Outcome.CONFLICT, rule
+        results = await connector.write(
+            [Put(f"{p}/ok{attempt}", 1, {"attempt": attempt}), Delete(f"{p}/gone", 1)]
+        )
+        assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED], rule
+    found = await connector.get_many([f"{p}/ok{i}" for i in range(3)])
+    assert {n: s.data for n, s in found.items()} == {
+        f"{p}/ok{i}": {"attempt": i} for i in range(3)
+    }, rule
+    assert await connector.head(f"{p}/kept") == 5, rule
+    assert [s.name async for s in connector.scan(f"{p}/")] == sorted([f"{p}/kept", *found]), rule

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from connectors.base import DEFAULT_COLLECTION, Connector, Put, RawReader
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.requires("raw")]
+
+PAUSE = 1.1  # seconds between two writes whose timestamps must differ
 
 
 def _utc(value: object) -> datetime:
@@ -22,11 +25,15 @@ async def test_item_fields(connector: Connector, raw_reader: RawReader, name_pre
     await connector.write([Put(name, 7, {"age": 31, "tags": ["x"]})])
     item = await raw_reader.read_raw(name)
     assert item is not None
-    assert item["name"] == name
-    assert item["collection"] == name_prefix
-    assert item["version"] == 7
-    assert item["data"] == {"age": 31, "tags": ["x"]}
-    assert before <= _utc(item["updated_at"]) <= datetime.now(UTC) + timedelta(seconds=5)
+    rule = "rule: each stored item holds name, collection, version, data and updated_at"
+    assert item["name"] == name, rule
+    assert item["collection"] == name_prefix, f"{rule} (collection: the first segment)"
+    assert item["version"] == 7 and type(item["version"]) is int, f"{rule} (an int version)"
+    assert item["data"] == {"age": 31, "tags": ["x"]}, f"{rule} (data a native document)"
+    stamp = _utc(item["updated_at"])
+    assert before <= stamp <= datetime.now(UTC) + timedelta(seconds=5), (
+        f"rule: updated_at is the time of the write, in UTC: {stamp}"
+    )
 
 
 async def test_collection_is_first_segment(
@@ -55,12 +62,17 @@ async def test_update_moves_version_and_timestamp(
     name = f"{name_prefix}/u"
     await connector.write([Put(name, 1, {"v": 1})])
     first = await raw_reader.read_raw(name)
+    # Longer than a timestamp of whole seconds: it must move, not merely not go back.
+    await asyncio.sleep(PAUSE)
     await connector.write([Put(name, 2, {"v": 2})])
     second = await raw_reader.read_raw(name)
     assert first is not None and second is not None
-    assert (second["version"], second["data"]) == (2, {"v": 2})
-    assert _utc(second["updated_at"]) >= _utc(first["updated_at"])
-    assert await raw_reader.count_raw(name) == 1  # updated in place, not a second item
+    assert (second["version"], second["data"]) == (2, {"v": 2}), "rule: updates land in place"
+    moved = _utc(second["updated_at"]) - _utc(first["updated_at"])
+    assert moved >= timedelta(seconds=PAUSE - 0.1), (
+        f"rule: updated_at moves on every applied write: {PAUSE}s later it moved {moved}"
+    )
+    assert await raw_reader.count_raw(name) == 1, "rule: an update is not a second item"
 
 
 async def test_refused_write_leaves_layout_alone(
@@ -69,5 +81,9 @@ async def test_refused_write_leaves_layout_alone(
     name = f"{name_prefix}/kept"
     await connector.write([Put(name, 3, {"v": 3})])
     before = await raw_reader.read_raw(name)
-    await connector.write([Put(name, 2, {"v": 2})])
-    assert await raw_reader.read_raw(name) == before
+    await asyncio.sleep(PAUSE)
+    await connector.write([Put(name, 2, {"v": 2})])  # refused: stale
+    await connector.write([Put(name, 3, {"v": 3})])  # applied: the idempotent retry
+    assert await raw_reader.read_raw(name) == before, (
+        "rule: a refused write or an idempotent retry leaves the stored item alone"
+    )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+
 import pytest
 
+from conformance.bounded import BoundedConnector
 from conformance.plugin import MakeConnector
-from connectors.base import Connector, Put, RawReader
+from connectors.base import Connector, Put, RawReader, Snapshot, StorageUnavailable
 
 pytestmark = pytest.mark.asyncio
 
@@ -66,3 +70,101 @@ async def test_instances_share_the_store(make_connector: MakeConnector, name_pre
     a, b = await make_connector(), await make_connector()
     await a.write([Put(f"{name_prefix}/shared", 1, {"from": "a"})])
     assert await b.head(f"{name_prefix}/shared") == 1
+
+
+async def _fails_unavailable(call: Awaitable[object], what: str, rule: str) -> None:
+    try:
+        await call
+    except StorageUnavailable:
+        return
+    except Exception as exc:
+        pytest.fail(f"rule: {rule}: {what} raised {type(exc).__name__}: {exc}")
+    pytest.fail(f"rule: {rule}: {what} succeeded")
+
+
+def _calls(
+    connector: Connector | BoundedConnector, name: str
+) -> list[tuple[str, Awaitable[object]]]:
+    return [
+        ("get", connector.get(name)),
+        ("get_many", connector.get_many([name])),
+        ("head", connector.head(name)),
+        ("write", connector.write([Put(name, 1, {})])),
+        ("scan", _first(connector.scan(name))),
+    ]
+
+
+async def _first(scan: AsyncIterator[Snapshot]) -> list[Snapshot]:
+    return [s async for s in scan]
+
+
+async def test_calls_before_open_are_unavailable(
+    make_connector: MakeConnector, name_prefix: str
+) -> None:
+    connector = await make_connector(open=False)
+    for what, call in _calls(connector, f"{name_prefix}/early"):
+        await _fails_unavailable(call, f"{what} before open()", "calls before open() raise "
+                                 "StorageUnavailable")  # fmt: skip
+    await connector.open()
+    assert await connector.get(f"{name_prefix}/early") is None, (
+        "rule: a call before open() writes nothing"
+    )
+
+
+async def test_calls_after_close_are_unavailable(
+    make_connector: MakeConnector, name_prefix: str
+) -> None:
+    connector = await make_connector()
+    await connector.close()
+    for what, call in _calls(connector, f"{name_prefix}/late"):
+        await _fails_unavailable(call, f"{what} after close()", "calls after close() raise "
+                                 "StorageUnavailable")  # fmt: skip
+
+
+async def test_reopen_after_close(make_connector: MakeConnector, name_prefix: str) -> None:
+    name = f"{name_prefix}/again"
+    connector = await make_connector()
+    await connector.write([Put(name, 1, {"round": 1})])
+    await connector.close()
+    await connector.open()
+    rule = "rule: a closed connector can be opened again"
+    assert await connector.get(name) == Snapshot(name, 1, {"round": 1}), rule
+    [result] = await connector.write([Put(name, 2, {"round": 2})])
+    assert result.ok, rule
+
+
+async def test_open_twice_and_close_without_open(
+    make_connector: MakeConnector, name_prefix: str
+) -> None:
+    never_opened = await make_connector(open=False)
+    await never_opened.close()
+    connector = await make_connector()
+    await connector.open()  # again: harmless
+    [result] = await connector.write([Put(f"{name_prefix}/x", 1, {})])
+    assert result.ok, "rule: open() twice is harmless"
+
+
+async def test_one_instance_serves_concurrent_calls(connector: Connector, name_prefix: str) -> None:
+    """The gateway loads records while its flusher writes, on one instance: a connection that
+    cannot run two commands at once needs a pool or a lock."""
+    p = name_prefix
+    names = [f"{p}/{i:03d}" for i in range(40)]
+    await connector.write([Put(n, 1, {"i": i}) for i, n in enumerate(names[:20])])
+
+    async def scan_all() -> list[str]:
+        return [s.name async for s in connector.scan(f"{p}/")]
+
+    calls: list[Awaitable[object]] = []
+    for i, name in enumerate(names):
+        calls.append(connector.write([Put(name, 2, {"i": i, "round": 2})]))
+        calls.append(connector.get(names[(i * 7) % 20]))
+        calls.append(connector.head(names[(i * 3) % 20]))
+        calls.append(connector.get_many(names[i : i + 5]))
+        if i % 10 == 0:
+            calls.append(scan_all())
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    rule = "rule: one instance accepts concurrent calls"
+    assert not errors, f"{rule}: {len(errors)} of {len(calls)} calls failed, e.g. {errors[0]!r}"
+    found = await connector.get_many(names)
+    assert {n: s.version for n, s in found.items()} == dict.fromkeys(names, 2), rule

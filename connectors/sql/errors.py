@@ -27,6 +27,11 @@ _CONTENTION_SQLSTATE = ("40001", "40P01", "55P03")
 # denied, unknown database, shutdown in progress, connection killed.
 _MYSQL_TIMEOUT = frozenset({1205, 1213, 1969, 3024})
 _MYSQL_UNAVAILABLE = frozenset({1040, 1044, 1045, 1049, 1053, 1927, 2002, 2003, 2006, 2013, 2055})
+# Refusals of this data that asyncmy reports as OperationalError, so they would otherwise read as
+# an outage (and the flusher would retry a record that can never be written): a CHECK
+# constraint failed (MariaDB's json_valid, e.g. JSON nested 32 deep), invalid JSON text
+# (MySQL), a value too long or out of range, an invalid string.
+_MYSQL_REJECTED = frozenset({1264, 1366, 1406, 3140, 3819, 4025})
 
 
 def translate(exc: BaseException, what: str) -> StorageError | None:
@@ -42,6 +47,8 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
             return StorageTimeout(f"{what}: {text}")
         if code in _MYSQL_UNAVAILABLE:
             return StorageUnavailable(f"{what}: {text}")
+        if code in _MYSQL_REJECTED:
+            return StorageRejected(f"{what}: {text}")
         if sqlstate.startswith(_UNAVAILABLE_SQLSTATE):
             return StorageUnavailable(f"{what}: {text}")
         if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
