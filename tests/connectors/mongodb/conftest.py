@@ -13,8 +13,6 @@ from tests.standins.mongodb import MongoStandin
 
 MakeMongo = Callable[..., Awaitable[MongoConnector]]
 
-pytestmark = pytest.mark.needs_server("mongodb stand-in")
-
 
 @pytest.fixture
 def database() -> str:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from bson import Int64
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.base import StorageRejected
 from connectors.mongodb.documents import MAX_NATIVE_DEPTH, encode_put, is_native, snapshot_of
@@ -127,3 +129,32 @@ def test_a_cycle_is_rejected() -> None:
 def test_the_text_of_native_data_is_made_only_when_asked() -> None:
     encoded = encode_put("a", 1, {"b": [1, 2.0]}, NOW, Int64)
     assert encoded.text == '{"b":[1,2.0]}'
+
+
+_KEYS = st.text(alphabet=st.sampled_from(["a", "$", ".", "\x00", "é", "🙂", " "]), max_size=4)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(data=st.dictionaries(_KEYS, _JSON, max_size=5) | st.lists(_JSON, max_size=5))
+@settings(max_examples=300, deadline=None)
+def test_any_json_survives_bson_exactly(data: Any) -> None:
+    # Through the real BSON codec, as the driver sends and reads it: same values, same types,
+    # same key order, whether stored natively or as data_json.
+    import bson
+
+    from connectors.base import data_equal
+    from connectors.mongodb.client import codec_options
+
+    document = encode_put("p/1", 1, data, NOW, Int64).document
+    stored = bson.decode(bson.encode(document), codec_options=codec_options())
+    back = snapshot_of(stored).data
+    assert data_equal(back, data)
+    assert json.dumps(back) == json.dumps(data)  # key order, and 1 / 1.0 / true kept apart
