@@ -1,8 +1,10 @@
 """Flush throughput of the write-behind store on RethinkDB vs a raw bulk insert through the driver.
 
 N distinct records are queued in a ``CachedStore`` over the ``rethinkdb`` connector and
-``flush()`` is timed (batches of ``--batch-size``: one conditional ``for_each`` query each, hard
-durability, change entries for every document). Baselines write the same documents (same
+``flush()`` is timed (batches of ``--batch-size``, one query each, hard durability): as new
+records (``recordgate``: version 1, which the connector first tries as a bulk insert), and as
+updates of records stored before (``recordgate update``: version 2, the conditional
+``for_each`` with a change entry for every document). Baselines write the same documents (same
 fields, same work per row: JSON text of the data, the hashed id, the version key, one timestamp
 per batch) in the same batches into a fresh table, unconditionally:
 
@@ -33,7 +35,7 @@ from typing import Any
 from common import median, spread  # also puts the checkout on sys.path
 
 from connectors._common import dump_json
-from connectors.base import collection_of
+from connectors.base import Put, collection_of
 from connectors.rethinkdb import RethinkDBConnector
 from connectors.rethinkdb.driver import reql
 from connectors.rethinkdb.layout import document_fields, record_id, version_key
@@ -51,15 +53,18 @@ def documents(count: int) -> Docs:
     ]
 
 
-async def through_store(url: str, docs: Docs, batch: int) -> float:
+async def through_store(url: str, docs: Docs, batch: int, *, version: int = 1) -> float:
     table = f"flush_{uuid.uuid4().hex[:10]}"
     settings = WriteBehindConfig(interval=3600, batch_size=batch, max_pending=len(docs) + 1)
     connector = RethinkDBConnector(url, table=table, timeout=60)
     store = CachedStore(connector, write_behind=settings)
     await store.open()
     try:
+        for start in range(0, len(docs) if version > 1 else 0, batch):  # stored before: untimed
+            older = [Put(n, version - 1, d) for n, d in docs[start : start + batch]]
+            assert all(r.ok for r in await connector.write(older))
         for name, data in docs:
-            store.put(Record(name, 1, data))
+            store.put(Record(name, version, data))
         started = time.perf_counter()
         await store.flush()
         elapsed = time.perf_counter() - started
@@ -68,6 +73,10 @@ async def through_store(url: str, docs: Docs, batch: int) -> float:
     finally:
         await store.close()
     return elapsed
+
+
+async def updates_through_store(url: str, docs: Docs, batch: int) -> float:
+    return await through_store(url, docs, batch, version=2)
 
 
 async def _raw(url: str, docs: Docs, batch: int, as_text: bool) -> float:
@@ -131,6 +140,7 @@ async def compare(url: str, args: argparse.Namespace) -> None:
         "insert": raw_insert,
         "insert r.json": raw_insert_json,
         "recordgate": through_store,
+        "recordgate update": updates_through_store,
     }
     times: dict[str, list[float]] = {key: [] for key in runs}
     for round_ in range(args.rounds):

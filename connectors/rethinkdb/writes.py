@@ -1,29 +1,33 @@
 """Conditional batch writes: one ReQL query per batch, per-operation results.
 
-The query is ``r.json(ops).for_each(step)``, each step one atomic single-document write:
+The query is ``r.json(ops).for_each(step)``, each step one atomic single-document write,
+``get(id).replace(fn)``: for a put, ``fn`` returns the new document unless the stored
+``version_key`` is not lower (then the stored document: unchanged); for a delete, ``null``
+(removes it) unless a newer ``version_key`` is stored. RethinkDB calls ``fn`` with ``null`` for
+a missing document, so a put inserts it.
 
-* put, no document stored: ``insert`` (refused with a duplicate-key error if one appeared
-  meanwhile: that op goes round again);
-* put, a document stored: ``get(id).replace(fn)`` where ``fn`` keeps the stored document unless
-  its ``version_key`` is lower (or the document vanished), so check and write are one atomic
-  operation on the document;
-* delete: ``get(id).replace(fn)`` where ``fn`` returns ``null`` (removes the document) unless a
-  newer ``version_key`` is stored.
+Puts of first versions (0 and 1: most often records not stored yet) go instead, in the same
+query, into one plain bulk ``insert``, RethinkDB's cheapest write, which applies per document
+where none exists and is refused where one does; it answers the ids it inserted (applied), and
+the refused ops take the conditional replace in the next round. (The reqlite stand-in's
+``replace`` skips a missing document instead of calling ``fn``: such a put, having no change
+entry, is inserted in the next round; on RethinkDB this does not happen.)
 
-All with ``durability`` (``hard``: the server answers once the write is on disk) and
-``return_changes="always"``: an entry per document with ``old_val`` and ``new_val``, also for
-documents left unchanged, so the result of each op comes from the write itself: the put's own
-document is stored -> applied (written now, or an idempotent retry with equal data); anything
-else stored -> conflict, with that snapshot. An op with no entry (possible in the stand-in, see
-docs/connectors.md, and for a delete of a missing document) is settled by reading its document
-back after the batch (absent, or not newer, for a delete -> applied; newer -> conflict), or, for a
-put, goes round again. Rounds are bounded: ops still unsettled after them are a
-``StorageTimeout`` (contention), and the flusher retries the batch.
+Both with ``durability`` (``hard``: the server answers once the write is on disk). The
+replaces run with ``return_changes="always"``: an entry per document with ``old_val`` and
+``new_val``, also for documents left unchanged, so the result of each op comes from the write
+itself: the put's own document is stored -> applied (written now, or an idempotent retry with
+equal data); anything else stored -> conflict, with that snapshot. An op with no entry
+(possible in the stand-in, see docs/connectors.md, and for a delete of a missing document) is
+settled by reading its document back after the batch (absent, or not newer, for a delete ->
+applied; newer -> conflict), or, for a put, goes round again. Rounds are bounded: ops still
+unsettled after them are a ``StorageTimeout`` (contention), and the flusher retries the batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,14 +51,31 @@ ROUNDS = 8
 """Query rounds per batch before unsettled ops (lost races each round) are a timeout."""
 
 
-def encode_ops(ops: Sequence[Put | Delete], now: datetime) -> tuple[str, dict[str, str]]:
-    """The batch as one JSON array text for ``r.json``, and each put's data JSON by name.
+FIRST_VERSIONS = 1
+"""Puts of versions up to this (a record's creation, 0, and its first write, 1) are most often of
+records not stored yet: the first round sends them as one plain bulk ``insert``, RethinkDB's
+cheapest write, which it refuses per document where one exists (those go the conditional way
+in the next round)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """One operation as JSON text: ``item`` for the ``for_each`` step, ``doc`` (puts) for
+    ``insert``."""
+
+    op: Put | Delete
+    item: str
+    doc: str | None
+
+
+def encode_ops(ops: Sequence[Put | Delete], now: datetime) -> tuple[list[_Encoded], dict[str, str]]:
+    """Each operation as JSON text, and each put's data JSON by name.
 
     Non-JSON data, bad versions and reserved keys raise ``StorageRejected`` here, before the
     database is touched.
     """
     stamp = dump_json({"$reql_type$": "TIME", "epoch_time": now.timestamp(), "timezone": "+00:00"})
-    items: list[str] = []
+    encoded: list[_Encoded] = []
     texts: dict[str, str] = {}
     for op in ops:
         rid = dump_json([record_id(op.name)])[1:-1]
@@ -62,37 +83,53 @@ def encode_ops(ops: Sequence[Put | Delete], now: datetime) -> tuple[str, dict[st
         if isinstance(op, Put):
             text = dump_json(op.data)
             texts[op.name] = text
-            doc = document_fields(op.name, op.version, text)
-            items.append(f'{{"id":{rid},"key":"{key}","del":false,'
-                         f'"doc":{doc[:-1]},"updated_at":{stamp}}}}}')  # fmt: skip
+            doc = f'{document_fields(op.name, op.version, text)[:-1]},"updated_at":{stamp}}}'
+            item = f'{{"id":{rid},"key":"{key}","del":false,"doc":{doc}}}'
+            encoded.append(_Encoded(op, item, doc))
         else:
-            items.append(f'{{"id":{rid},"key":"{key}","del":true,"doc":null}}')
-    return "[" + ",".join(items) + "]", texts
+            item = f'{{"id":{rid},"key":"{key}","del":true,"doc":null}}'
+            encoded.append(_Encoded(op, item, None))
+    return encoded, texts
 
 
-def _query(table: Any, batch: str, durability: str) -> Any:
+def _conditional(table: Any, items: list[str], durability: str) -> Any:
+    """``for_each`` over the ops: one atomic conditional ``replace`` per document."""
     r = reql()
-    options = {"durability": durability, "return_changes": "always"}
 
     def step(op: Any) -> Any:
-        stored = table.get(op["id"])
-        doc = op["doc"]
-        delete = stored.replace(
-            lambda cur: r.branch(cur.eq(None).or_(cur["version_key"].le(op["key"])), None, cur),
-            **options,
-        )
-        # Nested two-way branches: the stand-in does not take r.branch's multi-way form.
-        put = r.branch(
-            stored.default(None).eq(None),
-            table.insert(doc, **options),
-            stored.replace(
-                lambda cur: r.branch(cur.eq(None).or_(cur["version_key"].lt(op["key"])), doc, cur),
-                **options,
-            ),
-        )
-        return r.branch(op["del"], delete, put)
+        def keep_or_replace(cur: Any) -> Any:
+            # Nested two-way branches: the stand-in does not take r.branch's multi-way form.
+            return r.branch(
+                op["del"],
+                r.branch(cur.eq(None).or_(cur["version_key"].le(op["key"])), None, cur),
+                r.branch(cur.eq(None).or_(cur["version_key"].lt(op["key"])), op["doc"], cur),
+            )
 
-    return r.json(batch).for_each(step)
+        return table.get(op["id"]).replace(
+            keep_or_replace, durability=durability, return_changes="always"
+        )
+
+    return r.json("[" + ",".join(items) + "]").for_each(step)
+
+
+def _insert(table: Any, docs: list[str], durability: str) -> Any:
+    """A plain bulk insert answering the ids it inserted (a document that exists is refused)."""
+    return table.insert(
+        reql().json("[" + ",".join(docs) + "]"), durability=durability, return_changes=True
+    ).do(lambda res: res["changes"].default([]).map(lambda change: change["new_val"]["id"]))
+
+
+def _query(table: Any, inserts: list[str], items: list[str], durability: str) -> Any:
+    """One query answering ``[inserted ids, for_each result]``."""
+    r = reql()
+    if not items:
+        return _insert(table, inserts, durability).do(lambda ids: [ids, None])
+    conditional = _conditional(table, items, durability)
+    if not inserts:
+        return conditional.do(lambda result: [[], result])
+    return _insert(table, inserts, durability).do(
+        lambda ids: conditional.do(lambda result: r.expr([ids, result]))
+    )
 
 
 async def write_batch(
@@ -102,23 +139,42 @@ async def write_batch(
     now: datetime,
     durability: str,
 ) -> list[WriteResult]:
-    batch, texts = encode_ops(ops, now)
+    encoded, texts = encode_ops(ops, now)
     results: dict[str, WriteResult] = {}
-    pending = list(ops)
+    # The way each put goes next: a bulk insert (first versions at first; puts whose document
+    # the stand-in's replace found missing) or the conditional replace (everything else).
+    inserting = {e.op.name for e in encoded if e.doc is not None and e.op.version <= FIRST_VERSIONS}
+    pending = encoded
     for _ in range(ROUNDS):
+        inserts = [e.doc for e in pending if e.op.name in inserting and e.doc is not None]
+        items = [e.item for e in pending if e.op.name not in inserting]
         answer = await session.run(
-            _query(table, batch, durability), f"write of {len(pending)} operations"
+            _query(table, inserts, items, durability), f"write of {len(pending)} operations"
         )
-        by_id = _entries(answer)
-        unsettled: list[Put | Delete] = []
-        for op in pending:
-            entry = by_id.get(record_id(op.name))
-            result = None if entry is None else _settle(op, entry, texts)
-            if result is None:
-                unsettled.append(op)
-            else:
-                results[op.name] = result
-        deletes = [op for op in unsettled if isinstance(op, Delete)]
+        inserted, changes = answer
+        inserted_ids = set(inserted or ())
+        by_id = _entries(changes)
+        unsettled: list[_Encoded] = []
+        for e in pending:
+            rid = record_id(e.op.name)
+            if e.op.name in inserting:
+                if rid in inserted_ids:
+                    results[e.op.name] = WriteResult(e.op, Outcome.APPLIED)
+                else:  # refused: a document exists; the conditional replace settles it
+                    inserting.discard(e.op.name)
+                    unsettled.append(e)
+                continue
+            entry = by_id.get(rid)
+            result = None if entry is None else _settle(e.op, entry, texts)
+            if result is not None:
+                results[e.op.name] = result
+                continue
+            if entry is None and isinstance(e.op, Put):
+                # No entry: the document was missing and the stand-in's replace skips those
+                # (RethinkDB inserts): an insert next.
+                inserting.add(e.op.name)
+            unsettled.append(e)
+        deletes = [e.op for e in unsettled if isinstance(e.op, Delete)]
         if deletes:
             stored = await _read_back(session, table, deletes)
             for op in deletes:
@@ -130,10 +186,9 @@ async def write_batch(
                     results[op.name] = WriteResult(op, Outcome.APPLIED)
                 else:
                     results[op.name] = WriteResult(op, Outcome.CONFLICT, current)
-        pending = [op for op in unsettled if isinstance(op, Put)]
+        pending = [e for e in unsettled if isinstance(e.op, Put)]
         if not pending:
             return [results[op.name] for op in ops]
-        batch, _ = encode_ops(pending, now)
     raise StorageTimeout(
         f"write: {len(pending)} operations lost every race for their documents in {ROUNDS} rounds"
     )

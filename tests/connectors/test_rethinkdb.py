@@ -342,8 +342,10 @@ def test_the_readme_reql_query_runs_as_written(own_standin_at_28015: int) -> Non
 
 
 async def test_one_query_per_batch(store: RethinkDBConnector, monkeypatch) -> None:
-    """Puts, new or updating, and conflicts take one query per batch; deletes add one read-back
-    here, because the stand-in reports no change entry for them (RethinkDB does)."""
+    """New records, updates and conflicts take one query per batch. A first version (0 or 1) of a
+    record already stored takes two (the bulk insert refuses it, the conditional write settles
+    it); deletes add one read-back here, because the stand-in reports no change entry for them
+    (RethinkDB does)."""
     queries: list[str] = []
     run = Session.run
 
@@ -352,15 +354,17 @@ async def test_one_query_per_batch(store: RethinkDBConnector, monkeypatch) -> No
         return await run(self, query, what, **optargs)
 
     monkeypatch.setattr(Session, "run", counted)
-    fresh = await store.write([Put(f"q/{i}", 1, {"i": i}) for i in range(200)])
-    assert all(r.ok for r in fresh) and len(queries) == 1
-    queries.clear()
-    mixed = [Put(f"q/{i}", 2 if i % 2 else 1, {"i": -i - 1}) for i in range(200)]
-    results = await store.write(mixed)
-    assert len(queries) == 1
-    assert [r.outcome for r in results] == [
-        Outcome.APPLIED if i % 2 else Outcome.CONFLICT for i in range(200)
-    ]
-    queries.clear()
-    await store.write([Delete("q/0", 1), Put("q/1", 3, {})])
-    assert len(queries) <= 2 and queries[0].startswith("write")
+
+    async def write(ops: list[Put | Delete]) -> tuple[list[Outcome], int]:
+        queries.clear()
+        results = await store.write(ops)
+        return [r.outcome for r in results], len(queries)
+
+    applied, conflict = Outcome.APPLIED, Outcome.CONFLICT
+    assert await write([Put(f"q/{i}", 1, {"i": i}) for i in range(200)]) == ([applied] * 200, 1)
+    assert await write([Put(f"q/{i}", 2, {"i": i}) for i in range(200)]) == ([applied] * 200, 1)
+    mixed = [Put(f"q/{i}", 3 if i % 2 else 2, {"i": -i - 1}) for i in range(200)]
+    assert await write(mixed) == ([applied if i % 2 else conflict for i in range(200)], 1)
+    assert await write([Put("q/1", 1, {}), Put("new", 1, {})]) == ([conflict, applied], 2)
+    outcomes, count = await write([Delete("q/0", 2), Put("q/1", 4, {})])
+    assert outcomes == [applied, applied] and count <= 2 and queries[0].startswith("write")

@@ -58,8 +58,9 @@ def test_version_keys_order_as_numbers() -> None:
 
 
 def test_batch_text_carries_ops_and_one_time() -> None:
-    batch, texts = encode_ops([Put("a/1", 3, {"x": [1]}), Delete("b", 4)], NOW)
-    put, delete = json.loads(batch)
+    encoded, texts = encode_ops([Put("a/1", 3, {"x": [1]}), Delete("b", 4)], NOW)
+    put, delete = (json.loads(e.item) for e in encoded)
+    assert json.loads(encoded[0].doc or "") == put["doc"] and encoded[1].doc is None
     assert put["id"] == record_id("a/1") and put["key"] == version_key(3) and put["del"] is False
     assert put["doc"]["updated_at"] == {
         "$reql_type$": "TIME",

@@ -14,6 +14,19 @@ net.Server.prototype.listen = function (_port, callback) {
   return listen.call(this, wanted, "127.0.0.1", callback);
 };
 
+// reqlite evaluates a query as a chain of promises, so two queries in flight interleave, also
+// between a replace function's read of a document and its write: RethinkDB's replace is atomic
+// per document. Queries run here one at a time (each to its end before the next starts), so
+// every write is atomic, as the connectors under test rely on.
+const Query = require("reqlite/lib/query.js");
+const runQuery = Query.prototype.run;
+let previous = Promise.resolve();
+Query.prototype.run = function (...args) {
+  const result = previous.then(() => runQuery.apply(this, args));
+  previous = result.catch(() => undefined);
+  return result;
+};
+
 const Server = require("reqlite");
 new Server({ "driver-port": wanted || 1, silent: true });
 // The parent's end of stdin closing means the test run is over: exit rather than linger.
