@@ -306,3 +306,20 @@ def test_progress_is_a_bar_on_a_terminal(tmp_path: Path) -> None:
     text = seen.decode(errors="replace")
     assert proc.returncode == 0
     assert "migrate: [" in text and "3000/3000 records" in text and "\r" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql+asyncpg://ada:s3cret@h:5432/db", "postgresql+asyncpg://ada:***@h:5432/db"),
+        ("postgresql+asyncpg://ada@h/db", "postgresql+asyncpg://ada@h/db"),
+        ("mongodb://ada:s3cret@h1:1,h2:2/db?replicaSet=rs", "mongodb://ada:***@h1:1,h2:2/db?replicaSet=rs"),
+        ("mongodb+srv://ada:p%40ss@c.example.net/db", "mongodb+srv://ada:***@c.example.net/db"),
+        ("mongodb://ada:s3cret@[::1]:27017/db", "mongodb://ada:***@[::1]:27017/db"),
+        ("mongodb://h1,h2/db", "mongodb://h1,h2/db"),
+    ],
+)  # fmt: skip
+def test_mask_url_hides_passwords_whatever_the_hosts(url: str, masked: str) -> None:
+    from gateway.ops.commands import mask_url
+
+    assert mask_url(url) == masked
