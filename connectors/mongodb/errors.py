@@ -56,7 +56,6 @@ CONTENTION_CODES = frozenset(
     {
         24,  # LockTimeout
         112,  # WriteConflict
-        11000,  # DuplicateKey outside a conditional put (e.g. concurrent index build)
     }
 )
 

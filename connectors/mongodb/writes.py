@@ -148,7 +148,10 @@ async def _bulk(
         details = exc.details
         others = [e for e in details.get("writeErrors", ()) if e.get("code") != DUPLICATE_KEY]
         if others or details.get("writeConcernErrors"):
-            error = translate(exc, f"write of {len(requests)} operations")
+            # Translated without the duplicate keys (conflicts, not failures): what is left
+            # decides between rejected (the flusher splits the batch) and unavailable/timeout.
+            failure = BulkWriteError({**details, "writeErrors": others})
+            error = translate(failure, f"write of {len(requests)} operations")
             assert error is not None
             raise error from exc
         refused = [e["index"] for e in details["writeErrors"]]

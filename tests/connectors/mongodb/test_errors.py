@@ -157,6 +157,16 @@ def _bulk(
         (_bulk([], [{"code": 64, "errmsg": "waiting for replication timed out"}]), StorageTimeout),
         (_bulk([], [{"code": 100, "errmsg": "not enough data-bearing nodes"}]), StorageUnavailable),
         (_bulk([{"index": 0, "code": 17419, "errmsg": "too large"}], []), StorageRejected),
+        (
+            _bulk(
+                [
+                    {"index": 1, "code": 10334, "errmsg": "BSONObj size too large"},
+                    {"index": 0, "code": 11000, "errmsg": "duplicate key"},
+                ],
+                [],
+            ),
+            StorageRejected,
+        ),
         (_bulk([{"index": 0, "code": 10107, "errmsg": "not primary"}], []), StorageUnavailable),
         (ConnectionRefusedError(111, "refused"), StorageUnavailable),
     ],
@@ -166,6 +176,39 @@ def test_driver_errors_are_translated(exc: BaseException, expected: type[Excepti
     error = translate(exc, "write")
     assert type(error) is expected
     assert str(error).startswith("write: ")
+
+
+async def test_a_refused_item_beside_conflicts_is_rejected_not_retried(
+    mongodb_standin: MongoStandin, database: str
+) -> None:
+    # A batch with a conflict (duplicate key) and an item the server refuses for another reason
+    # must be StorageRejected, so the flusher splits it, not a timeout retried forever. The
+    # refusal here is the stand-in's own (it cannot store a DBRef-shaped subdocument, which the
+    # connector never sends: such data goes to data_json); genuine MongoDB refuses e.g. a
+    # document over 16 MB the same way, as one item's write error.
+    from bson import Int64
+    from pymongo import AsyncMongoClient, ReplaceOne
+
+    from connectors.mongodb.writes import _bulk
+
+    async with MongoConnector(mongodb_standin.url(database)) as mongo:
+        await mongo.write([Put("r/1", 5, {})])
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_standin.url())
+        try:
+            raw = client[database]["records"]
+            requests: list[Any] = [
+                ReplaceOne({"_id": "r/1", "version": {"$lt": 1}},
+                           {"_id": "r/1", "version": Int64(1), "data": {}}, upsert=True),
+                ReplaceOne({"_id": "r/2", "version": {"$lt": 1}},
+                           {"_id": "r/2", "version": Int64(1),
+                            "data": {"ref": {"$ref": "x", "$id": 1}}}, upsert=True),
+            ]  # fmt: skip
+            with pytest.raises(StorageRejected, match="1 write errors, first code 8"):
+                await _bulk(raw, requests)
+            refused, _ = await _bulk(raw, requests[:1])
+            assert refused == [0]  # a duplicate key alone is a conflict to read back
+        finally:
+            await client.close()
 
 
 def test_bulk_error_messages_do_not_carry_record_data() -> None:
