@@ -107,7 +107,7 @@ update timestamp (UTC) that moves on every applied write.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -185,6 +185,9 @@ class Snapshot:
     name: str
     version: int
     data: JSON
+    size: int = field(default=0, compare=False, repr=False)
+    """Length of ``data``'s JSON text if the gateway knows it (an estimate; 0: unknown). It
+    bounds record and cache sizes without serialising; connectors ignore it."""
 
 
 Put = Snapshot

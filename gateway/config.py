@@ -22,6 +22,7 @@ __all__ = [
     "CONFLICT_POLICIES",
     "CacheConfig",
     "Config",
+    "LimitsConfig",
     "ListenConfig",
     "RpcConfig",
     "ServerConfig",
@@ -49,7 +50,19 @@ class ServerConfig:
     """Seconds a client may take to log in successfully."""
     max_auth_attempts: int = 3
     max_send_buffer: int = 16 * 1_048_576
-    """Bytes queued for one slow client before it is disconnected."""
+    """Bytes queued for one client (replies being produced included) before it is closed
+    (1008); checked as each reply is queued, so no single request can queue more."""
+    max_send_buffer_total: int = 256 * 1_048_576
+    """Bytes queued for all clients together; past it the clients holding the most are
+    dropped first until the total is back under."""
+    max_receive_queue: int = 4 * 1_048_576
+    """Bytes of one client's messages that may wait behind a slow one before reading from
+    it pauses (TCP back-pressure; nothing is refused)."""
+    max_connections: int = 10_000
+    """Open TCP connections; lowered at start to stay below the process's file-descriptor
+    limit. Past it a new client gets HTTP 503 before its WebSocket opens."""
+    max_connections_per_ip: int = 1_000
+    """Open TCP connections from one remote address; past it HTTP 503."""
     max_json_depth: int = DEFAULT_MAX_DEPTH
     """Containers nested in any JSON a client sends (record data, counted from the record's
     root so a PATCH counts its path; AUTH data). Deeper gets INVALID_MESSAGE_DATA."""
@@ -58,13 +71,70 @@ class ServerConfig:
         _require(0 <= self.port <= 65535, "server.port must be between 0 and 65535")
         for key in ("path", "health_path", "metrics_path"):
             _require(getattr(self, key).startswith("/"), f"server.{key} must start with /")
-        for key in ("max_message_size", "max_auth_attempts", "max_send_buffer"):
+        for key in (
+            "max_message_size",
+            "max_auth_attempts",
+            "max_send_buffer",
+            "max_send_buffer_total",
+            "max_receive_queue",
+            "max_connections",
+            "max_connections_per_ip",
+        ):
             _require(getattr(self, key) >= 1, f"server.{key} must be at least 1")
         for key in ("heartbeat_interval", "unauthenticated_timeout"):
             _require(getattr(self, key) > 0, f"server.{key} must be positive")
         _require(
             1 <= self.max_json_depth <= MAX_DEPTH_CEILING,
             f"server.max_json_depth must be between 1 and {MAX_DEPTH_CEILING}",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    """What one message may ask of the server (see the README's Limits table)."""
+
+    max_name_length: int = 2048
+    """Bytes (UTF-8) of a record, event, RPC or presence name."""
+    max_names_per_message: int = 10_000
+    """Names in one bulk message (SUBSCRIBE, SUBSCRIBEANDREAD, HEAD_BULK, NOTIFY, ...)."""
+    max_listen_pattern_length: int = 256
+    """Characters of a listen pattern."""
+    max_listen_patterns: int = 1_000
+    """Listen patterns one connection may hold at once, per topic."""
+    max_listen_pattern_size: int = 1_000
+    """RE2 program size (instructions) of a listen pattern: what matching a name costs per
+    byte. ``.{1000}.{1000}.{1000}.{1000}z`` is 32,005; ``^user/[a-z]+/.*`` is about 20."""
+    max_record_size: int | None = None
+    """Bytes of JSON a record may grow to through writes; default ``server.max_message_size``."""
+    max_path_depth: int = 256
+    """Keys and indices in one record path (``a.b[2].c`` is 4)."""
+    max_array_index: int = 100_000
+    """The indices of one record path may add up to this (each may pad an array with nulls)."""
+    max_patch_entries: int = 1_000
+    """Entries (paths) in one PATCH_MULTI."""
+    max_concurrent_loads: int = 64
+    """Storage reads of records (cache misses) in flight for the whole server."""
+    max_loads_per_connection: int = 16
+    """Cache misses one client's message may have in flight; its bulk reads proceed in windows
+    of this many, so a storm of one client queues behind, not ahead of, the others."""
+
+    def __post_init__(self) -> None:
+        for key in (
+            "max_name_length",
+            "max_names_per_message",
+            "max_listen_pattern_length",
+            "max_listen_patterns",
+            "max_listen_pattern_size",
+            "max_path_depth",
+            "max_array_index",
+            "max_patch_entries",
+            "max_concurrent_loads",
+            "max_loads_per_connection",
+        ):
+            _require(getattr(self, key) >= 1, f"limits.{key} must be at least 1")
+        _require(
+            self.max_record_size is None or self.max_record_size >= 2,
+            "limits.max_record_size must be at least 2",
         )
 
 
@@ -103,9 +173,13 @@ class CacheConfig:
     max_records: int = 100_000
     """Records held in memory. Only clean records are evicted (least recently used first);
     dirty ones stay until flushed, so the cache may exceed this by up to the pending records."""
+    max_bytes: int = 256 * 1_048_576
+    """Bytes of record JSON held in memory (the JSON text length of each record; Python's
+    objects take about 1.5 to 3 times that). Evicts like ``max_records``."""
 
     def __post_init__(self) -> None:
         _require(self.max_records >= 1, "cache.max_records must be at least 1")
+        _require(self.max_bytes >= 1, "cache.max_bytes must be at least 1")
 
 
 CONFLICT_POLICIES = ("storage-wins", "gateway-wins", "merge")
@@ -158,11 +232,17 @@ def _require(condition: bool, message: str) -> None:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     write_behind: WriteBehindConfig = field(default_factory=WriteBehindConfig)
+
+    @property
+    def max_record_size(self) -> int:
+        """``limits.max_record_size``, or by default ``server.max_message_size``."""
+        return self.limits.max_record_size or self.server.max_message_size
 
 
 def _build(cls: type[Any], raw: Any, where: str) -> Any:

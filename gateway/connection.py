@@ -16,9 +16,14 @@ A fan-out sends the same bytes to every subscriber, and since a server neither m
 extension is negotiated) transforms them, the WebSocket frame is built once per broadcast, not
 once per subscriber.
 Frames join the websockets protocol's own write queue, so whatever websockets writes itself (a
-pong, a close frame) goes out in order with them. A client whose buffer passes
-``max_send_buffer`` is too slow to keep up and is disconnected instead of growing memory
-without bound.
+pong, a close frame) goes out in order with them.
+
+Output is bounded as it is produced, never after: each frame queued adds its length to what
+the connection holds, and a connection whose replies and unsent bytes pass ``max_send_buffer``
+is closed (1008) at that frame, so no request, however amplifying, queues more than that. All
+connections together hold at most the ``Outbox``'s ``max_total``: past it the ones holding the
+most are dropped first. Inbound, messages that wait behind a slow one pause reading once they
+hold ``max_receive_queue`` bytes (or ``MAX_QUEUE`` messages).
 """
 
 from __future__ import annotations
@@ -36,22 +41,32 @@ from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
 
 from .auth import OPEN_USER
+from .limits import LimitTrips, ThrottledLog
 from .protocol import Message, encode
 from .protocol.session import Session
 
 __all__ = ["CLOSE_TIMEOUT", "MAX_QUEUE", "OPEN_TIMEOUT", "Connection", "Outbox", "Service"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
 _ids = itertools.count(1)
 
 OPEN_TIMEOUT = 10.0
 """Seconds a TCP connection may take to complete its opening handshake."""
+REFUSAL_TIMEOUT = 1.0
+"""Seconds a refused TCP connection (too many) keeps its socket to read its 503."""
 CLOSE_TIMEOUT = 10.0
 """Seconds the peer has to finish the closing handshake before the socket is dropped."""
 MAX_QUEUE = 64
 """Messages that may wait behind a slow one before reading pauses."""
+OVERFLOW_GRACE = 1.0
+"""Seconds a connection closed for its send buffer has to take the close frame."""
+CLOSE_POLICY = 1008
 
 _OPEN = WsState.OPEN
+_HIGH_WATER = 64 * 1024
+"""Socket buffers above this count toward the outbox's budget (asyncio's default high-water
+mark: below it the transport writes as fast as the peer reads)."""
 _BINARY, _TEXT, _CONT, _CLOSE = Opcode.BINARY, Opcode.TEXT, Opcode.CONT, Opcode.CLOSE
 
 
@@ -61,6 +76,9 @@ class Service(Protocol):
     @property
     def serving(self) -> bool:
         """False once the server is shutting down: new WebSockets are refused (503)."""
+
+    def admit(self, conn: Connection, peer: str) -> str | None:
+        """A new TCP connection from address ``peer``: why it must be refused, or None."""
 
     def respond(self, protocol: ServerProtocol, request: Request) -> Response | None:
         """The HTTP response to ``request``, or None to open the WebSocket."""
@@ -99,10 +117,44 @@ def _ws_frame(frame: bytes) -> bytes:
 
 class Outbox:
     """The connections with frames waiting, written together: at the end of the read that
-    queued them, else when the loop pass ends (one callback for a whole fan-out)."""
+    queued them, else when the loop pass ends (one callback for a whole fan-out).
 
-    def __init__(self) -> None:
+    It also keeps the server-wide output budget: ``held`` is what the connections whose socket
+    buffers are over the transport's high-water mark hold (as of their last write); past
+    ``max_total`` the largest holders are dropped until the total is back under.
+    """
+
+    def __init__(self, *, max_total: int = 1 << 62, trips: LimitTrips | None = None) -> None:
         self._waiting: list[Connection] = []
+        self.max_total = max_total
+        self.trips = trips if trips is not None else LimitTrips()
+        self.held = 0
+        self._holders: set[Connection] = set()
+
+    def hold(self, conn: Connection, size: int) -> None:
+        """``conn``'s socket buffer now holds ``size`` bytes (0: drained, or gone)."""
+        self.held += size - conn._held
+        conn._held = size
+        if size:
+            self._holders.add(conn)
+        else:
+            self._holders.discard(conn)
+        if self.held > self.max_total:
+            self._shed()
+
+    def _shed(self) -> None:
+        for conn in sorted(self._holders, key=lambda c: c._held, reverse=True):
+            if self.held <= self.max_total:
+                break
+            self.trips.trip("server.max_send_buffer_total")
+            _throttled.warning(
+                "%r holds %d bytes while all clients hold over server.max_send_buffer_total; "
+                "dropping it",
+                conn,
+                conn._held,
+            )
+            conn.abort()
+            self.hold(conn, 0)
 
     def add(self, conn: Connection) -> None:
         if not self._waiting:
@@ -122,12 +174,15 @@ class Connection(asyncio.Protocol):
         "_ended",
         "_fragmented",
         "_fragments",
+        "_held",
         "_in_outbox",
         "_loop",
         "_opened",
         "_outbox",
         "_paused",
         "_queue",
+        "_queued_bytes",
+        "_room",
         "_service",
         "_timer",
         "auth_timer",
@@ -136,11 +191,15 @@ class Connection(asyncio.Protocol):
         "closed",
         "id",
         "last_seen",
+        "max_receive_queue",
         "max_send_buffer",
+        "peer",
         "protocol",
+        "refusal",
         "server_data",
         "session",
         "transport",
+        "unsent",
         "user_id",
     )
 
@@ -152,6 +211,7 @@ class Connection(asyncio.Protocol):
         *,
         max_size: int,
         max_send_buffer: int,
+        max_receive_queue: int = 1 << 62,
     ) -> None:
         self.id = next(_ids)
         self.session = session
@@ -162,6 +222,17 @@ class Connection(asyncio.Protocol):
         self.last_seen = 0.0
         self.auth_timer: asyncio.TimerHandle | None = None
         self.max_send_buffer = max_send_buffer
+        self.peer: str | None = None
+        """The remote address, while the service counts this connection."""
+        self.refusal: str | None = None
+        """Why the connection was refused (503) as it was made, if it was."""
+        self.max_receive_queue = max_receive_queue
+        self.unsent = 0
+        """Bytes queued since the last write to the socket."""
+        self._room = max_send_buffer
+        """What may be queued before the next write: ``max_send_buffer`` less the socket's
+        buffer at the last write."""
+        self._held = 0  # the socket buffer as the outbox's budget counts it
         self.protocol = ServerProtocol(max_size=max_size)
         self.transport: asyncio.Transport | None = None
         self._service = service
@@ -173,6 +244,7 @@ class Connection(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragmented = _BINARY  # the opcode of the fragmented message being read
         self._queue: deque[bytes | str] = deque()
+        self._queued_bytes = 0
         self._busy: asyncio.Task[None] | None = None  # handling an awaitable; messages queue
         self._opened = False
         self._paused = False
@@ -197,10 +269,29 @@ class Connection(asyncio.Protocol):
         protocol = self.protocol
         if protocol.state is not _OPEN:
             return
-        protocol.writes.append(_ws_frame(frame))  # what protocol.send_binary(frame) would add
+        framed = _ws_frame(frame)
+        self.unsent += len(framed)
+        if self.unsent > self._room:  # checked per frame: no read can queue past the limit
+            self._overflow()
+            return
+        protocol.writes.append(framed)  # what protocol.send_binary(frame) would add
         if not self._in_outbox:  # _flush_soon, inlined: this runs once per subscriber
             self._in_outbox = True
             self._outbox.add(self)
+
+    def _overflow(self) -> None:
+        """Replies would pass ``max_send_buffer``: drop what is unsent and close (1008)."""
+        self._outbox.trips.trip("server.max_send_buffer")
+        _throttled.warning(
+            "%r would hold more than server.max_send_buffer (%d bytes); closing it",
+            self,
+            self.max_send_buffer,
+        )
+        self.protocol.writes.clear()
+        self.unsent = 0
+        self.protocol.send_close(CLOSE_POLICY, "send buffer limit exceeded")
+        self._flush_soon()
+        self._drop_after(OVERFLOW_GRACE)
 
     def flush_session(self) -> None:
         """Send what the session state machine queued."""
@@ -221,6 +312,7 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._in_outbox = False
+        self.unsent = 0
         transport = self.transport
         writes = self.protocol.data_to_send()
         if not writes or transport is None or transport.is_closing():
@@ -239,16 +331,25 @@ class Connection(asyncio.Protocol):
         except Exception as exc:  # the transport is going away; connection_lost follows
             log.debug("send to %r failed: %s", self, exc)
             return
-        if transport.get_write_buffer_size() > self.max_send_buffer:
-            log.warning("%r is too slow to keep up; disconnecting", self)
+        buffered = transport.get_write_buffer_size()
+        self._room = self.max_send_buffer - buffered
+        if self._held or buffered > _HIGH_WATER:
+            self._outbox.hold(self, buffered)
+        if buffered > self.max_send_buffer:
+            self._outbox.trips.trip("server.max_send_buffer")
+            _throttled.warning("%r is too slow to keep up; disconnecting", self)
             transport.abort()
         elif self.protocol.close_expected():
             self._drop_after(CLOSE_TIMEOUT)
 
     def _drop_after(self, delay: float) -> None:
-        """Abort the socket in ``delay`` seconds unless it is gone by then."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """Abort the socket in ``delay`` seconds unless it is gone by then (or an earlier
+        deadline is already set)."""
+        timer = self._timer
+        if timer is not None:
+            if not timer.cancelled() and timer.when() <= self._loop.time() + delay:
+                return
+            timer.cancel()
         self._timer = self._loop.call_later(delay, self.abort)
 
     def abort(self) -> None:
@@ -260,7 +361,18 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self._drop_after(OPEN_TIMEOUT)
+        peername = transport.get_extra_info("peername")
+        self.refusal = self._service.admit(self, str(peername[0]) if peername else "?")
+        if self.refusal is None:
+            self._drop_after(OPEN_TIMEOUT)
+            return
+        # Refused (too many connections): answer 503 at once, before the request is even
+        # read, so the socket (a file descriptor) is released as soon as the client reads it.
+        response = self.protocol.reject(503, self.refusal)
+        response.headers["Server"] = SERVER
+        self.protocol.send_response(response)  # then discards whatever the client sends
+        self._flush_soon()
+        self._drop_after(REFUSAL_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
@@ -275,6 +387,10 @@ class Connection(asyncio.Protocol):
                 self._handshake(cast(Request, event))
         self._outbox.flush()  # the replies and fan-outs of this read, without waiting a pass
 
+    def resume_writing(self) -> None:
+        if self._held:  # the socket buffer drained below the low-water mark
+            self._outbox.hold(self, 0)
+
     def eof_received(self) -> None:
         self.protocol.receive_eof()
         self._flush()
@@ -284,6 +400,8 @@ class Connection(asyncio.Protocol):
         self.protocol.receive_eof()  # idempotent; the protocol state becomes CLOSED
         if self._timer is not None:
             self._timer.cancel()
+        if self._held:
+            self._outbox.hold(self, 0)
         self._end()
         if self._done and not self.closed.done():
             self.closed.set_result(None)
@@ -295,7 +413,7 @@ class Connection(asyncio.Protocol):
         try:
             response = self._service.respond(protocol, request)
         except Exception:
-            log.exception("answering %s failed", request.path)
+            _throttled.exception("answering %s failed", request.path)
             response = protocol.reject(500, "Failed to open a WebSocket connection.\n")
         if response is None:
             response = protocol.accept(request)
@@ -342,7 +460,12 @@ class Connection(asyncio.Protocol):
     def _message(self, data: bytes | str) -> None:
         if self._busy is not None:
             self._queue.append(data)
-            if len(self._queue) >= MAX_QUEUE and not self._paused and self.transport:
+            self._queued_bytes += len(data)
+            if (
+                (len(self._queue) >= MAX_QUEUE or self._queued_bytes >= self.max_receive_queue)
+                and not self._paused
+                and self.transport
+            ):
                 self._paused = True
                 self.transport.pause_reading()
             return
@@ -357,9 +480,14 @@ class Connection(asyncio.Protocol):
             try:
                 await pending
             except Exception:  # the service guards its awaitables; this is the last resort
-                log.exception("handling a message from %r failed", self)
+                _throttled.exception("handling a message from %r failed", self)
             while True:
-                if self._paused and len(queue) < MAX_QUEUE and self.transport:
+                if (
+                    self._paused
+                    and len(queue) < MAX_QUEUE
+                    and self._queued_bytes < self.max_receive_queue
+                    and self.transport
+                ):
                     self._paused = False
                     self.transport.resume_reading()
                 if not queue:
@@ -367,7 +495,9 @@ class Connection(asyncio.Protocol):
                     if self._ended:
                         self._tell_service()
                     return
-                next_pending = self._service.received(self, queue.popleft())
+                data = queue.popleft()
+                self._queued_bytes -= len(data)
+                next_pending = self._service.received(self, data)
                 if next_pending is not None:
                     pending = next_pending
                     break

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from .config import LimitsConfig
 from .connection import Connection
 from .handler import unknown_action
+from .limits import LimitTrips
 from .listen import ListenRegistry
 from .protocol import EventAction, Message, Topic, encode
 from .subscriptions import SubscriptionRegistry
@@ -18,11 +20,19 @@ _LISTEN_ACTIONS = frozenset(
 
 
 class EventHandler:
-    def __init__(self, *, listen_timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        listen_timeout: float = 0.5,
+        limits: LimitsConfig | None = None,
+        trips: LimitTrips | None = None,
+    ) -> None:
         self.subscriptions = SubscriptionRegistry(
             duplicate_action=EventAction.MULTIPLE_SUBSCRIPTIONS
         )
-        self.listen = ListenRegistry(Topic.EVENT, self.subscriptions, timeout=listen_timeout)
+        self.listen = ListenRegistry(
+            Topic.EVENT, self.subscriptions, timeout=listen_timeout, limits=limits, trips=trips
+        )
 
     def handle(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         action = msg.action

@@ -12,7 +12,8 @@
     │   ├── UnknownAction
     │   └── MessageTooLarge
     ├── InvalidData                   well-formed message, unusable payload (JSON, path)
-    │   └── InvalidJSON               JSON text refused at the edge (``reason`` says why)
+    │   ├── InvalidJSON               JSON text refused at the edge (``reason`` says why)
+    │   └── LimitExceeded             over a configured limit (``key`` names it)
     ├── UnencodableData               a value that cannot be written back as JSON text
     ├── StorageError                  raised by connectors, at their boundary
     │   ├── StorageUnavailable        cannot reach the database
@@ -39,6 +40,7 @@ __all__ = [
     "DriverMissing",
     "InvalidData",
     "InvalidJSON",
+    "LimitExceeded",
     "MessageParseError",
     "MessageTooLarge",
     "NotConnected",
@@ -105,6 +107,14 @@ class MessageTooLarge(ProtocolError):
 
 class InvalidData(RecordgateError):
     """A well-formed message whose payload cannot be used: bad JSON, a hostile path, ..."""
+
+
+class LimitExceeded(InvalidData):
+    """The message asks for more than a configured limit allows; ``key`` is its config key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{message} ({key})")
+        self.key = key
 
 
 class InvalidJSON(InvalidData):

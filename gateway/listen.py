@@ -13,7 +13,10 @@ Invariants:
 - ``_listeners[pattern]`` is never empty; ``_patterns`` has exactly the keys of ``_listeners``.
 
 Patterns are only matched when a name gets its first subscriber (against every pattern) or when
-a new listener arrives (against every subscribed name), never per message.
+a new listener arrives (against every subscribed name), never per message. What one match costs
+is bounded: names by ``limits.max_name_length``, patterns by their length and by RE2's program
+size (``limits.max_listen_pattern_size``: matching costs about that much per byte of name), and
+a connection listens to at most ``limits.max_listen_patterns`` patterns.
 """
 
 from __future__ import annotations
@@ -25,32 +28,52 @@ from dataclasses import dataclass
 
 import re2
 
+from .config import LimitsConfig
 from .connection import Connection
-from .exceptions import InvalidData
+from .exceptions import InvalidData, LimitExceeded
+from .limits import LimitTrips, ThrottledLog
 from .protocol import EventAction, Message, RecordAction, Topic, encode
 from .subscriptions import SubscriptionRegistry, duplicate
 
 __all__ = ["MAX_PATTERN_LENGTH", "ListenRegistry", "compile_pattern"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
 
 MAX_PATTERN_LENGTH = 256
-"""Longest listen pattern accepted, in characters."""
+"""Default ``limits.max_listen_pattern_length``, in characters."""
+MAX_PATTERN_SIZE = 1000
+"""Default ``limits.max_listen_pattern_size``: RE2 program size (instructions)."""
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # RE2 would write every bad pattern (and DFA overflow) to stderr
 
 
-def compile_pattern(pattern: str) -> re2._Regexp:
+def compile_pattern(
+    pattern: str, *, max_length: int = MAX_PATTERN_LENGTH, max_size: int = MAX_PATTERN_SIZE
+) -> re2._Regexp:
     """Compile a listen pattern (a JS regex, unanchored) with RE2.
 
-    RE2 matches in time linear in the name, so no pattern, however hostile, can stall the
-    server. The price: backreferences and lookaround, which JS allows, are refused. Raises
-    ``InvalidData`` for those, for syntax errors, and past ``MAX_PATTERN_LENGTH``.
+    RE2 matches in time linear in the name, but the factor is the program size, which a short
+    pattern can make huge (``.{1000}.{1000}.{1000}.{1000}z``: 32,005): it is bounded too.
+    Backreferences and lookaround, which JS allows, are refused. Raises ``InvalidData`` for
+    those and for syntax errors, ``LimitExceeded`` past ``max_length`` or ``max_size``.
     """
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise InvalidData(f"listen pattern longer than {MAX_PATTERN_LENGTH} characters")
+    if len(pattern) > max_length:
+        raise LimitExceeded(
+            "limits.max_listen_pattern_length",
+            f"listen pattern longer than {max_length} characters",
+        )
     try:
-        return re2.compile(pattern)
+        regex = re2.compile(pattern, _OPTIONS)
     except re2.error as exc:
         raise InvalidData(f"invalid listen pattern: {exc}") from exc
+    if regex.programsize > max_size:
+        raise LimitExceeded(
+            "limits.max_listen_pattern_size",
+            f"listen pattern too complex ({regex.programsize} RE2 instructions, over {max_size})",
+        )
+    return regex
 
 
 @dataclass(slots=True, eq=False)
@@ -78,8 +101,19 @@ class ListenRegistry:
     """
 
     def __init__(
-        self, topic: Topic, subscriptions: SubscriptionRegistry, *, timeout: float
+        self,
+        topic: Topic,
+        subscriptions: SubscriptionRegistry,
+        *,
+        timeout: float,
+        limits: LimitsConfig | None = None,
+        trips: LimitTrips | None = None,
     ) -> None:
+        limits = limits or LimitsConfig()
+        self.trips = trips if trips is not None else LimitTrips()
+        self._max_length = limits.max_listen_pattern_length
+        self._max_size = limits.max_listen_pattern_size
+        self._max_patterns = limits.max_listen_patterns
         self.topic = topic
         self.subscriptions = subscriptions
         self.timeout = timeout
@@ -118,9 +152,15 @@ class ListenRegistry:
         try:
             if pattern is None:
                 raise InvalidData("listen pattern is missing")
-            regex = self._patterns.get(pattern) or compile_pattern(pattern)
+            if len(self._patterns_of.get(conn, ())) >= self._max_patterns:
+                raise LimitExceeded("limits.max_listen_patterns", "too many listen patterns")
+            regex = self._patterns.get(pattern) or compile_pattern(
+                pattern, max_length=self._max_length, max_size=self._max_size
+            )
         except InvalidData as exc:
-            log.info("%r sent a bad listen pattern: %s", conn, exc)
+            if isinstance(exc, LimitExceeded):
+                self.trips.trip(exc.key)
+            _throttled.info("%r sent a bad listen pattern: %s", conn, exc)
             conn.send(Message(self.topic, self._actions.INVALID_LISTEN_REGEX, name=pattern))
             return
         listeners = self._listeners.setdefault(pattern, {})

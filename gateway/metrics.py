@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .limits import LimitTrips
 from .protocol import payload
 from .store import StoreStats
 
@@ -13,6 +14,9 @@ _STORE_METRICS = (
     ("pending", "gauge", "Writes accepted but not yet in storage (queued or in flight)."),
     ("dirty", "gauge", "Records with writes not yet in storage."),
     ("cached", "gauge", "Records held in the cache."),
+    ("cached_bytes", "gauge", "JSON bytes of the records held in the cache (cache.max_bytes)."),
+    ("waiters", "gauge", "Acknowledgements waiting for durability (count toward max_pending)."),
+    ("loads_waiting", "gauge", "Storage reads queued behind limits.max_concurrent_loads."),
     ("flushed", "counter", "Operations written to storage."),
     ("retried", "counter", "Flush attempts repeated after storage was unavailable."),
     ("failed", "counter", "Operations storage refused for good."),
@@ -20,12 +24,27 @@ _STORE_METRICS = (
 )
 
 
-def render(*, connections: int, store: StoreStats) -> str:
+def render(
+    *,
+    connections: int,
+    store: StoreStats,
+    trips: LimitTrips | None = None,
+    send_buffers: int = 0,
+) -> str:
     lines = [
         "# HELP recordgate_connections Open client connections.",
         "# TYPE recordgate_connections gauge",
         f"recordgate_connections {connections}",
+        "# HELP recordgate_send_buffer_bytes Bytes held for slow clients (counted toward "
+        "server.max_send_buffer_total).",
+        "# TYPE recordgate_send_buffer_bytes gauge",
+        f"recordgate_send_buffer_bytes {send_buffers}",
+        "# HELP recordgate_limit_trips_total Requests or clients refused by a limit, by its "
+        "configuration key.",
+        "# TYPE recordgate_limit_trips_total counter",
     ]
+    for key, count in sorted((trips.counts if trips is not None else {}).items()):
+        lines.append(f'recordgate_limit_trips_total{{limit="{key}"}} {count}')
     for field, kind, text in _STORE_METRICS:
         name = f"recordgate_store_{field}" + ("_total" if kind == "counter" else "")
         lines += [

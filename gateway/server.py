@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import json
 import logging
+import resource
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -24,8 +26,17 @@ from .config import Config
 from .connection import Connection, Outbox
 from .events import EventHandler
 from .handler import Handler
+from .limits import LimitTrips, ThrottledLog
 from .presence import PresenceHandler
-from .protocol import Message, ParserAction, Topic
+from .protocol import (
+    EventAction,
+    Message,
+    ParserAction,
+    PresenceAction,
+    RecordAction,
+    RpcAction,
+    Topic,
+)
 from .protocol.session import AuthRequest, Session, State
 from .records import RecordHandler
 from .rpc import RpcHandler
@@ -34,6 +45,40 @@ from .store import RecordStore, create_store
 __all__ = ["Server"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
+
+_INVALID_DATA: dict[int, int] = {
+    Topic.EVENT: EventAction.INVALID_MESSAGE_DATA,
+    Topic.RECORD: RecordAction.INVALID_MESSAGE_DATA,
+    Topic.RPC: RpcAction.INVALID_MESSAGE_DATA,
+    Topic.PRESENCE: PresenceAction.INVALID_PRESENCE_USERS,
+}
+"""Each topic's answer to a message over a limit of ``limits`` (a name too long, too many)."""
+
+FD_RESERVE = 64
+"""File descriptors kept free beyond the last connection: storage, logs, a refusal's socket."""
+
+
+_loop_errors = ThrottledLog(logging.getLogger("asyncio"))
+
+
+def _throttled_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's default handler, throttled: at the file-descriptor limit it would log an
+    accept() traceback per waiting client per second."""
+    _loop_errors.log(
+        logging.ERROR,
+        "%s",
+        context.get("message", "unhandled exception in the event loop"),
+        exc_info=context.get("exception"),
+    )
+
+
+def connection_cap(configured: int) -> int:
+    """``server.max_connections``, lowered to stay below the file-descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, soft - max(FD_RESERVE, soft // 8)))
 
 
 class Server:
@@ -50,13 +95,21 @@ class Server:
         store: RecordStore | None = None,
     ) -> None:
         self.config = config or Config()
+        self.trips = LimitTrips()
+        """Limits that refused something, by configuration key (``/metrics``)."""
         self.authenticator: Authenticator = authenticator or OpenAuthenticator()
         self.store = store if store is not None else create_store(self.config)
         self.connections: set[Connection] = set()
-        self.events = EventHandler(listen_timeout=self.config.listen.response_timeout)
+        limits = self.config.limits
+        self.events = EventHandler(
+            listen_timeout=self.config.listen.response_timeout, limits=limits, trips=self.trips
+        )
         self.records = RecordHandler(
             self.store,
             listen_timeout=self.config.listen.response_timeout,
+            limits=limits,
+            max_record_size=self.config.max_record_size,
+            trips=self.trips,
             max_json_depth=self.config.server.max_json_depth,
         )
         self.rpc = RpcHandler(
@@ -72,8 +125,13 @@ class Server:
         }
         self._tcp_server: asyncio.Server | None = None
         self._sockets: set[Connection] = set()
-        self._outbox = Outbox()
         """Every TCP connection, open WebSocket or not (``connections``: the open ones)."""
+        self._outbox = Outbox(max_total=self.config.server.max_send_buffer_total, trips=self.trips)
+        self._per_ip: dict[str, int] = {}
+        self.max_connections = connection_cap(self.config.server.max_connections)
+        self._max_name = limits.max_name_length
+        self._max_name_chars = limits.max_name_length // 4  # no longer string can be too long
+        self._max_names = limits.max_names_per_message
         self.serving = False
         self._clock = time.monotonic  # the event loop's clock, once started
         self._heartbeat: asyncio.Task[None] | None = None
@@ -86,6 +144,15 @@ class Server:
         cfg = self.config.server
         loop = asyncio.get_running_loop()
         self._clock = loop.time
+        if self.max_connections < cfg.max_connections:
+            log.warning(
+                "server.max_connections lowered to %d: the file-descriptor limit (ulimit -n) "
+                "leaves no room for %d",
+                self.max_connections,
+                cfg.max_connections,
+            )
+        if loop.get_exception_handler() is None:  # the application's own handler stays
+            loop.set_exception_handler(_throttled_exception_handler)
         self._tcp_server = await loop.create_server(self._new_socket, cfg.host, cfg.port)
         self.serving = True
         sock = next(iter(self._tcp_server.sockets))
@@ -132,7 +199,12 @@ class Server:
         if path == cfg.health_path:
             return protocol.reject(http.HTTPStatus.OK, "OK\n")
         if path == cfg.metrics_path:
-            body = metrics.render(connections=len(self.connections), store=self.store.stats)
+            body = metrics.render(
+                connections=len(self.connections),
+                store=self.store.stats,
+                trips=self.trips,
+                send_buffers=self._outbox.held,
+            )
             response = protocol.reject(http.HTTPStatus.OK, body)
             response.headers["Content-Type"] = metrics.CONTENT_TYPE
             return response
@@ -158,10 +230,37 @@ class Server:
             session,
             max_size=cfg.max_message_size * 2,
             max_send_buffer=cfg.max_send_buffer,
+            max_receive_queue=cfg.max_receive_queue,
         )
         self._sockets.add(conn)
-        conn.closed.add_done_callback(lambda _: self._sockets.discard(conn))
+        conn.closed.add_done_callback(lambda _: self._forget_socket(conn))
         return conn
+
+    def admit(self, conn: Connection, peer: str) -> str | None:
+        """Count ``conn`` from ``peer``; why it must be refused (HTTP 503), or None."""
+        count = self._per_ip.get(peer, 0) + 1
+        self._per_ip[peer] = count
+        conn.peer = peer
+        if len(self._sockets) > self.max_connections:
+            key = "server.max_connections"
+        elif count > self.config.server.max_connections_per_ip:
+            key = "server.max_connections_per_ip"
+        else:
+            return None
+        self.trips.trip(key)
+        _throttled.warning("refusing a connection from %s: %s reached", peer, key)
+        return f"Too many connections ({key}).\n"
+
+    def _forget_socket(self, conn: Connection) -> None:
+        self._sockets.discard(conn)
+        peer = conn.peer
+        if peer is not None:
+            conn.peer = None
+            count = self._per_ip.get(peer, 0) - 1
+            if count > 0:
+                self._per_ip[peer] = count
+            else:
+                self._per_ip.pop(peer, None)
 
     def opened(self, conn: Connection) -> None:
         conn.last_seen = self._clock()
@@ -203,20 +302,54 @@ class Server:
         if handler is None:  # a known topic recordgate does not serve (LOCK, MONITORING, ...)
             conn.send(Message(Topic.PARSER, ParserAction.UNKNOWN_TOPIC, original_topic=msg.topic))
             return None
+        name = msg.name
+        if (
+            msg.names or (name is not None and len(name) > self._max_name_chars)
+        ) and self._over_limits(conn, msg):
+            return None
         try:
             pending = handler.handle(conn, msg)
         except Exception:
-            log.exception("handling %r from %r failed", msg, conn)
+            _throttled.exception("handling %r from %r failed", msg, conn)
             return None
         if pending is None:
             return None
         return self._guard(conn, msg, pending)
 
+    def _over_limits(self, conn: Connection, msg: Message) -> bool:
+        """Answer ``msg`` if its names pass ``limits``; records check their own name lengths."""
+        names = msg.names
+        if names and len(names) > self._max_names:
+            key, reason = "limits.max_names_per_message", f"more than {self._max_names} names"
+        elif msg.topic == Topic.RECORD or not self._too_long(msg.name, names):
+            return False
+        else:
+            key, reason = "limits.max_name_length", f"a name over {self._max_name} bytes"
+        self.trips.trip(key)
+        conn.send(
+            Message(
+                msg.topic,
+                _INVALID_DATA[msg.topic],
+                original_action=msg.action,
+                correlation_id=msg.correlation_id,
+                data=json.dumps(f"{reason} ({key})"),
+                is_error=True,
+            )
+        )
+        return True
+
+    def _too_long(self, name: str | None, names: list[str] | None) -> bool:
+        limit, chars = self._max_name, self._max_name_chars
+        for one in (name, *(names or ())):
+            if one is not None and len(one) > chars and len(one.encode()) > limit:
+                return True
+        return False
+
     async def _guard(self, conn: Connection, msg: Message, pending: Awaitable[None]) -> None:
         try:
             await pending
         except Exception:
-            log.exception("handling %r from %r failed", msg, conn)
+            _throttled.exception("handling %r from %r failed", msg, conn)
 
     async def _authenticate(self, conn: Connection, auth_data: dict[str, Any]) -> None:
         try:

@@ -38,3 +38,18 @@ def test_the_readme_names_the_two_commands() -> None:
 def test_the_redis_commands_in_the_readme_are_the_tested_ones(purpose: str) -> None:
     # tests/connectors/test_redis.py runs DATA_TEAM_COMMANDS with redis-cli.
     assert f"\n{DATA_TEAM_COMMANDS[purpose]}\n" in README
+
+
+def test_the_limits_table_names_real_keys_with_their_defaults() -> None:
+    from gateway.config import Config
+
+    section = README.split("### Limits", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)\.([a-z_]+)` \| `([^`]+)`", section, re.M)
+    assert len(rows) >= 15
+    defaults = Config()
+    for part, key, default in rows:
+        value = getattr(getattr(defaults, part), key)
+        if default.isdigit():
+            assert value == int(default), (part, key)
+        else:  # limits.max_record_size: another key's value
+            assert value is None and default == "server.max_message_size", (part, key)

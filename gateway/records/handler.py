@@ -20,9 +20,17 @@ from collections.abc import Awaitable, Coroutine
 from functools import partial
 from typing import Any, TypeGuard
 
+from ..config import LimitsConfig
 from ..connection import Connection
-from ..exceptions import BackPressure, InvalidData, StorageError, UnencodableData
+from ..exceptions import (
+    BackPressure,
+    InvalidData,
+    LimitExceeded,
+    StorageError,
+    UnencodableData,
+)
 from ..handler import unknown_action
+from ..limits import LimitTrips, ThrottledLog
 from ..listen import ListenRegistry
 from ..protocol import Message, RecordAction, Topic, encode, payload
 from ..store import Record, RecordStore
@@ -34,22 +42,24 @@ from .messages import dumps, error, routed_error, snapshot
 __all__ = ["MAX_NAME_BYTES", "RecordHandler"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
 
 MAX_UNREADABLE_LOGGED = 10_000
 """Names remembered so an unreadable record is logged once, not once per read."""
 MAX_NAME_BYTES = 2048
-"""Longer names get INVALID_MESSAGE_DATA: they stay well inside every backend's key limits
-(a PostgreSQL b-tree entry tops out near 2.7 kB), and 500-byte names keep working."""
+"""Default ``limits.max_name_length``: longer names get INVALID_MESSAGE_DATA. It stays well
+inside every backend's key limits (a PostgreSQL b-tree entry tops out near 2.7 kB), and
+500-byte names keep working."""
 
 R = RecordAction
 _LISTEN_ACTIONS = frozenset({R.LISTEN, R.UNLISTEN, R.LISTEN_ACCEPT, R.LISTEN_REJECT})
 
 
-def _valid_name(name: object) -> TypeGuard[str]:
+def _valid_name(name: object, max_bytes: int = MAX_NAME_BYTES) -> TypeGuard[str]:
     return (
         isinstance(name, str)
         and name != ""
-        and (len(name) * 4 <= MAX_NAME_BYTES or len(name.encode()) <= MAX_NAME_BYTES)
+        and (len(name) * 4 <= max_bytes or len(name.encode()) <= max_bytes)
     )
 
 
@@ -65,13 +75,33 @@ class RecordHandler:
         store: RecordStore,
         *,
         listen_timeout: float = 0.5,
+        limits: LimitsConfig | None = None,
+        max_record_size: int = 1 << 20,
         max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
+        trips: LimitTrips | None = None,
     ) -> None:
+        limits = limits or LimitsConfig()
         self.store = store
         self.max_json_depth = max_json_depth
+        self.trips = trips if trips is not None else LimitTrips()
         self.subscriptions = SubscriptionRegistry(duplicate_action=R.MULTIPLE_SUBSCRIPTIONS)
-        self.listen = ListenRegistry(Topic.RECORD, self.subscriptions, timeout=listen_timeout)
-        self._lanes = Lanes(store)
+        self.listen = ListenRegistry(
+            Topic.RECORD,
+            self.subscriptions,
+            timeout=listen_timeout,
+            limits=limits,
+            trips=self.trips,
+        )
+        self._lanes = Lanes(store, per_message=limits.max_loads_per_connection)
+        self._max_name = limits.max_name_length
+        self._max_size = max_record_size
+        self._write_limits = writes.WriteLimits(
+            max_size=max_record_size,
+            max_path_depth=limits.max_path_depth,
+            max_array_index=limits.max_array_index,
+            max_patch_entries=limits.max_patch_entries,
+            max_json_depth=max_json_depth,
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         """Strong references to write-ack tasks while they wait for durability."""
         self._unreadable_logged: set[str] = set()
@@ -110,21 +140,29 @@ class RecordHandler:
 
     def _name(self, conn: Connection, msg: Message) -> str | None:
         """The name of ``msg``, or None after answering INVALID_MESSAGE_DATA."""
-        if _valid_name(msg.name):
+        if _valid_name(msg.name, self._max_name):
             return msg.name
-        self._invalid(conn, msg, "missing, empty or overlong record name")
+        self._bad_name(conn, msg)
         return None
 
     def _names(self, conn: Connection, msg: Message) -> list[str] | None:
         """The bulk names of ``msg``, or None after answering INVALID_MESSAGE_DATA."""
         names = msg.names or ([msg.name] if msg.name is not None else [])
-        if not names or not all(_valid_name(name) for name in names):
-            self._invalid(conn, msg, "missing, empty or overlong record name")
+        max_bytes = self._max_name
+        if not names or not all(_valid_name(name, max_bytes) for name in names):
+            self._bad_name(conn, msg)
             return None
         return names
 
+    def _bad_name(self, conn: Connection, msg: Message) -> None:
+        if any(isinstance(name, str) and name for name in (msg.name, *msg.names)):
+            self.trips.trip("limits.max_name_length")  # present and not empty: too long
+        self._invalid(conn, msg, "missing, empty or overlong record name")
+
     def _invalid(self, conn: Connection, msg: Message, reason: object) -> None:
         log.debug("invalid %r: %s", msg, reason)
+        if isinstance(reason, LimitExceeded):
+            self.trips.trip(reason.key)
         conn.send(
             Message(
                 Topic.RECORD,
@@ -179,12 +217,13 @@ class RecordHandler:
         names = self._names(conn, msg)
         if names is None:
             return None
+        names = list(dict.fromkeys(names))  # a name repeated is read (and answered) once
         conn.send(msg.ack())  # first, as the reference does; each READ_RESPONSE follows
 
         def op_for(name: str) -> Op:
             def op(record: Record | None) -> Record | None:
                 if record is None and create:
-                    record = Record(name, 0, {})
+                    record = Record(name, 0, {}, 2)
                     try:
                         self.store.put(record)
                     except BackPressure:
@@ -230,6 +269,7 @@ class RecordHandler:
         names = self._names(conn, msg)
         if names is None:
             return None
+        names = list(dict.fromkeys(names))
         versions: dict[str, int] = {}
 
         def op_for(name: str) -> Op:
@@ -260,7 +300,7 @@ class RecordHandler:
         if name is None:
             return None
         try:
-            change = writes.parse_change(msg, self.max_json_depth)
+            change = writes.parse_change(msg, self._write_limits)
         except InvalidData as exc:
             self._invalid(conn, msg, exc)
             return None
@@ -283,7 +323,7 @@ class RecordHandler:
     ) -> Record | None:
         """Apply ``msg`` to ``record``: store the new snapshot, broadcast it, acknowledge it."""
         try:
-            outcome = writes.apply(msg, name, change, record)
+            outcome = writes.apply(msg, name, change, record, max_size=self._max_size)
             fanout = None
             if self.subscriptions.has_subscribers(name):
                 fanout = encode(writes.broadcast(msg, outcome)) if type(outcome) is Record else None
@@ -300,22 +340,30 @@ class RecordHandler:
         try:
             self.store.put(outcome)
         except BackPressure:
-            log.warning("write-behind queue full; refusing a write to %r", name)
+            self.trips.trip("write_behind.max_pending")
+            _throttled.warning("write-behind queue full; refusing a write to %r", name)
             conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
             return record
         if fanout is not None:
             self.subscriptions.send(name, fanout, exclude=conn)
         if msg.is_write_ack and msg.correlation_id is not None:
-            self._spawn(self._acknowledge(conn, name, outcome.version, msg.correlation_id))
+            # Registered now, so the wait counts toward write_behind.max_pending at once.
+            durable = self.store.watch(name, outcome.version)
+            self._spawn(self._acknowledge(conn, name, outcome.version, durable, msg.correlation_id))
         return outcome
 
     async def _acknowledge(
-        self, conn: Connection, name: str, version: int, correlation_id: str
+        self,
+        conn: Connection,
+        name: str,
+        version: int,
+        durable: Awaitable[None],
+        correlation_id: str,
     ) -> None:
         failed: bool | None = None  # absent on the acknowledgement
         reason = None
         try:
-            await self.store.durable(name, version)
+            await durable
         except StorageError as exc:
             # Debug only: the store has logged why, once per operation.
             log.debug("write %r v%d did not become durable: %s", name, version, exc)
@@ -348,7 +396,7 @@ class RecordHandler:
             try:
                 stored = await self.store.delete(name)
             except StorageError as exc:
-                log.warning("deleting record %r failed: %s", name, exc)
+                _throttled.warning("deleting record %r failed: %s", name, exc)
                 conn.send(error(R.RECORD_DELETE_ERROR, name, R.DELETE))
                 return record
             # Gone for everyone at once (it reads as absent); the deleter hears once it is durable.
@@ -394,6 +442,7 @@ class RecordHandler:
         names = self._names(conn, msg)
         if names is None:
             return None
+        names = list(dict.fromkeys(names))
 
         def op_for(name: str) -> Op:
             async def op(record: Record | None) -> Record | None:

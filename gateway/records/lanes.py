@@ -9,6 +9,9 @@ Invariants:
   queue behind it, so no write can overtake another or land on a stale snapshot.
 * Every queued operation has a future that resolves once it ran, failed or was abandoned; a
   connection awaits only its own, which keeps per-client order.
+* One bulk message waits for at most ``per_message`` operations at a time (``each`` starts the
+  next name as one finishes): a client asking for 30,000 uncached names holds 16 storage reads,
+  not 30,000, and the store's own cap on reads is shared fairly with everyone else.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from ..exceptions import StorageError
+from ..limits import ThrottledLog
 from ..store import Record, RecordStore
 
 __all__ = ["Lanes", "OnError", "Op"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
 
 Op = Callable[[Record | None], Record | Awaitable[Record | None] | None]
 """An operation on one record: gets the current snapshot, returns the snapshot after it."""
@@ -45,9 +50,10 @@ class _Lane:
 class Lanes:
     """The open lanes of ``store``'s records, by name."""
 
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, *, per_message: int = 16) -> None:
         self._store = store
         self._lanes: dict[str, _Lane] = {}
+        self._per_message = per_message
 
     def run(
         self, name: str, op: Op, on_error: OnError, *, sync: bool = True
@@ -80,13 +86,17 @@ class Lanes:
     ) -> Awaitable[None] | None:
         """``run`` an op on every name in turn; then ``finish``, once all of them ran.
 
-        None if everything ran synchronously (``finish`` included), else what to await.
+        None if everything ran synchronously (``finish`` included), else what to await. At most
+        ``per_message`` operations wait at a time; the names after them start as they finish.
         """
-        pending = [
-            waiter
-            for name in names
-            if (waiter := self.run(name, op_for(name), on_error_for(name), sync=sync)) is not None
-        ]
+        pending: list[Awaitable[None]] = []
+        rest = iter(names)
+        for name in rest:
+            waiter = self.run(name, op_for(name), on_error_for(name), sync=sync)
+            if waiter is not None:
+                pending.append(waiter)
+                if len(pending) >= self._per_message:
+                    return self._window(deque(pending), rest, op_for, on_error_for, sync, finish)
         if not pending:
             if finish is not None:
                 finish()
@@ -94,6 +104,23 @@ class Lanes:
         if finish is None and len(pending) == 1:
             return pending[0]
         return _then(pending, finish)
+
+    async def _window(
+        self,
+        window: deque[Awaitable[None]],
+        rest: Iterator[str],
+        op_for: Callable[[str], Op],
+        on_error_for: Callable[[str], OnError],
+        sync: bool,
+        finish: Callable[[], None] | None,
+    ) -> None:
+        for name in rest:
+            while len(window) >= self._per_message:
+                await window.popleft()
+            waiter = self.run(name, op_for(name), on_error_for(name), sync=sync)
+            if waiter is not None:
+                window.append(waiter)
+        await _then(list(window), finish)
 
     def defer(self, name: str, op: Op) -> bool:
         """Queue ``op`` at the end of ``name``'s lane (nobody waits, failures are dropped) so it
@@ -112,7 +139,7 @@ class Lanes:
                 try:
                     record = await self._store.load(name)
                 except Exception as exc:
-                    log.warning("loading record %r failed: %s", name, exc)
+                    _throttled.warning("loading record %r failed: %s", name, exc)
                     while lane.queue:
                         _, on_error, done = lane.queue.popleft()
                         on_error(exc)
@@ -124,10 +151,10 @@ class Lanes:
                     result = op(record)
                     record = await result if isinstance(result, Awaitable) else result
                 except StorageError as exc:
-                    log.warning("record operation on %r failed: %s", name, exc)
+                    _throttled.warning("record operation on %r failed: %s", name, exc)
                     on_error(exc)
                 except Exception as exc:
-                    log.exception("record operation on %r failed", name)
+                    _throttled.exception("record operation on %r failed", name)
                     on_error(exc)
                 finally:
                     _release(done)

@@ -15,7 +15,13 @@ object's prototype), the path is rejected with ``InvalidData`` instead.
 * ``erase_path`` removes an object key; on an array it leaves ``null`` in the slot, which is
   what ``delete arr[i]`` serialises to. Like the client, it still creates intermediates.
 * Copy-on-write: only the containers along the path are copied; the input is never mutated, so
-  a previous record snapshot stays intact and shares every untouched subtree.
+  a previous record snapshot stays intact and shares every untouched subtree. Several paths
+  applied as one write (PATCH_MULTI) share an ``owned`` map: a container copied (or created)
+  by an earlier path of the same write is changed in place, so each is copied once per write,
+  not once per path (which made PATCH_MULTI quadratic).
+* Bounded work: a path has at most ``max_depth`` tokens and its indices add up to at most
+  ``max_index`` (each may pad an array with that many ``null``s). ``patch`` also estimates how
+  many bytes of JSON the write adds, from what it padded and replaced, without serialising.
 """
 
 from __future__ import annotations
@@ -23,16 +29,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..exceptions import InvalidData
+from ..exceptions import InvalidData, LimitExceeded
 
 __all__ = [
     "FORBIDDEN_KEYS",
     "MAX_INDEX_GAP",
     "MAX_TOKENS",
+    "Owned",
     "Token",
     "erase_path",
     "get_path",
     "parse_path",
+    "patch",
     "set_path",
 ]
 
@@ -41,9 +49,12 @@ Token = str | int
 FORBIDDEN_KEYS = frozenset({"__proto__", "constructor", "prototype"})
 """Keys that would reach an object's prototype in a JavaScript peer applying the path."""
 MAX_TOKENS = 256
-"""Path depth limit: keeps the recursion bounded, far beyond any sane document."""
+"""Default path depth limit (``limits.max_path_depth``): keeps the recursion bounded."""
 MAX_INDEX_GAP = 100_000
-"""How far past an array's end an index may reach (the padding would be ``null``s)."""
+"""Default bound (``limits.max_array_index``) of the indices of one path, added up."""
+
+Owned = dict[int, Any]
+"""Containers one write made itself (by ``id``), which later paths of it may change in place."""
 
 # What JavaScript's String.prototype.trim removes (str.strip alone misses U+FEFF).
 _JS_SPACE = (
@@ -55,10 +66,15 @@ _INDEX = re.compile(r"\[([0-9]+)\]")
 _CANONICAL_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
-def parse_path(path: str | None) -> tuple[Token, ...]:
-    """Tokens of ``path``: ``str`` keys and ``int`` indices. Raises ``InvalidData``."""
+def parse_path(
+    path: str | None, *, max_depth: int = MAX_TOKENS, max_index: int = MAX_INDEX_GAP
+) -> tuple[Token, ...]:
+    """Tokens of ``path``: ``str`` keys and ``int`` indices. Raises ``InvalidData`` (and
+    ``LimitExceeded`` past ``max_depth`` tokens or indices adding up past ``max_index``)."""
     if not path:
         raise InvalidData("path is missing or empty")
+    if path.count(".") + path.count("[") >= max_depth:
+        raise LimitExceeded("limits.max_path_depth", f"path is deeper than {max_depth}")
     tokens: list[Token] = []
     for raw in path.split("."):
         part = raw.strip(_JS_SPACE)
@@ -70,8 +86,10 @@ def parse_path(path: str | None) -> tuple[Token, ...]:
             raise InvalidData(f"path {path!r} touches {key!r}")
         tokens.append(key)
         tokens.extend(int(index) for index in _INDEX.findall(match.group(2)))
-    if len(tokens) > MAX_TOKENS:
-        raise InvalidData(f"path is deeper than {MAX_TOKENS}")
+    if sum(token for token in tokens if type(token) is int) > max_index:
+        raise LimitExceeded(
+            "limits.max_array_index", f"the indices of path {path[:100]!r} add up past {max_index}"
+        )
     return tuple(tokens)
 
 
@@ -93,12 +111,46 @@ def get_path(data: Any, tokens: tuple[Token, ...], default: Any = None) -> Any:
 
 def set_path(data: dict[str, Any] | list[Any], tokens: tuple[Token, ...], value: Any) -> Any:
     """A copy of ``data`` with ``value`` at ``tokens``; ``data`` itself is left untouched."""
-    return _write(data, tokens, 0, value, erase=False)
+    return _write(data, tokens, 0, value, False, {}, _Growth())
 
 
 def erase_path(data: dict[str, Any] | list[Any], tokens: tuple[Token, ...]) -> Any:
     """A copy of ``data`` without the value at ``tokens``; ``data`` itself is left untouched."""
-    return _write(data, tokens, 0, None, erase=True)
+    return _write(data, tokens, 0, None, True, {}, _Growth())
+
+
+def patch(
+    data: dict[str, Any] | list[Any],
+    tokens: tuple[Token, ...],
+    value: Any,
+    *,
+    erase: bool,
+    owned: Owned,
+) -> tuple[Any, int]:
+    """``set_path`` (or with ``erase``, ``erase_path``) sharing ``owned`` with the other paths
+    of one write; also the bytes of JSON it adds, besides ``value``'s own text (padding, a new
+    key), less the scalar it replaced or erased. An estimate: it never serialises anything."""
+    growth = _Growth()
+    return _write(data, tokens, 0, value, erase, owned, growth), growth.bytes
+
+
+class _Growth:
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def _scalar_size(value: Any) -> int:
+    """JSON length of a scalar (strings without their escapes); 0 for a container (unknown)."""
+    kind = type(value)
+    if kind is str:
+        return len(value) + 2
+    if kind is int or kind is float:
+        return len(repr(value))
+    if value is None or kind is bool:
+        return 4 if value is None or value else 5
+    return 0
 
 
 _MISSING = object()
@@ -110,49 +162,77 @@ def _as_index(token: Token) -> int | None:
     return int(token) if _CANONICAL_INDEX.fullmatch(token) else None
 
 
-def _container_for(token: Token) -> dict[str, Any] | list[Any]:
-    if not isinstance(token, int):
-        return {}
-    if token > MAX_INDEX_GAP:
-        raise InvalidData(f"index {token} is too far past the end of the array")
-    # The client pre-fills a new array up to the index (visible when erasing through it).
-    return [None] * token
+def _container_for(token: Token, owned: Owned, growth: _Growth) -> dict[str, Any] | list[Any]:
+    new: dict[str, Any] | list[Any]
+    if isinstance(token, int):
+        # The client pre-fills a new array up to the index (visible when erasing through it).
+        new = [None] * token
+        growth.bytes += 5 * token + 2
+    else:
+        new = {}
+        growth.bytes += 2
+    owned[id(new)] = new
+    return new
 
 
-def _write(node: Any, tokens: tuple[Token, ...], i: int, value: Any, *, erase: bool) -> Any:
+def _write(
+    node: Any,
+    tokens: tuple[Token, ...],
+    i: int,
+    value: Any,
+    erase: bool,
+    owned: Owned,
+    growth: _Growth,
+) -> Any:
     token = tokens[i]
     last = i == len(tokens) - 1
     if isinstance(node, dict):
         key = token if isinstance(token, str) else str(token)
-        copy = dict(node)
+        if id(node) in owned:
+            copy = node
+        else:
+            copy = dict(node)
+            owned[id(copy)] = copy
         if last:
-            if erase:
-                copy.pop(key, None)
+            old = copy.pop(key, _MISSING) if erase else copy.get(key, _MISSING)
+            if old is _MISSING:
+                if not erase:
+                    copy[key] = value
+                    growth.bytes += len(key) + 4
             else:
-                copy[key] = value
+                growth.bytes -= _scalar_size(old) + (len(key) + 4 if erase else 0)
+                if not erase:
+                    copy[key] = value
             return copy
         child = node.get(key)
         if not isinstance(child, dict | list):
-            child = _container_for(tokens[i + 1])
-        copy[key] = _write(child, tokens, i + 1, value, erase=erase)
+            if key not in node:
+                growth.bytes += len(key) + 4
+            child = _container_for(tokens[i + 1], owned, growth)
+        copy[key] = _write(child, tokens, i + 1, value, erase, owned, growth)
         return copy
     index = _as_index(token)
     if index is None:
         raise InvalidData(f"key {token!r} used on an array")
-    if index > len(node) + MAX_INDEX_GAP:
-        raise InvalidData(f"index {index} is too far past the end of the array")
-    items = list(node)
+    if id(node) in owned:
+        items = node
+    else:
+        items = list(node)
+        owned[id(items)] = items
     if last and erase:
         if index < len(items):
+            growth.bytes -= _scalar_size(items[index]) - 4
             items[index] = None
         return items
     if index >= len(items):
+        growth.bytes += 5 * (index + 1 - len(items))
         items.extend([None] * (index + 1 - len(items)))
     if last:
+        growth.bytes -= _scalar_size(items[index])
         items[index] = value
         return items
     child = items[index]
     if not isinstance(child, dict | list):
-        child = _container_for(tokens[i + 1])
-    items[index] = _write(child, tokens, i + 1, value, erase=erase)
+        child = _container_for(tokens[i + 1], owned, growth)
+    items[index] = _write(child, tokens, i + 1, value, erase, owned, growth)
     return items

@@ -10,67 +10,105 @@ here sends, stores or waits: the handler does that with what these functions ret
   applies on ``Record(name, 0, {})``, what CREATE would make.
 * An applied write makes a new immutable ``Record``; patches copy only the containers along the
   path, so earlier snapshots stay intact.
+* Bounded: a record's ``size`` (its JSON length) is estimated per write from lengths already
+  known (the message's JSON text, what a path padded or replaced) and stays within
+  ``WriteLimits.max_size``. Only when the estimate passes the limit is the record serialised to
+  measure it exactly (at most once per write), so the common write never walks the record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import InvalidData
+from ..exceptions import InvalidData, LimitExceeded
 from ..protocol import Message, RecordAction, Topic, payload
 from ..store import Record
 from .messages import dumps, routed_error, snapshot
-from .paths import Token, erase_path, parse_path, set_path
+from .paths import MAX_INDEX_GAP, MAX_TOKENS, Owned, Token, parse_path, patch
 
-__all__ = ["WRITES", "Change", "apply", "broadcast", "parse_change"]
+__all__ = ["WRITES", "Change", "WriteLimits", "apply", "broadcast", "json_size", "parse_change"]
 
 R = RecordAction
 WRITES = frozenset({R.UPDATE, R.PATCH, R.ERASE, R.PATCH_MULTI, R.CREATEANDUPDATE, R.CREATEANDPATCH})
 _UPSERTS = frozenset({R.CREATEANDUPDATE, R.CREATEANDPATCH})
 
-Change = Callable[[Any], Any]
-"""A validated write: current data -> new data (raises ``InvalidData`` if it cannot apply)."""
+Change = Callable[[Any, int], tuple[Any, int]]
+"""A validated write: (current data, its size) -> (new data, its estimated size). Raises
+``InvalidData`` if it cannot apply (``LimitExceeded`` if the result would be too large)."""
 
 
-def parse_change(msg: Message, max_depth: int = payload.DEFAULT_MAX_DEPTH) -> Change:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteLimits:
+    """What one write may do (``limits.*`` and ``server.max_json_depth`` in the configuration)."""
+
+    max_size: int = 1 << 20
+    max_path_depth: int = MAX_TOKENS
+    max_array_index: int = MAX_INDEX_GAP
+    max_patch_entries: int = 1000
+    max_json_depth: int = payload.DEFAULT_MAX_DEPTH
+
+
+_DEFAULT_LIMITS = WriteLimits()
+
+
+def json_size(data: Any) -> int:
+    """The exact length of ``data``'s JSON text: a walk of the whole value, so called rarely."""
+    return len(dumps(data))
+
+
+def parse_change(msg: Message, limits: WriteLimits | None = None) -> Change:
     """Validate ``msg`` up front (JSON, paths) and return how it changes the data.
 
-    The JSON rules are ``payload.loads``'s; ``max_depth`` bounds the nesting of the record the
-    write produces: a PATCH's value sits as many containers deep as its path has tokens.
+    The JSON rules are ``payload.loads``'s; ``limits.max_json_depth`` bounds the nesting of the
+    record the write produces: a PATCH's value sits as many containers deep as its path has
+    tokens.
     """
+    limits = limits or _DEFAULT_LIMITS
+    max_depth = limits.max_json_depth
     action = msg.action
-    if action == R.ERASE:
-        tokens = parse_path(msg.path)
-        return lambda data: erase_path(data, tokens)
-    if action == R.PATCH or action == R.CREATEANDPATCH:
-        tokens = parse_path(msg.path)
-        value = payload.loads(msg.data, max_depth=max_depth, at_depth=len(tokens))
-        return lambda data: set_path(data, tokens, value)
+    if action in (R.ERASE, R.PATCH, R.CREATEANDPATCH):
+        tokens = _path(msg.path, limits)
+        erase = action == R.ERASE
+        value = (
+            None if erase else payload.loads(msg.data, max_depth=max_depth, at_depth=len(tokens))
+        )
+        text = 0 if erase else len(msg.data or "")
+
+        def change(data: Any, size: int) -> tuple[Any, int]:
+            new, growth = patch(data, tokens, value, erase=erase, owned={})
+            return new, size + growth + text
+
+        return change
     if msg.path is not None:  # the reference would patch; no client sends this
         raise InvalidData("a whole-record write carries no path")
     if action == R.PATCH_MULTI:
         # The list and entry around each value add 2 levels, the shortest path adds 1: at -1 the
         # whole is refused only if no entry could fit; each entry is checked exactly below.
         value = payload.loads(msg.data, max_depth=max_depth, at_depth=-1)
-        return _patch_multi(value, max_depth)
+        return _patch_multi(value, len(msg.data or ""), limits)
     value = payload.loads(msg.data, max_depth=max_depth)
     if not isinstance(value, dict | list):
         raise InvalidData("record data must be a JSON object or array")
-    return lambda data: value
+    size = len(msg.data or "")
+    return lambda data, _: (value, size)
 
 
-def apply(msg: Message, name: str, change: Change, record: Record | None) -> Record | Message:
+def apply(
+    msg: Message, name: str, change: Change, record: Record | None, *, max_size: int = 1 << 20
+) -> Record | Message:
     """The snapshot after write ``msg`` on ``name``'s ``record``, or the reply refusing it:
     RECORD_UPDATE_ERROR for a missing record (unless CREATEAND*), INVALID_VERSION for a version
     from the future, VERSION_EXISTS (with the current snapshot) for one already taken.
 
-    Raises ``InvalidData`` if ``change`` cannot apply to the current data.
+    Raises ``InvalidData`` if ``change`` cannot apply to the current data, ``LimitExceeded``
+    if the record would pass ``max_size`` bytes of JSON.
     """
     if record is None:
         if msg.action not in _UPSERTS:
             return routed_error(msg, R.RECORD_UPDATE_ERROR, name)
-        record = Record(name, 0, {})  # what CREATE would make; stored only with this write
+        record = Record(name, 0, {}, 2)  # what CREATE would make; stored only with this write
     current = record.version
     version = msg.version if msg.version is not None else 0
     if version == -1:
@@ -99,7 +137,20 @@ def apply(msg: Message, name: str, change: Change, record: Record | None) -> Rec
             correlation_id=msg.correlation_id,
             is_write_ack=msg.is_write_ack,
         )
-    return Record(name, version, change(record.data))
+    data, size = change(record.data, record.size or json_size(record.data))
+    if size > max_size:
+        size = _within(data, max_size)
+    return Record(name, version, data, size)
+
+
+def _within(data: Any, max_size: int) -> int:
+    """The exact size of ``data`` whose estimate passed ``max_size``; raises if it is over."""
+    size = json_size(data)
+    if size > max_size:
+        raise LimitExceeded(
+            "limits.max_record_size", f"the record would hold {size} bytes, over {max_size}"
+        )
+    return size
 
 
 def broadcast(msg: Message, new: Record) -> Message:
@@ -123,24 +174,43 @@ def _as_sent(msg: Message) -> int:
     return R.PATCH if msg.path is not None else R.UPDATE
 
 
-def _patch_multi(value: Any, max_depth: int) -> Change:
+def _path(path: str | None, limits: WriteLimits) -> tuple[Token, ...]:
+    return parse_path(path, max_depth=limits.max_path_depth, max_index=limits.max_array_index)
+
+
+def _patch_multi(value: Any, text: int, limits: WriteLimits) -> Change:
     """PATCH_MULTI data: ``[{"path": str, "data": json}, ...]``, all applied as one write."""
     if not isinstance(value, list) or not value:
         raise InvalidData("PATCH_MULTI data must be a non-empty list of {path, data}")
+    if len(value) > limits.max_patch_entries:
+        raise LimitExceeded(
+            "limits.max_patch_entries", f"PATCH_MULTI has more than {limits.max_patch_entries}"
+        )
     steps: list[tuple[tuple[Token, ...], Any, bool]] = []
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("path"), str):
             raise InvalidData("PATCH_MULTI entries must be objects with a string path")
         if set(item) - {"path", "data"}:
             raise InvalidData("PATCH_MULTI entries hold only path and data")
-        tokens = parse_path(item["path"])
-        if len(tokens) + payload.depth(item.get("data")) > max_depth:
-            raise payload.refuse("too_deep", f"data is nested deeper than {max_depth}")
+        tokens = _path(item["path"], limits)
+        if len(tokens) + payload.depth(item.get("data")) > limits.max_json_depth:
+            raise payload.refuse("too_deep", f"data is nested deeper than {limits.max_json_depth}")
         steps.append((tokens, item.get("data"), "data" not in item))
+    max_size = limits.max_size
 
-    def change(data: Any) -> Any:
+    def change(data: Any, size: int) -> tuple[Any, int]:
+        owned: Owned = {}  # each container is copied once for the whole write
+        size += text  # every value's text is within the message's
+        measured = False
         for tokens, new, erase in steps:
-            data = erase_path(data, tokens) if erase else set_path(data, tokens, new)
-        return data
+            data, growth = patch(data, tokens, new, erase=erase, owned=owned)
+            size += growth
+            if size > max_size:  # stop before padding piles up; measure at most once
+                if measured:
+                    raise LimitExceeded(
+                        "limits.max_record_size", f"the record would pass {max_size} bytes"
+                    )
+                size, measured = _within(data, max_size) + text, True
+        return data, size
 
     return change

@@ -38,7 +38,12 @@ def create_store(config: Config) -> RecordStore:
     from connectors.registry import create_connector  # only now: drivers load with their connector
 
     connector = create_connector(storage.type, storage_url(storage), **storage.options)
-    return CachedStore(connector, cache=config.cache, write_behind=config.write_behind)
+    return CachedStore(
+        connector,
+        cache=config.cache,
+        write_behind=config.write_behind,
+        max_concurrent_loads=config.limits.max_concurrent_loads,
+    )
 
 
 def storage_url(storage: StorageConfig) -> str:

@@ -13,7 +13,7 @@ Invariants the handler relies on:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +39,12 @@ class StoreStats:
     retried: int
     failed: int
     conflicts: int
+    cached_bytes: int = 0
+    """JSON bytes of the cached records (their ``size`` estimates)."""
+    waiters: int = 0
+    """Write acknowledgements waiting for durability."""
+    loads_waiting: int = 0
+    """Storage reads waiting for a free slot."""
 
 
 class RecordStore(Protocol):
@@ -69,6 +75,10 @@ class RecordStore(Protocol):
 
     async def durable(self, name: str, version: int) -> None:
         """Return once ``version`` (or a newer one) of ``name`` is in storage."""
+
+    def watch(self, name: str, version: int) -> Awaitable[None]:
+        """``durable``, but the wait starts (and counts toward the store's bounds) at the call,
+        not at the first await."""
 
     async def delete(self, name: str) -> asyncio.Future[None]:
         """Remove from cache and storage; queued writes of the name are superseded.

@@ -9,9 +9,16 @@ operations. What operators can rely on:
   supersedes queued writes of the name. With it off, every version is written, in order.
 * **Per-record ordering**: one batch is in flight at a time and holds at most one operation per
   record, so an older snapshot never lands after a newer one or after a delete.
-* **Bounded memory**: the cache evicts clean records only (least recently used first); at
-  ``max_pending`` queued operations ``put``/``delete`` raise ``BackPressure`` and change nothing.
-  Whatever was accepted is kept until it is in storage.
+* **Bounded memory**: the cache evicts clean records only (least recently used first), past
+  ``max_records`` records or ``max_bytes`` bytes of JSON (each record's ``size``, an estimate
+  the writer computed from lengths it knew; measured once when loaded from storage); at
+  ``max_pending`` queued operations plus acknowledgements waiting in ``durable``,
+  ``put``/``delete`` raise ``BackPressure`` and change nothing (so writes that coalesce into one
+  pending snapshot still count through their waiting acks). Whatever was accepted is kept until
+  it is in storage.
+* **Bounded reads**: at most ``max_concurrent_loads`` storage reads run at once; the rest wait
+  in arrival order (asyncio's semaphore is FIFO), so one client's storm delays, but never
+  starves, another's read.
 * **Retries**: while storage raises ``StorageUnavailable``/``StorageTimeout`` the flusher retries
   with exponential backoff up to ``retry_max``, and the store keeps serving from the cache.
   Any other error (``StorageRejected``, or whatever a connector or its driver raises, e.g.
@@ -52,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -104,10 +112,15 @@ class CachedStore:
         *,
         cache: CacheConfig | None = None,
         write_behind: WriteBehindConfig | None = None,
+        max_concurrent_loads: int = 64,
     ) -> None:
         self.connector = connector
         self.cache_config = cache or CacheConfig()
         self.config = write_behind or WriteBehindConfig()
+        self._bytes = 0  # the ``size`` of every record in _clean and _pinned
+        self._waiting = 0  # futures in durable(): they hold memory the cap must count
+        self._load_slots = asyncio.Semaphore(max_concurrent_loads)
+        self._loads_waiting = 0
         self.on_external_change: Callable[[str, Record | None], None] | None = None
         self._clean: OrderedDict[str, Record] = OrderedDict()  # LRU order, evictable
         self._pinned: dict[str, Record] = {}  # records with unflushed writes: never evicted
@@ -179,6 +192,9 @@ class CachedStore:
             retried=self._retried,
             failed=self._failed,
             conflicts=self._conflicts,
+            cached_bytes=self._bytes,
+            waiters=self._waiting,
+            loads_waiting=self._loads_waiting,
         )
 
     # -- reads -----------------------------------------------------------------------------
@@ -210,7 +226,15 @@ class CachedStore:
         written, deleted or forgotten meanwhile (each of those drops it from ``_loading``)."""
         task = asyncio.current_task()
         try:
-            snapshot = await self.connector.get(name)
+            self._loads_waiting += 1
+            try:
+                await self._load_slots.acquire()
+            finally:
+                self._loads_waiting -= 1
+            try:
+                snapshot = await self.connector.get(name)
+            finally:
+                self._load_slots.release()
         finally:
             current = self._loading.get(name) is task
             if current:
@@ -222,7 +246,7 @@ class CachedStore:
     def forget(self, name: str) -> None:
         """Drop a clean record (NOTIFY). A dirty one stays: its flush meets storage's change
         as a conflict, which the policy resolves."""
-        self._clean.pop(name, None)
+        self._drop_clean(name)
         self._loading.pop(name, None)
 
     # -- writes ----------------------------------------------------------------------------
@@ -233,7 +257,7 @@ class CachedStore:
         entry = self._queue.get(name)
         if entry is None:
             self._admit()
-            clean = self._clean.pop(name, None)
+            clean = self._drop_clean(name)
             self._queue[name] = _Dirty([record], None if clean is None else clean.data)
             self._pending += 1
             if self._pending >= self._high_water:
@@ -245,6 +269,8 @@ class CachedStore:
                 and type(ops[-1]) is Record
                 and not (entry.in_flight and len(ops) == 1)
             ):
+                if self._waiting:  # coalesced writes hold nothing more, but their acks do
+                    self._admit()
                 ops[-1] = record
             else:
                 self._admit()
@@ -252,7 +278,9 @@ class CachedStore:
                 self._pending += 1
                 if self._pending >= self._high_water:
                     self._wake.set()
+        old = self._pinned.get(name)
         self._pinned[name] = record
+        self._bytes += record.size - (0 if old is None else old.size)
         if self._loading:
             self._loading.pop(name, None)
 
@@ -277,7 +305,7 @@ class CachedStore:
         op = Delete(name, current.version)
         if entry is None:
             self._admit()
-            self._clean.pop(name, None)
+            self._drop_clean(name)
             self._queue[name] = _Dirty([op], current.data)
             self._pending += 1
         else:
@@ -289,7 +317,7 @@ class CachedStore:
                 entry.ops.pop()
             entry.ops.append(op)
             self._pending += 1 - dropped
-        self._pinned.pop(name, None)
+        self._unpin(name)
         self._loading.pop(name, None)
         return self._wait(name, self._queue[name], _key(op))
 
@@ -299,38 +327,65 @@ class CachedStore:
         Raises ``StorageRejected`` if storage refused it, ``StorageUnavailable`` if the store
         closed before it could be written.
         """
+        await self.watch(name, version)
+
+    def watch(self, name: str, version: int) -> asyncio.Future[None]:
+        """``durable``, registered (and counted toward ``max_pending``) now, not when awaited."""
         entry = self._queue.get(name)
         if entry is None or entry.stored_version >= version:
-            return
-        await self._wait(name, entry, 2 * version)
+            return _done()
+        return self._wait(name, entry, 2 * version)
 
     def _wait(self, name: str, entry: _Dirty, key: int) -> asyncio.Future[None]:
-        """A future settled with the operation at ``key`` (see ``_key``); expedites ``name``."""
+        """A future settled with the operation at ``key`` (see ``_key``); expedites ``name``.
+        Counted toward ``max_pending`` until it is done: waiters hold memory too."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if entry.waiters is None:
             entry.waiters = []
         entry.waiters.append((key, future))
+        self._waiting += 1
+        future.add_done_callback(self._waiter_done)
         self._expedited[name] = None
         self._wake.set()
         return future
 
+    def _waiter_done(self, _: asyncio.Future[None]) -> None:
+        self._waiting -= 1
+
     def _admit(self) -> None:
-        if self._pending >= self.config.max_pending:
+        if self._pending + self._waiting >= self.config.max_pending:
             raise BackPressure(
-                f"{self._pending} writes are waiting for storage (write_behind.max_pending)"
+                f"{self._pending} writes and {self._waiting} acknowledgements are waiting for "
+                "storage (write_behind.max_pending)"
             )
 
     # -- the cache -------------------------------------------------------------------------
 
     def _cache_clean(self, record: Record) -> None:
+        """Make ``record`` clean (from storage, or moved from ``_pinned`` by the caller)."""
+        old = self._clean.get(record.name)
         self._clean[record.name] = record
         self._clean.move_to_end(record.name)
+        self._bytes += record.size - (0 if old is None else old.size)
         self._evict()
 
+    def _unpin(self, name: str) -> Record | None:
+        record = self._pinned.pop(name, None)
+        if record is not None:
+            self._bytes -= record.size
+        return record
+
+    def _drop_clean(self, name: str) -> Record | None:
+        record = self._clean.pop(name, None)
+        if record is not None:
+            self._bytes -= record.size
+        return record
+
     def _evict(self) -> None:
-        excess = len(self._clean) + len(self._pinned) - self.cache_config.max_records
-        for _ in range(min(excess, len(self._clean))):
-            self._clean.popitem(last=False)
+        clean, max_records = self._clean, self.cache_config.max_records
+        max_bytes = self.cache_config.max_bytes
+        while clean and (len(clean) + len(self._pinned) > max_records or self._bytes > max_bytes):
+            self._bytes -= clean.popitem(last=False)[1].size
 
     # -- the flusher -----------------------------------------------------------------------
 
@@ -521,7 +576,7 @@ class CachedStore:
             self._expedited.pop(name, None)
         if not entry.ops:
             del self._queue[name]
-            record = self._pinned.pop(name, None)
+            record = self._unpin(name)
             if record is not None:
                 self._cache_clean(record)
 
@@ -565,14 +620,16 @@ class CachedStore:
             return
         changed = ours is None or not json_equal(final, ours.data)
         if theirs.version > ours_version and json_equal(final, theirs.data):
-            record = Record(name, theirs.version, theirs.data)
-            self._pinned.pop(name, None)
+            record = _record(theirs)
+            self._unpin(name)
             self._settle(name, entry, 2 * theirs.version)  # nothing queued: clean, as stored
             self._cache_clean(record)
         else:
             version = max(theirs.version + 1, ours_version + (1 if changed else 0))
-            record = Record(name, version, final)
+            record = Record(name, version, final, _size(final))
+            self._unpin(name)
             self._pinned[name] = record
+            self._bytes += record.size
             self._requeue(entry, record)
             if version == ours_version:
                 return  # clients already hold exactly this
@@ -640,4 +697,13 @@ def _first_line(exc: Exception) -> str:
 
 
 def _record(snapshot: Snapshot) -> Record:
-    return Record(snapshot.name, snapshot.version, snapshot.data)
+    """A stored snapshot as a cached record, measured once (storage does not know its size)."""
+    return Record(snapshot.name, snapshot.version, snapshot.data, _size(snapshot.data))
+
+
+def _size(data: Any) -> int:
+    """The length of ``data``'s JSON text, as the record handler counts a record's size."""
+    try:
+        return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    except (ValueError, TypeError, RecursionError):  # unreadable data: counted, never fatal
+        return 0

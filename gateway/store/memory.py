@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .base import Record, StoreStats
 
@@ -39,6 +39,9 @@ class MemoryStore:
 
     async def durable(self, name: str, version: int) -> None:
         pass
+
+    def watch(self, name: str, version: int) -> Awaitable[None]:
+        return self.durable(name, version)
 
     async def delete(self, name: str) -> asyncio.Future[None]:
         self._records.pop(name, None)

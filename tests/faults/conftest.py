@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 import signal
 import sys
 import uuid
@@ -109,6 +110,10 @@ class ServerProcess:
     config: Path | None
     """``None``: no ``-c``, the embedded defaults."""
     cwd: Path
+    rlimits: dict[int, int] = field(default_factory=dict)
+    """``resource.RLIMIT_*`` -> soft and hard limit set in the child before it runs (an
+    address-space cap, a file-descriptor limit)."""
+    log_level: str = "WARNING"
     process: asyncio.subprocess.Process | None = None
     url: str = ""
     stderr: Path = field(init=False)
@@ -129,10 +134,11 @@ class ServerProcess:
                 "--port",
                 "0",
                 "--log-level",
-                "WARNING",
+                self.log_level,
                 cwd=self.cwd,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
+                preexec_fn=self._set_rlimits if self.rlimits else None,
             )
         assert self.process.stdout is not None
         try:
@@ -144,6 +150,27 @@ class ServerProcess:
             raise AssertionError(f"server did not start: {line!r}\n{self.log()}")
         self.url = line.decode().rsplit(" ", 1)[1].strip()
         return self
+
+    def _set_rlimits(self) -> None:  # in the child, between fork and exec
+        for which, limit in self.rlimits.items():
+            resource.setrlimit(which, (limit, limit))
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def status(self) -> dict[str, int]:
+        """``/proc/PID/status`` memory figures in bytes: VmRSS, VmHWM, VmSize, VmPeak."""
+        figures = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.startswith("Vm") and value.strip().endswith("kB"):
+                figures[key] = int(value.split()[0]) * 1024
+        return figures
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
@@ -161,7 +188,7 @@ class ServerProcess:
         return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
 
 
-ServerFactory = Callable[[dict[str, Any] | None], Awaitable[ServerProcess]]
+ServerFactory = Callable[..., Awaitable[ServerProcess]]
 
 
 @pytest.fixture
@@ -170,12 +197,17 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     ``tmp_path``; ``start_server(None)`` runs it with no config file at all."""
     processes: list[ServerProcess] = []
 
-    async def start(config: dict[str, Any] | None) -> ServerProcess:
+    async def start(
+        config: dict[str, Any] | None,
+        *,
+        rlimits: dict[int, int] | None = None,
+        log_level: str = "WARNING",
+    ) -> ServerProcess:
         path = None
         if config is not None:
             path = tmp_path / f"cfg{len(processes)}.yaml"
             path.write_text(yaml.safe_dump(config))
-        server = ServerProcess(path, tmp_path)
+        server = ServerProcess(path, tmp_path, rlimits or {}, log_level)
         processes.append(server)
         return await server.start()
 

@@ -213,17 +213,18 @@ async def test_frames_over_the_size_limit(make_server: ServerFactory) -> None:
     peer = await WireClient.connect(url, login={})
     peers.append(peer)
 
-    def subscribe(name: str) -> Message:
-        return Message(Topic.EVENT, EventAction.SUBSCRIBE, names=[name], correlation_id="c")
+    def subscribe(size: int) -> Message:  # names of 1 kB each (limits.max_name_length: 2048)
+        names = [f"{i:04}" + "n" * 996 for i in range(size // 1000)]
+        return Message(Topic.EVENT, EventAction.SUBSCRIBE, names=names, correlation_id="c")
 
-    fits = subscribe("n" * 9_000)
+    fits = subscribe(9_000)
     assert len(encode(fits)) <= 10_000
     await peer.send(fits)
     assert await peer.recv() == Message(
         Topic.EVENT, EventAction.SUBSCRIBE, correlation_id="c", is_ack=True
     )
 
-    too_big = subscribe("n" * 15_000)
+    too_big = subscribe(15_000)
     await peer.send(too_big)
     reply = await peer.recv()
     assert (reply.topic, reply.action) == (Topic.PARSER, ParserAction.MAXIMUM_MESSAGE_SIZE_EXCEEDED)
@@ -233,7 +234,7 @@ async def test_frames_over_the_size_limit(make_server: ServerFactory) -> None:
     await expect_open(peer)
     await still_served()
 
-    await peer.send(subscribe("n" * 25_000))  # the reference closes like this at the limit
+    await peer.send(subscribe(25_000))  # the reference closes like this at the limit
     await expect_closed(peer, 1009)
     await still_served()
     for p in peers:
@@ -242,7 +243,7 @@ async def test_frames_over_the_size_limit(make_server: ServerFactory) -> None:
 
 async def test_long_names_within_the_limit_are_served(connect, still_served: Check) -> None:
     sub, pub = await connect(), await connect()
-    name = "ü/" * 100_000  # 300 kB of UTF-8
+    name = "ü/" * 682  # 2046 bytes of UTF-8, within limits.max_name_length
     await sub.send(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=[name], correlation_id="1"))
     assert (await sub.recv()).is_ack
     await pub.send(Message(Topic.EVENT, EventAction.EMIT, name=name, data="1"))

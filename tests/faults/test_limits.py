@@ -1,0 +1,252 @@
+"""Resource limits against a real ``recordgate start`` process under an address-space cap.
+
+Each test sends what a hostile client would (amplifying requests, hostile patterns and names,
+padding paths, idle sockets past the file-descriptor limit) and checks, from ``/proc`` of the
+server process, that it stays alive, answering and within a memory bound, and that the client
+that tripped a limit was told so (and ``/metrics`` counted it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import resource
+import time
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from gateway.protocol import ConnectionAction, EventAction, Message, RecordAction, Topic
+from tests.faults.conftest import R, ServerProcess, read, write
+from tests.gateway.test_metrics import parse
+from tests.gateway.test_server import http_get
+from tests.wire import WireClient
+
+MB = 1 << 20
+ADDRESS_SPACE = 1024 * MB
+"""RLIMIT_AS of the server: several times what it needs to start (about 200 MB of address
+space), far less than the gigabytes the attacks below made it allocate before they were
+bounded."""
+CAPPED = {resource.RLIMIT_AS: ADDRESS_SPACE}
+PING = Message(Topic.CONNECTION, ConnectionAction.PING)
+MEMORY = {"storage": {"type": "memory"}}
+
+
+def port_of(server: ServerProcess) -> int:
+    return int(server.url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+async def metrics(server: ServerProcess) -> dict[str, float]:
+    status, body = await http_get(port_of(server), "/metrics")
+    assert status == 200
+    return parse(body)
+
+
+def trips(figures: dict[str, float], key: str) -> float:
+    return figures.get(f'recordgate_limit_trips_total{{limit="{key}"}}', 0)
+
+
+async def rtt(peer: WireClient, timeout: float = 5.0) -> float:
+    """Seconds a PING takes to come back as PONG (other messages on the way are skipped)."""
+    start = time.monotonic()
+    await peer.send(PING)
+    await peer.recv_until(Topic.CONNECTION, ConnectionAction.PONG, timeout)
+    return time.monotonic() - start
+
+
+async def pipelined(peer: WireClient, messages: list[Message]) -> None:
+    """Send ``messages`` in one burst: the server reads them in one or very few reads."""
+    from gateway.protocol import encode
+
+    protocol = peer.ws.protocol
+    for msg in messages:
+        protocol.send_binary(encode(msg))
+    peer.ws.send_data()
+
+
+def cpu_seconds(server: ServerProcess) -> float:
+    fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+async def assert_healthy(server: ServerProcess, bystander: WireClient, hwm: int) -> None:
+    """Alive, answering a client that did nothing wrong, and never above ``hwm`` bytes."""
+    assert server.alive(), server.log()[-2000:]
+    assert await rtt(bystander) < 2.0
+    status = server.status()
+    assert status["VmHWM"] < hwm, f"peak RSS {status['VmHWM'] / MB:.0f} MB"
+
+
+# -- 6. amplification ----------------------------------------------------------------------
+
+
+async def test_one_small_request_cannot_make_the_server_allocate_unboundedly(
+    start_server, peers
+) -> None:
+    server = await start_server({**MEMORY, "server": {"max_send_buffer": 4 * MB}}, rlimits=CAPPED)
+    writer, bystander = await peers(server.url), await peers(server.url)
+    await writer.send(write("big", {"s": "x" * 400_000}))
+    assert (await read(writer, "big"))[0] == 1
+    before = server.status()["VmRSS"]
+
+    # 3,000 copies of one name in 15 kB: one READ_RESPONSE, not 3,000 (1.2 GB on main).
+    reader = await peers(server.url)
+    await reader.send(
+        Message(Topic.RECORD, R.SUBSCRIBEANDREAD, names=["big"] * 3000, correlation_id="s")
+    )
+    assert (await reader.recv(5)).is_ack
+    got = await reader.recv(5)
+    assert (got.action, got.name) == (R.READ_RESPONSE, "big")
+    await reader.expect_silence(0.3)
+
+    # 2,000 pipelined READs of it in one read (800 MB of replies on main): the connection is
+    # closed at max_send_buffer, as the replies are produced.
+    greedy = await peers(server.url)
+    await pipelined(greedy, [Message(Topic.RECORD, R.READ, name="big")] * 2000)
+    with contextlib.suppress(ConnectionClosed):
+        async with asyncio.timeout(10):
+            while True:
+                await greedy.ws.recv()
+    assert greedy.ws.close_code == 1008
+    assert greedy.ws.close_reason == "send buffer limit exceeded"
+
+    await assert_healthy(server, bystander, before + 100 * MB)
+    assert trips(await metrics(server), "server.max_send_buffer") >= 1
+
+
+# -- 7. names and listen patterns ------------------------------------------------------------
+
+
+async def test_hostile_patterns_and_long_names_cannot_freeze_the_loop(start_server, peers) -> None:
+    server = await start_server(MEMORY, rlimits=CAPPED)
+    listener, subscriber, control = [await peers(server.url) for _ in range(3)]
+    hostile = ".{1000}.{1000}.{1000}.{1000}z"  # 32,005 RE2 instructions
+    await listener.send(Message(Topic.EVENT, EventAction.LISTEN, name=hostile))
+    refused = await listener.recv()
+    assert (refused.action, refused.name) == (EventAction.INVALID_LISTEN_REGEX, hostile)
+    await listener.send(Message(Topic.EVENT, EventAction.LISTEN, name="^news/.*"))
+    assert (await listener.recv()).is_ack
+
+    long_name = "n" * 400_000  # on main: matched against the pattern, 22 s of frozen loop
+    await subscriber.send(
+        Message(Topic.EVENT, EventAction.SUBSCRIBE, names=[long_name], correlation_id="1")
+    )
+    reply = await subscriber.recv(5)
+    assert (reply.action, reply.is_error) == (EventAction.INVALID_MESSAGE_DATA, True)
+    assert "limits.max_name_length" in json.loads(reply.data or '""')
+    assert await rtt(control) < 1.0
+
+    figures = await metrics(server)
+    assert trips(figures, "limits.max_listen_pattern_size") == 1
+    assert trips(figures, "limits.max_name_length") == 1
+
+
+# -- 8. record growth and path work ----------------------------------------------------------
+
+
+async def test_tiny_patches_cannot_grow_a_record_past_the_limit(start_server, peers) -> None:
+    server = await start_server(MEMORY, rlimits=CAPPED)
+    writer, bystander = await peers(server.url), await peers(server.url)
+    await writer.send(write("r", {}))
+    before = server.status()["VmRSS"]
+
+    # 833 bytes of path that padded arrays into a 50 MB record on main.
+    path = ".".join(f"k{i}[99999]" for i in range(90))
+    await writer.send(Message(Topic.RECORD, R.PATCH, name="r", version=-1, path=path, data="1"))
+    refused = await writer.recv(5)
+    assert (refused.action, refused.is_error) == (R.INVALID_MESSAGE_DATA, True)
+
+    # Each patch pads 60,000 nulls (300 kB of JSON): the fourth would pass 1 MB.
+    answers = []
+    for i in range(5):
+        await writer.send(
+            Message(Topic.RECORD, R.PATCH, name="r", version=-1, path=f"p{i}[59999]", data="1")
+        )
+        await writer.send(PING)
+        answers.append(await writer.recv(5))
+        if answers[-1].action == ConnectionAction.PONG:
+            continue
+        assert (await writer.recv(5)).action == ConnectionAction.PONG
+    refusals = [a for a in answers if a.action == R.INVALID_MESSAGE_DATA]
+    assert len(refusals) == 2, answers  # the 4th and the 5th
+    version, data = await read(writer, "r")
+    assert version == 4 and len(json.dumps(data, separators=(",", ":"))) <= MB
+    await assert_healthy(server, bystander, before + 100 * MB)
+    figures = await metrics(server)
+    assert trips(figures, "limits.max_array_index") == 1
+    assert trips(figures, "limits.max_record_size") == 2
+
+
+async def test_patch_multi_costs_grow_linearly(start_server, peers) -> None:
+    server = await start_server(MEMORY, rlimits=CAPPED)
+    writer, control = await peers(server.url), await peers(server.url)
+    wide = {f"k{i:05}": 0 for i in range(70_000)}  # 70,000 keys, 840 kB
+    await writer.send(write("wide", wide))
+    assert (await read(writer, "wide"))[0] == 1
+    steps = [{"path": f"k{i:05}", "data": 1} for i in range(1000)]
+    cpu = cpu_seconds(server)
+    await writer.send(
+        Message(Topic.RECORD, R.PATCH_MULTI, name="wide", version=-1, data=json.dumps(steps))
+    )
+    # On main each entry copied the whole record: 1,000 copies of 70,000 keys.
+    assert await rtt(control, timeout=30) < 2.0
+    version, data = await read(writer, "wide")
+    assert version == 2 and data["k00999"] == 1 and data["k01000"] == 0
+    assert cpu_seconds(server) - cpu < 0.5
+
+    too_many = [{"path": f"k{i:05}", "data": 2} for i in range(1001)]
+    await writer.send(
+        Message(Topic.RECORD, R.PATCH_MULTI, name="wide", version=-1, data=json.dumps(too_many))
+    )
+    refused = await writer.recv(5)
+    assert (refused.action, refused.is_error) == (R.INVALID_MESSAGE_DATA, True)
+    assert trips(await metrics(server), "limits.max_patch_entries") == 1
+
+
+# -- 10. connections and the file-descriptor limit --------------------------------------------
+
+
+async def test_idle_sockets_past_the_fd_limit_get_a_clean_refusal(start_server, peers) -> None:
+    server = await start_server(MEMORY, rlimits={resource.RLIMIT_NOFILE: 256})
+    assert "max_connections lowered to 192" in server.log()
+    port = port_of(server)
+    idle = []
+    try:
+        for _ in range(300):  # past the fd limit: on main, accept() fails with EMFILE
+            idle.append(await asyncio.open_connection("127.0.0.1", port))
+        # On main this client waited for the idle sockets to time out (10 s), unanswered.
+        with pytest.raises(InvalidStatus) as refused:
+            async with asyncio.timeout(5):
+                await WireClient.connect(server.url)
+        assert refused.value.response.status_code == 503
+        assert b"server.max_connections" in refused.value.response.body
+    finally:
+        for _, writer in idle:
+            writer.close()
+    async with asyncio.timeout(5):  # the slots come back as the idle sockets go
+        while True:
+            try:
+                peer = await peers(server.url)
+                break
+            except InvalidStatus:
+                await asyncio.sleep(0.1)
+    assert await rtt(peer) < 2.0
+    assert trips(await metrics(server), "server.max_connections") >= 100
+    assert len(server.log()) < 20_000, server.log()[-3000:]  # the log stays short
+
+
+# -- 12. log lines a client can cause ---------------------------------------------------------
+
+
+async def test_bad_listen_patterns_are_logged_once_each_and_throttled(start_server, peers) -> None:
+    server = await start_server(MEMORY, log_level="INFO")
+    peer = await peers(server.url)
+    for i in range(30):
+        await peer.send(Message(Topic.RECORD, RecordAction.LISTEN, name=f"({i}"))
+        assert (await peer.recv()).action == R.INVALID_LISTEN_REGEX
+    await rtt(peer)
+    log = server.log()
+    assert "re2.cc" not in log  # RE2's own stderr line (the second copy on main)
+    assert 1 <= log.count("sent a bad listen pattern") <= 5, log
