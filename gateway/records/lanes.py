@@ -9,9 +9,11 @@ Invariants:
   queue behind it, so no write can overtake another or land on a stale snapshot.
 * Every queued operation has a future that resolves once it ran, failed or was abandoned; a
   connection awaits only its own, which keeps per-client order.
-* One bulk message waits for at most ``per_message`` operations at a time (``each`` starts the
-  next name as one finishes): a client asking for 30,000 uncached names holds 16 storage reads,
-  not 30,000, and the store's own cap on reads is shared fairly with everyone else.
+* A bulk message (``each``) reads the names it misses in the cache with ``load_many``, in
+  chunks of ``BATCH`` one after the other, and runs their operations on what that found; other
+  names (cached, or with a lane) run or queue at once, at most ``per_message`` waiting at a
+  time. So a client asking for 30,000 uncached names holds one storage read at a time, not
+  30,000, and the store's cap on reads is shared fairly with everyone else.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ __all__ = ["Lanes", "OnError", "Op"]
 
 log = logging.getLogger(__name__)
 _throttled = ThrottledLog(log)
+
+BATCH = 256
+"""Names per storage read of a bulk message's cache misses."""
 
 Op = Callable[[Record | None], Record | Awaitable[Record | None] | None]
 """An operation on one record: gets the current snapshot, returns the snapshot after it."""
@@ -86,40 +91,75 @@ class Lanes:
     ) -> Awaitable[None] | None:
         """``run`` an op on every name in turn; then ``finish``, once all of them ran.
 
-        None if everything ran synchronously (``finish`` included), else what to await. At most
-        ``per_message`` operations wait at a time; the names after them start as they finish.
+        None if everything ran synchronously (``finish`` included), else what to await. With
+        ``sync`` ops, names neither cached nor in a lane are read in batches (``load_many``).
         """
         pending: list[Awaitable[None]] = []
+        misses: list[str] = []
+        store, lanes = self._store, self._lanes
         rest = iter(names)
         for name in rest:
+            if sync and name not in lanes and store.cached(name) is None:
+                misses.append(name)
+                continue
             waiter = self.run(name, op_for(name), on_error_for(name), sync=sync)
             if waiter is not None:
                 pending.append(waiter)
                 if len(pending) >= self._per_message:
-                    return self._window(deque(pending), rest, op_for, on_error_for, sync, finish)
-        if not pending:
+                    return self._window(
+                        deque(pending), misses, rest, op_for, on_error_for, sync, finish
+                    )
+        if not pending and not misses:
             if finish is not None:
                 finish()
             return None
-        if finish is None and len(pending) == 1:
+        if finish is None and len(pending) == 1 and not misses:
             return pending[0]
-        return _then(pending, finish)
+        return self._window(deque(pending), misses, iter(()), op_for, on_error_for, sync, finish)
 
     async def _window(
         self,
         window: deque[Awaitable[None]],
+        misses: list[str],
         rest: Iterator[str],
         op_for: Callable[[str], Op],
         on_error_for: Callable[[str], OnError],
         sync: bool,
         finish: Callable[[], None] | None,
     ) -> None:
+        """The rest of ``each``: at most ``per_message`` waiting, then the misses in batches."""
         for name in rest:
+            if sync and name not in self._lanes and self._store.cached(name) is None:
+                misses.append(name)
+                continue
             while len(window) >= self._per_message:
                 await window.popleft()
             waiter = self.run(name, op_for(name), on_error_for(name), sync=sync)
             if waiter is not None:
                 window.append(waiter)
+        for start in range(0, len(misses), BATCH):
+            chunk = misses[start : start + BATCH]
+            try:
+                found = await self._store.load_many(chunk)
+            except Exception as exc:
+                _throttled.warning("loading %d records failed: %s", len(chunk), exc)
+                for name in chunk:
+                    on_error_for(name)(exc)
+                continue
+            # No await from here to the end of the chunk: what was found is current.
+            for name in chunk:
+                op, on_error = op_for(name), on_error_for(name)
+                if name in self._lanes:  # opened meanwhile: queue behind it
+                    waiter = self.run(name, op, on_error, sync=sync)
+                    if waiter is not None:
+                        window.append(waiter)
+                    continue
+                record = self._store.cached(name)
+                try:
+                    op(record if record is not None else found.get(name))
+                except Exception as exc:
+                    _throttled.exception("record operation on %r failed", name)
+                    on_error(exc)
         await _then(list(window), finish)
 
     def defer(self, name: str, op: Op) -> bool:

@@ -70,6 +70,9 @@ class RecordStore(Protocol):
         Concurrent loads of one name share one storage read.
         """
 
+    async def load_many(self, names: list[str]) -> dict[str, Record | None]:
+        """``load`` of each name, reading those not cached from storage in one call."""
+
     def put(self, record: Record) -> None:
         """Make ``record`` the current snapshot and schedule it for storage."""
 

@@ -121,6 +121,7 @@ class CachedStore:
         self._waiting = 0  # futures in durable(): they hold memory the cap must count
         self._load_slots = asyncio.Semaphore(max_concurrent_loads)
         self._loads_waiting = 0
+        self._forgets = 0  # bulk reads that overlap a forget() do not cache what they found
         self.on_external_change: Callable[[str, Record | None], None] | None = None
         self._clean: OrderedDict[str, Record] = OrderedDict()  # LRU order, evictable
         self._pinned: dict[str, Record] = {}  # records with unflushed writes: never evicted
@@ -221,6 +222,40 @@ class CachedStore:
             return self.cached(name)
         return None if snapshot is None else _record(snapshot)
 
+    async def load_many(self, names: list[str]) -> dict[str, Record | None]:
+        """``load`` of every name, with one ``get_many`` for those not in memory (one read
+        slot for all of them). A write, delete or NOTIFY during the read outranks it."""
+        result: dict[str, Record | None] = {}
+        missing = []
+        for name in names:
+            record = self.cached(name)
+            if record is not None or name in self._queue:
+                result[name] = record
+            else:
+                missing.append(name)
+        if not missing:
+            return result
+        forgets = self._forgets
+        self._loads_waiting += 1
+        try:
+            await self._load_slots.acquire()
+        finally:
+            self._loads_waiting -= 1
+        try:
+            found = await self.connector.get_many(missing)
+        finally:
+            self._load_slots.release()
+        for name in missing:
+            if name in self._queue or name in self._clean:
+                result[name] = self.cached(name)
+                continue
+            snapshot = found.get(name)
+            record = None if snapshot is None else _record(snapshot)
+            if record is not None and forgets == self._forgets:
+                self._cache_clean(record)
+            result[name] = record
+        return result
+
     async def _read(self, name: str) -> Snapshot | None:
         """The shared storage read of ``load``; caches what it finds unless the name was
         written, deleted or forgotten meanwhile (each of those drops it from ``_loading``)."""
@@ -248,6 +283,7 @@ class CachedStore:
         as a conflict, which the policy resolves."""
         self._drop_clean(name)
         self._loading.pop(name, None)
+        self._forgets += 1
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -34,6 +34,9 @@ class MemoryStore:
     async def load(self, name: str) -> Record | None:
         return self._records.get(name)
 
+    async def load_many(self, names: list[str]) -> dict[str, Record | None]:
+        return {name: await self.load(name) for name in names}
+
     def put(self, record: Record) -> None:
         self._records[record.name] = record
 

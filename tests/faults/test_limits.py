@@ -250,3 +250,127 @@ async def test_bad_listen_patterns_are_logged_once_each_and_throttled(start_serv
     log = server.log()
     assert "re2.cc" not in log  # RE2's own stderr line (the second copy on main)
     assert 1 <= log.count("sent a bad listen pattern") <= 5, log
+
+
+# -- 9. memory bounded in bytes --------------------------------------------------------------
+
+
+async def test_the_cache_is_bounded_in_bytes(start_server, peers, tmp_path: Path) -> None:
+    server = await start_server(
+        {
+            "storage": {"type": "sql", "url": f"sqlite+aiosqlite:///{tmp_path}/c.db"},
+            "cache": {"max_bytes": 8 * MB},
+            "write_behind": {"interval": 0.05},
+        },
+        rlimits=CAPPED,
+    )
+    writer, bystander = await peers(server.url), await peers(server.url)
+    before = server.status()["VmRSS"]
+    names = [f"big/{i}" for i in range(40)]  # 40 records of 500 kB: 20 MB of JSON
+    for i, name in enumerate(names):
+        await writer.send(write(name, {"i": i, "s": "x" * 500_000}, ack=name))
+        reply = await writer.recv(10)
+        assert reply.action == R.WRITE_ACKNOWLEDGEMENT, reply
+    for name in names:  # every one read back: loaded from storage, evicting others
+        assert (await read(writer, name))[1]["s"] == "x" * 500_000
+    figures = await metrics(server)
+    assert figures["recordgate_store_cached_bytes"] <= 8 * MB
+    assert figures["recordgate_store_cached"] < 20
+    await assert_healthy(server, bystander, before + 80 * MB)
+
+
+async def test_slow_consumers_share_one_server_wide_budget(start_server, peers) -> None:
+    server = await start_server(
+        {**MEMORY, "server": {"max_send_buffer": 8 * MB, "max_send_buffer_total": 24 * MB}},
+        rlimits=CAPPED,
+    )
+    publisher, bystander = await peers(server.url), await peers(server.url)
+    # Twelve subscribers that stop reading (the client stops at 16 queued messages): each may
+    # hold 8 MB, 96 MB together on main; the budget keeps the total at 24 MB.
+    sleepers = [await peers(server.url) for _ in range(12)]
+    for sleeper in sleepers:
+        await sleeper.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["firehose"], correlation_id="s")
+        )
+        assert (await sleeper.recv()).is_ack
+    before = server.status()["VmRSS"]
+    payload = json.dumps("x" * 200_000)
+    for _ in range(300):
+        await publisher.send(Message(Topic.EVENT, EventAction.EMIT, name="firehose", data=payload))
+    assert await rtt(publisher, timeout=30) < 30  # everything sent was handled
+    figures = await metrics(server)
+    assert figures["recordgate_send_buffer_bytes"] <= 24 * MB
+    assert trips(figures, "server.max_send_buffer_total") >= 1
+    await assert_healthy(server, bystander, before + 60 * MB)
+
+
+async def test_acknowledged_writes_to_one_record_count_toward_max_pending(
+    postgres, start_server, peers
+) -> None:
+    from tests.proxy import TcpProxy
+
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        server = await start_server(
+            {
+                "storage": postgres.section(proxy.url_for(postgres.url)),
+                "write_behind": {"max_pending": 200, "retry_initial": 0.05, "retry_max": 0.2},
+            },
+            rlimits=CAPPED,
+        )
+        writer = await peers(server.url)
+        await writer.send(write("one", {"n": 0}, ack="first"))
+        assert (await writer.recv(10)).action == R.WRITE_ACKNOWLEDGEMENT
+        await proxy.cut()
+        # 2,000 acknowledged writes to one record: they coalesce into one pending snapshot,
+        # but each waits for storage (on main: none refused, pending stayed 1).
+        await pipelined(writer, [write("one", {"n": i}, ack=str(i)) for i in range(2000)])
+        refused = 0
+        with contextlib.suppress(TimeoutError):  # until the refusals stop
+            while True:
+                reply = await writer.recv(1.0)
+                assert reply.action == R.RECORD_UPDATE_ERROR, reply
+                refused += 1
+        assert 1790 <= refused <= 1810  # the accepted ones wait for storage
+        figures = await metrics(server)
+        assert figures["recordgate_store_waiters"] + figures["recordgate_store_pending"] >= 190
+        assert figures["recordgate_store_waiters"] <= 200
+        assert trips(figures, "write_behind.max_pending") == refused
+        await proxy.restore()
+        acked = 0
+        async with asyncio.timeout(15):
+            while acked + refused < 2000:
+                reply = await writer.recv(15)
+                assert reply.action in (R.WRITE_ACKNOWLEDGEMENT, R.RECORD_UPDATE_ERROR), reply
+                if reply.action == R.WRITE_ACKNOWLEDGEMENT:
+                    acked += 1
+                else:
+                    refused += 1
+        assert 190 <= acked <= 210
+
+
+# -- 11. bulk read storms --------------------------------------------------------------------
+
+
+async def test_a_bulk_read_storm_does_not_starve_other_clients(
+    postgres, start_server, peers
+) -> None:
+    from connectors.base import Snapshot
+    from connectors.sql import SQLConnector
+
+    async with SQLConnector(postgres.url, table=postgres.table) as conn:
+        await conn.write([Snapshot("known", 3, {"k": 1})])
+    server = await start_server({"storage": postgres.section()}, rlimits=CAPPED)
+    storm, victim = await peers(server.url), await peers(server.url)
+    for i in range(3):  # 30,000 uncached names; on main 30,000 storage reads at once
+        names = [f"missing/{i}/{j}" for j in range(10_000)]
+        await storm.send(Message(Topic.RECORD, R.HEAD_BULK, names=names, correlation_id=str(i)))
+    await asyncio.sleep(0.2)
+    start = time.monotonic()
+    await victim.send(Message(Topic.RECORD, R.READ, name="known"))
+    answer = await victim.recv(10)
+    assert (answer.action, answer.version) == (R.READ_RESPONSE, 3), answer
+    assert time.monotonic() - start < 5
+    for _ in range(3):
+        bulk = await storm.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=60)
+        assert len(bulk.versions) == 10_000 and set(bulk.versions.values()) == {-1}
+    assert server.log().count("loading record") <= 5

@@ -1,0 +1,152 @@
+"""Limits per topic over real sockets (an in-process server): each refusal is answered with
+the topic's error, counted under its configuration key, and leaves the connection usable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from gateway.limits import ThrottledLog
+from gateway.protocol import (
+    ConnectionAction,
+    EventAction,
+    Message,
+    PresenceAction,
+    RecordAction,
+    RpcAction,
+    Topic,
+)
+from tests.conftest import ServerFactory, url_of
+from tests.wire import WireClient
+
+PING = Message(Topic.CONNECTION, ConnectionAction.PING)
+LONG = "é" * 1025  # 2050 bytes of UTF-8, 1025 characters
+
+
+async def still_open(peer: WireClient) -> None:
+    await peer.send(PING)
+    assert (await peer.recv()).action == ConnectionAction.PONG
+
+
+@pytest.mark.parametrize(
+    ("msg", "answer"),
+    [
+        (Message(Topic.EVENT, EventAction.EMIT, name=LONG, data="1"), EventAction),
+        (Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["ok", LONG]), EventAction),
+        (Message(Topic.RPC, RpcAction.PROVIDE, names=[LONG]), RpcAction),
+        (Message(Topic.RPC, RpcAction.REQUEST, name=LONG, correlation_id="7"), RpcAction),
+        (Message(Topic.PRESENCE, PresenceAction.SUBSCRIBE, names=[LONG]), PresenceAction),
+        (Message(Topic.PRESENCE, PresenceAction.QUERY, names=[LONG]), PresenceAction),
+    ],
+    ids=["emit", "subscribe", "provide", "request", "presence-subscribe", "presence-query"],
+)
+async def test_overlong_names_are_refused_on_every_topic(
+    make_server: ServerFactory, msg: Message, answer: type
+) -> None:
+    server = await make_server()
+    peer = await WireClient.connect(url_of(server), login={})
+    await peer.send(msg)
+    got = await peer.recv()
+    expected = (
+        PresenceAction.INVALID_PRESENCE_USERS
+        if answer is PresenceAction
+        else answer.INVALID_MESSAGE_DATA  # type: ignore[attr-defined]
+    )
+    assert (got.topic, got.action, got.is_error) == (msg.topic, expected, True)
+    assert got.original_action == msg.action and got.correlation_id == msg.correlation_id
+    assert "limits.max_name_length" in json.loads(got.data or '""')
+    await still_open(peer)
+    assert server.trips["limits.max_name_length"] == 1
+    await peer.close()
+
+
+async def test_names_at_the_limit_are_served(connect) -> None:
+    sub, pub = await connect(), await connect()
+    name = "é" * 1024  # exactly 2048 bytes
+    await sub.send(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=[name], correlation_id="1"))
+    assert (await sub.recv()).is_ack
+    await pub.send(Message(Topic.EVENT, EventAction.EMIT, name=name, data="1"))
+    assert (await sub.recv()).name == name
+
+
+@pytest.mark.parametrize("topic", [Topic.RECORD, Topic.EVENT, Topic.RPC, Topic.PRESENCE])
+async def test_too_many_names_in_one_message(make_server: ServerFactory, topic: Topic) -> None:
+    server = await make_server({"limits": {"max_names_per_message": 3}})
+    peer = await WireClient.connect(url_of(server), login={})
+    action = {
+        Topic.RECORD: RecordAction.SUBSCRIBEANDREAD,
+        Topic.EVENT: EventAction.SUBSCRIBE,
+        Topic.RPC: RpcAction.PROVIDE,
+        Topic.PRESENCE: PresenceAction.SUBSCRIBE,
+    }[topic]
+    await peer.send(Message(topic, action, names=["a", "b", "c", "d"], correlation_id="1"))
+    got = await peer.recv()
+    assert got.is_error and got.correlation_id == "1" and got.topic == topic
+    await peer.expect_silence(0.1)  # refused whole: no ack, no READ_RESPONSE
+    await peer.send(Message(topic, action, names=["a", "b", "c"], correlation_id="2"))
+    assert not (await peer.recv()).is_error
+    assert server.trips["limits.max_names_per_message"] == 1
+    await peer.close()
+
+
+async def test_listen_patterns_per_connection(make_server: ServerFactory) -> None:
+    server = await make_server({"limits": {"max_listen_patterns": 2}})
+    peer = await WireClient.connect(url_of(server), login={})
+    for pattern in ("a.*", "b.*"):
+        await peer.send(Message(Topic.RECORD, RecordAction.LISTEN, name=pattern))
+        assert (await peer.recv()).is_ack
+    await peer.send(Message(Topic.RECORD, RecordAction.LISTEN, name="c.*"))
+    got = await peer.recv()
+    assert (got.action, got.name) == (RecordAction.INVALID_LISTEN_REGEX, "c.*")
+    await peer.send(Message(Topic.RECORD, RecordAction.UNLISTEN, name="a.*"))
+    assert (await peer.recv()).is_ack
+    await peer.send(Message(Topic.RECORD, RecordAction.LISTEN, name="c.*"))
+    assert (await peer.recv()).is_ack
+    assert server.trips["limits.max_listen_patterns"] == 1
+    await peer.close()
+
+
+async def test_connections_per_ip(make_server: ServerFactory) -> None:
+    server = await make_server({"server": {"max_connections_per_ip": 2}})
+    url = url_of(server)
+    first, second = await WireClient.connect(url, login={}), await WireClient.connect(url)
+    with pytest.raises(InvalidStatus) as refused:
+        await WireClient.connect(url)
+    assert refused.value.response.status_code == 503
+    assert b"server.max_connections_per_ip" in refused.value.response.body
+    await still_open(first)
+    await second.close()
+    async with asyncio.timeout(2):  # the slot is free once the server has seen the close
+        while True:
+            try:
+                third = await WireClient.connect(url, login={})
+                break
+            except InvalidStatus:
+                await asyncio.sleep(0.02)
+    await still_open(third)
+    assert server.trips["server.max_connections_per_ip"] >= 1
+    await first.close()
+    await third.close()
+
+
+def test_throttled_log_lets_a_burst_through_then_counts(caplog) -> None:
+    logger = logging.getLogger("tests.throttled")
+    throttled = ThrottledLog(logger, burst=3, interval=0.2)
+    with caplog.at_level(logging.INFO, logger="tests.throttled"):
+        for i in range(10):
+            throttled.info("client %d did something", i)
+        assert [r.getMessage() for r in caplog.records] == [
+            f"client {i} did something" for i in range(3)
+        ]
+        throttled.info("another kind of line")  # templates are throttled apart
+        assert len(caplog.records) == 4
+        time.sleep(0.25)
+        throttled.info("client %d did something", 10)
+    assert caplog.records[-1].getMessage() == (
+        "client 10 did something (7 similar lines suppressed)"
+    )
