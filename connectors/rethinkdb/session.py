@@ -80,7 +80,9 @@ class Session:
                 db=address.database,
                 user=address.user,
                 password=address.password,
-                timeout=self.timeout,
+                # Below the call's own bound: the driver then gives up on a silent server itself
+                # and closes the socket, which a cancelled handshake would leave open.
+                timeout=self.timeout * 0.8,
             )
             return self._conn
 

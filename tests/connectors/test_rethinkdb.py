@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -368,3 +369,53 @@ async def test_one_query_per_batch(store: RethinkDBConnector, monkeypatch) -> No
     assert await write([Put("q/1", 1, {}), Put("new", 1, {})]) == ([conflict, applied], 2)
     outcomes, count = await write([Delete("q/0", 2), Put("q/1", 4, {})])
     assert outcomes == [applied, applied] and count <= 2 and queries[0].startswith("write")
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+
+def test_importing_the_package_imports_no_driver() -> None:
+    code = "import sys, connectors, connectors.rethinkdb;print('rethinkdb' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_a_missing_driver_is_one_line_naming_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['rethinkdb'] = None;"  # as if the driver were not installed
+        "from connectors import create_connector\n"
+        "try: create_connector('rethinkdb', 'rethinkdb://h/db')\n"
+        "except Exception as exc: print(type(exc).__name__, exc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("DriverMissing "), done.stdout + done.stderr
+    assert "pip install 'recordgate[rethinkdb]'" in done.stdout
+    assert done.stdout.count("\n") == 1
+
+
+async def test_soft_durability_is_named_in_the_log(rethinkdb_url: str, caplog) -> None:
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    with caplog.at_level(logging.WARNING, logger="connectors.rethinkdb.connector"):
+        async with RethinkDBConnector(rethinkdb_url, table=table, durability="soft") as soft:
+            assert (await soft.write([Put("s", 1, {})]))[0].ok
+            await soft.drop()
+    assert "durability 'soft'" in caplog.text
+
+
+async def test_a_silent_server_leaks_no_sockets() -> None:
+    """A listener that accepts and never answers: every open fails within the timeout, and the
+    half-open handshakes are closed, not left behind (a retrying flusher would pile them up)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            connector = RethinkDBConnector(f"rethinkdb://127.0.0.1:{port}/x", timeout=0.2)
+            started = time.monotonic()
+            with pytest.raises((StorageUnavailable, StorageTimeout)):
+                await connector.open()
+            assert time.monotonic() - started < 1.5
+            await connector.close()
+        await asyncio.sleep(0.1)
+        assert len(os.listdir("/proc/self/fd")) - before <= 2
