@@ -1,9 +1,9 @@
 """The PyMongo client and collection a connector uses (PyMongo imported here, lazily).
 
-Every deadline of the driver is the connector's ``timeout``: server selection, connecting,
-socket reads and the whole operation (``timeoutMS``, PyMongo's client-side operation timeout,
-which also sends ``maxTimeMS`` to the server). Integers come back as ``int``, never as
-``bson.Int64``, and datetimes timezone-aware (UTC).
+Every deadline of the driver is a little less than the connector's ``timeout``: server
+selection, connecting, socket reads and the whole operation (``timeoutMS``, PyMongo's
+client-side operation timeout, which also sends ``maxTimeMS`` to the server). Integers come back
+as ``int``, never as ``bson.Int64``, and datetimes timezone-aware (UTC).
 """
 
 from __future__ import annotations
@@ -18,17 +18,24 @@ if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.collection import AsyncCollection
 
-__all__ = ["codec_options", "connect", "new_client"]
+__all__ = ["codec_options", "connect", "driver_deadline", "new_client"]
 
 
 def _pymongo() -> Any:
     return import_driver("pymongo", "mongodb")
 
 
+def driver_deadline(timeout: float) -> float:
+    """Seconds for the driver's deadlines: less than ``timeout``, so its own error (which says
+    why: refused, no primary, ...) arrives before ``asyncio.timeout`` cuts the call off. Server
+    selection overshoots its deadline by up to half a second (it waits in heartbeat steps)."""
+    return max(timeout * 0.5, timeout - 0.6)
+
+
 def new_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
     """A client of ``settings.url``; it connects on first use."""
     pymongo = _pymongo()
-    millis = max(1, int(settings.timeout * 1000))
+    millis = max(1, int(driver_deadline(settings.timeout) * 1000))
     client: AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
         settings.url,
         serverSelectionTimeoutMS=millis,

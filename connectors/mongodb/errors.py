@@ -119,6 +119,9 @@ def _describe(exc: BaseException) -> str:
         items = exc.details.get("writeErrors", []) + exc.details.get("writeConcernErrors", [])
         first = items[0] if items else {}
         return f"{len(items)} write errors, first code {first.get('code')}: {first.get('errmsg')}"
+    if isinstance(exc, errors.ServerSelectionTimeoutError):
+        # Without the topology description PyMongo appends (a few hundred characters).
+        return f"no server available: {str(exc).partition(', Timeout: ')[0]}"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -128,9 +131,11 @@ async def guard(what: str, seconds: float) -> AsyncIterator[None]:
     translate what escapes it."""
     import pymongo
 
+    from connectors.mongodb.client import driver_deadline
+
     try:
         async with asyncio.timeout(seconds):
-            with pymongo.timeout(seconds):
+            with pymongo.timeout(driver_deadline(seconds)):
                 yield
     except StorageError:
         raise

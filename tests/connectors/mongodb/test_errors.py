@@ -79,6 +79,16 @@ async def within(seconds: float) -> AsyncIterator[None]:
     assert time.monotonic() - started < seconds
 
 
+async def test_a_refused_port_is_unavailable_saying_why() -> None:
+    from conformance.target import free_port
+
+    connector = MongoConnector(f"mongodb://127.0.0.1:{free_port()}/db", timeout=2)
+    async with within(2 + SLACK):
+        with pytest.raises(StorageUnavailable, match=r"no server available: .*(refused|failed)"):
+            await connector.open()
+    await connector.close()
+
+
 @pytest.mark.needs_server("mongodb stand-in")
 async def test_a_server_that_never_answers_fails_open_in_time(silent_port: int) -> None:
     connector = MongoConnector(f"mongodb://127.0.0.1:{silent_port}/db", timeout=TIMEOUT)
