@@ -179,6 +179,7 @@ class Connection(asyncio.Protocol):
         "_loop",
         "_opened",
         "_outbox",
+        "_overflowed",
         "_paused",
         "_queue",
         "_queued_bytes",
@@ -233,6 +234,7 @@ class Connection(asyncio.Protocol):
         """What may be queued before the next write: ``max_send_buffer`` less the socket's
         buffer at the last write."""
         self._held = 0  # the socket buffer as the outbox's budget counts it
+        self._overflowed = False
         self.protocol = ServerProtocol(max_size=max_size)
         self.transport: asyncio.Transport | None = None
         self._service = service
@@ -281,6 +283,7 @@ class Connection(asyncio.Protocol):
 
     def _overflow(self) -> None:
         """Replies would pass ``max_send_buffer``: drop what is unsent and close (1008)."""
+        self._overflowed = True
         self._outbox.trips.trip("server.max_send_buffer")
         _throttled.warning(
             "%r would hold more than server.max_send_buffer (%d bytes); closing it",
@@ -458,6 +461,8 @@ class Connection(asyncio.Protocol):
         self._message(text)
 
     def _message(self, data: bytes | str) -> None:
+        if self._overflowed:
+            return  # closed for its send buffer: the replies to the rest would be dropped
         if self._busy is not None:
             self._queue.append(data)
             self._queued_bytes += len(data)

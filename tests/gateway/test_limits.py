@@ -150,3 +150,26 @@ def test_throttled_log_lets_a_burst_through_then_counts(caplog) -> None:
     assert caplog.records[-1].getMessage() == (
         "client 10 did something (7 similar lines suppressed)"
     )
+
+
+async def test_messages_waiting_behind_a_slow_one_are_bounded_in_bytes(
+    make_server: ServerFactory,
+) -> None:
+    from tests.gateway.test_server import SlowHandler, the_connection, until
+
+    server = await make_server({"server": {"max_receive_queue": 1_000_000}})
+    slow = server.handlers[Topic.PRESENCE] = SlowHandler()
+    peer = await WireClient.connect(url_of(server), login={})
+    transport = the_connection(server).transport
+    assert transport is not None
+    await peer.send(Message(Topic.PRESENCE, 2, correlation_id="slow"))
+    big = "x" * 400_000
+    for i in range(5):  # 2 MB in 5 messages, far fewer than MAX_QUEUE (64)
+        await peer.send(Message(Topic.PRESENCE, 4, correlation_id=str(i), data=big))
+    await until(lambda: not transport.is_reading())  # paused by bytes, not by count
+    slow.release.set()
+    await until(lambda: len(slow.seen) == 7)
+    assert slow.seen == ["slow", "slow done", *map(str, range(5))]
+    assert transport.is_reading()
+    await still_open(peer)
+    await peer.close()
