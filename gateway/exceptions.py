@@ -10,6 +10,7 @@
     │   ├── MessageParseError         not protobuf / not a known shape
     │   ├── UnknownTopic
     │   ├── UnknownAction
+    │   ├── LoneSurrogateText         a string field holding half of a UTF-16 surrogate pair
     │   └── MessageTooLarge
     ├── InvalidData                   well-formed message, unusable payload (JSON, path)
     │   ├── InvalidJSON               JSON text refused at the edge (``reason`` says why)
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidData",
     "InvalidJSON",
     "LimitExceeded",
+    "LoneSurrogateText",
     "MessageParseError",
     "MessageTooLarge",
     "NotConnected",
@@ -96,6 +98,15 @@ class UnknownAction(ProtocolError):
         super().__init__(f"unknown action {action} on topic {topic}")
         self.topic = topic
         self.action = action
+
+
+class LoneSurrogateText(ProtocolError):
+    """A string field holds a lone UTF-16 surrogate, as protobuf.js encodes one (3 bytes, not
+    UTF-8). ``message`` is the message read with those kept, so the reply can echo its name."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__("a string field holds a lone UTF-16 surrogate")
+        self.message = message
 
 
 class MessageTooLarge(ProtocolError):

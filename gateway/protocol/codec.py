@@ -13,7 +13,13 @@ from .message import Message
 
 __all__ = ["SCHEMAS", "decode", "encode", "encode_payload"]
 
-from ..exceptions import MessageParseError, MessageTooLarge, UnknownAction, UnknownTopic
+from ..exceptions import (
+    LoneSurrogateText,
+    MessageParseError,
+    MessageTooLarge,
+    UnknownAction,
+    UnknownTopic,
+)
 
 # Field kinds: varint int32, bool, string, repeated string, map<string,int32>.
 INT, BOOL, STR, STRS, MAP = range(5)
@@ -91,13 +97,23 @@ def _int32(value: int) -> int:
 
 def encode_payload(msg: Message) -> bytes:
     """The per-topic message bytes (the ``message`` field of the envelope)."""
+    try:
+        return _encode_payload(msg, "strict")
+    except UnicodeEncodeError:
+        # Only an error reply echoing a client's own lone surrogate (LoneSurrogateText) gets
+        # here: it goes back as protobuf.js wrote it, so the client can route the reply.
+        return _encode_payload(msg, "surrogatepass")
+
+
+def _encode_payload(msg: Message, errors: str) -> bytes:
+    strict = errors == "strict"
     out = bytearray()
     for tag, attr, kind in _ENCODERS[msg.topic]:
         value = getattr(msg, attr)
         if value is None:
             continue
         if kind == STR:
-            raw = value.encode()
+            raw = value.encode() if strict else value.encode("utf-8", errors)
             out += tag
             out += _varint(len(raw))
             out += raw
@@ -109,7 +125,7 @@ def encode_payload(msg: Message) -> bytes:
             out += b"\x01" if value else b"\x00"
         elif kind == STRS:
             for item in value:
-                raw = item.encode()
+                raw = item.encode() if strict else item.encode("utf-8", errors)
                 out += tag
                 out += _varint(len(raw))
                 out += raw
@@ -187,7 +203,9 @@ def _decode_map_entry(buf: bytes, pos: int, end: int) -> tuple[str, int]:
     return key, value
 
 
-def _decode_payload(topic: int, buf: bytes, pos: int, end: int) -> Message:
+def _decode_payload(topic: int, buf: bytes, pos: int, end: int, strict: bool = True) -> Message:
+    """The per-topic message in ``buf[pos:end]``; ``strict=False`` reads strings with lone
+    surrogates kept (``surrogatepass``), to tell them from other bad UTF-8."""
     fields = _DECODERS[topic]
     msg = Message(topic, 0)
     while pos < end:
@@ -213,9 +231,11 @@ def _decode_payload(topic: int, buf: bytes, pos: int, end: int) -> Message:
             if stop > end:
                 raise MessageParseError("field runs past the end of the message")
             if kind == STR:
-                setattr(msg, attr, buf[pos:stop].decode())
+                raw = buf[pos:stop]
+                setattr(msg, attr, raw.decode() if strict else raw.decode("utf-8", "surrogatepass"))
             elif kind == STRS:
-                msg.names.append(buf[pos:stop].decode())
+                raw = buf[pos:stop]
+                msg.names.append(raw.decode() if strict else raw.decode("utf-8", "surrogatepass"))
             else:
                 key, val = _decode_map_entry(buf, pos, stop)
                 if msg.versions is None:
@@ -233,6 +253,8 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
 
     Raises ``MessageTooLarge``, ``MessageParseError`` (not protobuf, bad UTF-8),
     ``UnknownTopic`` or ``UnknownAction``; the last two carry the numbers for the reply.
+    ``LoneSurrogateText`` (a known action whose only fault is a lone UTF-16 surrogate in a
+    string, which has no UTF-8 form) carries the message, for an error reply that echoes it.
     """
     if len(frame) > max_size:
         raise MessageTooLarge(len(frame), max_size)
@@ -264,7 +286,13 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
     except IndexError as exc:
         raise MessageParseError("message ends in the middle of a field") from exc
     except UnicodeDecodeError as exc:
-        raise MessageParseError("string field is not valid UTF-8") from exc
+        try:
+            msg = _decode_payload(topic, frame, start, stop, strict=False)
+        except (UnicodeDecodeError, IndexError):
+            raise MessageParseError("string field is not valid UTF-8") from exc
+        if msg.action not in _ACTION_VALUES[topic]:
+            raise UnknownAction(topic, msg.action) from None
+        raise LoneSurrogateText(msg) from None
     if msg.action not in _ACTION_VALUES[topic]:
         raise UnknownAction(topic, msg.action)
     return msg

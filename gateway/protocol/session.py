@@ -22,7 +22,14 @@ auth data not a JSON object AUTH INVALID_MESSAGE_DATA,   -
 (or refused by ``payload``) close
 or action not REQUEST
 text frame                  close 1003, no message       close 1003, no message
+lone UTF-16 surrogate in a  as undecodable               the topic's INVALID_MESSAGE_DATA
+string (name, path, ...)                                 (PRESENCE: INVALID_PRESENCE_USERS)
 =========================== ============================ ====================================
+
+A lone surrogate is what protobuf.js writes for a JavaScript string cut inside an emoji; it has
+no UTF-8 form, so no backend could store such a name (``payload`` refuses it in JSON data for
+the same reason). Deviation: the reference takes it. The reply echoes the message's name,
+correlation id and write-ack flag as the client sent them, so the client can route it.
 
 PARSER replies carry ``original_topic``, which the reference means to send but drops (a field
 name mismatch). Deliberate deviations, where the reference crashes, stays silent or never
@@ -38,6 +45,7 @@ from typing import Any
 
 from ..exceptions import (
     InvalidJSON,
+    LoneSurrogateText,
     MessageTooLarge,
     ProtocolError,
     UnknownAction,
@@ -45,7 +53,16 @@ from ..exceptions import (
 )
 from . import payload
 from .codec import decode
-from .constants import AuthAction, ConnectionAction, ParserAction, Topic
+from .constants import (
+    AuthAction,
+    ConnectionAction,
+    EventAction,
+    ParserAction,
+    PresenceAction,
+    RecordAction,
+    RpcAction,
+    Topic,
+)
 from .message import Message
 
 __all__ = ["CLOSE_NORMAL", "CLOSE_UNSUPPORTED_DATA", "AuthRequest", "Session", "State"]
@@ -56,6 +73,28 @@ CLOSE_UNSUPPORTED_DATA = 1003
 
 
 _NOT_SERVED_AFTER_LOGIN = frozenset({Topic.PARSER, Topic.CONNECTION, Topic.AUTH})
+
+
+_INVALID_TEXT: dict[int, int] = {
+    Topic.RECORD: RecordAction.INVALID_MESSAGE_DATA,
+    Topic.EVENT: EventAction.INVALID_MESSAGE_DATA,
+    Topic.RPC: RpcAction.INVALID_MESSAGE_DATA,
+    Topic.PRESENCE: PresenceAction.INVALID_PRESENCE_USERS,
+}
+
+
+def _invalid_text(msg: Message) -> Message:
+    """The refusal of ``msg`` for a lone surrogate: what the client needs to route it."""
+    return Message(
+        msg.topic,
+        _INVALID_TEXT[msg.topic],
+        name=msg.name,
+        names=msg.names,
+        correlation_id=msg.correlation_id,
+        is_write_ack=msg.is_write_ack,
+        original_action=msg.action,
+        is_error=True,
+    )
 
 
 class State(Enum):
@@ -113,6 +152,14 @@ class Session:
             msg = Message(exc.topic, 0)  # a topic nobody serves; answered per state below
         except UnknownAction as exc:
             msg, known_action = Message(exc.topic, exc.action), False
+        except LoneSurrogateText as exc:
+            refused = exc.message
+            assert isinstance(refused, Message)
+            if self.state is State.OPEN and refused.topic in _INVALID_TEXT:
+                payload.REFUSED["lone_surrogate"] += 1
+                self._send(_invalid_text(refused))
+                return None
+            msg = Message(Topic.PARSER, ParserAction.ERROR)  # as any undecodable frame
         except ProtocolError:
             msg = Message(Topic.PARSER, ParserAction.ERROR)  # what the reference's parser yields
         if self.state is State.OPEN:

@@ -8,6 +8,7 @@ INVALID_MESSAGE_DATA, leave the record as it was, never reach storage, and are c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -15,7 +16,20 @@ from typing import Any
 
 import pytest
 
-from gateway.protocol import AuthAction, Message, RecordAction, Topic
+from gateway.exceptions import LoneSurrogateText
+from gateway.protocol import (
+    AuthAction,
+    ConnectionAction,
+    EventAction,
+    Message,
+    ParserAction,
+    PresenceAction,
+    RecordAction,
+    RpcAction,
+    Topic,
+    decode,
+    encode,
+)
 from gateway.protocol.payload import REFUSED
 from tests.conftest import ServerFactory, url_of
 from tests.gateway.test_bad_input import Check, expect_closed, still_served  # noqa: F401 (fixture)
@@ -266,3 +280,81 @@ async def test_reads_of_an_unsendable_stored_record_are_always_answered(
         assert len(warnings) == 1, [r.getMessage() for r in warnings]  # once, not per read
     assert not any(r.exc_info for r in caplog.records)  # no traceback
     await peer.close()
+
+
+# -- lone surrogates in the message's own strings (names, paths) ------------------------------
+
+
+async def recv_as_sent(peer: WireClient) -> Message:
+    """The next message, read as protobuf.js reads it (a lone surrogate echoed back is kept)."""
+    frame = await asyncio.wait_for(peer.ws.recv(), 2)
+    assert isinstance(frame, bytes)
+    try:
+        return decode(frame)
+    except LoneSurrogateText as exc:
+        assert isinstance(exc.message, Message)
+        return exc.message
+
+
+CUT = "cut \ud83d"  # a name cut inside an emoji, as protobuf.js encodes it (ED A0 BD: not UTF-8)
+
+
+@pytest.mark.parametrize(
+    ("sent", "refusal"),
+    [
+        (write(R.CREATEANDUPDATE, CUT, '{"a":1}'), R.INVALID_MESSAGE_DATA),
+        (Message(Topic.RECORD, R.READ, name=CUT), R.INVALID_MESSAGE_DATA),
+        (
+            Message(Topic.RECORD, R.SUBSCRIBECREATEANDREAD, names=["ok", CUT], correlation_id="s"),
+            R.INVALID_MESSAGE_DATA,
+        ),
+        (write(R.PATCH, "doc", "1", path="a.\udc00"), R.INVALID_MESSAGE_DATA),
+        (
+            Message(Topic.EVENT, EventAction.EMIT, name=CUT, data='"x"'),
+            EventAction.INVALID_MESSAGE_DATA,
+        ),
+        (
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=[CUT], correlation_id="e"),
+            EventAction.INVALID_MESSAGE_DATA,
+        ),
+        (
+            Message(Topic.RPC, RpcAction.REQUEST, name=CUT, correlation_id="r", data="1"),
+            RpcAction.INVALID_MESSAGE_DATA,
+        ),
+        (
+            Message(Topic.PRESENCE, PresenceAction.QUERY, names=[CUT], correlation_id="p"),
+            PresenceAction.INVALID_PRESENCE_USERS,
+        ),
+    ],
+    ids=["write", "read", "bulk-read", "path", "emit", "subscribe", "rpc", "presence"],
+)
+async def test_lone_surrogates_in_names_and_paths_are_refused_per_topic(
+    connect, sent: Message, refusal: int
+) -> None:
+    peer = await connect()
+    before = REFUSED["lone_surrogate"]
+    await peer.send(sent)  # our encoder writes the surrogate as protobuf.js does
+    reply = await recv_as_sent(peer)
+    assert REFUSED["lone_surrogate"] == before + 1  # shown in /metrics
+    assert reply == Message(
+        sent.topic,
+        refusal,
+        name=sent.name,
+        names=sent.names,
+        correlation_id=sent.correlation_id,
+        is_write_ack=sent.is_write_ack,
+        original_action=sent.action,
+        is_error=True,
+    )
+    await peer.send(Message(Topic.CONNECTION, ConnectionAction.PING))  # still served
+    assert (await peer.recv()).action == ConnectionAction.PONG
+    await peer.send(Message(Topic.RECORD, R.HEAD, name="ok"))
+    assert (await peer.recv()).version == -1  # nothing of the bulk read was applied
+
+
+async def test_other_bad_utf8_is_still_undecodable(connect) -> None:
+    peer = await connect()
+    frame = encode(Message(Topic.RECORD, R.READ, name="\ud800"))
+    await peer.send_raw(frame.replace(b"\xed\xa0\x80", b"\xff\xfe\xfd"))
+    reply = await peer.recv()
+    assert (reply.topic, reply.action) == (Topic.PARSER, ParserAction.UNKNOWN_TOPIC)

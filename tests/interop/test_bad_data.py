@@ -87,7 +87,7 @@ def test_unstorable_data_never_reaches_or_crashes_the_official_client(
     assert client.returncode == 0, f"{out}\n{err}\n{server.log.read_text()}"
     r: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert r["first"] == {"ok": None}
-    for key in ("surrogateWhole", "surrogatePath", "surrogateKey"):
+    for key in ("surrogateWhole", "surrogatePath", "surrogateKey", "surrogateName"):
         assert r[key] == {"error": "INVALID_MESSAGE_DATA"}, (key, r)
     assert r["afterRefusals"] == {"ok": {"ok": 1}}  # nothing of them reached the record
     assert r["second"] == {"ok": None}
