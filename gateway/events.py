@@ -6,10 +6,11 @@ from collections.abc import Awaitable
 
 from .config import LimitsConfig
 from .connection import Connection
+from .exceptions import InvalidJSON
 from .handler import unknown_action
 from .limits import LimitTrips
 from .listen import ListenRegistry
-from .protocol import EventAction, Message, Topic, encode
+from .protocol import EventAction, Message, Topic, encode, payload
 from .subscriptions import SubscriptionRegistry
 
 __all__ = ["EventHandler"]
@@ -26,7 +27,9 @@ class EventHandler:
         listen_timeout: float = 0.5,
         limits: LimitsConfig | None = None,
         trips: LimitTrips | None = None,
+        max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
     ) -> None:
+        self.max_json_depth = max_json_depth
         self.subscriptions = SubscriptionRegistry(
             duplicate_action=EventAction.MULTIPLE_SUBSCRIPTIONS
         )
@@ -37,6 +40,19 @@ class EventHandler:
     def handle(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         action = msg.action
         if action == EventAction.EMIT:
+            try:
+                payload.check(msg.data, max_depth=self.max_json_depth)
+            except InvalidJSON:
+                conn.send(
+                    Message(
+                        Topic.EVENT,
+                        EventAction.INVALID_MESSAGE_DATA,
+                        name=msg.name,
+                        original_action=msg.action,
+                        is_error=True,
+                    )
+                )
+                return None
             self.emit(conn, msg)
         elif action == EventAction.SUBSCRIBE or action == EventAction.UNSUBSCRIBE:
             names = msg.names or ([msg.name] if msg.name else [])

@@ -22,8 +22,9 @@ import random
 from dataclasses import dataclass, field
 
 from .connection import Connection
+from .exceptions import InvalidJSON
 from .handler import unknown_action
-from .protocol import Message, RpcAction, Topic
+from .protocol import Message, RpcAction, Topic, payload
 from .subscriptions import SubscriptionRegistry
 
 __all__ = ["RpcHandler"]
@@ -69,7 +70,14 @@ class _Request:
 
 
 class RpcHandler:
-    def __init__(self, *, ack_timeout: float, response_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        ack_timeout: float,
+        response_timeout: float,
+        max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
+    ) -> None:
+        self.max_json_depth = max_json_depth
         self.ack_timeout = ack_timeout
         self.response_timeout = response_timeout
         self.providers = SubscriptionRegistry(duplicate_action=RpcAction.MULTIPLE_PROVIDERS)
@@ -101,7 +109,7 @@ class RpcHandler:
 
     def _request(self, conn: Connection, msg: Message) -> None:
         name = msg.name
-        if name is None:
+        if name is None or not self._forwardable(msg):
             conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
             return
         providers = self.providers.subscribers(name)
@@ -144,9 +152,19 @@ class RpcHandler:
             self._to_requester(request, RpcAction.ACCEPT)
         elif action == RpcAction.REJECT:
             self._reroute(request)
+        elif not self._forwardable(msg):  # the request stays open for a good answer
+            conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
         else:  # RESPONSE or REQUEST_ERROR
             self._finish(request)
             self._to_requester(request, action, msg.data)
+
+    def _forwardable(self, msg: Message) -> bool:
+        """Whether ``msg.data`` is JSON the other side's client can parse (``payload.check``)."""
+        try:
+            payload.check(msg.data, max_depth=self.max_json_depth)
+        except InvalidJSON:
+            return False
+        return True
 
     def _reroute(self, request: _Request) -> None:
         """Hand ``request`` to a provider not tried yet, else answer NO_RPC_PROVIDER."""

@@ -102,7 +102,10 @@ class Server:
         self.connections: set[Connection] = set()
         limits = self.config.limits
         self.events = EventHandler(
-            listen_timeout=self.config.listen.response_timeout, limits=limits, trips=self.trips
+            listen_timeout=self.config.listen.response_timeout,
+            limits=limits,
+            trips=self.trips,
+            max_json_depth=self.config.server.max_json_depth,
         )
         self.records = RecordHandler(
             self.store,
@@ -115,6 +118,7 @@ class Server:
         self.rpc = RpcHandler(
             ack_timeout=self.config.rpc.ack_timeout,
             response_timeout=self.config.rpc.response_timeout,
+            max_json_depth=self.config.server.max_json_depth,
         )
         self.presence = PresenceHandler()
         self.handlers: dict[int, Handler] = {

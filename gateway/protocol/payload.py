@@ -1,7 +1,8 @@
 """JSON payloads: the one place where the server turns message ``data`` into values and back.
 
 Every JSON text a client sends that the server parses (record data, PATCH and PATCH_MULTI
-values, AUTH data) goes through :func:`loads`; every value the server writes as JSON text goes
+values, AUTH data) goes through :func:`loads`; what it forwards to other clients unparsed
+(event and RPC data) through :func:`check`; every value the server writes as JSON text goes
 through :func:`dumps`. Both hold one rule: **only what any peer and every backend can read
 back is accepted, and nothing else is ever sent**.
 
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_DEPTH_CEILING",
     "REASONS",
     "REFUSED",
+    "check",
     "depth",
     "dumps",
     "loads",
@@ -116,6 +118,14 @@ def loads(text: str | None, *, max_depth: int, at_depth: int = 0) -> Any:
         except UnicodeEncodeError:
             raise refuse("lone_surrogate", "data holds a lone UTF-16 surrogate") from None
     return value
+
+
+def check(text: str | None, *, max_depth: int) -> None:
+    """Refuse ``text`` as ``loads`` would; absent data passes. For data forwarded to other
+    clients as sent (events, RPC): the official client parses every ``data`` with a bare
+    ``JSON.parse``, so one ``NaN`` or truncated text would kill every Node subscriber."""
+    if text is not None:
+        loads(text, max_depth=max_depth)
 
 
 def depth(value: Any) -> int:

@@ -358,3 +358,62 @@ async def test_other_bad_utf8_is_still_undecodable(connect) -> None:
     await peer.send_raw(frame.replace(b"\xed\xa0\x80", b"\xff\xfe\xfd"))
     reply = await peer.recv()
     assert (reply.topic, reply.action) == (Topic.PARSER, ParserAction.UNKNOWN_TOPIC)
+
+
+# -- data forwarded as sent (events, RPC): the official client JSON.parses it unguarded ---------
+
+NOT_JSON = ["NaN", "Infinity", "{", "[1,]", "undefined", "'x'", '{"a":1e400}', deep(101)]
+
+
+@pytest.mark.parametrize("data", NOT_JSON)
+async def test_event_data_no_client_can_parse_is_refused(connect, data: str) -> None:
+    subscriber, emitter = await connect(), await connect()
+    await subscriber.send(
+        Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["news"], correlation_id="s")
+    )
+    assert (await subscriber.recv()).is_ack
+    await emitter.send(Message(Topic.EVENT, EventAction.EMIT, name="news", data=data))
+    assert await emitter.recv() == Message(
+        Topic.EVENT,
+        EventAction.INVALID_MESSAGE_DATA,
+        name="news",
+        original_action=EventAction.EMIT,
+        is_error=True,
+    )
+    for good in ('"x"', None, '{"a":[1,{"b":null}]}'):
+        await emitter.send(Message(Topic.EVENT, EventAction.EMIT, name="news", data=good))
+        got = await subscriber.recv()  # the bad one never arrived; the good ones do
+        assert (got.action, got.data) == (EventAction.EMIT, good)
+
+
+@pytest.mark.parametrize("data", NOT_JSON)
+async def test_rpc_data_no_client_can_parse_is_refused(connect, data: str) -> None:
+    provider, requester = await connect(), await connect()
+    await provider.send(Message(Topic.RPC, RpcAction.PROVIDE, names=["add"], correlation_id="p"))
+    assert (await provider.recv()).is_ack
+    request = Message(Topic.RPC, RpcAction.REQUEST, name="add", correlation_id="r1", data=data)
+    await requester.send(request)
+    assert await requester.recv() == Message(
+        Topic.RPC,
+        RpcAction.INVALID_MESSAGE_DATA,
+        name="add",
+        correlation_id="r1",
+        original_action=RpcAction.REQUEST,
+        is_error=True,
+    )
+    await requester.send(
+        Message(Topic.RPC, RpcAction.REQUEST, name="add", correlation_id="r2", data="[1,2]")
+    )
+    forwarded = await provider.recv()  # only the good request reached the provider
+    assert (forwarded.action, forwarded.data) == (RpcAction.REQUEST, "[1,2]")
+    answer = Message(
+        Topic.RPC, RpcAction.RESPONSE, name="add", correlation_id=forwarded.correlation_id
+    )
+    answer.data = data
+    await provider.send(answer)
+    refused = await provider.recv()
+    assert (refused.action, refused.is_error) == (RpcAction.INVALID_MESSAGE_DATA, True)
+    answer.data = "3"  # the request is still open for a good answer
+    await provider.send(answer)
+    got = await requester.recv()
+    assert (got.action, got.correlation_id, got.data) == (RpcAction.RESPONSE, "r2", "3")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.protocol import Message, RecordAction, Topic
+from gateway.protocol import EventAction, Message, RecordAction, Topic
 from tests.interop.conftest import HERE, RecordgateProcess
 from tests.wire import WireClient
 
@@ -52,6 +52,12 @@ async def _hostile_peer(url: str, name: str, stored: str, db: Path) -> list[Mess
     got.append(await peer.recv_until(Topic.RECORD, R.NOTIFY))
     await peer.send(Message(Topic.RECORD, R.READ, name=stored))
     got.append(await peer.recv())
+    # Event data is forwarded as sent, and the official client JSON.parses it unguarded: one
+    # of these would kill every subscribed Node process. Each is refused; the good one passes.
+    for data in ("NaN", "{", "Infinity", "undefined", "[1,]"):
+        await peer.send(Message(Topic.EVENT, EventAction.EMIT, name=name, data=data))
+        got.append(await peer.recv())
+    await peer.send(Message(Topic.EVENT, EventAction.EMIT, name=name, data='"fine"'))
     return got
 
 
@@ -98,9 +104,13 @@ def test_unstorable_data_never_reaches_or_crashes_the_official_client(
     assert all(e["event"] != "MESSAGE_PARSE_ERROR" for e in r["errors"]), r["errors"]
 
     # The raw peer: each bad frame refused, and nothing anyone received is non-JSON.
-    refusals = [m for m in got if m.action == R.INVALID_MESSAGE_DATA]
+    assert r["events"] == ["fine"]  # alive, and only the good event arrived
+    records = [m for m in got if m.topic == Topic.RECORD]
+    refusals = [m for m in records if m.action == R.INVALID_MESSAGE_DATA]
     assert len(refusals) == len(RAW) + 1
-    assert got[-1].action == R.RECORD_LOAD_ERROR
+    assert records[-1].action == R.RECORD_LOAD_ERROR
+    events = [m for m in got if m.topic == Topic.EVENT]
+    assert [m.action for m in events] == [EventAction.INVALID_MESSAGE_DATA] * 5
     for msg in got:
         if msg.data is not None:
             json.loads(msg.data, parse_constant=_not_json)

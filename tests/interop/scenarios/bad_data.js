@@ -6,7 +6,7 @@
 // `Infinity`, which would crash this client's JSON parser.
 // Protocol with the driving test: prints `BAD-DATA <record> <stored>`, waits for a line on stdin
 // once the test has sent its raw frames and changed <stored> in storage, then prints its result.
-const { connect, run, outcome, unique, handshake, sleep } = require('./lib')
+const { connect, run, outcome, unique, handshake, sleep, recorder, settle } = require('./lib')
 
 run(async () => {
   const a = await connect()
@@ -25,6 +25,9 @@ run(async () => {
   // the echoed name as U+FFFD, so a read by such a name cannot be answered in a way it routes.)
   const surrogateName = await outcome(b.record.setDataWithAck(`name ${cutEmoji}`, { a: 1 }))
   await outcome(a.record.setDataWithAck(stored, { n: 1 }))
+  const events = recorder() // the test emits non-JSON event data here, then one good event
+  b.event.subscribe(name, events)
+  await settle()
 
   await handshake(`BAD-DATA ${name} ${stored}`)
   const storedSnapshot = await outcome(b.record.snapshot(stored))
@@ -37,6 +40,7 @@ run(async () => {
   const fresh = b.record.getRecord(name)
   await fresh.whenReady()
   const reread = fresh.get()
+  await events.count(1, 'the good event')
   return {
     first,
     surrogateWhole,
@@ -48,6 +52,7 @@ run(async () => {
     storedRecordData: storedRecord.isReady ? storedRecord.get() : 'not ready',
     reread,
     second,
+    events: events.calls,
     final: await outcome(b.record.snapshot(name))
   }
 })
