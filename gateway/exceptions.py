@@ -164,7 +164,12 @@ class WriteDiscarded(StorageError):
 
 
 class BackPressure(StorageError):
-    """The write-behind queue holds as many pending records as it may; retry later."""
+    """The write-behind queue holds as many pending records (or bytes) as it may; retry later.
+    ``key`` names the limit reached."""
+
+    def __init__(self, message: str, key: str = "write_behind.max_pending") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class ClientError(RecordgateError):

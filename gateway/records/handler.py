@@ -339,9 +339,11 @@ class RecordHandler:
             return record
         try:
             self.store.put(outcome)
-        except BackPressure:
-            self.trips.trip("write_behind.max_pending")
-            _throttled.warning("write-behind queue full; refusing a write to %r", name)
+        except BackPressure as exc:
+            self.trips.trip(exc.key)
+            _throttled.warning(
+                "write-behind queue full (%s); refusing a write to %r", exc.key, name
+            )
             conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
             return record
         if fanout is not None:

@@ -12,8 +12,9 @@ operations. What operators can rely on:
 * **Bounded memory**: the cache evicts clean records only (least recently used first), past
   ``max_records`` records or ``max_bytes`` bytes of JSON (each record's ``size``, an estimate
   the writer computed from lengths it knew; measured once when loaded from storage); at
-  ``max_pending`` queued operations plus acknowledgements waiting in ``durable``,
-  ``put``/``delete`` raise ``BackPressure`` and change nothing (so writes that coalesce into one
+  ``max_pending`` queued operations plus acknowledgements waiting in ``durable``, or when the
+  records with unflushed writes alone hold ``max_bytes``, ``put``/``delete`` raise
+  ``BackPressure`` and change nothing (so writes that coalesce into one
   pending snapshot still count through their waiting acks). Whatever was accepted is kept until
   it is in storage.
 * **Bounded reads**: at most ``max_concurrent_loads`` storage reads run at once; the rest wait
@@ -118,6 +119,8 @@ class CachedStore:
         self.cache_config = cache or CacheConfig()
         self.config = write_behind or WriteBehindConfig()
         self._bytes = 0  # the ``size`` of every record in _clean and _pinned
+        self._dirty_bytes = 0  # ... in _pinned: past max_bytes, writes are refused
+        self._max_bytes = self.cache_config.max_bytes
         self._waiting = 0  # futures in durable(): they hold memory the cap must count
         self._load_slots = asyncio.Semaphore(max_concurrent_loads)
         self._loads_waiting = 0
@@ -290,6 +293,13 @@ class CachedStore:
     def put(self, record: Record) -> None:
         # The hot path of every applied write: dictionary operations only, no I/O, no copies.
         name = record.name
+        old = self._pinned.get(name)
+        grow = record.size if old is None else record.size - old.size
+        if grow > 0 and self._dirty_bytes + grow > self._max_bytes:
+            raise BackPressure(
+                f"{self._dirty_bytes} bytes of records are waiting for storage (cache.max_bytes)",
+                "cache.max_bytes",
+            )
         entry = self._queue.get(name)
         if entry is None:
             self._admit()
@@ -314,9 +324,9 @@ class CachedStore:
                 self._pending += 1
                 if self._pending >= self._high_water:
                     self._wake.set()
-        old = self._pinned.get(name)
         self._pinned[name] = record
-        self._bytes += record.size - (0 if old is None else old.size)
+        self._bytes += grow
+        self._dirty_bytes += grow
         if self._loading:
             self._loading.pop(name, None)
 
@@ -409,6 +419,7 @@ class CachedStore:
         record = self._pinned.pop(name, None)
         if record is not None:
             self._bytes -= record.size
+            self._dirty_bytes -= record.size
         return record
 
     def _drop_clean(self, name: str) -> Record | None:
@@ -526,7 +537,7 @@ class CachedStore:
                     self._fail(name, exc)
                     results.append(None)
         pinned, clean, applied = self._pinned, self._clean, Outcome.APPLIED
-        done = 0
+        done = cleaned = 0
         # An entry stays queued until its own result is handled, so ``entries`` is current.
         for name, entry, result in zip(batch, entries, results, strict=True):
             if result is None:
@@ -540,11 +551,13 @@ class CachedStore:
                 record = pinned.pop(name, None)
                 if record is not None:
                     clean[name] = record
+                    cleaned += record.size
                 done += 1
             else:
                 self._applied(name, result.op)
         self._pending -= done
         self._flushed += done
+        self._dirty_bytes -= cleaned
         self._evict()
 
     def _release(self, batch: Iterable[str]) -> None:
@@ -666,6 +679,7 @@ class CachedStore:
             self._unpin(name)
             self._pinned[name] = record
             self._bytes += record.size
+            self._dirty_bytes += record.size
             self._requeue(entry, record)
             if version == ours_version:
                 return  # clients already hold exactly this

@@ -374,3 +374,44 @@ async def test_a_bulk_read_storm_does_not_starve_other_clients(
         bulk = await storm.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=60)
         assert len(bulk.versions) == 10_000 and set(bulk.versions.values()) == {-1}
     assert server.log().count("loading record") <= 5
+
+
+async def test_unflushed_records_are_bounded_in_bytes_during_an_outage(
+    postgres, start_server, peers
+) -> None:
+    from tests.proxy import TcpProxy
+
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        server = await start_server(
+            {
+                "storage": postgres.section(proxy.url_for(postgres.url)),
+                "cache": {"max_bytes": 4 * MB},
+                "write_behind": {"interval": 0.05, "retry_initial": 0.05, "retry_max": 0.2},
+            },
+            rlimits=CAPPED,
+        )
+        writer = await peers(server.url)
+        names = [f"big/{i}" for i in range(20)]
+        for name in names:  # created (and cached) while storage is up
+            await writer.send(write(name, {}, ack=name))
+        for _ in names:
+            assert (await writer.recv(10)).action == R.WRITE_ACKNOWLEDGEMENT
+        await proxy.cut()
+        # 10 MB of records nobody can store yet.
+        for i, name in enumerate(names):
+            await writer.send(write(name, {"i": i, "s": "x" * 500_000}))
+        await writer.send(PING)
+        refused = []
+        async with asyncio.timeout(10):
+            while (reply := await writer.recv(10)).action != ConnectionAction.PONG:
+                assert reply.action == R.RECORD_UPDATE_ERROR and reply.is_error, reply
+                refused.append(reply.name)
+        assert refused == names[8:]  # 8 x 500 kB fit in 4 MB, the 9th would not
+        figures = await metrics(server)
+        assert figures["recordgate_store_cached_bytes"] <= 4 * MB
+        assert trips(figures, "cache.max_bytes") == 12
+        await proxy.restore()
+        await postgres.wait_for("big/7", (2, {"i": 7, "s": "x" * 500_000}))
+        # Stored, so clean and evictable: writes are accepted again.
+        await writer.send(write("big/19", {"i": 19}, ack="late"))
+        assert (await writer.recv(10)).action == R.WRITE_ACKNOWLEDGEMENT
