@@ -13,6 +13,8 @@ import pytest
 
 from connectors.base import Put
 from connectors.sql import SQLConnector
+from gateway.client import Client
+from gateway.exceptions import RecordError
 from gateway.protocol import Message, RecordAction, Topic
 from tests.conftest import url_of
 
@@ -109,3 +111,24 @@ async def test_notify_rereads_what_changed_in_storage(
     await alice.send(Message(Topic.RECORD, R.NOTIFY, names=["doc"], correlation_id="n"))
     pushed = await alice.recv_until(Topic.RECORD, R.UPDATE)
     assert (pushed.version, json.loads(pushed.data)) == (5, {"v": "data team"})
+
+
+async def test_the_python_client_raises_when_storage_wins_drops_its_write(
+    make_server, sqlite, storage
+) -> None:
+    server = await make_server({"storage": sqlite, "write_behind": {"interval": 60}})
+    async with Client(url_of(server), auth={"username": "worker"}) as client:
+        record = await client.record.get("doc")
+        await record.set({"a": 1})  # durable: v1 is stored
+        await storage.write([Put("doc", 5, {"a": "theirs"})])  # behind the server's back
+        with pytest.raises(RecordError) as raised:
+            await record.set({"a": 2})
+        assert raised.value.code == "RECORD_UPDATE_ERROR"
+        assert "conflict_policy storage-wins" in str(raised.value)
+        async with asyncio.timeout(5):  # the client is pushed storage's version
+            while record.version != 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert record.data == {"a": "theirs"}
+        await record.set({"a": 3})  # and writes on top of it
+    stored = await storage.get("doc")
+    assert stored is not None and (stored.version, stored.data) == (6, {"a": 3})
