@@ -28,6 +28,7 @@ from connectors.base import (
     WriteResult,
 )
 from connectors.rethinkdb.driver import reql
+from connectors.rethinkdb.errors import guard
 from connectors.rethinkdb.layout import record_id, snapshot_of
 from connectors.rethinkdb.schema import check_name
 from connectors.rethinkdb.session import Session
@@ -81,7 +82,11 @@ class RethinkDBConnector:
             return
         session = Session(self.address, self.timeout)
         try:
-            await ensure_schema(session, self.address.database, self.table_name, self.durability)
+            # Several queries, each bounded by the session; the whole by the timeout too.
+            async with guard(f"open {self.address.safe}", self.timeout):
+                await ensure_schema(
+                    session, self.address.database, self.table_name, self.durability
+                )
         except BaseException:
             await session.close()
             raise
@@ -173,7 +178,10 @@ class RethinkDBConnector:
         session = self._parts()
         if not ops:
             return []
-        return await write_batch(session, self.table, ops, datetime.now(UTC), self.durability)
+        # Lost races take further rounds, each a query bounded by the session: the whole write
+        # is bounded by the timeout too.
+        async with guard(f"write of {len(ops)} operations", self.timeout):
+            return await write_batch(session, self.table, ops, datetime.now(UTC), self.durability)
 
     # -- raw layout ------------------------------------------------------------------------
 
