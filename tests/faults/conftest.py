@@ -75,9 +75,16 @@ class Storage:
                 await asyncio.sleep(0.05)
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+@pytest.fixture(params=["sqlite", "postgresql", "redis", "mongodb stand-in"])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     table = f"faults_{uuid.uuid4().hex[:12]}"
+    if request.param == "mongodb stand-in":
+        # NX-27017, not a genuine MongoDB: the session's stand-in, a collection of the test's own.
+        url = request.getfixturevalue("mongodb_standin").url("faults")
+        yield Storage("mongodb", url, table, connector="mongodb", namespace="collection")
+        async with create_connector("mongodb", url, collection=table) as conn:
+            await conn.drop()  # type: ignore[attr-defined]
+        return
     if request.param == "sqlite":
         yield Storage("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", table)
         return

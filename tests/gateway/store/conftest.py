@@ -118,12 +118,20 @@ class Backend:
         return self.factory()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "mongodb stand-in"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     from connectors.sql import SQLConnector
 
     kind: str = request.param
     table = f"store_{uuid.uuid4().hex[:12]}"
+    if kind == "mongodb stand-in":  # NX-27017, not a genuine MongoDB (tests/standins/mongodb.py)
+        from connectors.mongodb import MongoConnector
+
+        mongo_url = request.getfixturevalue("mongodb_standin").url(table)
+        yield Backend(kind, lambda: MongoConnector(mongo_url, timeout=2))
+        async with MongoConnector(mongo_url, timeout=2) as conn:
+            await conn.drop()
+        return
     if kind == "memory":
         url = f"memory://store-test-{table}"
         yield Backend(kind, lambda: MemoryConnector(url))
