@@ -236,16 +236,18 @@ async def test_paused_server_times_out_and_the_retried_batch_applies(own_standin
         assert await connector.get("a") == Snapshot("a", 2, {"n": 2})
 
 
-async def test_server_lost_mid_batch_neither_hangs_nor_loses_the_batch(
-    rethinkdb_url: str,
-) -> None:
-    """The network path to the server reset mid-flush (and new connections refused), then back:
-    the flusher fails fast, retries, and every record arrives. (A TCP proxy stands for the lost
-    server: the stand-in keeps its data in memory only, so killing it would lose the table.)"""
-    table = f"t_{uuid.uuid4().hex[:12]}"
-    async with TcpProxy("127.0.0.1", int(rethinkdb_url.rsplit(":", 1)[1].split("/")[0])) as proxy:
+async def test_server_lost_mid_batch_neither_hangs_nor_loses_the_batch(own_standin) -> None:
+    """A batch is sent and unanswered (the server is stopped) when the network path to the
+    server is reset (new connections refused too); then the server resumes, possibly applying
+    the batch it had received, and the path comes back. The flusher fails fast, retries (an
+    idempotent retry where the batch did land), and every record arrives. (A TCP proxy stands
+    for the lost server: the stand-in keeps its data in memory only, so a killed one would
+    lose the table.)"""
+    process, port = own_standin
+    url = f"rethinkdb://127.0.0.1:{port}/rg"
+    async with TcpProxy("127.0.0.1", port) as proxy:
         store = CachedStore(
-            RethinkDBConnector(proxy.url_for(rethinkdb_url), table=table, timeout=0.5),
+            RethinkDBConnector(proxy.url_for(url), table="t", timeout=0.5),
             cache=CacheConfig(max_records=1000),
             write_behind=WriteBehindConfig(
                 interval=0.02, retry_initial=0.01, retry_max=0.05, shutdown_timeout=2.0
@@ -253,11 +255,14 @@ async def test_server_lost_mid_batch_neither_hangs_nor_loses_the_batch(
         )
         await store.open()
         try:
+            os.kill(process.pid, signal.SIGSTOP)
             for i in range(300):
-                store.put(Record(f"k/{i}", 1, {"i": i}))
-            await asyncio.sleep(0.01)  # the flusher is writing them
-            await proxy.cut()
+                store.put(Record(f"k/{i}", 1 + i % 3, {"i": i}))
             acked = asyncio.create_task(store.durable("k/299", 1))
+            await asyncio.sleep(0.2)  # the first batch is sent, and waits for an answer
+            assert store.stats.flushed == 0 and not acked.done()
+            await proxy.cut()
+            os.kill(process.pid, signal.SIGCONT)
             await until(lambda: store.stats.retried >= 3)
             assert not acked.done()
             await proxy.restore()
@@ -266,10 +271,9 @@ async def test_server_lost_mid_batch_neither_hangs_nor_loses_the_batch(
             assert store.stats.pending == 0 and store.stats.failed == 0
         finally:
             await store.close()
-    async with RethinkDBConnector(rethinkdb_url, table=table) as direct:
-        stored = {s.name: s.data async for s in direct.scan("k/")}
-        await direct.drop()
-    assert stored == {f"k/{i}": {"i": i} for i in range(300)}
+    async with RethinkDBConnector(url, table="t") as direct:
+        stored = {s.name: (s.version, s.data) async for s in direct.scan("k/")}
+    assert stored == {f"k/{i}": (1 + i % 3, {"i": i}) for i in range(300)}
 
 
 async def test_unreachable_server_fails_within_the_timeout() -> None:
