@@ -357,6 +357,8 @@ class ElasticsearchConnector:
                 continue
             body = self._bulk_body(ops, actions, texts, now, unsearchable)
             items = await self._bulk(client, body)
+            if len(items) != len(actions):
+                raise StorageUnavailable(f"_bulk answered {len(items)} items for {len(actions)}")
             reread: list[str] = []
             for (i, action), item in zip(actions, items, strict=True):
                 op = ops[i]
@@ -403,7 +405,9 @@ class ElasticsearchConnector:
         return "\n".join(lines)
 
     async def _bulk(self, client: AsyncElasticsearch, body: str) -> list[dict[str, Any]]:
-        options: dict[str, Any] = {"filter_path": _BULK_FILTER, "timeout": f"{self.timeout:g}s"}
+        # In milliseconds: Elasticsearch refuses fractional time values ("0.5s").
+        wait = f"{max(1, int(self.timeout * 1000))}ms"
+        options: dict[str, Any] = {"filter_path": _BULK_FILTER, "timeout": wait}
         if self.refresh != "false":
             options["refresh"] = self.refresh
         # Pre-serialised NDJSON: the client sends a str body as it is (encoded as UTF-8).
