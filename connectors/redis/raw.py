@@ -3,11 +3,14 @@ commands (``HGETALL``, ``SCAN MATCH``), so the conformance suite sees what ``red
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from datetime import datetime
 from typing import Any
 
+from connectors.base import StorageError
+from connectors.redis.errors import guard
 from connectors.redis.layout import Layout
 
 __all__ = ["RedisRawReader", "glob_escape"]
@@ -37,7 +40,8 @@ class RedisRawReader:
         return self._client
 
     async def read_raw(self, name: str) -> dict[str, Any] | None:
-        fields = await self._connection().hgetall(self._layout.record(name))
+        async with guard("raw read", self._timeout):
+            fields = await self._connection().hgetall(self._layout.record(name))
         if not fields:
             return None
         item = {key.decode(): value.decode() for key, value in fields.items()}
@@ -51,12 +55,19 @@ class RedisRawReader:
     async def count_raw(self, prefix: str = "") -> int:
         """Record hashes whose name starts with ``prefix`` (by their keys, not the indexes)."""
         pattern = glob_escape(self._layout.record(prefix)) + b"*"
-        keys = set()  # SCAN may return a key twice
-        async for key in self._connection().scan_iter(match=pattern, count=1000):
-            keys.add(key)
+        keys: set[bytes] = set()  # SCAN may return a key twice
+        cursor: int | None = None
+        while cursor != 0:
+            async with guard("raw count", self._timeout):
+                cursor, found = await self._connection().scan(
+                    cursor or 0, match=pattern, count=1000
+                )
+            keys.update(found)
         return len(keys)
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            with contextlib.suppress(StorageError):  # bounded, and never failing
+                async with guard("raw reader close", self._timeout):
+                    await client.aclose()

@@ -27,7 +27,7 @@ from connectors.base import (
 )
 from connectors.redis.layout import Layout
 
-__all__ = ["SOURCE", "WriteScript", "arguments", "results"]
+__all__ = ["SHA", "SOURCE", "WriteScript", "arguments", "results", "snapshot", "version_of"]
 
 SOURCE = files("connectors.redis").joinpath("write.lua").read_text(encoding="utf-8")
 SHA = hashlib.sha1(SOURCE.encode()).hexdigest()
@@ -97,10 +97,18 @@ def results(
     return out
 
 
+def version_of(name: str, version: bytes | str) -> int:
+    """A stored version (decimal text; a data team may have edited it by hand)."""
+    try:
+        return int(version)
+    except ValueError as exc:
+        raise StorageRejected(f"record {name!r} holds an unreadable version: {exc}") from exc
+
+
 def snapshot(name: str, version: bytes | str, data: bytes | str) -> Snapshot:
     """A stored snapshot from its hash fields (what a data team may have edited by hand)."""
     try:
-        return Snapshot(name, int(version), json.loads(data))
+        return Snapshot(name, version_of(name, version), json.loads(data))
     except ValueError as exc:  # also json.JSONDecodeError
         message = f"record {name!r} holds an unreadable version or data: {exc}"
         raise StorageRejected(message) from exc
