@@ -367,7 +367,7 @@ class Server:
         try:
             result = await self.authenticator.authenticate(auth_data)
         except Exception:
-            log.exception("authenticator failed")  # never log auth_data: it holds secrets
+            _throttled.exception("authenticator failed")  # never log auth_data: it holds secrets
             conn.session.auth_failed()
             conn.flush_session()
             return
@@ -402,6 +402,6 @@ class Server:
             await asyncio.sleep(interval)
             deadline = loop.time() - 2 * interval
             for conn in [c for c in self.connections if c.last_seen < deadline]:
-                log.info("%r missed its heartbeats; closing", conn)
+                _throttled.info("%r missed its heartbeats; closing", conn)
                 conn.last_seen = float("inf")  # one close per connection, not one per sweep
                 conn.close(reason="heartbeat missed")

@@ -76,6 +76,7 @@ from gateway.exceptions import (
     StorageUnavailable,
     WriteDiscarded,
 )
+from gateway.limits import ThrottledLog
 
 from .base import Record, StoreStats
 from .merge import json_equal, keeps, merge
@@ -83,6 +84,7 @@ from .merge import json_equal, keeps, merge
 __all__ = ["CachedStore"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
 
 Op = Record | Delete
 """A queued operation: a snapshot to store (a ``Record`` is the connector's ``Put``) or a delete."""
@@ -592,8 +594,9 @@ class CachedStore:
         entry.in_flight = False
         self._pending -= 1
         self._failed += 1
-        # One line per failed operation; the driver's message, never the data.
-        log.error(
+        # One line per failed operation (throttled: clients choose what storage refuses); the
+        # driver's message, never the data.
+        _throttled.error(
             "storage refused %s of record %r version %d (%s: %s); it stays in memory only",
             "the write" if type(op) is Record else "the delete",
             name,
