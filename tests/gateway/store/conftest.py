@@ -118,7 +118,7 @@ class Backend:
         return self.factory()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql", "mongodb stand-in"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "redis", "mongodb stand-in"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     from connectors.sql import SQLConnector
 
@@ -131,6 +131,14 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield Backend(kind, lambda: MongoConnector(mongo_url, timeout=2))
         async with MongoConnector(mongo_url, timeout=2) as conn:
             await conn.drop()
+        return
+    if kind == "redis":  # a redis-server of the test's own, AOF on
+        from connectors.redis import RedisConnector
+        from tests.redis_server import RedisServer
+
+        redis = RedisServer(tmp_path / "redis").start()
+        yield Backend(kind, lambda: RedisConnector(redis.url, prefix=table, timeout=2))
+        redis.kill()
         return
     if kind == "memory":
         url = f"memory://store-test-{table}"
