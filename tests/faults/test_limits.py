@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.protocol import ConnectionAction, EventAction, Message, RecordAction, Topic
+from gateway.protocol import (
+    ConnectionAction,
+    EventAction,
+    Message,
+    PresenceAction,
+    RecordAction,
+    Topic,
+)
 from tests.faults.conftest import R, ServerProcess, read, write
 from tests.gateway.test_metrics import parse
 from tests.gateway.test_server import http_get
@@ -114,6 +121,31 @@ async def test_one_small_request_cannot_make_the_server_allocate_unboundedly(
 
     await assert_healthy(server, bystander, before + 100 * MB)
     assert trips(await metrics(server), "server.max_send_buffer") >= 1
+
+
+async def test_pipelined_presence_queries_are_closed_at_the_send_buffer(
+    start_server, peers
+) -> None:
+    server = await start_server({**MEMORY, "server": {"max_send_buffer": 4 * MB}}, rlimits=CAPPED)
+    users = [
+        await WireClient.connect(server.url, login={"username": f"{i:03}" + "u" * 1000})
+        for i in range(60)
+    ]  # every QUERY_ALL answer lists them: 60 kB
+    try:
+        bystander = await peers(server.url)
+        before = server.status()["VmRSS"]
+        asker = await peers(server.url)
+        # 2,000 QUERY_ALL in 10 kB: 120 MB of answers queued by one read on main.
+        await pipelined(asker, [Message(Topic.PRESENCE, PresenceAction.QUERY_ALL)] * 2000)
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(10):
+                while True:
+                    await asker.ws.recv()
+        assert asker.ws.close_code == 1008
+        await assert_healthy(server, bystander, before + 60 * MB)
+    finally:
+        for user in users:
+            await user.close()
 
 
 # -- 7. names and listen patterns ------------------------------------------------------------
