@@ -91,6 +91,8 @@ def test_unknown_keys_and_wrong_types_name_the_key(raw: dict[str, object], messa
         ({"health_path": ""}, "server.health_path must start with /"),
         ({"max_message_size": 0}, "server.max_message_size must be at least 1"),
         ({"max_auth_attempts": 0}, "server.max_auth_attempts must be at least 1"),
+        ({"max_json_depth": 0}, "server.max_json_depth must be between 1 and 500"),
+        ({"max_json_depth": 501}, "server.max_json_depth must be between 1 and 500"),
         ({"heartbeat_interval": 0}, "server.heartbeat_interval must be positive"),
         ({"unauthenticated_timeout": -1}, "server.unauthenticated_timeout must be positive"),
     ],
