@@ -83,6 +83,22 @@ def _no_constant(text: str) -> Any:
 
 
 _DECODER: Final = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+_SCAN: Final = _DECODER.scan_once  # type: ignore[attr-defined]  # (the C scanner; no stub)
+_SPACE: Final = " \t\n\r"
+
+
+def _parse(text: str) -> Any:
+    """``_DECODER.decode(text)``, without its two whitespace regexes when ``text`` has no
+    surrounding whitespace (nearly always): the scanner alone, then the end checked."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:  # leading whitespace, or nothing JSON: the decoder says which
+        return _DECODER.decode(text)
+    if end != len(text) and text[end:].strip(_SPACE):
+        return _DECODER.decode(text)  # raises "Extra data"
+    return value
+
+
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -100,19 +116,21 @@ def loads(text: str | None, *, max_depth: int, at_depth: int = 0) -> Any:
     if text is None:
         raise refuse("invalid", "data is missing")
     try:
-        value = _DECODER.decode(text)
+        value = _parse(text)
     except _NonFinite as exc:
         raise refuse("non_finite_number", f"{str(exc)[:20]} is not a finite number") from None
     except RecursionError:
         raise refuse("too_deep", f"data is nested deeper than {max_depth}") from None
     except ValueError as exc:
         raise refuse("invalid", f"data is not valid JSON: {exc}") from None
-    # Every container opens with one of these, so their count bounds the depth: walk only if
-    # it does not settle the question.
-    openers = text.count("{") + text.count("[")
-    if at_depth + openers > max_depth and at_depth + depth(value) > max_depth:
-        raise refuse("too_deep", f"data is nested deeper than {max_depth}")
-    if "\\ud" in text or "\\uD" in text:  # the only way a surrogate gets into decoded text
+    # Each container opens with a character of its own, so the length, then the count of
+    # openers, bound the depth: the walk runs only if neither settles the question.
+    if at_depth + len(text) > max_depth:
+        openers = text.count("{") + text.count("[")
+        if at_depth + openers > max_depth and at_depth + depth(value) > max_depth:
+            raise refuse("too_deep", f"data is nested deeper than {max_depth}")
+    # An escape is the only way a surrogate gets into decoded text.
+    if "\\u" in text and ("\\ud" in text or "\\uD" in text):
         try:
             _ENCODER.encode(value).encode()
         except UnicodeEncodeError:
