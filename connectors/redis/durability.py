@@ -17,6 +17,9 @@ The server's settings are read with ``CONFIG GET``; managed services that disabl
 (ElastiCache, MemoryDB, ...) are asked ``INFO persistence`` (``aof_enabled``) instead, and
 since it does not show ``appendfsync``, ``fsync`` then relies on ``WAITAOF``. A server that
 answers neither is refused unless ``durability: none``.
+
+Whatever the level, a server that evicts any key when full (``maxmemory-policy allkeys-*``)
+could drop stored records, so it is refused too (a warning with ``durability: none``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ DURABILITY_LEVELS = ("aof", "fsync", "none")
 async def check_durability(client: Any, level: str, where: str) -> bool:
     """Check that the server keeps writes as ``level`` promises; raise ``StorageUnavailable``
     naming the setting and the option if not. True means: wait with ``WAITAOF`` per batch."""
+    eviction = await _eviction_policy(client)
+    if eviction.startswith("allkeys-"):
+        message = (
+            f"redis at {where} evicts keys when full (maxmemory-policy {eviction}): stored "
+            "records could vanish. Use noeviction (or a volatile-* policy: records never "
+            "expire, so it never evicts them)"
+        )
+        if level != "none":
+            raise StorageUnavailable(message)
+        log.warning("storage redis: durability=none: %s", message)
     config = await _config(client)
     aof: bool | None
     if config is not None:
@@ -83,6 +96,18 @@ async def _config(client: Any) -> dict[str, str] | None:
     except ResponseError:  # unknown or renamed command, NOPERM
         return None
     return {_text(k): _text(v) for k, v in found.items()}
+
+
+async def _eviction_policy(client: Any) -> str:
+    """``maxmemory_policy`` from ``INFO memory`` (which managed services answer too); empty
+    if refused."""
+    from redis.exceptions import ResponseError
+
+    try:
+        info = await client.info("memory")
+    except ResponseError:
+        return ""
+    return str(info.get("maxmemory_policy", ""))
 
 
 async def _info_aof(client: Any) -> bool | None:

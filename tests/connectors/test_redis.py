@@ -98,6 +98,24 @@ async def test_with_config_disabled_info_persistence_decides(
         server.kill()
 
 
+async def test_open_refuses_a_server_that_evicts_keys(tmp_path: Path) -> None:
+    # An allkeys-* policy would silently drop stored records when memory runs out.
+    server = RedisServer(tmp_path, **{"maxmemory-policy": "allkeys-lru"}).start()
+    try:
+        connector = RedisConnector(server.url, prefix=_prefix())
+        with pytest.raises(StorageUnavailable, match="maxmemory-policy allkeys-lru"):
+            await connector.open()
+        await connector.close()
+    finally:
+        server.kill()
+    server = RedisServer(tmp_path / "ok", **{"maxmemory-policy": "volatile-lru"}).start()
+    try:
+        async with RedisConnector(server.url, prefix=_prefix()) as connector:
+            assert (await connector.write([Put("a", 1, {})]))[0].ok
+    finally:
+        server.kill()
+
+
 async def test_fsync_durability_with_appendfsync_always(tmp_path: Path) -> None:
     server = RedisServer(tmp_path, appendfsync="always").start()
     try:
