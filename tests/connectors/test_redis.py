@@ -453,3 +453,36 @@ async def test_more_concurrent_calls_than_connections_wait_their_turn(
         assert found == [Snapshot(f"r/{i}", 1, {"i": i}) for i in range(50)]
         results = await asyncio.gather(*(c.write([Put(f"w/{i}", 1, {})]) for i in range(20)))
         assert all(r.ok for [r] in results)
+
+
+async def test_a_unix_socket_url(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path / "redis", unixsocket=str(socket_path)).start()
+    try:
+        url = f"unix://{socket_path}?db=0"
+        async with RedisConnector(url, prefix=_prefix()) as connector:
+            assert (await connector.write([Put("a/1", 1, {"via": "socket"})]))[0].ok
+            assert await connector.get("a/1") == Snapshot("a/1", 1, {"via": "socket"})
+            reader = connector.raw_reader()
+            try:
+                assert await reader.count_raw("a/") == 1
+            finally:
+                await reader.close()
+    finally:
+        server.kill()
+
+
+async def test_passwords_stay_out_of_errors(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, requirepass="right-secret").start()
+    try:
+        wrong = f"redis://:wrong-secret@127.0.0.1:{server.port}/0"
+        connector = RedisConnector(wrong, prefix=_prefix(), timeout=2)
+        with pytest.raises(StorageUnavailable) as caught:
+            await connector.open()
+        await connector.close()
+        assert "wrong-secret" not in str(caught.value)
+        right = f"redis://:right-secret@127.0.0.1:{server.port}/0"
+        async with RedisConnector(right, prefix=_prefix()) as connector:
+            assert (await connector.write([Put("a", 1, {})]))[0].ok
+    finally:
+        server.kill()
