@@ -8,8 +8,8 @@ default 500), ``max_connections`` (pool size, default 10).
 
 A batch is one ``EVALSHA`` of ``write.lua``: checked and applied atomically by the server, one
 round trip. A batch cut off by a lost connection or the timeout either ran whole or not at all;
-the flusher sends it again, and a same-version put with the same JSON text, or a delete of what
-is gone, is applied again without change. Reads are plain ``HMGET``s, pipelined.
+the flusher sends it again, and a same-version put with equal data, or a delete of what is
+gone, is applied again without change. Reads are plain ``HMGET``s, pipelined.
 
 Connector instances are safe for concurrent use: each command takes a pooled connection.
 """
