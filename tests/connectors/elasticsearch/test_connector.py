@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import AsyncElasticsearch, ConflictError
 
 from connectors.base import Delete, Outcome, Put, Snapshot, StorageRejected
 from connectors.elasticsearch import DATA_TEAM_QUERY, ElasticsearchConnector
@@ -157,6 +157,17 @@ async def test_recreated_at_a_lower_version_straight_after_delete(
         assert stale.outcome is Outcome.CONFLICT
         [gone] = await connector.write([Delete(name, 0)])
         assert gone.ok
+
+
+async def test_external_versioning_would_refuse_a_recreate(
+    es: AsyncElasticsearch, index_name: str
+) -> None:
+    # Why the connector does not use version_type=external: the delete's tombstone keeps its
+    # version (index.gc_deletes, 60 s), so the record cannot come back at a lower version.
+    await es.index(index=index_name, id="r", document={}, version=5, version_type="external")
+    await es.delete(index=index_name, id="r", version=6, version_type="external")
+    with pytest.raises(ConflictError):
+        await es.index(index=index_name, id="r", document={}, version=1, version_type="external")
 
 
 async def test_concurrent_recreates_after_delete_have_one_winner(
