@@ -1,4 +1,5 @@
-"""The ``recordgate`` command line: ``recordgate start [-c CONFIG] [--host H] [--port P]``.
+"""The ``recordgate`` command line: ``recordgate start [-c CONFIG] [--host H] [--port P]``,
+``recordgate hash [PASSWORD]``.
 
 Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 2 for an invalid configuration or
 command line, 1 when the server cannot run (port taken, storage unreachable).
@@ -10,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import getpass
 import logging
 import signal
 import sys
@@ -71,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
         help="validate a config, load its permission file and open its storage",
     )
     check.add_argument("-c", "--config", required=True, help="YAML config file")
+    hasher = commands.add_parser(
+        "hash",
+        help="print a password hash for a users file (auth type file)",
+        description="Print a salted scrypt hash of PASSWORD to paste into a users file. Without "
+        "PASSWORD it is read from standard input (prompted for twice on a terminal), which "
+        "keeps it out of the shell history and the process list.",
+    )
+    hasher.add_argument("password", nargs="?", help="the password (default: read from stdin)")
     return parser
 
 
@@ -132,6 +142,24 @@ def _operate(args: argparse.Namespace) -> int:
     return asyncio.run(ops.migrate(source, target, prefix=args.prefix, batch_size=args.batch_size))
 
 
+def _hash(password: str | None) -> int:
+    from .auth.passwords import hash_password
+
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass("password: ")
+            if getpass.getpass("again: ") != password:
+                print("recordgate hash: the passwords differ", file=sys.stderr)
+                return 2
+        else:
+            password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("recordgate hash: the password is empty", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
 def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     server = config.server
     if args.host is not None:
@@ -174,6 +202,8 @@ async def _run(config: Config, path: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hash":
+        return _hash(args.password)
     if args.command != "start":
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:

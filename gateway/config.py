@@ -238,6 +238,10 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     write_behind: WriteBehindConfig = field(default_factory=WriteBehindConfig)
+    auth: list[dict[str, Any]] = field(default_factory=list)
+    """Authentication strategies tried in order (``gateway.auth``); empty: open auth."""
+    permissions: str = ""
+    """A Valve permission file (YAML or JSON); empty: everything is allowed."""
 
     @property
     def max_record_size(self) -> int:
@@ -313,4 +317,22 @@ def load_config(path: str | Path | None) -> Config:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-    return config_from_dict(raw or {})
+    return _relative_to(config_from_dict(raw or {}), Path(path).parent)
+
+
+_PATH_KEYS = ("users", "public_key", "jwks")
+
+
+def _relative_to(config: Config, base: Path) -> Config:
+    """Files named in the config (permissions, users, keys) are relative to its directory."""
+
+    def resolve(value: Any) -> Any:
+        return str(base / value) if isinstance(value, str) and value else value
+
+    auth = [
+        {k: resolve(v) if k in _PATH_KEYS else v for k, v in entry.items()}
+        if isinstance(entry, dict)
+        else entry
+        for entry in config.auth
+    ]
+    return dataclasses.replace(config, auth=auth, permissions=resolve(config.permissions))
