@@ -189,10 +189,12 @@ async def _run(config: Config, path: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     server = Server(config)  # a config error surfaces here, before anything is logged
+    scheme = "ws" if config.server.tls is None else "wss"
     _log_setup(config, path)
     async with server:
         print(
-            f"recordgate listening on ws://{config.server.host}:{server.port}{config.server.path}",
+            f"recordgate listening on {scheme}://{config.server.host}:{server.port}"
+            f"{config.server.path}",
             flush=True,
         )
         await stop.wait()

@@ -17,6 +17,7 @@ import yaml
 
 from .exceptions import ConfigError
 from .protocol.payload import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
+from .tls import TlsConfig
 
 __all__ = [
     "CONFLICT_POLICIES",
@@ -63,6 +64,8 @@ class ServerConfig:
     limit. Past it a new client gets HTTP 503 before its WebSocket opens."""
     max_connections_per_ip: int = 1_000
     """Open TCP connections from one remote address; past it HTTP 503."""
+    tls: TlsConfig | None = None
+    """``{cert, key}`` (PEM files) to serve ``wss://`` and ``https://`` on this port."""
     max_json_depth: int = DEFAULT_MAX_DEPTH
     """Containers nested in any JSON a client sends (record data, counted from the record's
     root so a PATCH counts its path; AUTH data). Deeper gets INVALID_MESSAGE_DATA."""
@@ -324,7 +327,8 @@ _PATH_KEYS = ("users", "public_key", "jwks")
 
 
 def _relative_to(config: Config, base: Path) -> Config:
-    """Files named in the config (permissions, users, keys) are relative to its directory."""
+    """Files named in the config (permissions, users, keys, certificates) are relative to its
+    directory."""
 
     def resolve(value: Any) -> Any:
         return str(base / value) if isinstance(value, str) and value else value
@@ -335,4 +339,14 @@ def _relative_to(config: Config, base: Path) -> Config:
         else entry
         for entry in config.auth
     ]
-    return dataclasses.replace(config, auth=auth, permissions=resolve(config.permissions))
+    tls = config.server.tls
+    if tls is not None:
+        tls = dataclasses.replace(
+            tls, cert=resolve(tls.cert), key=resolve(tls.key), ca=resolve(tls.ca)
+        )
+    return dataclasses.replace(
+        config,
+        server=dataclasses.replace(config.server, tls=tls),
+        auth=auth,
+        permissions=resolve(config.permissions),
+    )

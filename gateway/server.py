@@ -41,6 +41,7 @@ from .protocol.session import AuthRequest, Session, State
 from .records import RecordHandler
 from .rpc import RpcHandler
 from .store import RecordStore, create_store
+from .tls import server_context
 
 __all__ = ["Server"]
 
@@ -97,6 +98,8 @@ class Server:
         self.config = config or Config()
         self.trips = LimitTrips()
         """Limits that refused something, by configuration key (``/metrics``)."""
+        tls = self.config.server.tls
+        self._ssl = server_context(tls) if tls is not None else None
         self.authenticator: Authenticator = authenticator or OpenAuthenticator()
         self.store = store if store is not None else create_store(self.config)
         self.connections: set[Connection] = set()
@@ -157,7 +160,9 @@ class Server:
             )
         if loop.get_exception_handler() is None:  # the application's own handler stays
             loop.set_exception_handler(_throttled_exception_handler)
-        self._tcp_server = await loop.create_server(self._new_socket, cfg.host, cfg.port)
+        self._tcp_server = await loop.create_server(
+            self._new_socket, cfg.host, cfg.port, ssl=self._ssl
+        )
         self.serving = True
         sock = next(iter(self._tcp_server.sockets))
         self.port = sock.getsockname()[1]

@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import random
+import ssl
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from enum import Enum
 from typing import Any, TypedDict
@@ -95,6 +96,7 @@ class ConnectionOptions(TypedDict, total=False):
     reconnect_delay: float
     max_reconnect_delay: float
     max_reconnect_attempts: int | None
+    ssl: ssl.SSLContext | None
 
 
 class Connection:
@@ -109,8 +111,11 @@ class Connection:
         reconnect_delay: float = 0.5,
         max_reconnect_delay: float = 30.0,
         max_reconnect_attempts: int | None = None,
+        ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.url = normalize_url(url)
+        self.ssl = ssl
+        """For ``wss://`` URLs: the context to verify the server (default: the system's CAs)."""
         self.auth = dict(auth or {})
         self.heartbeat_interval = heartbeat_interval
         self.request_timeout = request_timeout
@@ -204,7 +209,10 @@ class Connection:
         """Open a socket, pass the challenge, log in. On any failure the socket is closed."""
         try:
             async with asyncio.timeout(self.request_timeout):
-                ws = await connect(self.url, max_size=None, compression=None, ping_interval=None)
+                tls = {} if self.ssl is None else {"ssl": self.ssl}
+                ws = await connect(
+                    self.url, max_size=None, compression=None, ping_interval=None, **tls
+                )
         except TimeoutError as exc:
             raise RequestTimeout(f"no connection to {self.url} in time") from exc
         except (OSError, InvalidHandshake, InvalidURI) as exc:
