@@ -241,12 +241,20 @@ class Server:
             max_send_buffer=cfg.max_send_buffer,
             max_receive_queue=cfg.max_receive_queue,
         )
-        self._sockets.add(conn)
-        conn.closed.add_done_callback(lambda _: self._forget_socket(conn))
         return conn
 
+    def connection_count(self) -> int:
+        """TCP connections counted against ``server.max_connections`` (WebSocket or not)."""
+        return len(self._sockets)
+
     def admit(self, conn: Connection, peer: str) -> str | None:
-        """Count ``conn`` from ``peer``; why it must be refused (HTTP 503), or None."""
+        """Count ``conn`` from ``peer``; why it must be refused (HTTP 503), or None.
+
+        Called once the transport is made (with TLS: once its handshake succeeded), so a
+        socket that never gets that far is never counted nor waited for.
+        """
+        self._sockets.add(conn)
+        conn.closed.add_done_callback(lambda _: self._forget_socket(conn))
         count = self._per_ip.get(peer, 0) + 1
         self._per_ip[peer] = count
         conn.peer = peer

@@ -3,6 +3,7 @@ certificates, configuration errors, and the official JS client over wss://."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,17 @@ def test_configuration_errors_name_the_problem(
     tls = {k: str(paths.get(v, v)) for k, v in tls.items()}
     with pytest.raises(ConfigError, match=message):
         Server(config_from_dict({"server": {"tls": tls}, "storage": {"type": "memory"}}))
+
+
+async def test_failed_tls_handshakes_leave_nothing_behind(
+    make_server: ServerFactory, certs: Certs
+) -> None:
+    server = await make_server({"server": tls_section(certs)})
+    for _ in range(20):  # plain HTTP to the TLS port: each handshake fails
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /health-check HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(reader.read(), 10)  # the server hangs up
+        writer.close()
+    assert server.connection_count() == 0
+    await asyncio.wait_for(server.close(), 10)  # nothing orphaned to wait for
