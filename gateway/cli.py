@@ -189,6 +189,7 @@ async def _run(config: Config, path: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     server = Server(config)  # a config error surfaces here, before anything is logged
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     scheme = "ws" if config.server.tls is None else "wss"
     _log_setup(config, path)
     async with server:

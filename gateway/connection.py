@@ -83,8 +83,8 @@ class Service(Protocol):
     def respond(self, protocol: ServerProtocol, request: Request) -> Response | None:
         """The HTTP response to ``request``, or None to open the WebSocket."""
 
-    def opened(self, conn: Connection) -> None:
-        """The WebSocket is open."""
+    def opened(self, conn: Connection, request: Request) -> None:
+        """The WebSocket opened by ``request`` is open (the request is not kept)."""
 
     def received(self, conn: Connection, data: bytes | str) -> Awaitable[None] | None:
         """Handle one message; an awaitable holds back the connection's next messages."""
@@ -190,6 +190,7 @@ class Connection(asyncio.Protocol):
         "authenticated",
         "client_data",
         "closed",
+        "headers",
         "id",
         "last_seen",
         "max_receive_queue",
@@ -224,6 +225,8 @@ class Connection(asyncio.Protocol):
         self.auth_timer: asyncio.TimerHandle | None = None
         self.max_send_buffer = max_send_buffer
         self.peer: str | None = None
+        self.headers: dict[str, str] | None = None
+        """The handshake's headers, kept only when authentication asks for them."""
         """The remote address, while the service counts this connection."""
         self.refusal: str | None = None
         """Why the connection was refused (503) as it was made, if it was."""
@@ -429,7 +432,7 @@ class Connection(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
             self._opened = True
-            self._service.opened(self)
+            self._service.opened(self, request)
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode

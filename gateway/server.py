@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import ipaddress
 import json
 import logging
 import resource
@@ -21,7 +22,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from . import metrics
-from .auth import Authenticator, OpenAuthenticator
+from .auth import AuthChain, Authenticator, create_authenticator
 from .config import Config
 from .connection import Connection, Outbox
 from .events import EventHandler
@@ -100,7 +101,10 @@ class Server:
         """Limits that refused something, by configuration key (``/metrics``)."""
         tls = self.config.server.tls
         self._ssl = server_context(tls) if tls is not None else None
-        self.authenticator: Authenticator = authenticator or OpenAuthenticator()
+        self.authenticator: Authenticator = authenticator or create_authenticator(
+            self.config.auth
+        )
+        self._keep_headers = any(entry.get("headers") for entry in self.config.auth)
         self.store = store if store is not None else create_store(self.config)
         self.connections: set[Connection] = set()
         limits = self.config.limits
@@ -168,6 +172,12 @@ class Server:
         self.port = sock.getsockname()[1]
         self._heartbeat = asyncio.create_task(self._check_heartbeats())
         log.info("recordgate listening on %s:%s%s", cfg.host, self.port, cfg.path)
+        if not self.config.auth and not _loopback(cfg.host):
+            log.warning(
+                "authentication is open (no auth configured) and the server listens on %s: "
+                "anyone who can reach it can log in as anyone (see 'Securing recordgate')",
+                cfg.host,
+            )
 
     async def close(self) -> None:
         """Stop listening, close every WebSocket with 1001 (going away), wait for them all."""
@@ -186,7 +196,16 @@ class Server:
             if self._sockets:
                 await asyncio.wait([conn.closed for conn in self._sockets])
             await self._tcp_server.wait_closed()
+        if isinstance(self.authenticator, AuthChain):
+            await self.authenticator.close()
         await self.store.close()
+
+    def reload(self) -> None:
+        """Re-read the files the server reads at startup (SIGHUP): users and key files.
+        Connections stay; a broken file is logged and what was loaded before stays."""
+        log.info("reloading (SIGHUP)")
+        if isinstance(self.authenticator, AuthChain):
+            self.authenticator.reload()
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -279,7 +298,9 @@ class Server:
             else:
                 self._per_ip.pop(peer, None)
 
-    def opened(self, conn: Connection) -> None:
+    def opened(self, conn: Connection, request: Request) -> None:
+        if self._keep_headers:
+            conn.headers = dict(request.headers.raw_items())
         conn.last_seen = self._clock()
         conn.auth_timer = asyncio.get_running_loop().call_later(
             self.config.server.unauthenticated_timeout, self._auth_timeout, conn
@@ -378,7 +399,8 @@ class Server:
 
     async def _login(self, conn: Connection, auth_data: dict[str, Any]) -> None:
         try:
-            result = await self.authenticator.authenticate(auth_data)
+            connection = {"remoteAddress": conn.peer, "headers": conn.headers or {}}
+            result = await self.authenticator.authenticate(auth_data, connection)
         except Exception:
             _throttled.exception("authenticator failed")  # never log auth_data: it holds secrets
             conn.session.auth_failed()
@@ -418,3 +440,10 @@ class Server:
                 _throttled.info("%r missed its heartbeats; closing", conn)
                 conn.last_seen = float("inf")  # one close per connection, not one per sweep
                 conn.close(reason="heartbeat missed")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

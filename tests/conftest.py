@@ -29,7 +29,10 @@ async def make_server() -> AsyncIterator[ServerFactory]:
             "storage": {"type": "memory"},
         }
         for section, values in (overrides or {}).items():
-            raw.setdefault(section, {}).update(values)
+            if isinstance(values, dict):
+                raw.setdefault(section, {}).update(values)
+            else:  # auth: a list; permissions: a path
+                raw[section] = values
         server = Server(config_from_dict(raw), **kwargs)
         await server.start()
         started.append(server)

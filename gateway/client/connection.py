@@ -209,7 +209,7 @@ class Connection:
         """Open a socket, pass the challenge, log in. On any failure the socket is closed."""
         try:
             async with asyncio.timeout(self.request_timeout):
-                tls = {} if self.ssl is None else {"ssl": self.ssl}
+                tls: dict[str, Any] = {} if self.ssl is None else {"ssl": self.ssl}
                 ws = await connect(
                     self.url, max_size=None, compression=None, ping_interval=None, **tls
                 )
