@@ -243,8 +243,6 @@ class Config:
     write_behind: WriteBehindConfig = field(default_factory=WriteBehindConfig)
     auth: list[dict[str, Any]] = field(default_factory=list)
     """Authentication strategies tried in order (``gateway.auth``); empty: open auth."""
-    permissions: str = ""
-    """A Valve permission file (YAML or JSON); empty: everything is allowed."""
 
     @property
     def max_record_size(self) -> int:
@@ -327,7 +325,7 @@ _PATH_KEYS = ("users", "public_key", "jwks")
 
 
 def _relative_to(config: Config, base: Path) -> Config:
-    """Files named in the config (permissions, users, keys, certificates) are relative to its
+    """Files named in the config (users, keys, certificates) are relative to its
     directory."""
 
     def resolve(value: Any) -> Any:
@@ -348,5 +346,4 @@ def _relative_to(config: Config, base: Path) -> Config:
         config,
         server=dataclasses.replace(config.server, tls=tls),
         auth=auth,
-        permissions=resolve(config.permissions),
     )

@@ -101,9 +101,7 @@ class Server:
         """Limits that refused something, by configuration key (``/metrics``)."""
         tls = self.config.server.tls
         self._ssl = server_context(tls) if tls is not None else None
-        self.authenticator: Authenticator = authenticator or create_authenticator(
-            self.config.auth
-        )
+        self.authenticator: Authenticator = authenticator or create_authenticator(self.config.auth)
         self._keep_headers = any(entry.get("headers") for entry in self.config.auth)
         self.store = store if store is not None else create_store(self.config)
         self.connections: set[Connection] = set()

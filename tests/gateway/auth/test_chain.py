@@ -58,9 +58,7 @@ def test_file_paths_in_the_config_are_relative_to_its_directory(tmp_path: Path) 
     config_file = tmp_path / "conf" / "recordgate.yaml"
     config_file.write_text(
         "auth: [{type: file, users: users.yml}, {type: jwt, jwks: keys/jwks.json}]\n"
-        "permissions: perms.yml\n"
     )
     config = load_config(config_file)
     assert config.auth[0]["users"] == str(tmp_path / "conf" / "users.yml")
     assert config.auth[1]["jwks"] == str(tmp_path / "conf" / "keys" / "jwks.json")
-    assert config.permissions == str(tmp_path / "conf" / "perms.yml")
