@@ -40,14 +40,18 @@ class PasswordAuthenticator:
     def __init__(self, password: str) -> None:
         self.password = password
 
-    async def authenticate(self, auth_data: dict[str, Any]) -> AuthResult:
+    async def authenticate(
+        self, auth_data: dict[str, Any], connection: dict[str, Any] | None = None
+    ) -> AuthResult:
         if auth_data.get("password") != self.password:
             return AuthResult(False, client_data={"reason": "wrong password"})
         return AuthResult(True, user_id=str(auth_data.get("username", "open")))
 
 
 class BrokenAuthenticator:
-    async def authenticate(self, auth_data: dict[str, Any]) -> AuthResult:
+    async def authenticate(
+        self, auth_data: dict[str, Any], connection: dict[str, Any] | None = None
+    ) -> AuthResult:
         raise RuntimeError("directory service down")
 
 

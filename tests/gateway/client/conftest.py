@@ -90,7 +90,9 @@ class Gate:
         self.open.set()
         self.refuse: set[str] = set()
 
-    async def authenticate(self, auth_data: dict[str, Any]) -> AuthResult:
+    async def authenticate(
+        self, auth_data: dict[str, Any], connection: dict[str, Any] | None = None
+    ) -> AuthResult:
         await self.open.wait()
         user = str(auth_data.get("username") or "open")
         if user in self.refuse:
