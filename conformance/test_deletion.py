@@ -13,10 +13,11 @@ async def test_delete_existing(connector: Connector, name_prefix: str) -> None:
     name = f"{name_prefix}/gone"
     await connector.write([Put(name, 2, {"x": 1})])
     [result] = await connector.write([Delete(name, 2)])
-    assert result.outcome is Outcome.APPLIED
-    assert await connector.get(name) is None
-    assert await connector.head(name) is None
-    assert await connector.get_many([name]) == {}
+    rule = "rule: Delete of the stored version removes the record"
+    assert result.outcome is Outcome.APPLIED, rule
+    assert await connector.get(name) is None, rule
+    assert await connector.head(name) is None, rule
+    assert await connector.get_many([name]) == {}, rule
 
 
 async def test_delete_with_newer_version_than_stored(
@@ -30,16 +31,17 @@ async def test_delete_with_newer_version_than_stored(
 
 async def test_delete_missing_succeeds(connector: Connector, name_prefix: str) -> None:
     [result] = await connector.write([Delete(f"{name_prefix}/never", 1)])
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is Outcome.APPLIED, "rule: deleting a missing record succeeds"
 
 
 async def test_stale_delete_is_refused(connector: Connector, name_prefix: str) -> None:
     name = f"{name_prefix}/kept"
     await connector.write([Put(name, 5, {"keep": True})])
     [result] = await connector.write([Delete(name, 4)])
-    assert result.outcome is Outcome.CONFLICT
-    assert result.current == Snapshot(name, 5, {"keep": True})
-    assert await connector.get(name) == Snapshot(name, 5, {"keep": True})
+    rule = "rule: a Delete under a newer stored version is a conflict carrying the stored snapshot"
+    assert result.outcome is Outcome.CONFLICT, rule
+    assert result.current == Snapshot(name, 5, {"keep": True}), rule
+    assert await connector.get(name) == Snapshot(name, 5, {"keep": True}), rule
 
 
 async def test_recreate_after_delete(connector: Connector, name_prefix: str) -> None:
@@ -47,8 +49,9 @@ async def test_recreate_after_delete(connector: Connector, name_prefix: str) -> 
     await connector.write([Put(name, 3, {"life": 1})])
     await connector.write([Delete(name, 3)])
     [result] = await connector.write([Put(name, 1, {"life": 2})])  # versions start over
-    assert result.ok
-    assert await connector.get(name) == Snapshot(name, 1, {"life": 2})
+    rule = "rule: a deleted record can be created again, from any version"
+    assert result.ok, rule
+    assert await connector.get(name) == Snapshot(name, 1, {"life": 2}), rule
 
 
 async def test_siblings_untouched(connector: Connector, name_prefix: str) -> None:

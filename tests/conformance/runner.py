@@ -26,7 +26,8 @@ class SuiteRun:
 
     @property
     def failed_tests(self) -> list[str]:
-        return re.findall(r"^FAILED (\S+)", self.output, flags=re.MULTILINE)
+        # A node id may hold spaces (parametrize ids); pytest ends it with " - " and a message.
+        return re.findall(r"^FAILED (.+?)(?: - .*)?$", self.output, flags=re.MULTILINE)
 
 
 def run_suite(

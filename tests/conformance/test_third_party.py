@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conformance.runner import REPO, run_suite
 
 EXAMPLE = REPO / "examples" / "third_party_connector"
 
 
+@pytest.mark.timeout(600)  # every write rewrites and fsyncs the whole file
 def test_example_connector_passes_the_suite(tmp_path: Path) -> None:
     ini = tmp_path / "pytest.ini"
     ini.write_text("[pytest]\n")

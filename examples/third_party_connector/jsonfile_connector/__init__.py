@@ -30,6 +30,7 @@ from connectors.base import (
     StorageUnavailable,
     WriteResult,
     collection_of,
+    data_equal,
 )
 
 __all__ = ["JSONFileConnector", "JSONFileRawReader"]
@@ -174,7 +175,7 @@ class JSONFileConnector:
                             "updated_at": now,
                         }
                         results.append(WriteResult(op, Outcome.APPLIED))
-                    elif current.version == op.version and current.data == data:
+                    elif current.version == op.version and data_equal(current.data, data):
                         results.append(WriteResult(op, Outcome.APPLIED))
                     else:
                         results.append(WriteResult(op, Outcome.CONFLICT, current))
