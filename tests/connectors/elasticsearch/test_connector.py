@@ -291,32 +291,47 @@ async def test_async_translog_is_refused_unless_accepted(
     assert "translog.durability: async" in caplog.text
 
 
+@pytest.fixture
+def data_team_index(index_name: str) -> str:
+    """``recordgate``, the index the README's query names, on the stand-in (a server of this
+    test run alone); on a genuine cluster (``RECORDGATE_ELASTICSEARCH_URL``) the test's own
+    index, so no existing ``recordgate`` index is touched."""
+    from tests.standins import elasticsearch as standin
+
+    return "recordgate" if standin._shared is not None else index_name
+
+
 async def test_data_team_query(
-    connector: ElasticsearchConnector, es: AsyncElasticsearch, index_name: str
+    make_connector: MakeConnector, es: AsyncElasticsearch, data_team_index: str
 ) -> None:
-    """The README's query, run verbatim (its index name swapped for this test's index)."""
-    await connector.write(
-        [
-            Put("user/alice", 1, {"age": 31, "city": "Lyon"}),
-            Put("user/bob", 1, {"age": 25}),
-            Put("user/carol", 2, {"age": 47, "tags": ["admin"]}),
-            Put("user/dave", 1, {"age": 30}),
-            Put("user/erin", 1, {"age": "unknown"}),  # a type clash: stored, not matched
-            Put("pet/rex", 1, {"age": 99}),  # another collection
-        ]
-    )
-    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
-    assert f"```console\n{DATA_TEAM_QUERY}\n```" in readme
-    request_line, _, body = DATA_TEAM_QUERY.partition("\n")
-    method, path = request_line.split(" ")
-    assert (method, path) == ("GET", "recordgate/_search")
-    await es.indices.refresh(index=index_name)  # searches see writes once refreshed (1 s)
-    response = await es.perform_request(
-        method,
-        f"/{index_name}/_search",
-        body=json.loads(body),
-        headers={"content-type": "application/json", "accept": "application/json"},
-    )
+    """The README's query, run verbatim: request line and body as printed there."""
+    connector = await make_connector(index=data_team_index)
+    try:
+        await connector.write(
+            [
+                Put("user/alice", 1, {"age": 31, "city": "Lyon"}),
+                Put("user/bob", 1, {"age": 25}),
+                Put("user/carol", 2, {"age": 47, "tags": ["admin"]}),
+                Put("user/dave", 1, {"age": 30}),
+                Put("user/erin", 1, {"age": "unknown"}),  # a type clash: stored, not matched
+                Put("pet/rex", 1, {"age": 99}),  # another collection
+            ]
+        )
+        readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+        assert f"```console\n{DATA_TEAM_QUERY}\n```" in readme
+        request_line, _, body = DATA_TEAM_QUERY.partition("\n")
+        method, path = request_line.split(" ")
+        assert (method, path) == ("GET", "recordgate/_search")
+        path = path.replace("recordgate", data_team_index, 1)
+        await es.indices.refresh(index=data_team_index)  # searches see writes once refreshed
+        response = await es.perform_request(
+            method,
+            f"/{path}",
+            body=json.loads(body),
+            headers={"content-type": "application/json", "accept": "application/json"},
+        )
+    finally:
+        await connector.drop()
     hits = response.body["hits"]["hits"]
     assert [hit["_source"] for hit in hits] == [
         {"name": "user/alice", "data": {"age": 31}},
