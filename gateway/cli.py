@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import getpass
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -183,7 +184,17 @@ def _log_setup(config: Config, path: str | None) -> None:
         log.info("storage: %s %s", storage.type, mask_url(storage_url(storage)))
 
 
+def _raise_fd_limit() -> None:
+    """Use the file descriptors the system allows (the soft limit up to the hard one): each
+    client is one, and ``server.max_connections`` stays below the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def _run(config: Config, path: str | None) -> None:
+    _raise_fd_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
