@@ -137,10 +137,14 @@ async def _drop_rethinkdb_table(url: str, table: str) -> None:
 
 
 @pytest.mark.needs_server("mongodb stand-in")
+@pytest.mark.timeout(900)  # about two minutes on a loaded machine: the stand-in is slow
 def test_mongodb_against_the_standin(mongodb_standin: MongoStandin) -> None:
     # NX-27017, a MongoDB wire-protocol stand-in (no genuine MongoDB here): see docs/connectors.md.
+    # A generous per-call timeout for the stand-in's slow big documents under load (the suite's
+    # timeout tests set their own).
     run = run_suite(SUITE, "--connector", "mongodb",
-                    "--connector-url", mongodb_standin.url("rg_conformance"))  # fmt: skip
+                    "--connector-url", mongodb_standin.url("rg_conformance"),
+                    "--connector-option", "timeout=20", timeout=900)  # fmt: skip
     _assert_passed(("mongodb stand-in",), run.output, run.returncode)
     assert run.count("passed") > 60
     assert run.count("skipped") == 0  # no stand-in gap needs a skip
