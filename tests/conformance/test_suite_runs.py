@@ -110,6 +110,7 @@ def test_unknown_connector_is_a_usage_error() -> None:
 
 
 @pytest.mark.needs_server("rethinkdb")
+@pytest.mark.timeout(600)  # the whole suite in a subprocess: about a minute, more under load
 def test_rethinkdb_against_the_reqlite_standin() -> None:
     """RethinkDB through reqlite, a stand-in (not RethinkDB): skips only for its listed gaps."""
     from tests.standins.reqlite_gaps import GAPS
@@ -120,7 +121,7 @@ def test_rethinkdb_against_the_reqlite_standin() -> None:
     try:
         run = run_suite(SUITE, "--connector", "rethinkdb", "--connector-url", url,
                         "--connector-option", f"table={table}",
-                        "-p", "tests.standins.reqlite_gaps")  # fmt: skip
+                        "-p", "tests.standins.reqlite_gaps", timeout=580)  # fmt: skip
     finally:
         asyncio.run(_drop_rethinkdb_table(url, table))
     _assert_passed((url,), run.output, run.returncode)
