@@ -104,6 +104,10 @@ class LimitsConfig:
     """Characters of a listen pattern."""
     max_listen_patterns: int = 1_000
     """Listen patterns one connection may hold at once, per topic."""
+    max_listen_program_total: int = 20_000
+    """RE2 program size of all distinct listen patterns of a topic together: a name's first
+    subscriber is matched against every pattern, so this bounds that work (about 10 ms for a
+    2 kB name at the limit)."""
     max_listen_pattern_size: int = 1_000
     """RE2 program size (instructions) of a listen pattern: what matching a name costs per
     byte. ``.{1000}.{1000}.{1000}.{1000}z`` is 32,005; ``^user/[a-z]+/.*`` is about 20."""
@@ -127,6 +131,7 @@ class LimitsConfig:
             "max_names_per_message",
             "max_listen_pattern_length",
             "max_listen_patterns",
+            "max_listen_program_total",
             "max_listen_pattern_size",
             "max_path_depth",
             "max_array_index",

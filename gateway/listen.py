@@ -15,8 +15,9 @@ Invariants:
 Patterns are only matched when a name gets its first subscriber (against every pattern) or when
 a new listener arrives (against every subscribed name), never per message. What one match costs
 is bounded: names by ``limits.max_name_length``, patterns by their length and by RE2's program
-size (``limits.max_listen_pattern_size``: matching costs about that much per byte of name), and
-a connection listens to at most ``limits.max_listen_patterns`` patterns.
+size (``limits.max_listen_pattern_size``: matching costs about that much per byte of name), all
+patterns of a topic together by ``limits.max_listen_program_total``, and a connection listens to
+at most ``limits.max_listen_patterns`` patterns.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class ListenRegistry:
         self._max_length = limits.max_listen_pattern_length
         self._max_size = limits.max_listen_pattern_size
         self._max_patterns = limits.max_listen_patterns
+        self._max_program_total = limits.max_listen_program_total
+        self._program_total = 0  # RE2 program size of every pattern in _patterns
         self.topic = topic
         self.subscriptions = subscriptions
         self.timeout = timeout
@@ -154,9 +157,16 @@ class ListenRegistry:
                 raise InvalidData("listen pattern is missing")
             if len(self._patterns_of.get(conn, ())) >= self._max_patterns:
                 raise LimitExceeded("limits.max_listen_patterns", "too many listen patterns")
-            regex = self._patterns.get(pattern) or compile_pattern(
-                pattern, max_length=self._max_length, max_size=self._max_size
-            )
+            regex = self._patterns.get(pattern)
+            if regex is None:
+                regex = compile_pattern(
+                    pattern, max_length=self._max_length, max_size=self._max_size
+                )
+                if self._program_total + regex.programsize > self._max_program_total:
+                    raise LimitExceeded(
+                        "limits.max_listen_program_total",
+                        "the server's listen patterns are as complex as they may be",
+                    )
         except InvalidData as exc:
             if isinstance(exc, LimitExceeded):
                 self.trips.trip(exc.key)
@@ -168,6 +178,8 @@ class ListenRegistry:
             conn.send(duplicate(msg, self._actions.MULTIPLE_SUBSCRIPTIONS, pattern))
             return
         listeners[conn] = None
+        if pattern not in self._patterns:
+            self._program_total += regex.programsize
         self._patterns[pattern] = regex
         self._patterns_of.setdefault(conn, set()).add(pattern)
         conn.send(msg.ack())
@@ -275,7 +287,7 @@ class ListenRegistry:
         del listeners[conn]
         if not listeners:
             del self._listeners[pattern]
-            del self._patterns[pattern]
+            self._program_total -= self._patterns.pop(pattern).programsize
         patterns = self._patterns_of[conn]
         patterns.discard(pattern)
         if not patterns:

@@ -173,3 +173,22 @@ async def test_messages_waiting_behind_a_slow_one_are_bounded_in_bytes(
     assert transport.is_reading()
     await still_open(peer)
     await peer.close()
+
+
+async def test_listen_patterns_share_one_complexity_budget(make_server: ServerFactory) -> None:
+    # "a{50}" is 54 RE2 instructions: two fit in 120, a third does not, from any connection.
+    server = await make_server({"limits": {"max_listen_program_total": 120}})
+    first, second = [await WireClient.connect(url_of(server), login={}) for _ in range(2)]
+    for peer, pattern in ((first, "a{50}"), (second, "b{50}"), (second, "a{50}")):
+        await peer.send(Message(Topic.EVENT, EventAction.LISTEN, name=pattern))
+        assert (await peer.recv()).is_ack  # the same pattern again costs nothing more
+    await second.send(Message(Topic.EVENT, EventAction.LISTEN, name="c{50}"))
+    got = await second.recv()
+    assert (got.action, got.name) == (EventAction.INVALID_LISTEN_REGEX, "c{50}")
+    assert server.trips["limits.max_listen_program_total"] == 1
+    await first.close()  # its "a{50}" is still held by the second connection
+    await second.send(Message(Topic.EVENT, EventAction.UNLISTEN, name="b{50}"))
+    assert (await second.recv()).is_ack
+    await second.send(Message(Topic.EVENT, EventAction.LISTEN, name="c{50}"))
+    assert (await second.recv()).is_ack  # b's share came back
+    await second.close()
