@@ -46,6 +46,11 @@ MAX_PATTERN_LENGTH = 256
 MAX_PATTERN_SIZE = 1000
 """Default ``limits.max_listen_pattern_size``: RE2 program size (instructions)."""
 
+SCAN_BYTES = 65_536
+"""Bytes of subscribed names a new listener's pattern is matched against per loop pass (at
+``max_listen_pattern_size`` about 30 ms), so a LISTEN with many names subscribed never
+freezes the loop."""
+
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # RE2 would write every bad pattern (and DFA overflow) to stderr
 
@@ -183,16 +188,38 @@ class ListenRegistry:
         self._patterns[pattern] = regex
         self._patterns_of.setdefault(conn, set()).add(pattern)
         conn.send(msg.ack())
-        # Names already subscribed and unprovided are offered now; a search in flight
-        # just gains this listener as a last resort.
-        for name in list(self.subscriptions.names()):
-            if name in self._providers or not regex.search(name):
+        self._offer_subscribed(_Offer(conn, pattern), regex, list(self.subscriptions.names()), 0)
+
+    def _offer_subscribed(
+        self, offer: _Offer, regex: re2._Regexp, names: list[str], start: int
+    ) -> None:
+        """Offer ``names`` (subscribed when ``offer``'s listener arrived) that it matches and
+        nobody provides; a search in flight just gains it as a last resort. At most
+        ``SCAN_BYTES`` of names are matched per loop pass; the rest in later passes."""
+        if offer.conn not in self._listeners.get(offer.pattern, ()):
+            return  # unlistened (or gone) meanwhile
+        scanned = 0
+        for i in range(start, len(names)):
+            if scanned >= SCAN_BYTES:
+                loop = asyncio.get_running_loop()
+                loop.call_soon(self._offer_subscribed, offer, regex, names, i)
+                return
+            name = names[i]
+            scanned += len(name)
+            if (
+                name in self._providers
+                or not self.subscriptions.has_subscribers(name)
+                or not regex.search(name)
+            ):
                 continue
             search = self._searches.get(name)
             if search is None:
                 self._start_search(name)
-            else:
-                search.remaining.append(_Offer(conn, pattern))
+            elif not any(
+                o.conn is offer.conn and o.pattern == offer.pattern
+                for o in (search.current, *search.remaining)
+            ):  # a search started between two passes holds it already
+                search.remaining.append(_Offer(offer.conn, offer.pattern))
 
     def _unlisten(self, conn: Connection, msg: Message) -> None:
         # As the reference does, UNLISTEN of a pattern not listened to is silently ignored.

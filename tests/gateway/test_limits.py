@@ -192,3 +192,29 @@ async def test_listen_patterns_share_one_complexity_budget(make_server: ServerFa
     await second.send(Message(Topic.EVENT, EventAction.LISTEN, name="c{50}"))
     assert (await second.recv()).is_ack  # b's share came back
     await second.close()
+
+
+async def test_a_new_listener_is_offered_every_subscribed_name_across_loop_passes(
+    make_server: ServerFactory,
+) -> None:
+    """200 kB of subscribed names: matched 64 kB per loop pass (listen.SCAN_BYTES), all offered."""
+    server = await make_server({"listen": {"response_timeout": 60}})
+    subscriber, listener = [await WireClient.connect(url_of(server), login={}) for _ in "ab"]
+    names = [f"n/{i:04}/" + "x" * 94 for i in range(2000)]
+    await subscriber.send(
+        Message(Topic.EVENT, EventAction.SUBSCRIBE, names=names, correlation_id="s")
+    )
+    assert (await subscriber.recv(5)).is_ack
+    await listener.send(Message(Topic.EVENT, EventAction.LISTEN, name="^n/"))
+    assert (await listener.recv()).is_ack
+    offered: set[str | None] = set()
+    while len(offered) < len(names):
+        got = await listener.recv(5)
+        if got.action == EventAction.LISTEN_RESPONSE_TIMEOUT:  # it never answers: fine
+            continue
+        assert got.action == EventAction.SUBSCRIPTION_FOR_PATTERN_FOUND, got
+        assert got.subscription not in offered  # each name once
+        offered.add(got.subscription)
+    assert offered == set(names)
+    await listener.close()  # first: the subscriber leaving would send it 2,000 notices
+    await subscriber.close()
