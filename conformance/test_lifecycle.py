@@ -17,11 +17,12 @@ pytestmark = pytest.mark.asyncio
 async def test_open_creates_schema(connector: Connector, name_prefix: str) -> None:
     # On a fresh store (the suite picks a fresh namespace when the connector has one) every
     # call works straight after open(), with no setup step of its own.
-    assert await connector.get(f"{name_prefix}/missing") is None
-    assert await connector.head(f"{name_prefix}/missing") is None
-    assert [s async for s in connector.scan(f"{name_prefix}/")] == []
+    rule = "rule: open() creates the schema if it is missing"
+    assert await connector.get(f"{name_prefix}/missing") is None, rule
+    assert await connector.head(f"{name_prefix}/missing") is None, rule
+    assert [s async for s in connector.scan(f"{name_prefix}/")] == [], rule
     [result] = await connector.write([Put(f"{name_prefix}/a", 1, {"x": 1})])
-    assert result.ok
+    assert result.ok, rule
 
 
 @pytest.mark.requires("raw")
@@ -38,7 +39,9 @@ async def test_open_twice_on_existing_store(
     await first.write([Put(f"{name_prefix}/a", 1, {"x": 1})])
     second = await make_connector()  # schema exists already: open must not fail or wipe it
     snapshot = await second.get(f"{name_prefix}/a")
-    assert snapshot is not None and snapshot.data == {"x": 1}
+    assert snapshot is not None and snapshot.data == {"x": 1}, (
+        "rule: open() on an existing store keeps what is stored"
+    )
 
 
 async def test_reopen_sees_data(make_connector: MakeConnector, name_prefix: str) -> None:
@@ -48,8 +51,7 @@ async def test_reopen_sees_data(make_connector: MakeConnector, name_prefix: str)
     await writer.close()
     reader = await make_connector()
     snapshot = await reader.get(name)
-    assert snapshot is not None
-    assert (snapshot.version, snapshot.data) == (3, {"kept": True})
+    assert snapshot == Snapshot(name, 3, {"kept": True}), "rule: what is written stays stored"
 
 
 async def test_async_context_manager(make_connector: MakeConnector, name_prefix: str) -> None:
@@ -69,7 +71,9 @@ async def test_close_twice_is_harmless(make_connector: MakeConnector) -> None:
 async def test_instances_share_the_store(make_connector: MakeConnector, name_prefix: str) -> None:
     a, b = await make_connector(), await make_connector()
     await a.write([Put(f"{name_prefix}/shared", 1, {"from": "a"})])
-    assert await b.head(f"{name_prefix}/shared") == 1
+    assert await b.head(f"{name_prefix}/shared") == 1, (
+        "rule: instances with the same URL and options share one store"
+    )
 
 
 async def _fails_unavailable(call: Awaitable[object], what: str, rule: str) -> None:

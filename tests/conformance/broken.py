@@ -596,3 +596,82 @@ class HangingGetConnector(_Broken):
     async def get(self, name: str) -> Snapshot | None:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
+
+
+class PingingConnector(_Broken):
+    """A correct network connector for the test of a server that stops answering: the memory
+    store, plus one round trip to a line-echo server (``ping://host:port``) before every call,
+    each bounded by ``timeout``; a lost connection is replaced on the next call."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_NETWORK})
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__("memory://pinging", **options)
+        self.address = urlsplit(url)
+        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        await self._ping()
+        await super().open()
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            self._stream[1].close()
+            self._stream = None
+        await super().close()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> bytes:
+        async with asyncio.timeout(self.timeout):
+            return await reader.readline()
+
+    async def _ping(self) -> None:
+        async with self._lock:
+            try:
+                if self._stream is None:
+                    async with asyncio.timeout(self.timeout):
+                        self._stream = await asyncio.open_connection(
+                            self.address.hostname, self.address.port
+                        )
+                reader, writer = self._stream
+                writer.write(b"ping\n")
+                if await self._answer(reader) != b"ping\n":
+                    raise ConnectionResetError("connection lost")
+            except (OSError, TimeoutError) as exc:
+                if self._stream is not None:
+                    self._stream[1].close()
+                self._stream = None
+                raise StorageUnavailable(f"ping: {exc!r}") from exc
+
+    async def get(self, name: str) -> Snapshot | None:
+        self._open_store()
+        await self._ping()
+        return await super().get(name)
+
+    async def get_many(self, names: Iterable[str]) -> dict[str, Snapshot]:
+        self._open_store()
+        await self._ping()
+        return await super().get_many(names)
+
+    async def head(self, name: str) -> int | None:
+        self._open_store()
+        await self._ping()
+        return await super().head(name)
+
+    async def write(self, ops: Sequence[Op]) -> list[WriteResult]:
+        self._open_store()
+        await self._ping()
+        return await super().write(ops)
+
+    async def scan(self, prefix: str = "") -> AsyncIterator[Snapshot]:
+        self._open_store()
+        await self._ping()
+        async for snapshot in super().scan(prefix):
+            yield snapshot
+
+
+class UnboundedAfterOpenConnector(PingingConnector):
+    """Bounds connecting, but waits for answers without a timeout once open."""
+
+    async def _answer(self, reader: asyncio.StreamReader) -> bytes:
+        return await reader.readline()

@@ -3,6 +3,10 @@ guarding the rule it breaks, with a message naming that rule."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+
 import pytest
 
 from tests.conformance.runner import run_suite
@@ -250,3 +254,49 @@ def test_a_namespace_without_drop_is_a_usage_error() -> None:
     run = run_suite("conformance/test_versioning.py", "--connector", BROKEN + "NoDropConnector")
     assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.output[-2000:]
     assert "declares namespace_option 'namespace' but has no drop()" in run.output
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    """A line-echo server in a process of its own (the suite's proxy stands in front of it)."""
+    code = (
+        "import asyncio\n"
+        "async def echo(r, w):\n"
+        "    while line := await r.readline():\n"
+        "        w.write(line)\n"
+        "async def main():\n"
+        "    server = await asyncio.start_server(echo, '127.0.0.1', 0)\n"
+        "    print(server.sockets[0].getsockname()[1], flush=True)\n"
+        "    await server.serve_forever()\n"
+        "asyncio.run(main())\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("connector", "fails"),
+    [("PingingConnector", False), ("UnboundedAfterOpenConnector", True)],
+)
+def test_a_connector_unbounded_once_open(echo_server: int, connector: str, fails: bool) -> None:
+    """The proxy test fails a connector that bounds only its connecting, and passes the same
+    connector with every answer bounded (so it is a test a correct connector can pass)."""
+    run = run_suite(
+        "conformance/test_errors.py", "-k", "stops_answering", "-p", "no:timeout",
+        "--connector", BROKEN + connector, "--connector-url", f"ping://127.0.0.1:{echo_server}",
+        timeout=180,
+    )  # fmt: skip
+    if not fails:
+        assert run.returncode == 0 and run.count("passed") == 1, run.output[-4000:]
+        return
+    assert run.returncode == 1, run.output[-4000:]
+    assert run.failed_tests == [
+        "conformance/test_errors.py::test_server_that_stops_answering_mid_session"
+    ]
+    assert "rule: a call on a server that stops answering fails within" in run.output
+    assert "did not return within 5s" in run.output
