@@ -193,3 +193,20 @@ async def test_a_waiting_acknowledgement_fails_when_the_resolution_drops_the_wri
         await store.durable("doc", 2)
     version, data = await stored(other, "doc") or (0, {})
     assert version > theirs[0] and data["a"] == 2  # what we acknowledged is in storage
+
+
+async def test_a_delete_resolves_once_storage_has_it_not_when_its_version_was_stored(
+    make_store, backend, other
+) -> None:
+    """The delete of v1 comes after the put of v1: the stored put does not settle it."""
+    store, _ = await open_store(make_store, backend, "storage-wins")
+    store.put(rec("doc", 1, {"a": 1}))
+    await store.durable("doc", 1)
+    assert await stored(other, "doc") == (1, {"a": 1})
+    deleted = await store.delete("doc")
+    assert not deleted.done()  # v1 is stored, but the delete is not yet
+    async with asyncio.timeout(5):
+        await deleted  # expedited, not left for the (slow) interval
+    assert await stored(other, "doc") is None
+    again = await store.delete("doc")  # nothing left to delete: settled at once
+    assert again.done() and again.exception() is None
