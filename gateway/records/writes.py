@@ -71,6 +71,8 @@ def parse_change(msg: Message, limits: WriteLimits | None = None) -> Change:
     if action in (R.ERASE, R.PATCH, R.CREATEANDPATCH):
         tokens = _path(msg.path, limits)
         erase = action == R.ERASE
+        if erase and len(tokens) > max_depth:  # an erase creates the containers on its path
+            raise payload.refuse("too_deep", f"path is deeper than {max_depth}")
         value = (
             None if erase else payload.loads(msg.data, max_depth=max_depth, at_depth=len(tokens))
         )

@@ -163,6 +163,7 @@ async def test_depth_is_bounded_and_a_patch_counts_its_path(make_server: ServerF
     # Braces inside strings are not nesting: the exact depth decides, not a count of brackets.
     await peer.send(write(R.PATCH, "doc", '["[[[[[[[[[[[[{{{{{{{{{{"]', path=path))  # 8 + 1
     assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+    await refused(peer, write(R.ERASE, "doc", None, path=path + ".i.j.k"))  # would nest 11
     await peer.send(write(R.PATCH_MULTI, "doc", '[{"path":"a.b.c.d.e.f.g.x.i","data":[]}]'))
     assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT  # 9 + 1: exactly 10
     version, data = await read(peer, "doc")
