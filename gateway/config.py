@@ -248,6 +248,18 @@ class Config:
     write_behind: WriteBehindConfig = field(default_factory=WriteBehindConfig)
     auth: list[dict[str, Any]] = field(default_factory=list)
     """Authentication strategies tried in order (``gateway.auth``); empty: open auth."""
+    permissions: str = ""
+    """A Valve permission file (YAML or JSON; ``gateway.permissions``); empty: everything is
+    allowed."""
+    permissions_max_cross_reads: int = 8
+    """Records one rule may read with ``_()`` per check; past it the check is a
+    MESSAGE_PERMISSION_ERROR."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.permissions_max_cross_reads >= 0,
+            "permissions_max_cross_reads must be at least 0",
+        )
 
     @property
     def max_record_size(self) -> int:
@@ -330,7 +342,7 @@ _PATH_KEYS = ("users", "public_key", "jwks")
 
 
 def _relative_to(config: Config, base: Path) -> Config:
-    """Files named in the config (users, keys, certificates) are relative to its
+    """Files named in the config (permissions, users, keys, certificates) are relative to its
     directory."""
 
     def resolve(value: Any) -> Any:
@@ -351,4 +363,5 @@ def _relative_to(config: Config, base: Path) -> Config:
         config,
         server=dataclasses.replace(config.server, tls=tls),
         auth=auth,
+        permissions=resolve(config.permissions),
     )

@@ -26,8 +26,11 @@ from .auth import AuthChain, Authenticator, create_authenticator
 from .config import Config
 from .connection import Connection, Outbox
 from .events import EventHandler
+from .exceptions import ConfigError
 from .handler import Handler
 from .limits import LimitTrips, ThrottledLog
+from .permissions import Permissions
+from .permissions.gate import Gate
 from .presence import PresenceHandler
 from .protocol import (
     EventAction,
@@ -126,6 +129,15 @@ class Server:
             max_json_depth=self.config.server.max_json_depth,
         )
         self.presence = PresenceHandler()
+        self.gate: Gate | None = None
+        """The permission file's checks; None (no ``permissions``): everything is allowed."""
+        if self.config.permissions:
+            self.gate = Gate(
+                self._load_permissions(),
+                self.store,
+                max_json_depth=self.config.server.max_json_depth,
+            )
+        self.records.gate = self.gate
         self.handlers: dict[int, Handler] = {
             Topic.EVENT: self.events,
             Topic.RECORD: self.records,
@@ -199,11 +211,24 @@ class Server:
         await self.store.close()
 
     def reload(self) -> None:
-        """Re-read the files the server reads at startup (SIGHUP): users and key files.
-        Connections stay; a broken file is logged and what was loaded before stays."""
+        """Re-read the files the server reads at startup (SIGHUP): users, key files and
+        permissions. Connections stay; a broken file is logged and what was loaded before
+        stays."""
         log.info("reloading (SIGHUP)")
         if isinstance(self.authenticator, AuthChain):
             self.authenticator.reload()
+        if self.gate is not None:
+            try:
+                self.gate.permissions = self._load_permissions()
+            except ConfigError as exc:
+                log.error("%s; keeping the permissions loaded before", exc)
+            else:
+                log.info("permissions reloaded from %s", self.config.permissions)
+
+    def _load_permissions(self) -> Permissions:
+        return Permissions.load(
+            self.config.permissions, max_cross_reads=self.config.permissions_max_cross_reads
+        )
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -343,6 +368,13 @@ class Server:
             msg.names or (name is not None and len(name) > self._max_name_chars)
         ) and self._over_limits(conn, msg):
             return None
+        if self.gate is not None:
+            checked = self.gate.filter(conn, msg)
+            if checked is None:
+                return None
+            if not isinstance(checked, Message):
+                return self._guard(conn, msg, self._handle_checked(conn, handler, checked))
+            msg = checked
         try:
             pending = handler.handle(conn, msg)
         except Exception:
@@ -380,6 +412,16 @@ class Server:
             if one is not None and len(one) > chars and len(one.encode()) > limit:
                 return True
         return False
+
+    async def _handle_checked(
+        self, conn: Connection, handler: Handler, checked: Awaitable[Message | None]
+    ) -> None:
+        """A message whose permission rule read other records: handle what it allows."""
+        msg = await checked
+        if msg is not None:
+            pending = handler.handle(conn, msg)
+            if pending is not None:
+                await pending
 
     async def _guard(self, conn: Connection, msg: Message, pending: Awaitable[None]) -> None:
         try:

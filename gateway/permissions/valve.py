@@ -197,6 +197,43 @@ class Permissions:
         cache[key] = found
         return found
 
+    def check_now(
+        self,
+        section: str,
+        rule_type: str,
+        name: str,
+        user: User,
+        *,
+        data: Any = UNDEFINED,
+        old_data: Any = None,
+    ) -> tuple[Verdict, str] | None:
+        """:meth:`check` without I/O, ``old_data`` given as a value; ``None`` when the deciding
+        rule reads other records (``_()``): then await :meth:`check`."""
+        found = self.lookup(section, rule_type, name)
+        if found is None:
+            return Verdict.DENIED, f"no {section} pattern with a {rule_type} rule matches"
+        rule, variables = found
+        expression = rule.expression
+        if expression is None:
+            return (Verdict.ALLOWED, "") if rule.constant else (Verdict.DENIED, "rule is false")
+        if expression.reads_records:
+            return None
+        names: dict[str, Any] = {
+            "user": user.as_json(),
+            "now": int(time.time() * 1000),
+            "name": name,
+            "data": data,
+            "oldData": old_data,
+            **variables,
+        }
+        try:
+            result = expression.evaluate(Scope(names, {}))
+        except (RuleError, NeedRecord) as exc:
+            return Verdict.ERROR, f"rule {expression.source!r} failed: {exc}"
+        if truthy(result):
+            return Verdict.ALLOWED, ""
+        return Verdict.DENIED, f"rule {expression.source!r} is false"
+
     async def check(
         self,
         section: str,

@@ -15,10 +15,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Coroutine
 from functools import partial
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..config import LimitsConfig
 from ..connection import Connection
@@ -32,12 +34,16 @@ from ..exceptions import (
 from ..handler import unknown_action
 from ..limits import LimitTrips, ThrottledLog
 from ..listen import ListenRegistry
+from ..permissions import UNDEFINED, Verdict
 from ..protocol import Message, RecordAction, Topic, encode, payload
 from ..store import Record, RecordStore
 from ..subscriptions import SubscriptionRegistry
 from . import writes
 from .lanes import Lanes, OnError, Op
 from .messages import dumps, error, routed_error, snapshot
+
+if TYPE_CHECKING:
+    from ..permissions.gate import Gate
 
 __all__ = ["MAX_NAME_BYTES", "RecordHandler"]
 
@@ -65,6 +71,18 @@ def _valid_name(name: object, max_bytes: int = MAX_NAME_BYTES) -> TypeGuard[str]
 
 def _version(record: Record | None) -> int:
     return -1 if record is None else record.version
+
+
+def _size(record: Record | None) -> int:
+    return 2 if record is None else record.size
+
+
+def _READ_CHECK(record: Record | None) -> list[tuple[str, Any]]:
+    return [("read", UNDEFINED)]
+
+
+def _DELETE_CHECK(record: Record | None) -> list[tuple[str, Any]]:
+    return [("delete", UNDEFINED)]
 
 
 class RecordHandler:
@@ -105,6 +123,8 @@ class RecordHandler:
         self._tasks: set[asyncio.Task[None]] = set()
         """Strong references to write-ack tasks while they wait for durability."""
         self._unreadable_logged: set[str] = set()
+        self.gate: Gate | None = None
+        """Permission checks, set by the server; None: everything is allowed."""
         store.on_external_change = self._on_external_change
 
     # -- dispatch ------------------------------------------------------------------------
@@ -209,6 +229,55 @@ class RecordHandler:
             "record %r cannot be sent to clients (%s); reads get RECORD_LOAD_ERROR", name, exc
         )
 
+    # -- permissions -------------------------------------------------------------------------
+
+    def _checked(
+        self,
+        gate: Gate,
+        conn: Connection,
+        msg: Message,
+        name: str,
+        checks: Any,
+        op: Op,
+    ) -> Op:
+        """``op``, run only if every rule ``checks(record)`` lists (``(rule_type, data)``
+        pairs, in order) allows it on the record's current snapshot; otherwise the first
+        refusal is answered and the record stays as it is. Synchronous unless a rule reads
+        other records: then the returned op is a coroutine, so run it with ``sync=False``."""
+
+        def gated(record: Record | None) -> Record | Awaitable[Record | None] | None:
+            old = None if record is None else record.data
+            pending = list(checks(record))
+            while pending:
+                rule_type, data = pending.pop(0)
+                verdict = gate.decide(conn, "record", rule_type, name, data=data, old_data=old)
+                if type(verdict) is not tuple:
+                    return finish_later(record, verdict, rule_type, pending)
+                if verdict[0] is not Verdict.ALLOWED:
+                    gate.refuse(conn, msg, name, *verdict)
+                    return record
+            return op(record)
+
+        async def finish_later(
+            record: Record | None, first: Any, rule_type: str, rest: list[tuple[str, Any]]
+        ) -> Record | None:
+            old = None if record is None else record.data
+            verdict = await first
+            while True:
+                if verdict[0] is not Verdict.ALLOWED:
+                    gate.refuse(conn, msg, name, *verdict)
+                    return record
+                if not rest:
+                    break
+                rule_type, data = rest.pop(0)
+                verdict = gate.decide(conn, "record", rule_type, name, data=data, old_data=old)
+                if not isinstance(verdict, tuple):
+                    verdict = await verdict
+            result = op(record)
+            return await result if isinstance(result, Awaitable) else result
+
+        return gated
+
     # -- reads and subscriptions -----------------------------------------------------------
 
     def _subscribe_and_read(
@@ -239,9 +308,21 @@ class RecordHandler:
                 conn.send(reply)
                 return record
 
-            return op
+            gate = self.gate
+            if gate is None:
+                return op
 
-        return self._lanes.each(names, op_for, partial(self._load_error, conn, msg))
+            def checks(record: Record | None) -> list[tuple[str, Any]]:
+                # As the reference: a missing record asks ``create`` (or ``read`` if the
+                # message cannot create), an existing one ``read``.
+                return [("create" if record is None and create else "read", UNDEFINED)]
+
+            return self._checked(gate, conn, msg, name, checks, op)
+
+        sync = self.gate is None or not any(
+            self.gate.needs_io("record", ("create", "read"), name) for name in names
+        )
+        return self._lanes.each(names, op_for, partial(self._load_error, conn, msg), sync=sync)
 
     def _read(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         name = self._name(conn, msg)
@@ -262,7 +343,12 @@ class RecordHandler:
                     conn.send(reply)
             return record
 
-        return self._lanes.run(name, op, self._load_error(conn, msg, name))
+        gate = self.gate
+        if gate is None:
+            return self._lanes.run(name, op, self._load_error(conn, msg, name))
+        gated = self._checked(gate, conn, msg, name, _READ_CHECK, op)
+        sync = not gate.needs_io("record", ("read",), name)
+        return self._lanes.run(name, gated, self._load_error(conn, msg, name), sync=sync)
 
     def _heads(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         """HEAD_BULK and SUBSCRIBEANDHEAD: one HEAD_RESPONSE_BULK (-1 for missing names)."""
@@ -279,12 +365,24 @@ class RecordHandler:
 
             return op
 
+        gate = self.gate
+        if gate is not None:
+            plain_op_for = op_for
+
+            def op_for(name: str) -> Op:
+                return self._checked(gate, conn, msg, name, _READ_CHECK, plain_op_for(name))
+
         def finish() -> None:
             conn.send(Message(Topic.RECORD, R.HEAD_RESPONSE_BULK, versions=versions))
             if msg.action == R.SUBSCRIBEANDHEAD:
-                self._bulk(conn, msg)
+                allowed = [name for name in names if name in versions]  # refused: answered
+                if allowed:
+                    self._bulk(conn, dataclasses.replace(msg, names=allowed))
 
-        return self._lanes.each(names, op_for, partial(self._load_error, conn, msg), finish=finish)
+        sync = gate is None or not any(gate.needs_io("record", ("read",), n) for n in names)
+        return self._lanes.each(
+            names, op_for, partial(self._load_error, conn, msg), sync=sync, finish=finish
+        )
 
     def _bulk(self, conn: Connection, msg: Message) -> None:
         """SUBSCRIBE / UNSUBSCRIBE (and the subscribe half of SUBSCRIBEANDHEAD), then the ack."""
@@ -311,7 +409,24 @@ class RecordHandler:
         def on_error(exc: Exception) -> None:
             conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
 
-        return self._lanes.run(name, op, on_error)
+        gate = self.gate
+        if gate is None:
+            return self._lanes.run(name, op, on_error)
+
+        def checks(record: Record | None) -> list[tuple[str, Any]]:
+            data: Any = UNDEFINED
+            if gate.uses("record", "write", name, "data"):
+                # ``data`` is the record as this write would leave it; a write that cannot
+                # apply is refused as invalid when it does.
+                with contextlib.suppress(InvalidData):
+                    data = change({} if record is None else record.data, _size(record))[0]
+            if record is None and msg.action in writes.UPSERTS:
+                return [("create", UNDEFINED), ("write", data)]
+            return [("write", data)]
+
+        gated = self._checked(gate, conn, msg, name, checks, op)
+        sync = not gate.needs_io("record", ("create", "write"), name)
+        return self._lanes.run(name, gated, on_error, sync=sync)
 
     def _apply(
         self,
@@ -406,7 +521,11 @@ class RecordHandler:
             self._spawn(self._confirm_delete(conn, name, stored))
             return None
 
-        return self._lanes.run(name, op, self._load_error(conn, msg, name), sync=False)
+        gate = self.gate
+        checked: Op = op
+        if gate is not None:
+            checked = self._checked(gate, conn, msg, name, _DELETE_CHECK, op)
+        return self._lanes.run(name, checked, self._load_error(conn, msg, name), sync=False)
 
     async def _confirm_delete(self, conn: Connection, name: str, stored: Awaitable[None]) -> None:
         """DELETE_SUCCESS once storage has the deletion, RECORD_DELETE_ERROR if it never will."""

@@ -28,11 +28,20 @@ from ..store import Record
 from .messages import dumps, routed_error, snapshot
 from .paths import MAX_INDEX_GAP, MAX_TOKENS, Owned, Token, parse_path, patch
 
-__all__ = ["WRITES", "Change", "WriteLimits", "apply", "broadcast", "json_size", "parse_change"]
+__all__ = [
+    "UPSERTS",
+    "WRITES",
+    "Change",
+    "WriteLimits",
+    "apply",
+    "broadcast",
+    "json_size",
+    "parse_change",
+]
 
 R = RecordAction
 WRITES = frozenset({R.UPDATE, R.PATCH, R.ERASE, R.PATCH_MULTI, R.CREATEANDUPDATE, R.CREATEANDPATCH})
-_UPSERTS = frozenset({R.CREATEANDUPDATE, R.CREATEANDPATCH})
+UPSERTS = frozenset({R.CREATEANDUPDATE, R.CREATEANDPATCH})
 
 Change = Callable[[Any, int], tuple[Any, int]]
 """A validated write: (current data, its size) -> (new data, its estimated size). Raises
@@ -108,7 +117,7 @@ def apply(
     if the record would pass ``max_size`` bytes of JSON.
     """
     if record is None:
-        if msg.action not in _UPSERTS:
+        if msg.action not in UPSERTS:
             return routed_error(msg, R.RECORD_UPDATE_ERROR, name)
         record = Record(name, 0, {}, 2)  # what CREATE would make; stored only with this write
     current = record.version

@@ -1,0 +1,392 @@
+"""Permissions enforced by a real server over real sockets: every section and action, allowed
+and denied, with file logins (serverData in rules), SIGHUP-style reloads and hostile rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.auth.passwords import hash_password
+from gateway.protocol import EventAction, Message, PresenceAction, RecordAction, RpcAction, Topic
+from tests.conftest import ServerFactory, url_of
+from tests.wire import WireClient
+
+R, E, P, Q = RecordAction, EventAction, RpcAction, PresenceAction
+
+RULES: dict[str, Any] = {
+    "record": {
+        "*": {
+            "create": True,
+            "read": True,
+            "write": True,
+            "delete": False,
+            "listen": True,
+            "notify": False,
+        },
+        "secret/*": {
+            "read": "user.data.role === 'admin'",
+            "write": "user.data.role === 'admin'",
+            "create": "user.data.role === 'admin'",
+            "listen": False,
+        },
+        "profile/$owner": {"write": "user.id === $owner", "delete": "user.id === $owner"},
+        "counter": {"write": "data.value > oldData.value"},
+        "order/$id": {"create": "_('stock/' + $id).count > 0"},
+        "broken": {
+            "write": "data.constructor !== undefined || data.__proto__.x === 1",
+            "read": "oldData.a.b.c",
+        },
+    },
+    "event": {
+        "*": {"publish": True, "subscribe": True, "listen": True},
+        "admin/*": {"publish": "user.data.role === 'admin'", "subscribe": False, "listen": False},
+        "price": {"publish": "typeof data === 'number' && data > 0"},
+    },
+    "rpc": {
+        "*": {"provide": True, "request": True},
+        "admin/*": {"provide": "user.data.role === 'admin'", "request": False},
+    },
+    "presence": {"*": {"allow": "user.data.role === 'admin'"}},
+}
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    users = {
+        "alice": {
+            "password": hash_password("alice-pw"),
+            "serverData": {"role": "admin"},
+            "clientData": {"name": "Alice"},
+        },
+        "bob": {"password": hash_password("bob-pw"), "serverData": {"role": "user"}},
+    }
+    (tmp_path / "users.yml").write_text(yaml.safe_dump(users))
+    (tmp_path / "perms.yml").write_text(yaml.safe_dump(RULES))
+    return tmp_path
+
+
+@pytest.fixture
+async def url(make_server: ServerFactory, files: Path) -> str:
+    server = await make_server(
+        {
+            "auth": [{"type": "file", "users": str(files / "users.yml")}],
+            "permissions": str(files / "perms.yml"),
+        }
+    )
+    return url_of(server)
+
+
+async def login(url: str, user: str) -> WireClient:
+    return await WireClient.connect(url, login={"username": user, "password": f"{user}-pw"})
+
+
+async def denied(client: WireClient, topic: int, action: int = 0) -> Message:
+    """The next message of ``topic``, asserted to be MESSAGE_DENIED (or ``action``)."""
+    got = await client.recv()
+    want = (
+        action
+        or {
+            Topic.RECORD: R.MESSAGE_DENIED,
+            Topic.EVENT: E.MESSAGE_DENIED,
+            Topic.RPC: P.MESSAGE_DENIED,
+            Topic.PRESENCE: Q.MESSAGE_DENIED,
+        }[topic]
+    )
+    assert (got.topic, got.action, got.is_error) == (topic, want, True), got
+    return got
+
+
+async def test_record_writes_denied_change_nothing_and_reach_no_subscriber(url: str) -> None:
+    alice, bob = await login(url, "alice"), await login(url, "bob")
+    try:
+        await alice.send(
+            Message(Topic.RECORD, R.SUBSCRIBECREATEANDREAD, names=["secret/x"], correlation_id="s")
+        )
+        assert (await alice.recv()).is_ack
+        assert (await alice.recv()).action == R.READ_RESPONSE
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.UPDATE,
+                name="secret/x",
+                version=-1,
+                data='{"v":1}',
+                is_write_ack=True,
+                correlation_id="w1",
+            )
+        )
+        got = await denied(bob, Topic.RECORD)
+        assert (got.name, got.original_action, got.correlation_id, got.is_write_ack) == (
+            "secret/x",
+            R.UPDATE,
+            "w1",
+            True,
+        )
+        await alice.expect_silence()
+        # A patch, an erase and a patch_multi are writes too.
+        for action, extra in (
+            (R.PATCH, {"path": "a", "data": "1"}),
+            (R.ERASE, {"path": "a"}),
+            (R.PATCH_MULTI, {"data": '[{"path":"a","data":1}]'}),
+        ):
+            await bob.send(Message(Topic.RECORD, action, name="secret/x", version=-1, **extra))
+            assert (await denied(bob, Topic.RECORD)).original_action == action
+        await bob.send(Message(Topic.RECORD, R.READ, name="secret/x"))
+        assert (await denied(bob, Topic.RECORD)).original_action == R.READ
+        await bob.send(Message(Topic.RECORD, R.HEAD, name="secret/x"))
+        await denied(bob, Topic.RECORD)
+        # The admin's write goes through, and the record shows nothing of bob's attempts.
+        await alice.send(
+            Message(
+                Topic.RECORD,
+                R.UPDATE,
+                name="secret/x",
+                version=-1,
+                data='{"v":2}',
+                is_write_ack=True,
+                correlation_id="w2",
+            )
+        )
+        assert (await alice.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+        await alice.send(Message(Topic.RECORD, R.READ, name="secret/x"))
+        got = await alice.recv()
+        assert (got.action, got.version, json.loads(got.data or "")) == (
+            R.READ_RESPONSE,
+            1,
+            {"v": 2},
+        )
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_record_create_subscribe_delete_listen_notify(url: str) -> None:
+    bob = await login(url, "bob")
+    try:
+        # Creating a secret record is denied; nothing is created, nothing subscribed.
+        await bob.send(
+            Message(
+                Topic.RECORD, R.SUBSCRIBECREATEANDREAD, names=["secret/y", "ok"], correlation_id="c"
+            )
+        )
+        msgs = [await bob.recv() for _ in range(3)]
+        kinds = sorted((m.action, m.name) for m in msgs)
+        assert (R.MESSAGE_DENIED, "secret/y") in kinds and (R.READ_RESPONSE, "ok") in kinds
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.CREATEANDUPDATE,
+                name="secret/z",
+                version=-1,
+                data="{}",
+                correlation_id="u",
+                is_write_ack=True,
+            )
+        )
+        got = await denied(bob, Topic.RECORD)
+        assert (got.original_action, got.correlation_id) == (R.CREATEANDUPDATE, "u")
+        # Bulk subscribe: the denied name answered, the rest subscribed and acked.
+        await bob.send(
+            Message(Topic.RECORD, R.SUBSCRIBE, names=["secret/a", "open/a"], correlation_id="b")
+        )
+        got = await denied(bob, Topic.RECORD)
+        assert (got.name, got.correlation_id) == ("secret/a", "b")
+        ack = await bob.recv()
+        assert ack.is_ack and ack.correlation_id == "b"
+        # Delete: only one's own profile.
+        await bob.send(
+            Message(Topic.RECORD, R.CREATEANDUPDATE, name="profile/alice", version=-1, data="{}")
+        )
+        assert (await denied(bob, Topic.RECORD)).original_action == R.CREATEANDUPDATE
+        await bob.send(Message(Topic.RECORD, R.DELETE, name="profile/alice"))
+        assert (await denied(bob, Topic.RECORD)).original_action == R.DELETE
+        await bob.send(Message(Topic.RECORD, R.DELETE, name="open/a"))
+        await denied(bob, Topic.RECORD)
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.CREATEANDUPDATE,
+                name="profile/bob",
+                version=-1,
+                data='{"n":1}',
+                is_write_ack=True,
+                correlation_id="p",
+            )
+        )
+        assert (await bob.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+        await bob.send(Message(Topic.RECORD, R.DELETE, name="profile/bob"))
+        assert (await bob.recv()).action == R.DELETE_SUCCESS
+        await bob.send(Message(Topic.RECORD, R.LISTEN, name="secret/.*", correlation_id="l"))
+        got = await denied(bob, Topic.RECORD)
+        assert (got.name, got.original_action) == ("secret/.*", R.LISTEN)
+        await bob.send(Message(Topic.RECORD, R.NOTIFY, names=["open/a"], correlation_id="n"))
+        await denied(bob, Topic.RECORD)
+        await bob.expect_silence()
+    finally:
+        await bob.close()
+
+
+async def test_rules_over_data_old_data_and_other_records(url: str) -> None:
+    bob = await login(url, "bob")
+    try:
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.CREATEANDUPDATE,
+                name="counter",
+                version=-1,
+                data='{"value":1}',
+                is_write_ack=True,
+                correlation_id="1",
+            )
+        )
+        await denied(bob, Topic.RECORD, R.MESSAGE_PERMISSION_ERROR)  # oldData is null: it throws
+        # (a record that does not exist has oldData null, as in the reference)
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.CREATEANDUPDATE,
+                name="stock/7",
+                version=-1,
+                data='{"count":0}',
+                is_write_ack=True,
+                correlation_id="2",
+            )
+        )
+        assert (await bob.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.CREATEANDUPDATE,
+                name="order/7",
+                version=-1,
+                data="{}",
+                is_write_ack=True,
+                correlation_id="3",
+            )
+        )
+        await denied(bob, Topic.RECORD)  # _('stock/7').count is 0
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.PATCH,
+                name="stock/7",
+                version=-1,
+                path="count",
+                data="3",
+                is_write_ack=True,
+                correlation_id="4",
+            )
+        )
+        assert (await bob.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.CREATEANDUPDATE,
+                name="order/7",
+                version=-1,
+                data="{}",
+                is_write_ack=True,
+                correlation_id="5",
+            )
+        )
+        assert (await bob.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+        # An escape attempt in a rule is only an error for that message; the server lives on.
+        await bob.send(
+            Message(Topic.RECORD, R.CREATEANDUPDATE, name="broken", version=-1, data='{"a":1}')
+        )
+        await denied(bob, Topic.RECORD, R.MESSAGE_PERMISSION_ERROR)  # __proto__ is undefined
+        await bob.send(Message(Topic.RECORD, R.READ, name="stock/7"))
+        assert json.loads((await bob.recv()).data or "") == {"count": 3}
+    finally:
+        await bob.close()
+
+
+async def test_events_rpc_presence(url: str) -> None:
+    alice, bob = await login(url, "alice"), await login(url, "bob")
+    try:
+        await alice.send(Message(Topic.EVENT, E.SUBSCRIBE, names=["price"], correlation_id="1"))
+        assert (await alice.recv()).is_ack
+        await bob.send(Message(Topic.EVENT, E.EMIT, name="price", data="-1"))
+        assert (await denied(bob, Topic.EVENT)).original_action == E.EMIT
+        await bob.send(Message(Topic.EVENT, E.EMIT, name="price", data="5"))
+        assert (await alice.recv()).data == "5"
+        await bob.send(Message(Topic.EVENT, E.EMIT, name="admin/x", data="1"))
+        await denied(bob, Topic.EVENT)
+        await bob.send(Message(Topic.EVENT, E.SUBSCRIBE, names=["admin/x"], correlation_id="2"))
+        got = await denied(bob, Topic.EVENT)
+        assert (got.name, got.correlation_id) == ("admin/x", "2")
+        await bob.send(Message(Topic.EVENT, E.LISTEN, name="admin/.*", correlation_id="3"))
+        await denied(bob, Topic.EVENT)
+        await bob.send(Message(Topic.RPC, P.PROVIDE, names=["admin/op"], correlation_id="4"))
+        assert (await denied(bob, Topic.RPC)).name == "admin/op"
+        await alice.send(Message(Topic.RPC, P.PROVIDE, names=["admin/op"], correlation_id="5"))
+        assert (await alice.recv()).is_ack
+        await alice.send(
+            Message(Topic.RPC, P.REQUEST, name="admin/op", correlation_id="6", data="1")
+        )
+        got = await denied(alice, Topic.RPC)
+        assert (got.correlation_id, got.original_action) == ("6", P.REQUEST)
+        await bob.send(Message(Topic.PRESENCE, Q.QUERY_ALL, correlation_id="7"))
+        await denied(bob, Topic.PRESENCE)
+        await bob.send(Message(Topic.PRESENCE, Q.SUBSCRIBE, names=["alice"], correlation_id="8"))
+        assert (await denied(bob, Topic.PRESENCE)).name == "alice"
+        await alice.send(Message(Topic.PRESENCE, Q.QUERY, names=["bob"], correlation_id="9"))
+        assert (await alice.recv()).action == Q.QUERY_RESPONSE
+        await bob.expect_silence()
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_reload_swaps_rules_keeps_connections_and_survives_a_broken_file(
+    make_server: ServerFactory, files: Path
+) -> None:
+    perms = files / "perms.yml"
+    perms.write_text(yaml.safe_dump({"event": {"*": {"publish": True}}}))
+    server = await make_server({"permissions": str(perms)})
+    client = await WireClient.connect(url_of(server), login={})
+    try:
+        await client.send(Message(Topic.EVENT, E.EMIT, name="a", data="1"))
+        await client.expect_silence()
+        perms.write_text(yaml.safe_dump({"event": {"*": {"publish": False}}}))
+        server.reload()
+        await client.send(Message(Topic.EVENT, E.EMIT, name="a", data="1"))
+        await denied(client, Topic.EVENT)
+        perms.write_text("event: {'*': {publish: 'user.'}}")  # does not parse: kept as before
+        server.reload()
+        await client.send(Message(Topic.EVENT, E.EMIT, name="a", data="1"))
+        await denied(client, Topic.EVENT)
+    finally:
+        await client.close()
+
+
+async def test_ordering_across_a_rule_that_reads_records(url: str) -> None:
+    """A write whose rule reads another record waits in its lane; the same client's later
+    read of that record sees it (no overtaking)."""
+    alice = await login(url, "alice")
+    try:
+        await alice.send(
+            Message(Topic.RECORD, R.CREATEANDUPDATE, name="stock/9", version=-1, data='{"count":1}')
+        )
+        for i in range(5):
+            await alice.send(
+                Message(
+                    Topic.RECORD,
+                    R.CREATEANDUPDATE,
+                    name="order/9",
+                    version=-1,
+                    data=json.dumps({"i": i}),
+                )
+            )
+        await alice.send(Message(Topic.RECORD, R.READ, name="order/9"))
+        got = await alice.recv()
+        assert (got.action, json.loads(got.data or "")) == (R.READ_RESPONSE, {"i": 4})
+        await asyncio.sleep(0)
+    finally:
+        await alice.close()
