@@ -66,6 +66,12 @@ class ServerConfig:
     """Open TCP connections from one remote address; past it HTTP 503."""
     tls: TlsConfig | None = None
     """``{cert, key}`` (PEM files) to serve ``wss://`` and ``https://`` on this port."""
+    max_messages_per_second: float = 10_000.0
+    """Messages one client may send per second on average (a token bucket); past it the client
+    gets CONNECTION ERROR and is closed (1008). 0: no limit. The default stays out of the way
+    of a client writing as fast as one connection can (benchmarks, bulk loads)."""
+    message_burst: int = 20_000
+    """Messages one client may send at once above that rate (the bucket's size)."""
     max_json_depth: int = DEFAULT_MAX_DEPTH
     """Containers nested in any JSON a client sends (record data, counted from the record's
     root so a PATCH counts its path; AUTH data). Deeper gets INVALID_MESSAGE_DATA."""
@@ -84,6 +90,11 @@ class ServerConfig:
             "max_connections_per_ip",
         ):
             _require(getattr(self, key) >= 1, f"server.{key} must be at least 1")
+        _require(self.max_messages_per_second >= 0, "server.max_messages_per_second must be >= 0")
+        _require(
+            self.message_burst >= 1 or self.max_messages_per_second == 0,
+            "server.message_burst must be at least 1",
+        )
         for key in ("heartbeat_interval", "unauthenticated_timeout"):
             _require(getattr(self, key) > 0, f"server.{key} must be positive")
         _require(

@@ -200,6 +200,7 @@ class Connection(asyncio.Protocol):
         "refusal",
         "server_data",
         "session",
+        "tokens",
         "transport",
         "unsent",
         "user_id",
@@ -222,6 +223,8 @@ class Connection(asyncio.Protocol):
         self.client_data: Any = None
         self.server_data: Any = None
         self.last_seen = 0.0
+        self.tokens = 0.0
+        """Messages the client may still send at once (``server.max_messages_per_second``)."""
         self.auth_timer: asyncio.TimerHandle | None = None
         self.max_send_buffer = max_send_buffer
         self.peer: str | None = None

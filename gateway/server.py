@@ -24,7 +24,7 @@ from websockets.server import ServerProtocol
 from . import metrics
 from .auth import AuthChain, Authenticator, create_authenticator
 from .config import Config
-from .connection import Connection, Outbox
+from .connection import CLOSE_POLICY, Connection, Outbox
 from .events import EventHandler
 from .exceptions import ConfigError
 from .handler import Handler
@@ -33,6 +33,7 @@ from .permissions import Permissions
 from .permissions.gate import Gate
 from .presence import PresenceHandler
 from .protocol import (
+    ConnectionAction,
     EventAction,
     Message,
     ParserAction,
@@ -153,6 +154,8 @@ class Server:
         self._max_name = limits.max_name_length
         self._max_name_chars = limits.max_name_length // 4  # no longer string can be too long
         self._max_names = limits.max_names_per_message
+        self._rate = self.config.server.max_messages_per_second
+        self._burst = float(self.config.server.message_burst)
         self.serving = False
         self._clock = time.monotonic  # the event loop's clock, once started
         self._heartbeat: asyncio.Task[None] | None = None
@@ -325,6 +328,7 @@ class Server:
         if self._keep_headers:
             conn.headers = dict(request.headers.raw_items())
         conn.last_seen = self._clock()
+        conn.tokens = self._burst
         conn.auth_timer = asyncio.get_running_loop().call_later(
             self.config.server.unauthenticated_timeout, self._auth_timeout, conn
         )
@@ -332,7 +336,16 @@ class Server:
 
     def received(self, conn: Connection, frame: bytes | str) -> Awaitable[None] | None:
         """One message from ``conn``: through its session to a topic handler."""
-        conn.last_seen = self._clock()
+        now = self._clock()
+        if self._rate:  # a token bucket; last_seen is when it was last filled
+            tokens = conn.tokens + (now - conn.last_seen) * self._rate
+            if tokens < 1.0:
+                conn.tokens = tokens
+                conn.last_seen = now
+                self._too_fast(conn)
+                return None
+            conn.tokens = tokens - 1.0 if tokens < self._burst else self._burst - 1.0
+        conn.last_seen = now
         session = conn.session
         result = session.receive(frame)
         if session.outbox:
@@ -346,6 +359,17 @@ class Server:
         if session.closing:
             conn.close(session.close_code, session.close_reason)
         return pending
+
+    def _too_fast(self, conn: Connection) -> None:
+        """Past ``server.max_messages_per_second``: say so and close; drop what follows."""
+        if not conn.is_open or conn.protocol.close_expected():
+            return
+        key = "server.max_messages_per_second"
+        self.trips.trip(key)
+        _throttled.warning("%r sends faster than %s; closing it", conn, key)
+        reason = f"message rate limit exceeded ({key}: {self._rate:g}/s)"
+        conn.send(Message(Topic.CONNECTION, ConnectionAction.ERROR, data=json.dumps(reason)))
+        conn.close(CLOSE_POLICY, "message rate limit exceeded")
 
     def closed(self, conn: Connection) -> None:
         if conn.auth_timer is not None:
