@@ -486,3 +486,31 @@ async def test_passwords_stay_out_of_errors(tmp_path: Path) -> None:
             assert (await connector.write([Put("a", 1, {})]))[0].ok
     finally:
         server.kill()
+
+
+async def test_a_refused_record_fails_alone_in_the_flusher(redis_server: RedisServer) -> None:
+    # WRONGTYPE refuses the whole script (nothing written); the flusher then writes the batch
+    # record by record, so only the record under the hand-made key fails its writer.
+    prefix = _prefix()
+    raw = await _raw(redis_server)
+    try:
+        await raw.set(f"{{{prefix}}}:record:c/bad", "not a hash")
+    finally:
+        await raw.aclose()
+    connector = RedisConnector(redis_server.url, prefix=prefix, timeout=2)
+    store = CachedStore(connector, write_behind=WriteBehindConfig(interval=3600))
+    await store.open()
+    try:
+        for name in ("a/1", "c/bad", "d/1"):
+            store.put(Record(name, 1, {"n": name}))
+        await store.durable("a/1", 1)
+        await store.durable("d/1", 1)
+        with pytest.raises(StorageRejected):
+            await store.durable("c/bad", 1)
+        assert store.stats.failed == 1
+    finally:
+        await store.close()
+    async with RedisConnector(redis_server.url, prefix=prefix) as reader:
+        assert set(await reader.get_many(["a/1", "d/1"])) == {"a/1", "d/1"}
+        with pytest.raises(StorageRejected, match="WRONGTYPE"):  # still not ours to read
+            await reader.get("c/bad")
