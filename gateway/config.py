@@ -23,6 +23,7 @@ __all__ = [
     "CONFLICT_POLICIES",
     "CacheConfig",
     "Config",
+    "HttpConfig",
     "LimitsConfig",
     "ListenConfig",
     "RpcConfig",
@@ -164,6 +165,38 @@ class RpcConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    """The HTTP API (deepstream's JSON format) on the server's port."""
+
+    enabled: bool = True
+    path: str = "/api"
+    """``POST`` here runs a batch of operations; ``POST {path}/auth`` logs in for a token."""
+    max_body_size: int = 1_048_576
+    """Bytes of a request body; a larger Content-Length gets 413 before the body is read."""
+    request_timeout: float = 30.0
+    """Seconds a request's operations may take (writes waiting for durability included);
+    an operation still unfinished then answers a failure."""
+    token_ttl: float = 3600.0
+    """Seconds a token from ``POST {path}/auth`` stays valid."""
+    max_tokens: int = 100_000
+    """Tokens kept at once; past it the oldest are forgotten first."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.path.startswith("/") and len(self.path) > 1,
+            "http.path must start with / and not be / alone",
+        )
+        for key in ("max_body_size", "max_tokens"):
+            _require(getattr(self, key) >= 1, f"http.{key} must be at least 1")
+        for key in ("request_timeout", "token_ttl"):
+            _require(getattr(self, key) > 0, f"http.{key} must be positive")
+
+    @property
+    def auth_path(self) -> str:
+        return self.path.rstrip("/") + "/auth"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ListenConfig:
     response_timeout: float = 0.5
 
@@ -254,6 +287,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     write_behind: WriteBehindConfig = field(default_factory=WriteBehindConfig)

@@ -41,6 +41,7 @@ from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
 
 from .auth import OPEN_USER
+from .httpapi.request import HttpRefusal, HttpRequest, HttpResponse, RequestReader
 from .limits import LimitTrips, ThrottledLog
 from .protocol import Message, encode
 from .protocol.session import Session
@@ -59,6 +60,8 @@ CLOSE_TIMEOUT = 10.0
 """Seconds the peer has to finish the closing handshake before the socket is dropped."""
 MAX_QUEUE = 64
 """Messages that may wait behind a slow one before reading pauses."""
+HTTP_SHUTDOWN_GRACE = 2.0
+"""Seconds an HTTP request being answered at shutdown has to finish before its socket drops."""
 OVERFLOW_GRACE = 1.0
 """Seconds a connection closed for its send buffer has to take the close frame."""
 CLOSE_POLICY = 1008
@@ -91,6 +94,16 @@ class Service(Protocol):
 
     def closed(self, conn: Connection) -> None:
         """No more messages will come (called once, after the last one is handled)."""
+
+    def http_reader(self) -> RequestReader:
+        """A reader for a request that is not a GET (the API's POSTs)."""
+
+    def http_request(self, conn: Connection, request: HttpRequest) -> Awaitable[HttpResponse]:
+        """The answer to a request read by ``http_reader``."""
+
+    @property
+    def http_timeout(self) -> float:
+        """Seconds an HTTP request, once read, may take before its socket is dropped."""
 
 
 _framed: tuple[bytes, bytes] = (b"", b"\x82\x00")
@@ -175,6 +188,8 @@ class Connection(asyncio.Protocol):
         "_fragmented",
         "_fragments",
         "_held",
+        "_http",
+        "_http_task",
         "_in_outbox",
         "_loop",
         "_opened",
@@ -185,6 +200,7 @@ class Connection(asyncio.Protocol):
         "_queued_bytes",
         "_room",
         "_service",
+        "_sniffed",
         "_timer",
         "auth_timer",
         "authenticated",
@@ -259,6 +275,11 @@ class Connection(asyncio.Protocol):
         self._ended = False  # no more messages will come
         self._done = False  # the service was told
         self._timer: asyncio.TimerHandle | None = None
+        self._sniffed: bytes | None = b""
+        """The first bytes, until they tell a GET (WebSocket, health, metrics) from another
+        method (the HTTP API); None once decided."""
+        self._http: RequestReader | None = None
+        self._http_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection #{self.id} user={self.user_id!r}>"
@@ -384,6 +405,13 @@ class Connection(asyncio.Protocol):
         self._drop_after(REFUSAL_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
+        if self._sniffed is not None:
+            data = self._sniff(data)
+            if not data:
+                return
+        if self._http is not None:
+            self._http_received(data)
+            return
         protocol = self.protocol
         protocol.receive_data(data)
         if protocol.writes:  # a pong, the echo of a close frame, a refused handshake
@@ -396,14 +424,78 @@ class Connection(asyncio.Protocol):
                 self._handshake(cast(Request, event))
         self._outbox.flush()  # the replies and fan-outs of this read, without waiting a pass
 
+    def _sniff(self, data: bytes) -> bytes:
+        """Route the connection by its request method: GET to the WebSocket protocol (which
+        answers health, metrics and the handshake), anything else to the HTTP API's reader.
+        Returns the bytes to process now (none while undecided)."""
+        assert self._sniffed is not None
+        data = self._sniffed + data
+        if self.refusal is None and len(data) < 4 and b"GET ".startswith(data):
+            self._sniffed = data
+            return b""
+        self._sniffed = None
+        if self.refusal is None and not data.startswith(b"GET "):
+            self._http = self._service.http_reader()
+        return data
+
+    def _http_received(self, data: bytes) -> None:
+        assert self._http is not None
+        if self._http_task is not None:
+            return  # one request per connection: anything after it is ignored
+        outcome = self._http.feed(data)
+        if outcome is None:
+            return
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if isinstance(outcome, HttpRefusal):
+            self._http_task = self._loop.create_task(self._http_refuse(outcome))
+        else:
+            self._drop_after(self._service.http_timeout)
+            self._http_task = self._loop.create_task(self._http_serve(outcome))
+
+    async def _http_refuse(self, refusal: HttpRefusal) -> None:
+        self._http_answer(HttpResponse.text(refusal.status, refusal.reason))
+
+    async def _http_serve(self, request: HttpRequest) -> None:
+        try:
+            response = await self._service.http_request(self, request)
+        except Exception:
+            _throttled.exception("answering HTTP %s %s failed", request.method, request.path)
+            response = HttpResponse.text(500, "Internal server error.")
+        self._http_answer(response)
+
+    def _http_answer(self, response: HttpResponse) -> None:
+        """Send ``response`` and close: the transport flushes it first; a peer that does not
+        read it is dropped after ``CLOSE_TIMEOUT``."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(response.wire(SERVER))
+        transport.close()
+        self._drop_after(CLOSE_TIMEOUT)
+
+    def shutdown(self) -> None:
+        """The server stops: close a WebSocket with 1001 (going away); give an HTTP request
+        being answered ``HTTP_SHUTDOWN_GRACE`` seconds; drop any other socket now."""
+        if self.is_open:
+            self.close(1001)
+        elif self._http_task is not None and not self._http_task.done():
+            self._drop_after(HTTP_SHUTDOWN_GRACE)
+        elif self.transport is not None and not self.protocol.close_expected():
+            self.transport.close()  # still in its opening handshake, or reading a request
+            self._drop_after(CLOSE_TIMEOUT)
+
     def resume_writing(self) -> None:
         if self._held:  # the socket buffer drained below the low-water mark
             self._outbox.hold(self, 0)
 
-    def eof_received(self) -> None:
+    def eof_received(self) -> bool | None:
+        if self._http_task is not None:
+            return True  # the client half-closed after its request: still send the answer
         self.protocol.receive_eof()
         self._flush()
         # Returning None closes the transport: WebSocket endpoints never write after EOF.
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()  # idempotent; the protocol state becomes CLOSED
@@ -412,8 +504,8 @@ class Connection(asyncio.Protocol):
         if self._held:
             self._outbox.hold(self, 0)
         self._end()
-        if self._done and not self.closed.done():
-            self.closed.set_result(None)
+        if (self._done or not self._opened) and not self.closed.done():
+            self.closed.set_result(None)  # never a WebSocket: nothing else to wait for
 
     # -- receiving -------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from .connection import CLOSE_POLICY, Connection, Outbox
 from .events import EventHandler
 from .exceptions import ConfigError
 from .handler import Handler
+from .httpapi.api import HttpApi
+from .httpapi.request import HttpRequest, HttpResponse, RequestReader
 from .limits import LimitTrips, ThrottledLog
 from .permissions import Permissions
 from .permissions.gate import Gate
@@ -145,6 +147,12 @@ class Server:
             Topic.RPC: self.rpc,
             Topic.PRESENCE: self.presence,
         }
+        self.http_api = HttpApi(
+            self.config.http,
+            authenticator=self.authenticator,
+            dispatch=self.dispatch,
+            max_json_depth=self.config.server.max_json_depth,
+        )
         self._tcp_server: asyncio.Server | None = None
         self._sockets: set[Connection] = set()
         """Every TCP connection, open WebSocket or not (``connections``: the open ones)."""
@@ -202,10 +210,7 @@ class Server:
             self.serving = False
             self._tcp_server.close()
             for conn in list(self._sockets):
-                if conn.is_open:
-                    conn.close(1001)
-                elif conn.transport is not None and not conn.protocol.close_expected():
-                    conn.transport.close()  # still in its opening handshake
+                conn.shutdown()
             if self._sockets:
                 await asyncio.wait([conn.closed for conn in self._sockets])
             await self._tcp_server.wait_closed()
@@ -260,11 +265,26 @@ class Server:
                 send_buffers=self._outbox.held,
             )
             response = protocol.reject(http.HTTPStatus.OK, body)
+            del response.headers["Content-Type"]  # reject's text/plain: one Content-Type only
             response.headers["Content-Type"] = metrics.CONTENT_TYPE
             return response
         if path != cfg.path:
             return protocol.reject(http.HTTPStatus.NOT_FOUND, "Not Found\n")
         return None
+
+    def http_reader(self) -> RequestReader:
+        return RequestReader(self.config.http.max_body_size)
+
+    async def http_request(self, conn: Connection, request: HttpRequest) -> HttpResponse:
+        """A request that is not a GET: the HTTP API's, or 404."""
+        if not self.config.http.enabled or not self.http_api.serves(request.path):
+            return HttpResponse.text(404, "Not Found")
+        return await self.http_api.handle(request, conn.peer or "?")
+
+    @property
+    def http_timeout(self) -> float:
+        # The API answers within its request_timeout; the margin covers logging in.
+        return self.config.http.request_timeout + 10.0
 
     # -- connections ---------------------------------------------------------------------
 
@@ -352,7 +372,7 @@ class Server:
             conn.flush_session()
         pending: Awaitable[None] | None = None
         if type(result) is Message:
-            pending = self._dispatch(conn, result)
+            pending = self.dispatch(conn, result)
         elif result is not None:
             assert isinstance(result, AuthRequest)
             pending = self._authenticate(conn, result.auth_data)
@@ -382,7 +402,9 @@ class Server:
                 except Exception:
                     log.exception("cleanup of %r failed", conn)
 
-    def _dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    def dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        """Hand ``msg`` from ``conn`` (a client's, or the HTTP API's virtual connection) to
+        its topic handler, within ``limits``."""
         handler = self.handlers.get(msg.topic)
         if handler is None:  # a known topic recordgate does not serve (LOCK, MONITORING, ...)
             conn.send(Message(Topic.PARSER, ParserAction.UNKNOWN_TOPIC, original_topic=msg.topic))
