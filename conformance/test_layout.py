@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from conformance.plugin import MakeConnector
 from connectors.base import DEFAULT_COLLECTION, Connector, Put, RawReader
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.requires("raw")]
@@ -87,3 +88,22 @@ async def test_refused_write_leaves_layout_alone(
     assert await raw_reader.read_raw(name) == before, (
         "rule: a refused write or an idempotent retry leaves the stored item alone"
     )
+
+
+async def test_raw_reader_reads_without_the_connector(
+    make_connector: MakeConnector, name_prefix: str
+) -> None:
+    """The raw reader reads the layout through its own connection, not through the connector
+    (which would check the connector against itself)."""
+    name = f"{name_prefix}/own"
+    connector = await make_connector()
+    await connector.write([Put(name, 2, {"own": True})])
+    reader = connector.raw_reader()
+    try:
+        await connector.close()
+        item = await reader.read_raw(name)
+        rule = "rule: the raw reader reads the stored layout on its own connection"
+        assert item is not None and (item["version"], item["data"]) == (2, {"own": True}), rule
+        assert await reader.count_raw(name_prefix) == 1, rule
+    finally:
+        await reader.close()

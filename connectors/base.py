@@ -101,7 +101,8 @@ Capabilities (``Connector.capabilities``) name optional features; the suite skip
 Stored layout: a record ``user/42`` belongs to collection ``user`` (the part before the first
 ``/``; names without one, or starting with one, go to ``DEFAULT_COLLECTION``), its key is the
 full name, and each stored item holds name, version, data as a native JSON document, and an
-update timestamp (UTC) that moves on every applied write.
+update timestamp (UTC) that moves on every applied write (a refused write or an idempotent
+retry changes nothing stored, not even the timestamp).
 """
 
 from __future__ import annotations

@@ -557,6 +557,29 @@ class TouchOnRefusalConnector(_Broken):
         return results
 
 
+class SelfCheckingRawReaderConnector(_Broken):
+    """Its "raw" reader reads through the connector itself, so it checks nothing."""
+
+    def raw_reader(self) -> Any:
+        connector = self
+
+        class Reader:
+            async def read_raw(self, name: str) -> dict[str, Any] | None:
+                snapshot = await connector.get(name)
+                if snapshot is None:
+                    return None
+                item = await MemoryConnector.raw_reader(connector).read_raw(name)
+                return {**(item or {}), "version": snapshot.version, "data": snapshot.data}
+
+            async def count_raw(self, prefix: str = "") -> int:
+                return len([s async for s in connector.scan(prefix)])
+
+            async def close(self) -> None:
+                return None
+
+        return Reader()
+
+
 # -- namespaces and networks -----------------------------------------------------------------
 
 

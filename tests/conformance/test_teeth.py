@@ -189,6 +189,11 @@ TRAPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("test_layout.py::test_update_moves_version_and_timestamp",),
         "rule: updated_at moves on every applied write",
     ),
+    "SelfCheckingRawReaderConnector": (
+        ("test_layout.py",),
+        ("test_layout.py::test_raw_reader_reads_without_the_connector",),
+        "StorageUnavailable: memory connector is not open",
+    ),
     "TouchOnRefusalConnector": (
         ("test_layout.py",),
         ("test_layout.py::test_refused_write_leaves_layout_alone",),
