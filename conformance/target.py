@@ -101,7 +101,8 @@ def url_for(cls: type[Connector], url: str, host: str, port: int) -> str | None:
     if not parts.hostname:
         return None
     userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+    netloc = f"{userinfo}@{address}" if userinfo else address
     return urlunsplit(parts._replace(netloc=netloc))
 
 
