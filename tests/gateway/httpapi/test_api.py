@@ -354,9 +354,7 @@ async def test_websockets_health_and_metrics_still_work_beside_it(server: Server
 async def secured(make_server: ServerFactory, tmp_path: Path) -> Server:
     users = tmp_path / "users.yml"
     users.write_text(f"ada: {{password: '{hash_password('pw')}', clientData: {{theme: dark}}}}\n")
-    return await make_server(
-        {"auth": [{"type": "file", "users": str(users)}], "http": {"token_ttl": 1.0}}
-    )
+    return await make_server({"auth": [{"type": "file", "users": str(users)}]})
 
 
 async def test_auth_data_in_the_request(secured: Server) -> None:
@@ -388,8 +386,16 @@ async def test_a_token_from_the_auth_endpoint(secured: Server) -> None:
     assert (await post(secured.port, {"body": [head], "token": token}))[0] == 200
     assert (await post(secured.port, {"body": [head], "token": token[:-1] + "x"}))[0] == 401
     assert (await post(secured.port, {"body": [head], "token": ""}))[0] == 400
-    await asyncio.sleep(1.2)  # http.token_ttl
-    assert (await post(secured.port, {"body": [head], "token": token}))[0] == 401
+    assert (await post(secured.port, {"body": [head], "token": 7}))[0] == 400
+
+
+async def test_a_token_expires_after_its_ttl(make_server: ServerFactory) -> None:
+    server = await make_server({"http": {"token_ttl": 0.5}})
+    token = (await post(server.port, {"username": "ada"}, path="/api/auth"))[1]["token"]
+    head = {"body": [record("head", "a")], "token": token}
+    assert (await post(server.port, head))[0] == 200
+    await asyncio.sleep(0.6)
+    assert (await post(server.port, head))[0] == 401
 
 
 async def test_tokens_are_bounded_in_number(make_server: ServerFactory) -> None:
