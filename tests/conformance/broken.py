@@ -698,3 +698,13 @@ class UnboundedAfterOpenConnector(PingingConnector):
 
     async def _answer(self, reader: asyncio.StreamReader) -> bytes:
         return await reader.readline()
+
+
+class DriverlessConnector(_Broken):
+    """Imports a driver that is not installed in ``open()``, as the contract allows."""
+
+    async def open(self) -> None:
+        from connectors._common import import_driver
+
+        import_driver("recordgate_test_no_such_driver", "nosuch")
+        await super().open()

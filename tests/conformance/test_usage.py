@@ -45,3 +45,16 @@ def test_a_missing_driver_is_one_usage_error_line(tmp_path: Path) -> None:
     assert run.output.count("recordgate conformance:") == 1
     assert "pip install 'recordgate[postgresql]'" in run.output
     assert "Traceback" not in run.output
+
+
+def test_a_driver_missing_at_open_is_one_usage_error_line() -> None:
+    run = run_suite(
+        "conformance/test_versioning.py",
+        "--connector",
+        "tests.conformance.broken:DriverlessConnector",
+    )
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.output[-2000:]
+    assert run.output.count("recordgate conformance:") == 1
+    assert "pip install 'recordgate[nosuch]'" in run.output
+    assert run.count("passed") == 0 and run.count("failed") == 0
+    assert "Traceback" not in run.output
