@@ -27,6 +27,9 @@ class AuthResult:
     """Sent back to the client with the login answer."""
     server_data: Any = None
     """Kept on the server; visible to permission rules as ``user.data``."""
+    pass_on: bool = False
+    """A refusal that lets the strategies after this one try: the chain answers it only if
+    none of them does (the file strategy's missing username or password)."""
 
 
 class Authenticator(Protocol):
@@ -61,11 +64,15 @@ class AuthChain:
     async def authenticate(
         self, auth_data: dict[str, Any], connection: dict[str, Any] | None = None
     ) -> AuthResult:
+        passed_on: AuthResult | None = None
         for strategy in self.strategies:
             result = await strategy.check(auth_data, connection)
-            if result is not None:
+            if result is None:
+                continue
+            if not result.pass_on:
                 return result
-        return AuthResult(False)
+            passed_on = passed_on or result
+        return passed_on or AuthResult(False)
 
     def reload(self) -> None:
         for strategy in self.strategies:

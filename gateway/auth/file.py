@@ -40,6 +40,9 @@ class _User:
     client_data: Any
 
 
+_MISSING_PARAMETERS: Final = {"error": "missing authentication parameter: username or/and password"}
+
+
 class FileAuthenticator:
     def __init__(self, users: str | Path) -> None:
         self.path = Path(users)
@@ -51,7 +54,8 @@ class FileAuthenticator:
     ) -> AuthResult | None:
         username, password = auth_data.get("username"), auth_data.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
-            return None
+            # What the reference's file strategy answers; later strategies may still accept.
+            return AuthResult(False, client_data=_MISSING_PARAMETERS, pass_on=True)
         user = self._users.get(username)
         if self._slots is None:
             self._slots = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import jwt
 import pytest
 
 from gateway.auth import create_authenticator
@@ -32,6 +34,16 @@ async def test_strategies_are_asked_in_order_and_the_first_answer_decides(tmp_pa
     assert not (await chain.authenticate({"username": "zed", "password": "pw"})).ok
     # unknown to the file, but a token: jwt decides
     assert not (await chain.authenticate({"username": "zed", "token": "x.y.z"})).ok
+    # no password: the file strategy's refusal (the reference's clientData) is passed on, so a
+    # valid token still logs in; without one the file strategy's answer is the chain's
+    token = jwt.encode({"sub": "eve", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    result = await chain.authenticate({"token": token})
+    assert result.ok and result.user_id == "eve"
+    refused = await chain.authenticate({"username": "ada"})
+    assert not refused.ok
+    assert refused.client_data == {
+        "error": "missing authentication parameter: username or/and password"
+    }
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,12 @@ async def test_valid_wrong_and_unknown_logins(tmp_path: Path) -> None:
     wrong = await auth.check({"username": "ada", "password": "nope"})
     assert wrong is not None and not wrong.ok and wrong.server_data is None
     assert await auth.check({"username": "bob", "password": "ada-pass"}) is None
-    assert await auth.check({"username": "ada"}) is None
-    assert await auth.check({"username": "ada", "password": 5}) is None
+    # Missing credentials: the reference's answer, passed on to later strategies in a chain.
+    missing = {"error": "missing authentication parameter: username or/and password"}
+    for data in ({"username": "ada"}, {"username": "ada", "password": 5}, {}):
+        refused = await auth.check(data)
+        assert refused is not None and not refused.ok and refused.pass_on
+        assert refused.client_data == missing
 
 
 @pytest.mark.parametrize(
