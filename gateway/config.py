@@ -22,6 +22,7 @@ from .tls import TlsConfig
 __all__ = [
     "CONFLICT_POLICIES",
     "CacheConfig",
+    "ClusterConfig",
     "Config",
     "HttpConfig",
     "LimitsConfig",
@@ -276,6 +277,43 @@ class WriteBehindConfig:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """``cluster: {type: redis, url, prefix, node_name}``: run as one node of several sharing
+    Redis (see docs/cluster.md). Absent: the node runs alone and needs no Redis."""
+
+    type: str = "redis"
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "recordgate"
+    """Namespace of every key and channel, so several clusters can share one Redis."""
+    node_name: str = ""
+    """How this node is named in Redis and logs; default ``host:port``."""
+    heartbeat_interval: float = 1.0
+    """Seconds between this node's heartbeats (and its sweeps for dead nodes)."""
+    node_timeout: float = 3.0
+    """Seconds without a heartbeat after which a node counts as dead and is reaped."""
+    max_bus_queue: int = 10_000
+    """Messages waiting to be published to other nodes; beyond, cross-node emits are dropped
+    (and counted) while local subscribers are still served."""
+
+    def __post_init__(self) -> None:
+        _require(self.type == "redis", "cluster.type must be redis (the only cluster engine)")
+        _require(
+            self.url.startswith(("redis://", "rediss://", "unix://")),
+            "cluster.url must be a redis://, rediss:// or unix:// URL",
+        )
+        _require(
+            bool(self.prefix) and not any(c in self.prefix for c in "{}: \t\n"),
+            "cluster.prefix must be non-empty, without braces, colons or whitespace",
+        )
+        _require(self.heartbeat_interval > 0, "cluster.heartbeat_interval must be positive")
+        _require(
+            self.node_timeout >= 2 * self.heartbeat_interval,
+            "cluster.node_timeout must be at least twice cluster.heartbeat_interval",
+        )
+        _require(self.max_bus_queue >= 1, "cluster.max_bus_queue must be at least 1")
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -299,11 +337,26 @@ class Config:
     permissions_max_cross_reads: int = 8
     """Records one rule may read with ``_()`` per check; past it the check is a
     MESSAGE_PERMISSION_ERROR."""
+    cluster: ClusterConfig | None = None
+    """Several nodes as one server over Redis (docs/cluster.md); None: this node alone."""
 
     def __post_init__(self) -> None:
         _require(
             self.permissions_max_cross_reads >= 0,
             "permissions_max_cross_reads must be at least 0",
+        )
+        if self.cluster is None:
+            return
+        storage = self.storage
+        local = storage.type == "memory" or (
+            storage.type == "sql" and (not storage.url or storage.url.startswith("sqlite"))
+        )
+        _require(
+            not local,
+            "cluster: every node must share one storage (PostgreSQL, MariaDB, MongoDB, ...); "
+            f"storage type {storage.type!r}"
+            + (f" at {storage.url.split(':', 1)[0]}" if storage.url else " (embedded SQLite)")
+            + " is local to one node",
         )
 
     @property

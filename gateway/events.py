@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from .config import LimitsConfig
 from .connection import Connection
@@ -36,6 +36,8 @@ class EventHandler:
         self.listen = ListenRegistry(
             Topic.EVENT, self.subscriptions, timeout=listen_timeout, limits=limits, trips=trips
         )
+        self.cluster_publish: Callable[[str, str | None], None] | None = None
+        """Set on a cluster node: sends each emit to the other nodes (``gateway.cluster``)."""
 
     def handle(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         action = msg.action
@@ -65,10 +67,21 @@ class EventHandler:
 
     def emit(self, sender: Connection | None, msg: Message) -> None:
         """Forward ``msg`` (EMIT) to every subscriber but its sender; encoded once."""
-        if msg.name is None or not self.subscriptions.has_subscribers(msg.name):
+        name = msg.name
+        if name is None:
             return
-        out = Message(Topic.EVENT, EventAction.EMIT, name=msg.name, data=msg.data)
-        self.subscriptions.send(msg.name, encode(out), exclude=sender)
+        if self.cluster_publish is not None:
+            self.cluster_publish(name, msg.data)
+        if not self.subscriptions.has_subscribers(name):
+            return
+        out = Message(Topic.EVENT, EventAction.EMIT, name=name, data=msg.data)
+        self.subscriptions.send(name, encode(out), exclude=sender)
+
+    def deliver(self, name: str, data: str | None) -> None:
+        """An emit made on another node of the cluster: to every subscriber here."""
+        if self.subscriptions.has_subscribers(name):
+            out = Message(Topic.EVENT, EventAction.EMIT, name=name, data=data)
+            self.subscriptions.send(name, encode(out))
 
     def on_disconnect(self, conn: Connection) -> None:
         self.subscriptions.remove_connection(conn)

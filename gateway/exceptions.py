@@ -16,6 +16,7 @@
     │   ├── InvalidJSON               JSON text refused at the edge (``reason`` says why)
     │   └── LimitExceeded             over a configured limit (``key`` names it)
     ├── UnencodableData               a value that cannot be written back as JSON text
+    ├── ClusterUnavailable            a cluster node cannot reach its Redis at start
     ├── StorageError                  raised by connectors, at their boundary
     │   ├── StorageUnavailable        cannot reach the database
     │   ├── StorageTimeout            the call did not finish within its timeout
@@ -36,6 +37,7 @@ __all__ = [
     "AuthenticationFailed",
     "BackPressure",
     "ClientError",
+    "ClusterUnavailable",
     "ConfigError",
     "ConnectorNotFound",
     "DriverMissing",
@@ -77,6 +79,11 @@ class ConnectorNotFound(ConfigError):
 class DriverMissing(ConfigError):
     """The configured storage needs a Python package that is not installed (or cannot be
     imported); the message names the extra that installs it."""
+
+
+class ClusterUnavailable(RecordgateError):
+    """A cluster node cannot reach the Redis its ``cluster.url`` names (at start; once running,
+    a node rides out Redis outages and recovers)."""
 
 
 class ProtocolError(RecordgateError):

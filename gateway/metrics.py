@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .limits import LimitTrips
 from .protocol import payload
 from .store import StoreStats
+
+if TYPE_CHECKING:
+    from .cluster import ClusterStats
 
 __all__ = ["CONTENT_TYPE", "render"]
 
@@ -23,6 +28,16 @@ _STORE_METRICS = (
     ("conflicts", "counter", "Flushes that met a newer snapshot in storage."),
 )
 
+_CLUSTER_METRICS = (
+    ("alive_nodes", "gauge", "Cluster nodes with a heartbeat at the last sweep."),
+    ("reaped_nodes", "counter", "Dead nodes this node removed from the cluster."),
+    ("redis_connected", "gauge", "1 while the last heartbeat reached Redis."),
+    ("bus_published", "counter", "Messages this node published to the other nodes."),
+    ("bus_received", "counter", "Messages received from the other nodes."),
+    ("bus_dropped", "counter", "Messages to other nodes dropped (cluster.max_bus_queue full)."),
+    ("presence_pending", "gauge", "Presence changes of this node not yet in Redis."),
+)
+
 
 def render(
     *,
@@ -30,6 +45,7 @@ def render(
     store: StoreStats,
     trips: LimitTrips | None = None,
     send_buffers: int = 0,
+    cluster: ClusterStats | None = None,
 ) -> str:
     lines = [
         "# HELP recordgate_connections Open client connections.",
@@ -59,4 +75,9 @@ def render(
         f"# TYPE {name} counter",
     ]
     lines += [f'{name}{{reason="{r}"}} {payload.REFUSED[r]}' for r in payload.REASONS]
+    if cluster is not None:
+        for field, kind, text in _CLUSTER_METRICS:
+            name = f"recordgate_cluster_{field}" + ("_total" if kind == "counter" else "")
+            value = int(getattr(cluster, field))
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
     return "\n".join(lines) + "\n"

@@ -14,9 +14,10 @@ import ipaddress
 import json
 import logging
 import resource
+import socket
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
@@ -49,6 +50,9 @@ from .records import RecordHandler
 from .rpc import RpcHandler
 from .store import RecordStore, create_store
 from .tls import server_context
+
+if TYPE_CHECKING:
+    from .cluster import ClusterNode
 
 __all__ = ["Server"]
 
@@ -153,6 +157,9 @@ class Server:
             dispatch=self.dispatch,
             max_json_depth=self.config.server.max_json_depth,
         )
+        self.cluster: ClusterNode | None = None
+        if self.config.cluster is not None:
+            self._join_cluster()
         self._tcp_server: asyncio.Server | None = None
         self._sockets: set[Connection] = set()
         """Every TCP connection, open WebSocket or not (``connections``: the open ones)."""
@@ -169,10 +176,34 @@ class Server:
         self._heartbeat: asyncio.Task[None] | None = None
         self.port: int = self.config.server.port
 
+    def _join_cluster(self) -> None:
+        """Become a node of the cluster ``config.cluster`` names (docs/cluster.md)."""
+        from .cluster import ClusterNode  # only a cluster node loads the driver
+        from .cluster.refused import RecordsRefused
+
+        assert self.config.cluster is not None
+        cluster = ClusterNode(
+            self.config.cluster,
+            default_name=f"{socket.gethostname()}:{self.config.server.port}",
+            on_event=self.events.deliver,
+            on_presence=self.presence.announce,
+            local_users=self.presence.local_users,
+        )
+        self.events.cluster_publish = cluster.publish_event
+        self.presence.shared = cluster.presence
+        self.handlers[Topic.RECORD] = RecordsRefused()
+        self.cluster = cluster
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.store.open()
+        if self.cluster is not None:
+            try:
+                await self.cluster.start()
+            except BaseException:
+                await self.store.close()
+                raise
         cfg = self.config.server
         loop = asyncio.get_running_loop()
         self._clock = loop.time
@@ -216,6 +247,8 @@ class Server:
             await self._tcp_server.wait_closed()
         if isinstance(self.authenticator, AuthChain):
             await self.authenticator.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.store.close()
 
     def reload(self) -> None:
@@ -263,6 +296,7 @@ class Server:
                 store=self.store.stats,
                 trips=self.trips,
                 send_buffers=self._outbox.held,
+                cluster=self.cluster.stats if self.cluster is not None else None,
             )
             response = protocol.reject(http.HTTPStatus.OK, body)
             del response.headers["Content-Type"]  # reject's text/plain: one Content-Type only

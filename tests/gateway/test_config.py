@@ -126,3 +126,55 @@ def test_yaml_cannot_build_objects(tmp_path: Path) -> None:
     path.write_text("server: !!python/object:os.system {}\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(path)
+
+
+def test_cluster_section_is_typed_and_optional() -> None:
+    assert Config().cluster is None  # no section: the node runs alone, no Redis needed
+    shared = {"type": "sql", "url": "postgresql+asyncpg://db/app"}
+    config = config_from_dict(
+        {
+            "cluster": {"url": "redis://r:6379/1", "prefix": "app", "node_name": "a"},
+            "storage": shared,
+        }
+    )
+    assert config.cluster is not None
+    assert (config.cluster.url, config.cluster.prefix, config.cluster.node_name) == (
+        "redis://r:6379/1",
+        "app",
+        "a",
+    )
+    assert (config.cluster.heartbeat_interval, config.cluster.node_timeout) == (1.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("storage", "says"),
+    [
+        ({}, "(embedded SQLite)"),
+        ({"type": "sql", "url": "sqlite+aiosqlite:///x.db"}, "at sqlite+aiosqlite"),
+        ({"type": "memory"}, "storage type 'memory'"),
+    ],
+)
+def test_cluster_refuses_storage_local_to_one_node(storage: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match="every node must share one storage") as caught:
+        config_from_dict({"cluster": {}, "storage": storage})
+    assert says in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "key"),
+    [
+        ({"type": "etcd"}, "cluster.type"),
+        ({"url": "http://r:6379"}, "cluster.url"),
+        ({"prefix": "a{b}"}, "cluster.prefix"),
+        ({"prefix": "a:b"}, "cluster.prefix"),
+        ({"prefix": ""}, "cluster.prefix"),
+        ({"heartbeat_interval": 0}, "cluster.heartbeat_interval"),
+        ({"heartbeat_interval": 2, "node_timeout": 3}, "cluster.node_timeout"),
+        ({"max_bus_queue": 0}, "cluster.max_bus_queue"),
+        ({"nodes": 3}, "unknown key(s) nodes"),
+    ],
+)
+def test_cluster_mistakes_name_their_key(cluster: dict[str, object], key: str) -> None:
+    storage = {"type": "sql", "url": "postgresql+asyncpg://db/app"}
+    with pytest.raises(ConfigError, match=key.replace("(", r"\(").replace(")", r"\)")):
+        config_from_dict({"cluster": cluster, "storage": storage})

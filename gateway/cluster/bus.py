@@ -1,0 +1,170 @@
+"""The bus: one Redis channel that carries events and presence notices between nodes.
+
+Publishing never blocks a client: messages wait in a bounded queue that one task pipelines to
+Redis, in order. Past ``max_queue`` (Redis slow or gone) new messages are dropped and counted;
+what a dropped message carried is at-most-once anyway (events). Receiving runs in its own
+task on its own connection, reconnecting (with backoff) when Redis goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..limits import ThrottledLog
+
+__all__ = ["Bus"]
+
+log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
+
+_BATCH = 500
+"""Messages per pipeline round trip."""
+
+Receiver = Callable[[list[Any]], None]
+
+
+class Bus:
+    def __init__(
+        self,
+        redis: Any,
+        subscriber: Any,
+        channel: str,
+        *,
+        node_id: str,
+        max_queue: int,
+        receive: Receiver,
+    ) -> None:
+        self._redis = redis
+        self._subscriber = subscriber
+        self.channel = channel
+        self.node_id = node_id
+        self._receive = receive
+        self._queue: deque[str] = deque()
+        self._max_queue = max_queue
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        """Set while nothing waits to be published."""
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.published = 0
+        self.dropped = 0
+        self.received = 0
+
+    async def start(self) -> None:
+        """Subscribe (confirmed by Redis) and start the sender and receiver tasks."""
+        pubsub = await self._subscribe()
+        self._tasks = [
+            asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._receive_loop(pubsub)),
+        ]
+
+    async def close(self) -> None:
+        """Publish what is queued (briefly), then stop."""
+        if self._queue and self._tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._idle.wait()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def publish(self, message: list[Any]) -> None:
+        """Queue ``message`` (a JSON array whose first item is this node's id) for every node."""
+        if len(self._queue) >= self._max_queue:
+            self.dropped += 1
+            _throttled.warning(
+                "cluster bus queue full (cluster.max_bus_queue %d): a message to other nodes "
+                "was dropped (Redis slow or unreachable)",
+                self._max_queue,
+            )
+            return
+        self._queue.append(json.dumps(message, separators=(",", ":")))
+        self._idle.clear()
+        self._wake.set()
+
+    async def _send_loop(self) -> None:
+        delay = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for text in batch:
+                            pipe.publish(self.channel, text)
+                        await pipe.execute()
+                except Exception as exc:  # redis errors: keep the queue, retry with backoff
+                    _throttled.warning("cluster bus: cannot publish to Redis (%s); retrying", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                delay = 0.1
+                for _ in batch:
+                    self._queue.popleft()
+                self.published += len(batch)
+            self._idle.set()
+
+    async def _subscribe(self) -> Any:
+        pubsub = self._subscriber.pubsub()
+        await pubsub.subscribe(self.channel)
+        # The confirmation: from here on every message published to the channel reaches us.
+        while True:
+            message = await pubsub.get_message(timeout=5.0)
+            if message is None:
+                raise TimeoutError("Redis did not confirm the cluster bus subscription")
+            if message["type"] == "subscribe":
+                return pubsub
+
+    async def _receive_loop(self, pubsub: Any) -> None:
+        delay = 0.1
+        while True:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except asyncio.CancelledError:
+                await _close_quietly(pubsub)
+                raise
+            except Exception as exc:
+                _throttled.warning("cluster bus: lost Redis (%s); resubscribing", exc)
+                await _close_quietly(pubsub)
+                while True:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    try:
+                        pubsub = await self._subscribe()
+                        break
+                    except Exception as again:
+                        _throttled.warning("cluster bus: cannot resubscribe (%s)", again)
+                log.info("cluster bus: subscribed again")
+                delay = 0.1
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            self._dispatch(message["data"])
+
+    def _dispatch(self, raw: bytes) -> None:
+        try:
+            decoded = json.loads(raw)
+        except ValueError:
+            _throttled.warning("cluster bus: ignoring a message that is not JSON")
+            return
+        if not isinstance(decoded, list) or len(decoded) < 3 or decoded[0] == self.node_id:
+            return
+        self.received += 1
+        try:
+            self._receive(decoded)
+        except Exception:
+            _throttled.exception("cluster bus: handling %r failed", decoded[:3])
+
+
+async def _close_quietly(pubsub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await pubsub.aclose()

@@ -1,0 +1,43 @@
+"""The names of a cluster's keys and channels in Redis.
+
+Invariant: every key carries the hash tag ``{prefix}``, so each script touches keys of one
+slot only, as Redis Cluster requires. ``prefix`` has no braces (config validation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    @property
+    def tag(self) -> str:
+        return "{" + self.prefix + "}"
+
+    @property
+    def members(self) -> str:
+        """Set of the ids of registered nodes."""
+        return f"{self.tag}:members"
+
+    def heartbeat(self, node_id: str) -> str:
+        """String with a TTL: present while ``node_id`` is alive."""
+        return f"{self.tag}:node:{node_id}"
+
+    @property
+    def presence(self) -> str:
+        """Hash user -> number of nodes the user is online on."""
+        return f"{self.tag}:presence"
+
+    def node_presence(self, node_id: str) -> str:
+        """Set of the users online on ``node_id``."""
+        return f"{self.tag}:presence:{node_id}"
+
+    @property
+    def bus(self) -> str:
+        """The channel of events and presence notices."""
+        return f"{self.tag}:bus"
