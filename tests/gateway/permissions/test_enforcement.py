@@ -390,3 +390,44 @@ async def test_ordering_across_a_rule_that_reads_records(url: str) -> None:
         await asyncio.sleep(0)
     finally:
         await alice.close()
+
+
+async def test_bulk_messages_answer_every_refused_name(url: str) -> None:
+    """Every refused name of a bulk message is answered and left out; the reference 7.0.2 here
+    answers only the first and drops the *last* name of the list instead (its splice uses the
+    bulk message's absent ``name``), subscribing a refused name."""
+    alice, bob = await login(url, "alice"), await login(url, "bob")
+    try:
+        await bob.send(
+            Message(
+                Topic.RECORD,
+                R.SUBSCRIBE,
+                names=["secret/a", "open/a", "secret/b"],
+                correlation_id="b",
+            )
+        )
+        refused = {(await denied(bob, Topic.RECORD)).name for _ in range(2)}
+        assert refused == {"secret/a", "secret/b"}
+        assert (await bob.recv()).is_ack
+        # Only open/a was subscribed: a write to a refused name reaches bob not at all.
+        for name in ("secret/a", "secret/b", "open/a"):
+            await alice.send(
+                Message(Topic.RECORD, R.CREATEANDUPDATE, name=name, version=-1, data='{"n":1}')
+            )
+        got = await bob.recv()
+        assert (got.action, got.name) == (R.UPDATE, "open/a")
+        await bob.expect_silence()
+        await bob.send(
+            Message(
+                Topic.RECORD, R.SUBSCRIBEANDHEAD, names=["secret/a", "open/b"], correlation_id="h"
+            )
+        )
+        assert (await denied(bob, Topic.RECORD)).name == "secret/a"
+        heads = await bob.recv()
+        assert (heads.action, heads.versions) == (R.HEAD_RESPONSE_BULK, {"open/b": -1})
+        ack = await bob.recv()
+        assert ack.is_ack and ack.correlation_id == "h"
+        await bob.expect_silence()  # no HEAD_RESPONSE of the refused name (the reference sends one)
+    finally:
+        await alice.close()
+        await bob.close()
