@@ -143,6 +143,8 @@ class Outbox:
         self.trips = trips if trips is not None else LimitTrips()
         self.held = 0
         self._holders: set[Connection] = set()
+        self.sent = [0] * 128
+        """Messages queued to clients, by topic (``/metrics``)."""
 
     def hold(self, conn: Connection, size: int) -> None:
         """``conn``'s socket buffer now holds ``size`` bytes (0: drained, or gone)."""
@@ -304,6 +306,8 @@ class Connection(asyncio.Protocol):
             self._overflow()
             return
         protocol.writes.append(framed)  # what protocol.send_binary(frame) would add
+        # The topic, read from the frame: a varint length (1 to 3 bytes), tag 0x10, topic.
+        self._outbox.sent[frame[2 if frame[0] < 0x80 else 3 if frame[1] < 0x80 else 4] & 0x7F] += 1
         if not self._in_outbox:  # _flush_soon, inlined: this runs once per subscriber
             self._in_outbox = True
             self._outbox.add(self)

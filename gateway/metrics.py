@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .limits import LimitTrips
-from .protocol import payload
+from .protocol import Topic, payload
 from .store import StoreStats
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ def render(
     trips: LimitTrips | None = None,
     send_buffers: int = 0,
     cluster: ClusterStats | None = None,
+    received: list[int] | None = None,
+    sent: list[int] | None = None,
+    records_subscribed: int = 0,
 ) -> str:
     lines = [
         "# HELP recordgate_connections Open client connections.",
@@ -80,4 +83,45 @@ def render(
             name = f"recordgate_cluster_{field}" + ("_total" if kind == "counter" else "")
             value = int(getattr(cluster, field))
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+    for direction, counts in (("received", received), ("sent", sent)):
+        name = f"recordgate_messages_{direction}_total"
+        lines += [
+            f"# HELP {name} Protocol messages {direction} "
+            + (
+                "from clients for a topic handler (the handshake and logins are not counted), "
+                if direction == "received"
+                else "to clients (replies and fan-outs), "
+            )
+            + "by topic.",
+            f"# TYPE {name} counter",
+        ]
+        lines += [
+            f'{name}{{topic="{topic.name.lower()}"}} {(counts or _NONE)[topic]}' for topic in Topic
+        ]
+    lines += [
+        "# HELP recordgate_records_subscribed Records with at least one subscriber.",
+        "# TYPE recordgate_records_subscribed gauge",
+        f"recordgate_records_subscribed {records_subscribed}",
+    ]
+    name = "recordgate_storage_errors_total"
+    lines += [
+        f"# HELP {name} Storage errors by kind: unavailable and timeout (the batch is retried), "
+        "rejected and other (an operation failed for good).",
+        f"# TYPE {name} counter",
+    ]
+    errors = store.errors
+    lines += [f'{name}{{kind="{kind}"}} {errors.get(kind, 0)}' for kind in ERROR_KINDS]
+    histogram = store.flush_seconds
+    if histogram is not None:
+        name = "recordgate_store_flush_duration_seconds"
+        lines += [
+            f"# HELP {name} Time each storage write of a batch took, failed attempts included.",
+            f"# TYPE {name} histogram",
+        ]
+        lines += [f'{name}_bucket{{le="{le}"}} {n}' for le, n in histogram.cumulative()]
+        lines += [f"{name}_sum {histogram.sum}", f"{name}_count {histogram.count}"]
     return "\n".join(lines) + "\n"
+
+
+ERROR_KINDS = ("unavailable", "timeout", "rejected", "other")
+_NONE = [0] * 128

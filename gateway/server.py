@@ -108,6 +108,8 @@ class Server:
     ) -> None:
         self.config = config or Config()
         self.trips = LimitTrips()
+        self.messages_received = [0] * 128
+        """Messages received from clients, by topic (``/metrics``)."""
         """Limits that refused something, by configuration key (``/metrics``)."""
         tls = self.config.server.tls
         self._ssl = server_context(tls) if tls is not None else None
@@ -297,6 +299,9 @@ class Server:
                 trips=self.trips,
                 send_buffers=self._outbox.held,
                 cluster=self.cluster.stats if self.cluster is not None else None,
+                received=self.messages_received,
+                sent=self._outbox.sent,
+                records_subscribed=len(self.records.subscriptions),
             )
             response = protocol.reject(http.HTTPStatus.OK, body)
             del response.headers["Content-Type"]  # reject's text/plain: one Content-Type only
@@ -402,6 +407,8 @@ class Server:
         conn.last_seen = now
         session = conn.session
         result = session.receive(frame)
+        if type(result) is Message:
+            self.messages_received[result.topic & 0x7F] += 1
         if session.outbox:
             conn.flush_session()
         pending: Awaitable[None] | None = None

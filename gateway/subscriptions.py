@@ -25,6 +25,10 @@ def duplicate(msg: Message, action: int, name: str) -> Message:
 
 
 class SubscriptionRegistry:
+    def __len__(self) -> int:
+        """Names with at least one subscriber."""
+        return len(self._subscribers)
+
     def __init__(
         self,
         *,

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from connectors.base import Snapshot
+
+from ..histogram import Histogram
 
 __all__ = ["Record", "RecordStore", "StoreStats"]
 
@@ -45,6 +47,11 @@ class StoreStats:
     """Write acknowledgements waiting for durability."""
     loads_waiting: int = 0
     """Storage reads waiting for a free slot."""
+    flush_seconds: Histogram | None = None
+    """How long each storage write of a batch took (attempts that failed included)."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """Storage errors by kind: ``unavailable``, ``timeout`` (retried), ``rejected`` and
+    ``other`` (an operation failed for good)."""
 
 
 class RecordStore(Protocol):

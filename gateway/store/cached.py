@@ -76,6 +76,7 @@ from gateway.exceptions import (
     StorageUnavailable,
     WriteDiscarded,
 )
+from gateway.histogram import Histogram
 from gateway.limits import ThrottledLog
 
 from .base import Record, StoreStats
@@ -135,6 +136,8 @@ class CachedStore:
         self._loading: dict[str, asyncio.Task[Snapshot | None]] = {}
         self._pending = 0
         self._flushed = self._retried = self._failed = self._conflicts = 0
+        self._flush_seconds = Histogram()
+        self._errors: dict[str, int] = {}
         self._round = 0  # names still to write in the current flush round
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -201,6 +204,8 @@ class CachedStore:
             cached_bytes=self._bytes,
             waiters=self._waiting,
             loads_waiting=self._loads_waiting,
+            flush_seconds=self._flush_seconds,
+            errors=dict(self._errors),
         )
 
     # -- reads -----------------------------------------------------------------------------
@@ -461,9 +466,12 @@ class CachedStore:
             batch = self._take_batch()
             if not batch:
                 continue
+            started = loop.time()
             try:
                 await self._flush(batch)
             except (StorageUnavailable, StorageTimeout) as exc:
+                self._flush_seconds.observe(loop.time() - started)
+                self._error(exc)
                 self._retried += 1
                 log.warning(
                     "storage write of %d records failed (%s); retrying in %.2fs",
@@ -471,12 +479,15 @@ class CachedStore:
                     exc,
                     delay,
                 )
-            except Exception:  # a bug past the write (a wrong number of results): keep the data
+            except Exception as exc:  # a bug past the write (a wrong number of results): keep it
+                self._flush_seconds.observe(loop.time() - started)
+                self._error(exc)
                 self._retried += 1
                 log.exception(
                     "storage write of %d records failed; retrying in %.2fs", len(batch), delay
                 )
             else:
+                self._flush_seconds.observe(loop.time() - started)
                 delay = self.config.retry_initial
                 continue
             self._release(batch)
@@ -587,6 +598,18 @@ class CachedStore:
             entry.base = None
         self._settle(name, entry, _key(op))
 
+    def _error(self, exc: Exception) -> None:
+        """Count ``exc`` by kind for ``/metrics``."""
+        if isinstance(exc, StorageUnavailable):
+            kind = "unavailable"
+        elif isinstance(exc, StorageTimeout):
+            kind = "timeout"
+        elif isinstance(exc, StorageRejected):
+            kind = "rejected"
+        else:
+            kind = "other"
+        self._errors[kind] = self._errors.get(kind, 0) + 1
+
     def _fail(self, name: str, exc: Exception) -> None:
         """The operation of ``name`` in flight failed for good (``exc``, raised for it alone)."""
         entry = self._queue[name]
@@ -594,6 +617,7 @@ class CachedStore:
         entry.in_flight = False
         self._pending -= 1
         self._failed += 1
+        self._error(exc)
         # One line per failed operation (throttled: clients choose what storage refuses); the
         # driver's message, never the data.
         _throttled.error(
