@@ -74,8 +74,11 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def recordgate(config: dict[str, Any], workdir: Path) -> AsyncIterator[Running]:
-    """Run ``recordgate start -c CONFIG`` on a free port until the block ends (SIGTERM)."""
+async def recordgate(
+    config: dict[str, Any], workdir: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[Running]:
+    """Run ``recordgate start -c CONFIG`` on a free port until the block ends (SIGTERM);
+    ``env`` is added to the environment (``PYTHONPATH`` of another tree, to compare)."""
     path = workdir / f"cfg-{uuid.uuid4().hex[:8]}.yaml"
     path.write_text(yaml.safe_dump(config))
     process = await asyncio.create_subprocess_exec(
@@ -90,6 +93,7 @@ async def recordgate(config: dict[str, Any], workdir: Path) -> AsyncIterator[Run
         "--log-level",
         "WARNING",
         cwd=workdir,
+        env={**os.environ, **env} if env else None,
         stdout=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None

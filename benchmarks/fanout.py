@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -69,7 +70,8 @@ class Sample:
     p50_ms: float
     p99_ms: float
     rss_mb: float  # server peak RSS (VmHWM) at the end of the run
-    lost: int  # deliveries expected but not seen (throughput + latency phases)
+    lost: int  # deliveries expected but never seen (throughput + latency phases)
+    trips: dict[str, int]  # recordgate's /metrics limit trips at the end (reference: empty)
 
 
 METRICS = ("deliveries_per_s", "cpu_us", "p50_ms", "p99_ms", "rss_mb")
@@ -190,7 +192,28 @@ async def run_load(node: str, script: str, server: Running, env: dict[str, str])
         p99_ms=report["lat_p99_ms"] or float("nan"),
         rss_mb=status_kb(server.pid, "VmHWM") / 1024,
         lost=lost,
+        trips=await limit_trips(server.url),
     )
+
+
+async def limit_trips(url: str) -> dict[str, int]:
+    """recordgate's ``recordgate_limit_trips_total`` by limit (empty for the reference): a lost
+    delivery with no trip is not one of recordgate's limits at work."""
+    metrics = "http://" + url.split("://", 1)[-1].split("/", 1)[0] + "/metrics"
+
+    def fetch() -> str:
+        try:
+            with urllib.request.urlopen(metrics, timeout=10) as answer:
+                return str(answer.read().decode())
+        except OSError:
+            return ""
+
+    trips: dict[str, int] = {}
+    for line in (await asyncio.to_thread(fetch)).splitlines():
+        if line.startswith("recordgate_limit_trips_total{"):
+            key = line.split('"')[1]
+            trips[key] = int(float(line.rsplit(" ", 1)[1]))
+    return {k: v for k, v in trips.items() if v}
 
 
 class IdleConnections:
@@ -274,6 +297,8 @@ def rotated(items: list[Any], round_: int) -> list[Any]:
 
 def show(round_: int, label: str, load: str, sample: Sample) -> None:
     lost = f"  LOST {sample.lost}" if sample.lost else ""
+    if sample.trips:
+        lost += f"  LIMIT TRIPS {sample.trips}"
     print(
         f"  round {round_ + 1} {label:<18} {load:<7} {sample.deliveries_per_s:>9.0f} deliv/s "
         f"{sample.cpu_us:6.2f} us CPU/deliv  p50 {sample.p50_ms:.2f} p99 {sample.p99_ms:.2f} ms "

@@ -148,16 +148,22 @@ class Outbox:
 
     def hold(self, conn: Connection, size: int) -> None:
         """``conn``'s socket buffer now holds ``size`` bytes (0: drained, or gone)."""
+        self._count(conn, size)
+        if self.held > self.max_total:
+            self._shed()
+
+    def _count(self, conn: Connection, size: int) -> None:
         self.held += size - conn._held
         conn._held = size
         if size:
             self._holders.add(conn)
         else:
             self._holders.discard(conn)
-        if self.held > self.max_total:
-            self._shed()
 
     def _shed(self) -> None:
+        for conn in list(self._holders):  # as of their last write: some have drained since
+            transport = conn.transport
+            self._count(conn, 0 if transport is None else transport.get_write_buffer_size())
         for conn in sorted(self._holders, key=lambda c: c._held, reverse=True):
             if self.held <= self.max_total:
                 break
@@ -169,7 +175,7 @@ class Outbox:
                 conn._held,
             )
             conn.abort()
-            self.hold(conn, 0)
+            self._count(conn, 0)
 
     def add(self, conn: Connection) -> None:
         if not self._waiting:
@@ -302,7 +308,8 @@ class Connection(asyncio.Protocol):
             return
         framed = _ws_frame(frame)
         self.unsent += len(framed)
-        if self.unsent > self._room:  # checked per frame: no read can queue past the limit
+        # checked per frame: no read can queue past the limit
+        if self.unsent > self._room and self._still_over():
             self._overflow()
             return
         protocol.writes.append(framed)  # what protocol.send_binary(frame) would add
@@ -311,6 +318,16 @@ class Connection(asyncio.Protocol):
         if not self._in_outbox:  # _flush_soon, inlined: this runs once per subscriber
             self._in_outbox = True
             self._outbox.add(self)
+
+    def _still_over(self) -> bool:
+        """Whether what is unsent plus what the socket holds *now* passes ``max_send_buffer``.
+
+        ``_room`` is as of the last write: a subscriber that was busy for a moment has often
+        drained since, and the bytes the socket has written must not count against it."""
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        self._room = self.max_send_buffer - buffered
+        return self.unsent > self._room
 
     def _overflow(self) -> None:
         """Replies would pass ``max_send_buffer``: drop what is unsent and close (1008)."""

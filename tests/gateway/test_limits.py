@@ -218,3 +218,53 @@ async def test_a_new_listener_is_offered_every_subscribed_name_across_loop_passe
     assert offered == set(names)
     await listener.close()  # first: the subscriber leaving would send it 2,000 notices
     await subscriber.close()
+
+
+async def test_a_subscriber_busy_for_a_moment_is_not_closed_for_bytes_it_has_since_taken(
+    make_server: ServerFactory,
+) -> None:
+    """``max_send_buffer`` counts what the socket holds when a frame is queued, not what it
+    held at the last write: a subscriber that stopped reading for a moment and caught up is
+    sent what fits the limit now (issue 11: healthy subscribers must not be dropped)."""
+    import socket
+
+    from tests.gateway.test_server import the_connection, until
+
+    limit = 1_000_000
+    server = await make_server({"server": {"max_send_buffer": limit}})
+    subscriber = await WireClient.connect(url_of(server), login={})
+    conn = the_connection(server)
+    transport = conn.transport
+    assert transport is not None
+    await subscriber.send(
+        Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["firehose"], correlation_id="s")
+    )
+    assert (await subscriber.recv()).is_ack
+    publisher = await WireClient.connect(url_of(server), login={})
+    # small kernel buffers, so the server's own buffer fills after a few hundred kB
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    sub_transport = subscriber.ws.transport
+    sub_transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+
+    sub_transport.pause_reading()  # busy for a moment
+    chunk = json.dumps("x" * 100_000)
+    sent = 0
+    while transport.get_write_buffer_size() < 700_000:
+        assert sent < 200, "the server's send buffer never filled"
+        await publisher.send(Message(Topic.EVENT, EventAction.EMIT, name="firehose", data=chunk))
+        await still_open(publisher)  # the emit was handled
+        sent += 1
+    sub_transport.resume_reading()  # caught up: everything queued is read
+    for _ in range(sent):
+        assert (await subscriber.recv(10)).data == chunk
+    await until(lambda: transport.get_write_buffer_size() == 0)
+
+    # One frame whose copy passes the room left at the last write (< 300 kB) but fits the
+    # limit now that the socket is empty.
+    big = json.dumps("y" * 600_000)
+    await publisher.send(Message(Topic.EVENT, EventAction.EMIT, name="firehose", data=big))
+    assert (await subscriber.recv(10)).data == big
+    await still_open(subscriber)
+    assert server.trips["server.max_send_buffer"] == 0
+    await subscriber.close()
+    await publisher.close()
