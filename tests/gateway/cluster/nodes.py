@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -151,5 +153,20 @@ class ClusterNodes(list[ClusterNode]):
         return self
 
     def stop(self) -> None:
+        """Stop every node and drop this cluster's table (ours alone: a unique name)."""
         for node in self:
             node.stop()
+        if self:
+            thread = threading.Thread(target=asyncio.run, args=(self._drop_table(),))
+            thread.start()  # a thread of its own: the test's event loop may be running
+            thread.join(30)
+
+    async def _drop_table(self) -> None:
+        import asyncpg
+
+        url = self.postgres.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(f'DROP TABLE IF EXISTS "{self.prefix}_records"')
+        finally:
+            await connection.close()

@@ -19,10 +19,11 @@ if (!url) {
   process.exit(2)
 }
 
-/** A logged-in client; `client.loginData` holds what login resolved with. */
-async function connect (auth = {}, options = {}) {
+/** A logged-in client (to `target`, by default the scenario's url); `client.loginData` holds
+ * what login resolved with. */
+async function connect (auth = {}, options = {}, target = url) {
   // A short bulk-subscription interval only makes subscriptions reach the server sooner.
-  const client = new DeepstreamClient(url, { subscriptionInterval: 10, ...options })
+  const client = new DeepstreamClient(target, { subscriptionInterval: 10, ...options })
   const index = clients.length
   client.on('error', (error, event, topic) => {
     errors.push({ client: index, error: describe(error), event: String(event), topic })
