@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable
@@ -164,11 +165,15 @@ class Gate:
             return msg
         section = rules[0]  # type: ignore[index]
         data: Any = UNDEFINED
-        if (msg.topic, msg.action) in _WITH_DATA and msg.data is not None:
-            try:
+        if (
+            (msg.topic, msg.action) in _WITH_DATA
+            and msg.data is not None
+            and self.uses(section, rule_type, msg.name or "", "data")
+        ):
+            # Data that is not JSON stays undefined for the rule (the check still runs); the
+            # handler then refuses it as it always does.
+            with contextlib.suppress(InvalidData):
                 data = payload.loads(msg.data, max_depth=self.max_json_depth)
-            except InvalidData:
-                return msg  # the handler answers bad data as it always does
         if msg.names:
             names = msg.names
         elif msg.action in (_P.SUBSCRIBE_ALL, _P.QUERY_ALL) and msg.topic == Topic.PRESENCE:

@@ -314,6 +314,8 @@ async def test_events_rpc_presence(url: str) -> None:
         assert (await alice.recv()).is_ack
         await bob.send(Message(Topic.EVENT, E.EMIT, name="price", data="-1"))
         assert (await denied(bob, Topic.EVENT)).original_action == E.EMIT
+        await bob.send(Message(Topic.EVENT, E.EMIT, name="price", data="{not json"))
+        await denied(bob, Topic.EVENT)  # not JSON: data is undefined to the rule, still checked
         await bob.send(Message(Topic.EVENT, E.EMIT, name="price", data="5"))
         assert (await alice.recv()).data == "5"
         await bob.send(Message(Topic.EVENT, E.EMIT, name="admin/x", data="1"))
