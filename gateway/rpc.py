@@ -3,12 +3,19 @@
 The provider sees a server-issued correlation id, not the requester's, so two requesters that
 pick the same id never collide, and a connection can only answer requests actually sent to it.
 
-Lifecycle of a request: sent to a random provider with an ack timer and a response timer (timer
-handles, no task). ACCEPT cancels the ack timer; RESPONSE or REQUEST_ERROR completes it; REJECT,
+Lifecycle of a request: sent to a random provider, which must accept it within ``ack_timeout``
+and answer within ``response_timeout``, both counted from that send. ACCEPT stops the first;
+RESPONSE or REQUEST_ERROR completes it; REJECT,
 or the provider disconnecting before it accepted, moves it to a provider not yet tried, else
 NO_RPC_PROVIDER. A provider that disconnects after accepting can no longer answer: the requester
 gets RESPONSE_TIMEOUT at once. A requester that disconnects leaves its requests to finish or time
 out; their answers are dropped silently because its socket is closed.
+
+Deadlines cost no timer per request: both timeouts are the same for every request, so requests
+in the order they were (last) sent to a provider are also in the order of their deadlines.
+``_requests`` keeps that order (a rerouted request moves to the end) and ``_unaccepted`` the
+same order for those not accepted yet; one loop timer, armed for the earliest deadline, fails
+what is due from the front of each and re-arms for the next.
 
 Invariant: ``_requests[id].provider`` holds ``id`` in ``_assigned[provider]`` and vice versa.
 """
@@ -19,7 +26,6 @@ import asyncio
 import itertools
 import logging
 import random
-from dataclasses import dataclass, field
 
 from .connection import Connection
 from .exceptions import InvalidJSON
@@ -55,18 +61,26 @@ def _error(msg: Message, action: int) -> Message:
     )
 
 
-@dataclass(slots=True, eq=False)
 class _Request:
-    id: str
-    name: str
-    correlation_id: str | None
-    data: str | None
-    requester: Connection
-    provider: Connection
-    tried: set[Connection] = field(default_factory=set)
-    accepted: bool = False
-    ack_timer: asyncio.TimerHandle | None = None
-    response_timer: asyncio.TimerHandle | None = None
+    __slots__ = ("correlation_id", "data", "id", "name", "provider", "requester", "sent", "tried")
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        correlation_id: str | None,
+        data: str | None,
+        requester: Connection,
+        provider: Connection,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.correlation_id = correlation_id
+        self.data = data
+        self.requester = requester
+        self.provider = provider
+        self.sent = 0.0  # when it was sent to ``provider``: the deadlines count from here
+        self.tried: tuple[Connection, ...] = ()  # providers that had it before ``provider``
 
 
 class RpcHandler:
@@ -81,9 +95,11 @@ class RpcHandler:
         self.ack_timeout = ack_timeout
         self.response_timeout = response_timeout
         self.providers = SubscriptionRegistry(duplicate_action=RpcAction.MULTIPLE_PROVIDERS)
-        self._requests: dict[str, _Request] = {}
+        self._requests: dict[str, _Request] = {}  # by when sent to their provider
+        self._unaccepted: dict[str, _Request] = {}  # the same order
         self._assigned: dict[Connection, set[str]] = {}
         self._ids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None  # at the earliest deadline, if any
 
     def handle(self, conn: Connection, msg: Message) -> None:
         action = msg.action
@@ -100,7 +116,7 @@ class RpcHandler:
         self.providers.remove_connection(conn)
         for request_id in list(self._assigned.get(conn, ())):
             request = self._requests[request_id]
-            if request.accepted:
+            if request_id not in self._unaccepted:
                 self._fail(request, RpcAction.RESPONSE_TIMEOUT)
             else:
                 self._reroute(request)
@@ -116,25 +132,53 @@ class RpcHandler:
         if not providers:
             conn.send(_message(RpcAction.NO_RPC_PROVIDER, name, msg.correlation_id))
             return
-        provider = random.choice(list(providers))
+        if len(providers) == 1:
+            (provider,) = providers
+        else:
+            provider = random.choice(list(providers))
         request = _Request(str(next(self._ids)), name, msg.correlation_id, msg.data, conn, provider)
-        self._requests[request.id] = request
         self._send_to(request, provider)
 
     def _send_to(self, request: _Request, provider: Connection) -> None:
-        """(Re)start the provider leg: both timers run from here, as in the reference."""
+        """(Re)start the provider leg: both deadlines count from here, as in the reference."""
         request.provider = provider
-        request.tried.add(provider)
-        request.accepted = False
-        self._assigned.setdefault(provider, set()).add(request.id)
-        loop = asyncio.get_running_loop()
-        request.ack_timer = loop.call_later(
-            self.ack_timeout, self._fail, request, RpcAction.ACCEPT_TIMEOUT
-        )
-        request.response_timer = loop.call_later(
-            self.response_timeout, self._fail, request, RpcAction.RESPONSE_TIMEOUT
-        )
-        provider.send(_message(RpcAction.REQUEST, request.name, request.id, request.data))
+        request.sent = asyncio.get_running_loop().time()
+        request_id = request.id
+        self._requests[request_id] = self._unaccepted[request_id] = request  # at the end
+        assigned = self._assigned.get(provider)
+        if assigned is None:
+            self._assigned[provider] = {request_id}
+        else:
+            assigned.add(request_id)
+        if self._timer is None:  # else it is due no later than this request's deadlines
+            self._arm()
+        provider.send(_message(RpcAction.REQUEST, request.name, request_id, request.data))
+
+    def _arm(self) -> None:
+        """Set the timer for the earliest deadline of the requests open, if any."""
+        due: float | None = None
+        for pending, timeout in (
+            (self._unaccepted, self.ack_timeout),
+            (self._requests, self.response_timeout),
+        ):
+            first = next(iter(pending.values()), None)
+            if first is not None and (due is None or first.sent + timeout < due):
+                due = first.sent + timeout
+        self._timer = None if due is None else asyncio.get_running_loop().call_at(due, self._due)
+
+    def _due(self) -> None:
+        """Fail the requests whose deadline has come, oldest first; re-arm for the next."""
+        now = asyncio.get_running_loop().time()
+        for pending, timeout, action in (
+            (self._unaccepted, self.ack_timeout, RpcAction.ACCEPT_TIMEOUT),
+            (self._requests, self.response_timeout, RpcAction.RESPONSE_TIMEOUT),
+        ):
+            while pending:
+                request = next(iter(pending.values()))
+                if request.sent + timeout > now:
+                    break
+                self._fail(request, action)
+        self._arm()
 
     def _answer(self, conn: Connection, msg: Message) -> None:
         request = self._requests.get(msg.correlation_id or "")
@@ -143,19 +187,16 @@ class RpcHandler:
             return
         action = msg.action
         if action == RpcAction.ACCEPT:
-            if request.accepted:
+            if self._unaccepted.pop(request.id, None) is None:
                 conn.send(_message(RpcAction.MULTIPLE_ACCEPT, request.name, request.id))
                 return
-            request.accepted = True
-            if request.ack_timer is not None:
-                request.ack_timer.cancel()
             self._to_requester(request, RpcAction.ACCEPT)
         elif action == RpcAction.REJECT:
             self._reroute(request)
         elif not self._forwardable(msg):  # the request stays open for a good answer
             conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
         else:  # RESPONSE or REQUEST_ERROR
-            self._finish(request)
+            self._release(request)
             self._to_requester(request, action, msg.data)
 
     def _forwardable(self, msg: Message) -> bool:
@@ -169,6 +210,7 @@ class RpcHandler:
     def _reroute(self, request: _Request) -> None:
         """Hand ``request`` to a provider not tried yet, else answer NO_RPC_PROVIDER."""
         self._release(request)
+        request.tried += (request.provider,)
         untried = [p for p in self.providers.subscribers(request.name) if p not in request.tried]
         if untried:
             self._send_to(request, random.choice(untried))
@@ -176,19 +218,13 @@ class RpcHandler:
             self._fail(request, RpcAction.NO_RPC_PROVIDER)
 
     def _fail(self, request: _Request, action: RpcAction) -> None:
-        self._finish(request)
+        self._release(request)
         self._to_requester(request, action)
 
-    def _finish(self, request: _Request) -> None:
-        self._release(request)
-        del self._requests[request.id]
-
     def _release(self, request: _Request) -> None:
-        """Detach ``request`` from its provider and stop its timers."""
-        for timer in (request.ack_timer, request.response_timer):
-            if timer is not None:
-                timer.cancel()
-        request.ack_timer = request.response_timer = None
+        """Detach ``request`` from its provider and its deadlines (it is open no more)."""
+        self._requests.pop(request.id, None)
+        self._unaccepted.pop(request.id, None)
         assigned = self._assigned.get(request.provider)
         if assigned is not None:
             assigned.discard(request.id)

@@ -276,3 +276,30 @@ async def test_provider_may_serve_its_own_request(connect) -> None:
     cid = await incoming(peer, "self")
     await reply(peer, RpcAction.RESPONSE, "self", cid, '"me"')
     await expect(peer, RpcAction.RESPONSE, "self", "r1", '"me"')
+
+
+async def test_each_request_keeps_its_own_deadlines_behind_others(server: Server, connect) -> None:
+    """One timer serves every request's deadlines: an accepted request ahead of an unaccepted
+    one neither hides the later one's accept timeout nor takes its response timeout early,
+    and a request answered in time leaves the others' deadlines as they were."""
+    provider, caller = await connect(), await connect()
+    await provide(provider, "f")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await request(caller, "f", "accepted")
+    first = await incoming(provider, "f")
+    await reply(provider, RpcAction.ACCEPT, "f", first)
+    await expect(caller, RpcAction.ACCEPT, "f", "accepted")
+    await asyncio.sleep(0.1)
+    await request(caller, "f", "answered")
+    answered = await incoming(provider, "f")
+    await request(caller, "f", "ignored")
+    await incoming(provider, "f")
+    await reply(provider, RpcAction.RESPONSE, "f", answered, '"ok"')
+    await expect(caller, RpcAction.RESPONSE, "f", "answered", '"ok"')
+    await expect(caller, RpcAction.ACCEPT_TIMEOUT, "f", "ignored")
+    assert loop.time() - start >= 0.3  # 0.1 + ack_timeout 0.2, not the first one's deadline
+    await expect(caller, RpcAction.RESPONSE_TIMEOUT, "f", "accepted")
+    assert loop.time() - start >= 0.5  # response_timeout from its own send
+    await caller.expect_silence(0.6)  # nothing else was open
+    assert not server.rpc._requests and not server.rpc._unaccepted
