@@ -200,6 +200,17 @@ class HttpConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListenConfig:
     response_timeout: float = 0.5
+    shuffle_providers: bool = True
+    """Offer a name to its matching listeners in random order (load spreading); false: in
+    the reference's order (by pattern, first registered first; then by listener, first to
+    listen first)."""
+    rematch_interval: float = 30.0
+    """Seconds between offers, again, of subscribed names that no listener provides (a
+    listener that rejected may accept now); 0 turns it off."""
+
+    def __post_init__(self) -> None:
+        _require(self.response_timeout > 0, "listen.response_timeout must be positive")
+        _require(self.rematch_interval >= 0, "listen.rematch_interval must be 0 (off) or more")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,11 +1,14 @@
 """Listening: clients that register a name pattern and offer to provide matching names.
 
 When a name gets its first subscriber, the listeners whose pattern matches are asked one at a
-time (shuffled, for load spreading) with SUBSCRIPTION_FOR_PATTERN_FOUND; the first to answer
-LISTEN_ACCEPT becomes the name's provider, a LISTEN_REJECT or no answer within ``timeout`` moves
-on to the next. The provider hears SUBSCRIPTION_FOR_PATTERN_REMOVED when the last subscriber
-leaves; when the provider goes away (UNLISTEN or disconnect) the search starts over. For records,
-subscribers learn SUBSCRIPTION_HAS_PROVIDER / SUBSCRIPTION_HAS_NO_PROVIDER.
+time (shuffled for load spreading, or in the reference's order: ``shuffle``) with
+SUBSCRIPTION_FOR_PATTERN_FOUND; the first to answer LISTEN_ACCEPT becomes the name's provider,
+a LISTEN_REJECT or no answer within ``timeout`` moves on to the next. The provider hears
+SUBSCRIPTION_FOR_PATTERN_REMOVED when the last subscriber leaves; when the provider goes away
+(UNLISTEN or disconnect) the search starts over. For records,
+subscribers learn SUBSCRIPTION_HAS_PROVIDER / SUBSCRIPTION_HAS_NO_PROVIDER. Every
+``rematch_interval`` seconds (while anyone listens), subscribed names nobody provides and
+nobody is being asked about are offered again, as the reference's ``rematchInterval``.
 
 Invariants:
 - a name is in at most one of ``_providers`` (provided) and ``_searches`` (being offered);
@@ -125,6 +128,12 @@ class ListenRegistry:
         self.topic = topic
         self.subscriptions = subscriptions
         self.timeout = timeout
+        self.shuffle = True
+        """Offer in random order; False: by pattern (first registered first), then by
+        listener (first to listen first), as the reference."""
+        self.rematch_interval = 0.0
+        """Seconds between re-offers of unprovided names; 0: never."""
+        self._rematch_timer: asyncio.TimerHandle | None = None
         self._actions: type[EventAction] | type[RecordAction] = (
             RecordAction if topic == Topic.RECORD else EventAction
         )
@@ -189,6 +198,10 @@ class ListenRegistry:
         self._patterns_of.setdefault(conn, set()).add(pattern)
         conn.send(msg.ack())
         self._offer_subscribed(_Offer(conn, pattern), regex, list(self.subscriptions.names()), 0)
+        if self._rematch_timer is None and self.rematch_interval > 0:
+            self._rematch_timer = asyncio.get_running_loop().call_later(
+                self.rematch_interval, self._rematch
+            )
 
     def _offer_subscribed(
         self, offer: _Offer, regex: re2._Regexp, names: list[str], start: int
@@ -256,7 +269,8 @@ class ListenRegistry:
         ]
         if not offers:
             return
-        random.shuffle(offers)
+        if self.shuffle:
+            random.shuffle(offers)
         search = _Search(offers[0], offers[1:])
         self._searches[name] = search
         self._ask(name, search)
@@ -280,6 +294,39 @@ class ListenRegistry:
             conn.send(Message(self.topic, RecordAction.SUBSCRIPTION_HAS_PROVIDER, name=name))
 
     # -- the search ----------------------------------------------------------------------
+
+    def _rematch(self) -> None:
+        """Offer again every subscribed name that has neither a provider nor a search; then
+        again in ``rematch_interval`` seconds, as long as anyone listens."""
+        if not self._patterns:
+            self._rematch_timer = None
+            return
+        names = [
+            name
+            for name in self.subscriptions.names()
+            if name not in self._providers and name not in self._searches
+        ]
+        self._rematch_names(names, 0)
+        self._rematch_timer = asyncio.get_running_loop().call_later(
+            self.rematch_interval, self._rematch
+        )
+
+    def _rematch_names(self, names: list[str], start: int) -> None:
+        """Start a search for each of ``names`` still unprovided, ``SCAN_BYTES`` of names per
+        loop pass (each is matched against every pattern)."""
+        scanned = 0
+        for i in range(start, len(names)):
+            if scanned >= SCAN_BYTES:
+                asyncio.get_running_loop().call_soon(self._rematch_names, names, i)
+                return
+            name = names[i]
+            scanned += len(name)
+            if (
+                name not in self._providers
+                and name not in self._searches
+                and self.subscriptions.has_subscribers(name)
+            ):
+                self._start_search(name)
 
     def _ask(self, name: str, search: _Search) -> None:
         offer = search.current

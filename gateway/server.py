@@ -138,6 +138,9 @@ class Server:
             max_json_depth=self.config.server.max_json_depth,
         )
         self.presence = PresenceHandler()
+        for registry in (self.events.listen, self.records.listen):
+            registry.shuffle = self.config.listen.shuffle_providers
+            registry.rematch_interval = self.config.listen.rematch_interval
         self.gate: Gate | None = None
         """The permission file's checks; None (no ``permissions``): everything is allowed."""
         if self.config.permissions:

@@ -332,3 +332,91 @@ async def test_listen_state_is_forgotten_with_the_connection(server, connect) ->
     for registry in (server.records.listen, server.events.listen):
         assert not registry._listeners and not registry._patterns
         assert not registry._providers and not registry._provided_by and not registry._searches
+
+
+# -- listen.shuffle_providers and listen.rematch_interval ------------------------------------
+
+
+async def offered_first(make_server: ServerFactory, shuffle: bool, names: int) -> list[int]:
+    """Which of three listeners (in the order they listened) is offered each of ``names``."""
+    server = await make_server(
+        {"listen": {"response_timeout": 5, "shuffle_providers": shuffle, "rematch_interval": 0}}
+    )
+    url = f"ws://127.0.0.1:{server.port}/deepstream"
+    listeners = [await WireClient.connect(url, login={}) for _ in range(3)]
+    subscriber = await WireClient.connect(url, login={})
+    try:
+        for peer in listeners:
+            await listen(peer, "order/.*")
+        firsts = []
+        for i in range(names):
+            name = f"order/{i}"
+            await subscribe(subscriber, name, cid=str(i))
+            offered = await asyncio.gather(
+                *(p.recv(0.5) for p in listeners), return_exceptions=True
+            )
+            got = [j for j, msg in enumerate(offered) if isinstance(msg, Message)]
+            assert len(got) == 1, offered  # one at a time
+            firsts.append(got[0])
+            # each rejects in turn: the order of the remaining offers shows too
+            for _ in range(2):
+                await answer(listeners[got[-1]], "order/.*", name, accept=False)
+                nxt = await asyncio.gather(
+                    *(p.recv(0.5) for p in listeners), return_exceptions=True
+                )
+                got.append(next(j for j, msg in enumerate(nxt) if isinstance(msg, Message)))
+            if not shuffle:
+                assert got == [0, 1, 2]
+            assert sorted(got) == [0, 1, 2]
+            await answer(listeners[got[-1]], "order/.*", name, accept=False)
+        return firsts
+    finally:
+        for peer in (*listeners, subscriber):
+            await peer.close()
+
+
+async def test_without_shuffle_listeners_are_offered_in_the_order_they_listened(
+    make_server: ServerFactory,
+) -> None:
+    assert await offered_first(make_server, False, 6) == [0] * 6
+
+
+async def test_providers_are_shuffled_by_default(make_server: ServerFactory) -> None:
+    # 12 names all offered to the first listener first: a chance of (1/3)^11 when shuffled
+    assert len(set(await offered_first(make_server, True, 12))) > 1
+
+
+async def test_unprovided_names_are_offered_again_every_rematch_interval(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server({"listen": {"response_timeout": 5, "rematch_interval": 0.3}})
+    url = f"ws://127.0.0.1:{server.port}/deepstream"
+    async with (
+        await WireClient.connect(url, login={}) as listener,
+        await WireClient.connect(url, login={}) as subscriber,
+    ):
+        await listen(listener, "re/.*")
+        await subscribe(subscriber, "re/1")
+        await expect_offer(listener, "re/.*", "re/1")
+        await answer(listener, "re/.*", "re/1", accept=False)  # not now
+        started = asyncio.get_running_loop().time()
+        await expect_offer(listener, "re/.*", "re/1")  # offered again
+        assert asyncio.get_running_loop().time() - started >= 0.2
+        await answer(listener, "re/.*", "re/1", accept=True)
+        has = await subscriber.recv_until(R, RecordAction.SUBSCRIPTION_HAS_PROVIDER)
+        assert has.name == "re/1"
+        await listener.expect_silence(0.8)  # provided: never offered again
+
+
+async def test_rematch_can_be_turned_off(make_server: ServerFactory) -> None:
+    server = await make_server({"listen": {"response_timeout": 5, "rematch_interval": 0}})
+    url = f"ws://127.0.0.1:{server.port}/deepstream"
+    async with (
+        await WireClient.connect(url, login={}) as listener,
+        await WireClient.connect(url, login={}) as subscriber,
+    ):
+        await listen(listener, "re/.*")
+        await subscribe(subscriber, "re/1")
+        await expect_offer(listener, "re/.*", "re/1")
+        await answer(listener, "re/.*", "re/1", accept=False)
+        await listener.expect_silence(1.0)
