@@ -120,8 +120,12 @@ def test_rethinkdb_against_the_reqlite_standin() -> None:
     url = reqlite_url("rg_suite")
     table = f"rg_suite_{uuid.uuid4().hex[:10]}"
     try:
+        # The stand-in runs queries one at a time (tests/standins/reqlite/serve.js), so the
+        # suite's 164 concurrent calls queue behind each other: a generous per-call timeout, as
+        # for the other stand-ins (the suite's timeout tests set their own).
         run = run_suite(SUITE, "--connector", "rethinkdb", "--connector-url", url,
                         "--connector-option", f"table={table}",
+                        "--connector-option", "timeout=20",
                         "-p", "tests.standins.reqlite_gaps", timeout=580)  # fmt: skip
     finally:
         asyncio.run(_drop_rethinkdb_table(url, table))
