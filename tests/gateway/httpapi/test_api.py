@@ -390,11 +390,11 @@ async def test_a_token_from_the_auth_endpoint(secured: Server) -> None:
 
 
 async def test_a_token_expires_after_its_ttl(make_server: ServerFactory) -> None:
-    server = await make_server({"http": {"token_ttl": 0.5}})
+    server = await make_server({"http": {"token_ttl": 1.5}})
     token = (await post(server.port, {"username": "ada"}, path="/api/auth"))[1]["token"]
     head = {"body": [record("head", "a")], "token": token}
     assert (await post(server.port, head))[0] == 200
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(1.6)
     assert (await post(server.port, head))[0] == 401
 
 
@@ -420,3 +420,25 @@ async def test_the_token_login_is_the_user(secured: Server) -> None:
         assert (await ops(secured.port, query, token=answer["token"]))["body"] == [
             {"users": [], "success": True}
         ]
+
+
+async def test_a_write_storage_refuses_answers_a_failure_and_is_counted(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    # tests.faults.poison: a test double around the real SQL connector that hands the real
+    # SQLite driver data it cannot store, so storage fails this one write for good.
+    server = await make_server(
+        {
+            "storage": {
+                "type": "tests.faults.poison:PoisonSQLConnector",
+                "url": f"sqlite+aiosqlite:///{tmp_path}/poison.db",
+            }
+        }
+    )
+    answer = await ops(server.port, write("bad", {"poison": "set"}), write("good", {"ok": 1}))
+    assert answer["result"] == "PARTIAL_SUCCESS"
+    refused, stored = answer["body"]
+    assert refused["success"] is False
+    assert (refused["errorTopic"], refused["errorEvent"]) == ("record", R.RECORD_UPDATE_ERROR)
+    assert stored == {"success": True}
+    assert server.store.stats.errors == {"rejected": 1}  # in /metrics by kind
