@@ -161,6 +161,8 @@ class Server:
             authenticator=self.authenticator,
             dispatch=self.dispatch,
             max_json_depth=self.config.server.max_json_depth,
+            max_reply_bytes=self.config.server.max_send_buffer,
+            trips=self.trips,
         )
         self.cluster: ClusterNode | None = None
         if self.config.cluster is not None:

@@ -6,6 +6,11 @@ own path (its limits and topic handlers) on a ``VirtualConnection`` that collect
 handler's replies for that one operation: HTTP writes take the same record lanes, write-behind
 and broadcasts as WebSocket writes, and a write answers once it is durable. Operations run one
 after the other, in order, so a read after a write in one request sees it.
+
+The data the operations' results carry is bounded by ``server.max_send_buffer``, as a
+WebSocket client's queued replies are: a few hundred bytes of reads of one large record must
+not make the server build gigabytes of answer. The operation that would pass it, and every one
+after it (not run), fail with an error naming the key.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..auth import Authenticator, AuthResult
 from ..config import HttpConfig
 from ..exceptions import InvalidJSON
-from ..limits import ThrottledLog
+from ..limits import LimitTrips, ThrottledLog
 from ..protocol import EventAction, Message, Topic, payload
 from .ops import BadOperation, to_message, to_result
 from .request import HttpRequest, HttpResponse
@@ -37,6 +42,35 @@ _ids = itertools.count(1)
 Dispatch = Callable[["Connection", Message], Awaitable[None] | None]
 
 
+class ReplyBudget:
+    """Characters of reply data one HTTP request may still collect (``server.max_send_buffer``);
+    once one reply would pass it, the request is over it for good."""
+
+    __slots__ = ("left", "limit", "over", "trips")
+
+    def __init__(self, limit: int, trips: LimitTrips) -> None:
+        self.limit = self.left = limit
+        self.over = False
+        self.trips = trips
+
+    def take(self, size: int) -> bool:
+        if not self.over and size <= self.left:
+            self.left -= size
+            return True
+        if not self.over:
+            self.over = True
+            self.trips.trip("server.max_send_buffer")
+        return False
+
+    def refusal(self, topic: int) -> dict[str, Any]:
+        return {
+            "errorTopic": Topic(topic).name.lower(),
+            "success": False,
+            "error": f"the answer would pass server.max_send_buffer ({self.limit} bytes): "
+            "this operation and the ones after it were not answered",
+        }
+
+
 class VirtualConnection:
     """Stands in for a client connection for one HTTP operation: what the handlers send it
     becomes the operation's result (the first reply that finishes it; later ones are dropped).
@@ -45,8 +79,11 @@ class VirtualConnection:
     ``Connection`` through ``as_connection``.
     """
 
-    def __init__(self, login: AuthResult, peer: str, headers: dict[str, str]) -> None:
+    def __init__(
+        self, login: AuthResult, peer: str, headers: dict[str, str], budget: ReplyBudget
+    ) -> None:
         self.id = f"http-{next(_ids)}"
+        self.budget = budget
         self.user_id = login.user_id
         self.client_data = login.client_data
         self.server_data = login.server_data
@@ -68,6 +105,9 @@ class VirtualConnection:
     def send(self, msg: Message) -> None:
         if self.result.done():
             return
+        if not self.budget.take(len(msg.data or "") + sum(map(len, msg.names))):
+            self.result.set_result(self.budget.refusal(msg.topic))
+            return
         result = to_result(msg)
         if result is not None:
             self.result.set_result(result)
@@ -87,8 +127,12 @@ class HttpApi:
         authenticator: Authenticator,
         dispatch: Dispatch,
         max_json_depth: int,
+        max_reply_bytes: int = 1 << 24,
+        trips: LimitTrips | None = None,
     ) -> None:
         self.config = config
+        self.max_reply_bytes = max_reply_bytes
+        self.trips = trips if trips is not None else LimitTrips()
         self.authenticator = authenticator
         self.dispatch = dispatch
         self.max_json_depth = max_json_depth
@@ -191,9 +235,15 @@ class HttpApi:
     ) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.request_timeout
+        budget = ReplyBudget(self.max_reply_bytes, self.trips)
         results = []
         for msg in messages:
-            conn = VirtualConnection(login, connection["remoteAddress"], connection["headers"])
+            if budget.over:  # not run: its answer could not be sent
+                results.append(budget.refusal(msg.topic))
+                continue
+            conn = VirtualConnection(
+                login, connection["remoteAddress"], connection["headers"], budget
+            )
             results.append(await self._one(conn, msg, deadline - loop.time()))
         return results
 

@@ -148,6 +148,35 @@ async def test_pipelined_presence_queries_are_closed_at_the_send_buffer(
             await user.close()
 
 
+async def test_an_http_batch_of_reads_is_bounded_by_the_send_buffer(start_server, peers) -> None:
+    from tests.gateway.httpapi.client import exchange, request
+
+    server = await start_server({**MEMORY, "server": {"max_send_buffer": 4 * MB}}, rlimits=CAPPED)
+    writer, bystander = await peers(server.url), await peers(server.url)
+    await writer.send(write("big", {"s": "x" * 400_000}))
+    assert (await read(writer, "big"))[0] == 1
+    before = server.status()["VmRSS"]
+
+    # 3,000 reads of one 400 kB record in 180 kB of HTTP: 1.2 GB of answer on main (the
+    # server hit its address-space cap and the request was never answered).
+    read_big = {"topic": "record", "action": "read", "recordName": "big"}
+    body = json.dumps({"body": [read_big] * 3000}).encode()
+    status, _, answer = await exchange(port_of(server), request("/api", body), timeout=30)
+    assert status == 200
+    assert len(answer) < 5 * MB
+    results = json.loads(answer)["body"]
+    assert len(results) == 3000
+    served = [r for r in results if r["success"]]
+    assert 5 <= len(served) <= 10 and all(r["data"]["s"] == "x" * 400_000 for r in served)
+    assert results[: len(served)] == served  # the ones answered come first, in order
+    for refused in results[len(served) :]:
+        assert refused["success"] is False and refused["errorTopic"] == "record"
+        assert "server.max_send_buffer" in refused["error"]
+
+    await assert_healthy(server, bystander, before + 100 * MB)
+    assert trips(await metrics(server), "server.max_send_buffer") == 1
+
+
 # -- 7. names and listen patterns ------------------------------------------------------------
 
 
