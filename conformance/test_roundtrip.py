@@ -368,3 +368,16 @@ async def test_nul_character_round_trips_or_is_rejected(
     else:
         assert result.ok
         assert await connector.get(name) == Snapshot(name, 1, {"s": "a\x00b"})
+
+
+async def test_reads_match_the_exact_name(connector: Connector, name_prefix: str) -> None:
+    """No read is a pattern or a prefix match: ``a*`` is not ``ab``, ``a`` is not ``a/b``."""
+    p = name_prefix
+    await connector.write([Put(f"{p}/ab", 1, {}), Put(f"{p}/a/b", 1, {}), Put(f"{p}/aXc", 1, {})])
+    rule = "rule: get, get_many and head match the exact name, never a pattern or a prefix"
+    for absent in (f"{p}/a", f"{p}/a*", f"{p}/a?", f"{p}/a.", f"{p}/a%", f"{p}/a_c", f"{p}/A"):
+        assert await connector.get(absent) is None, f"{rule}: get({absent!r})"
+        assert await connector.head(absent) is None, f"{rule}: head({absent!r})"
+        assert await connector.get_many([absent]) == {}, f"{rule}: get_many([{absent!r}])"
+    [result] = await connector.write([Delete(f"{p}/a*", 1)])
+    assert result.ok and await connector.head(f"{p}/ab") == 1, f"{rule}: Delete('a*')"

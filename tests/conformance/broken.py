@@ -708,3 +708,15 @@ class DriverlessConnector(_Broken):
 
         import_driver("recordgate_test_no_such_driver", "nosuch")
         await super().open()
+
+
+class PatternGetConnector(_Broken):
+    """Reads with a glob match (Redis ``SCAN MATCH``, an unescaped pattern): ``a*`` finds ``ab``."""
+
+    async def get(self, name: str) -> Snapshot | None:
+        import fnmatch
+
+        async for snapshot in MemoryConnector.scan(self, ""):
+            if fnmatch.fnmatchcase(snapshot.name, name):
+                return snapshot
+        return None

@@ -136,6 +136,11 @@ TRAPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("test_roundtrip.py::test_long_name_500_bytes[4-byte]",),
         "rule: names of 500 bytes of UTF-8 work, never truncated",
     ),
+    "PatternGetConnector": (
+        ("test_roundtrip.py",),
+        ("test_roundtrip.py::test_reads_match_the_exact_name",),
+        "rule: get, get_many and head match the exact name",
+    ),
     "RegexScanConnector": (
         ("test_scan.py",),
         ("test_scan.py::test_scan_wildcard_characters_are_literal",),
