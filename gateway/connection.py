@@ -469,6 +469,8 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.pause_reading()
         if isinstance(outcome, HttpRefusal):
+            if outcome.status == 413:
+                self._outbox.trips.trip("http.max_body_size")
             self._http_task = self._loop.create_task(self._http_refuse(outcome))
         else:
             self._drop_after(self._service.http_timeout)

@@ -322,6 +322,7 @@ async def test_a_body_over_the_limit_is_413_before_it_is_sent(make_server: Serve
     status, _, body = await exchange(server.port, head, timeout=2)
     assert status == 413
     assert b"http.max_body_size" in body
+    assert server.trips.counts == {"http.max_body_size": 1}  # in /metrics as a limit trip
     ok = json.dumps({"body": [write("x", "y" * 900)]}).encode()
     assert len(ok) <= 1000
     assert (await exchange(server.port, request("/api", ok)))[0] == 200
@@ -442,3 +443,19 @@ async def test_a_write_storage_refuses_answers_a_failure_and_is_counted(
     assert (refused["errorTopic"], refused["errorEvent"]) == ("record", R.RECORD_UPDATE_ERROR)
     assert stored == {"success": True}
     assert server.store.stats.errors == {"rejected": 1}  # in /metrics by kind
+
+
+async def test_http_requests_count_against_the_connection_caps(make_server: ServerFactory) -> None:
+    server = await make_server({"server": {"max_connections_per_ip": 2}})
+    idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+    try:
+        status, _, body = await exchange(
+            server.port, request("/api", json.dumps({"body": [record("head", "a")]}).encode())
+        )
+        assert status == 503
+        assert b"server.max_connections_per_ip" in body
+    finally:
+        for _, writer in idle:
+            writer.close()
+    await asyncio.sleep(0.2)  # the idle sockets are gone: requests are served again
+    assert (await post(server.port, {"body": [record("head", "a")]}))[0] == 200
