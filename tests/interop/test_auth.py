@@ -7,10 +7,13 @@ both must agree."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import yaml
 
@@ -51,3 +54,42 @@ async def test_file_auth_outcomes_match_the_reference(
     reference = os.environ.get("RECORDGATE_AUTH_REFERENCE")
     if reference:
         assert await asyncio.to_thread(scenario_runner(node, reference), "auth") == EXPECTED
+
+
+async def test_jwt_logins(make_server: ServerFactory, node: str) -> None:
+    """Token logins through the official client: claims become the user and clientData;
+    expired, wrongly signed, other-audience and missing tokens are refused."""
+    secret = "k" * 32
+    server = await make_server(
+        {
+            "auth": [
+                {
+                    "type": "jwt",
+                    "secret": secret,
+                    "audience": "recordgate",
+                    "client_data_claim": "profile",
+                }
+            ]
+        }
+    )
+    now = int(time.time())
+
+    def token(key: str = secret, **claims: Any) -> str:
+        body = {"sub": "carol", "aud": "recordgate", "exp": now + 60, "profile": {"n": 1}}
+        return jwt.encode({**body, **claims}, key, algorithm="HS256")
+
+    cases = {
+        "good": {"token": token()},
+        "expired": {"token": token(exp=now - 120)},
+        "forged": {"token": token(key="x" * 32)},
+        "audience": {"token": token(aud="elsewhere")},
+        "none": {"token": jwt.encode({"sub": "carol", "exp": now + 60}, None, algorithm="none")},
+        "missing": {},
+    }
+    run = scenario_runner(node, url_of(server).removeprefix("ws://"))
+    result = await asyncio.to_thread(run, "auth", json.dumps(cases))
+    assert result.pop("errors") == []
+    assert result.pop("good") == {"ok": {"n": 1}, "state": "OPEN", "events": []}
+    for name, outcome in result.items():
+        assert outcome["state"] == "AWAITING_AUTHENTICATION", (name, outcome)
+        assert "ok" not in outcome, (name, outcome)

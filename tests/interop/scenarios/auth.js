@@ -1,9 +1,10 @@
 'use strict'
-// Logins through the official client against a users file (test_auth.py): what login resolves
-// or rejects with for a good password, a wrong one, an unknown user, a missing password and
-// an empty auth object; and the connection state after each.
+// Logins through the official client (test_auth.py): what login resolves or rejects with, and
+// the connection state after it. Without arguments, the users-file cases (a good password, a
+// wrong one, an unknown user, a missing password, an empty auth object); with a JSON object
+// argument {case: authData, ...}, those cases.
 const { DeepstreamClient } = require('@deepstream/client')
-const { run, url } = require('./lib')
+const { run, url, args } = require('./lib')
 
 // A rejection as data: an Error's message, or what login rejected with (the server's answer).
 const describe = (value) => (value && typeof value.message === 'string') ? value.message : value
@@ -24,11 +25,18 @@ async function attempt (auth) {
   return result
 }
 
-run(async () => ({
-  good: await attempt({ username: 'alice', password: 'alice-pw' }),
-  noClientData: await attempt({ username: 'bob', password: 'bob-pw' }),
-  wrong: await attempt({ username: 'alice', password: 'nope' }),
-  unknown: await attempt({ username: 'mallory', password: 'x' }),
-  missing: await attempt({ username: 'alice' }),
-  empty: await attempt({})
-}))
+const FILE_CASES = {
+  good: { username: 'alice', password: 'alice-pw' },
+  noClientData: { username: 'bob', password: 'bob-pw' },
+  wrong: { username: 'alice', password: 'nope' },
+  unknown: { username: 'mallory', password: 'x' },
+  missing: { username: 'alice' },
+  empty: {}
+}
+
+run(async () => {
+  const cases = args[0] ? JSON.parse(args[0]) : FILE_CASES
+  const out = {}
+  for (const [name, auth] of Object.entries(cases)) out[name] = await attempt(auth)
+  return out
+})
