@@ -473,6 +473,9 @@ class Connection(asyncio.Protocol):
                 self._outbox.trips.trip("http.max_body_size")
             self._http_task = self._loop.create_task(self._http_refuse(outcome))
         else:
+            if self._timer is not None:  # read in time: OPEN_TIMEOUT no longer applies
+                self._timer.cancel()
+                self._timer = None
             self._drop_after(self._service.http_timeout)
             self._http_task = self._loop.create_task(self._http_serve(outcome))
 

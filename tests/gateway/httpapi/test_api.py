@@ -459,3 +459,25 @@ async def test_http_requests_count_against_the_connection_caps(make_server: Serv
             writer.close()
     await asyncio.sleep(0.2)  # the idle sockets are gone: requests are served again
     assert (await post(server.port, {"body": [record("head", "a")]}))[0] == 200
+
+
+async def test_a_request_may_take_longer_than_the_time_to_send_it(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request must be read within OPEN_TIMEOUT of connecting; answering it may take longer.
+    monkeypatch.setattr("gateway.connection.OPEN_TIMEOUT", 0.3)
+    server = await make_server({"rpc": {"ack_timeout": 5, "response_timeout": 5}})
+    async with await provider(server, "slow") as peer:
+        made = asyncio.create_task(ops(server.port, make("slow")))
+        msg = await peer.recv()
+        await asyncio.sleep(0.8)
+        await peer.send(
+            Message(
+                Topic.RPC,
+                RpcAction.RESPONSE,
+                name="slow",
+                correlation_id=msg.correlation_id,
+                data="1",
+            )
+        )
+        assert (await made)["body"] == [{"data": 1, "success": True}]
