@@ -103,6 +103,10 @@ class Gate:
         self.store = store
         self.max_json_depth = max_json_depth
 
+    def pinned(self) -> Gate:
+        """A gate that keeps the rules loaded now, whatever a reload does later."""
+        return Gate(self.permissions, self.store, max_json_depth=self.max_json_depth)
+
     async def read(self, name: str) -> Any:
         """``_('name')``: the record's data through the store's cache; None if missing."""
         record = await self.store.load(name)

@@ -231,6 +231,11 @@ class RecordHandler:
 
     # -- permissions -------------------------------------------------------------------------
 
+    def _pinned_gate(self) -> Gate | None:
+        """The gate with the rules loaded now: a message is checked against the rules of its
+        arrival even if a reload swaps them before its record's turn comes."""
+        return None if self.gate is None else self.gate.pinned()
+
     def _checked(
         self,
         gate: Gate,
@@ -288,6 +293,7 @@ class RecordHandler:
             return None
         names = list(dict.fromkeys(names))  # a name repeated is read (and answered) once
         conn.send(msg.ack())  # first, as the reference does; each READ_RESPONSE follows
+        gate = self._pinned_gate()
 
         def op_for(name: str) -> Op:
             def op(record: Record | None) -> Record | None:
@@ -308,7 +314,6 @@ class RecordHandler:
                 conn.send(reply)
                 return record
 
-            gate = self.gate
             if gate is None:
                 return op
 
@@ -319,8 +324,8 @@ class RecordHandler:
 
             return self._checked(gate, conn, msg, name, checks, op)
 
-        sync = self.gate is None or not any(
-            self.gate.needs_io("record", ("create", "read"), name) for name in names
+        sync = gate is None or not any(
+            gate.needs_io("record", ("create", "read"), name) for name in names
         )
         return self._lanes.each(names, op_for, partial(self._load_error, conn, msg), sync=sync)
 
@@ -343,7 +348,7 @@ class RecordHandler:
                     conn.send(reply)
             return record
 
-        gate = self.gate
+        gate = self._pinned_gate()
         if gate is None:
             return self._lanes.run(name, op, self._load_error(conn, msg, name))
         gated = self._checked(gate, conn, msg, name, _READ_CHECK, op)
@@ -365,7 +370,7 @@ class RecordHandler:
 
             return op
 
-        gate = self.gate
+        gate = self._pinned_gate()
         if gate is not None:
             plain_op_for = op_for
 
@@ -409,7 +414,7 @@ class RecordHandler:
         def on_error(exc: Exception) -> None:
             conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
 
-        gate = self.gate
+        gate = self._pinned_gate()
         if gate is None:
             return self._lanes.run(name, op, on_error)
 
@@ -521,7 +526,7 @@ class RecordHandler:
             self._spawn(self._confirm_delete(conn, name, stored))
             return None
 
-        gate = self.gate
+        gate = self._pinned_gate()
         checked: Op = op
         if gate is not None:
             checked = self._checked(gate, conn, msg, name, _DELETE_CHECK, op)
