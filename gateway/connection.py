@@ -465,6 +465,9 @@ class Connection(asyncio.Protocol):
             return  # one request per connection: anything after it is ignored
         outcome = self._http.feed(data)
         if outcome is None:
+            if self._http.continue_now and self.transport is not None:
+                self._http.continue_now = False
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return
         if self.transport is not None:
             self.transport.pause_reading()

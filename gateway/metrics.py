@@ -88,7 +88,8 @@ def render(
         lines += [
             f"# HELP {name} Protocol messages {direction} "
             + (
-                "from clients for a topic handler (the handshake and logins are not counted), "
+                "from clients for a topic handler, HTTP API operations included (the handshake and "
+                "logins are not counted), "
                 if direction == "received"
                 else "to clients (replies and fan-outs), "
             )

@@ -412,8 +412,6 @@ class Server:
         conn.last_seen = now
         session = conn.session
         result = session.receive(frame)
-        if type(result) is Message:
-            self.messages_received[result.topic & 0x7F] += 1
         if session.outbox:
             conn.flush_session()
         pending: Awaitable[None] | None = None
@@ -451,6 +449,7 @@ class Server:
     def dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         """Hand ``msg`` from ``conn`` (a client's, or the HTTP API's virtual connection) to
         its topic handler, within ``limits``."""
+        self.messages_received[msg.topic & 0x7F] += 1
         handler = self.handlers.get(msg.topic)
         if handler is None:  # a known topic recordgate does not serve (LOCK, MONITORING, ...)
             conn.send(Message(Topic.PARSER, ParserAction.UNKNOWN_TOPIC, original_topic=msg.topic))

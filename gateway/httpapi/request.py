@@ -80,6 +80,9 @@ class RequestReader:
         self._buffer = bytearray()
         self._head: tuple[str, str, dict[str, str]] | None = None
         self._length = 0
+        self.continue_now = False
+        """Set once the head asked ``Expect: 100-continue`` and passed: the caller sends
+        ``100 Continue`` (curl waits a second for it before a body over 1 kB) and clears it."""
 
     def feed(self, data: bytes) -> HttpRequest | HttpRefusal | None:
         self._buffer += data
@@ -97,6 +100,8 @@ class RequestReader:
             if isinstance(parsed, HttpRefusal):
                 return parsed
             self._head = parsed
+            expect = parsed[2].get("expect", "").lower()
+            self.continue_now = expect == "100-continue" and len(self._buffer) < self._length
         if len(self._buffer) < self._length:
             return None
         method, path, headers = self._head

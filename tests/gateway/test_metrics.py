@@ -102,7 +102,8 @@ async def test_the_official_prometheus_parser_reads_every_metric(
 
     received = "recordgate_messages_received"  # the parser drops a counter's _total
     assert families[received].type == "counter"
-    assert value(received, f"{received}_total", topic="record") == 2  # the two subscribes
+    # the two subscribes, and the HTTP write
+    assert value(received, f"{received}_total", topic="record") == 3
     assert value(received, f"{received}_total", topic="event") == 0
     sent = "recordgate_messages_sent"
     # an ack and a read response per subscribe, then the live update

@@ -481,3 +481,20 @@ async def test_a_request_may_take_longer_than_the_time_to_send_it(
             )
         )
         assert (await made)["body"] == [{"data": 1, "success": True}]
+
+
+async def test_expect_100_continue_is_answered_before_the_body(server: Server) -> None:
+    body = json.dumps({"body": [record("head", "a")]}).encode()
+    head = request("/api", b"", Expect="100-continue").replace(
+        b"Content-Length: 0", b"Content-Length: %d" % len(body)
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(head)
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        answer = await asyncio.wait_for(reader.read(), 5)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+    finally:
+        writer.close()
