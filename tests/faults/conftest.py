@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import signal
 import sys
@@ -145,6 +146,7 @@ class ServerProcess:
                 cwd=self.cwd,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
+                env=self._env(),
                 preexec_fn=self._set_rlimits if self.rlimits else None,
             )
         assert self.process.stdout is not None
@@ -157,6 +159,14 @@ class ServerProcess:
             raise AssertionError(f"server did not start: {line!r}\n{self.log()}")
         self.url = line.decode().rsplit(" ", 1)[1].strip()
         return self
+
+    def _env(self) -> dict[str, str] | None:
+        if resource.RLIMIT_AS not in self.rlimits:
+            return None
+        # Under an address-space cap, glibc's per-thread malloc arenas (64 MB of address space
+        # each, up to 8 per core) would count, not what is allocated: a burst of storage reads
+        # on SQLite (a thread per connection) then failed with MemoryError at ~70 MB of RSS.
+        return {**os.environ, "MALLOC_ARENA_MAX": "2"}
 
     def _set_rlimits(self) -> None:  # in the child, between fork and exec
         for which, limit in self.rlimits.items():

@@ -437,6 +437,31 @@ async def test_a_bulk_read_storm_does_not_starve_other_clients(
     assert server.log().count("loading record") <= 5
 
 
+async def test_a_notify_storm_on_sqlite_leaves_other_clients_served(
+    start_server, peers, tmp_path: Path
+) -> None:
+    server = await start_server(
+        {"storage": {"type": "sql", "url": f"sqlite+aiosqlite:///{tmp_path}/n.db"}},
+        rlimits=CAPPED,
+    )
+    storm, victim = await peers(server.url), await peers(server.url)
+    await victim.send(write("known", {"k": 1}, ack="k"))
+    assert (await victim.recv(10)).action == R.WRITE_ACKNOWLEDGEMENT
+    # 200,000 names to re-read from storage in 20 messages of about 1 MB.
+    names = [f"n{i:05}" + "x" * 90 for i in range(10_000)]
+    await pipelined(
+        storm,
+        [Message(Topic.RECORD, R.NOTIFY, names=names, correlation_id=str(i)) for i in range(20)],
+    )
+    for _ in range(10):
+        assert (await read(victim, "known"))[1] == {"k": 1}
+        assert await rtt(victim) < 5
+        await asyncio.sleep(0.2)
+    assert server.alive(), server.log()[-2000:]
+    assert "MemoryError" not in server.log(), server.log()[-2000:]
+    assert server.status()["VmHWM"] < 200 * MB
+
+
 async def test_unflushed_records_are_bounded_in_bytes_during_an_outage(
     postgres, start_server, peers
 ) -> None:
