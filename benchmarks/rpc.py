@@ -6,8 +6,9 @@ One provider and one requester, both the official deepstream JS client
 trips/s, the server's CPU time per round trip (user + system from ``/proc``, sampled at the
 script's ``PHASE`` lines: steadier than wall clock on a shared machine), latency p50/p99 as the
 requester sees it. The server order rotates each round; medians [lowest-highest] are reported.
-``--before DIR`` adds recordgate run from another tree (``PYTHONPATH=DIR``, e.g. a
-``git archive`` of main) as a third target, for before/after figures in the same run.
+recordgate runs on the standard loop and, when uvloop is installed, on uvloop
+(``server.event_loop``). ``--before DIR`` adds recordgate run from another tree
+(``PYTHONPATH=DIR``, e.g. a ``git archive`` of main), for before/after in the same run.
 
     python benchmarks/rpc.py [--rounds 5] [--requests 20000] [--in-flight 50] [--before DIR]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -70,13 +72,17 @@ async def main(args: argparse.Namespace) -> None:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     node = ensure_reference()
-    memory = {"storage": {"type": "memory"}}
+    memory: dict[str, Any] = {"storage": {"type": "memory"}}
+    on_asyncio = {**memory, "server": {"event_loop": "asyncio"}}
+    on_uvloop = {**memory, "server": {"event_loop": "uvloop"}}
     with workdir() as tmp:
         where = Path(tmp)
         targets = [
             Target("reference", lambda: reference_server(node)),
-            Target("recordgate", lambda: recordgate(memory, where)),
+            Target("recordgate-asyncio", lambda: recordgate(on_asyncio, where)),
         ]
+        if importlib.util.find_spec("uvloop") is not None:
+            targets.append(Target("recordgate-uvloop", lambda: recordgate(on_uvloop, where)))
         if args.before:
             env = {"PYTHONPATH": args.before}
             targets.append(Target("recordgate-before", lambda: recordgate(memory, where, env)))

@@ -22,6 +22,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config, load_config
 from .exceptions import ConfigError, RecordgateError
+from .loops import loop_factory
 from .server import Server
 
 __all__ = ["main"]
@@ -234,8 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     try:
         config = _apply_overrides(load_config(args.config), args)
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_run(config, args.config))
+        loop_name, factory = loop_factory(config.server.event_loop)
+        log.info("event loop: %s", loop_name)
+        with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as run:
+            run.run(_run(config, args.config))
     except ConfigError as exc:
         print(f"recordgate: {exc}", file=sys.stderr)
         return 2

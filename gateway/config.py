@@ -77,9 +77,18 @@ class ServerConfig:
     max_json_depth: int = DEFAULT_MAX_DEPTH
     """Containers nested in any JSON a client sends (record data, counted from the record's
     root so a PATCH counts its path; AUTH data). Deeper gets INVALID_MESSAGE_DATA."""
+    event_loop: str = "asyncio"
+    """``asyncio``: the standard loop; ``auto``: uvloop when installed (the ``uvloop`` extra),
+    else the standard loop; ``uvloop``: uvloop or refuse to start. Not the default: at the
+    file-descriptor limit libuv closes waiting connections unanswered, where the standard
+    loop answers them 503 as slots free up."""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port must be between 0 and 65535")
+        _require(
+            self.event_loop in ("auto", "asyncio", "uvloop"),
+            "server.event_loop must be auto, asyncio or uvloop",
+        )
         for key in ("path", "health_path", "metrics_path"):
             _require(getattr(self, key).startswith("/"), f"server.{key} must start with /")
         for key in (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
@@ -14,6 +16,18 @@ from tests.standins.mongodb import mongodb_standin  # noqa: F401 - a session fix
 from tests.wire import WireClient
 
 ServerFactory = Callable[..., Awaitable[Server]]
+
+
+if os.environ.get("RECORDGATE_TEST_EVENT_LOOP") == "uvloop":
+    # CI runs the connection layer's modules again on uvloop, the loop `recordgate start`
+    # prefers; otherwise the standard loop. (pytest-asyncio 1.x deprecates this override in
+    # favour of a hook that parametrizes every test by loop: defined only when asked for.)
+
+    @pytest.fixture(scope="session")
+    def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+        import uvloop  # required when asked for: a missing uvloop fails, never skips
+
+        return uvloop.EventLoopPolicy()
 
 
 @pytest.fixture
