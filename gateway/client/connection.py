@@ -368,6 +368,10 @@ class Connection:
         if msg.topic == Topic.CONNECTION:
             if msg.action == ConnectionAction.PING and self._ws is not None:
                 self._write(self._ws, _PONG)
+            elif (
+                msg.action == ConnectionAction.ERROR
+            ):  # e.g. the message rate limit; a close follows
+                self.report(ClientError(f"the server reported a connection error: {msg.data}"))
             elif msg.action != ConnectionAction.PONG:
                 log.info("connection message from the server: %r", msg)
             return

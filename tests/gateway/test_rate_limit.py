@@ -10,6 +10,7 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from gateway.client import Client
 from gateway.protocol import ConnectionAction, EventAction, Message, Topic
 from tests.conftest import ServerFactory, url_of
 from tests.gateway.test_server import http_get
@@ -73,3 +74,19 @@ async def test_zero_turns_it_off(make_server: ServerFactory) -> None:
     await client.send(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["x"], correlation_id="z"))
     assert (await client.recv(timeout=10)).correlation_id == "z"
     await client.close()
+
+
+async def test_the_python_client_hears_why_and_reconnects(make_server: ServerFactory) -> None:
+    server = await make_server({"server": {"max_messages_per_second": 20.0, "message_burst": 10}})
+    heard: list[str] = []
+    async with Client(url_of(server), auth={"username": "fast"}, reconnect_delay=0.05) as client:
+        client.on_error(lambda error: heard.append(str(error)))
+        for i in range(30):
+            client.event.emit("e", i)
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.05)
+        assert heard and "server.max_messages_per_second" in heard[0]
+        await asyncio.sleep(1.0)  # reconnected and the bucket refilled: served again
+        assert await client.record.head("anything") == -1
