@@ -433,3 +433,68 @@ async def test_bulk_messages_answer_every_refused_name(url: str) -> None:
     finally:
         await alice.close()
         await bob.close()
+
+
+RECORD_MATRIX = [
+    (R.READ, {"name": "secret/m"}, R.READ_RESPONSE),
+    (R.HEAD, {"name": "secret/m"}, R.HEAD_RESPONSE),
+    (R.SUBSCRIBEANDREAD, {"names": ["secret/m"]}, R.READ_RESPONSE),
+    (R.SUBSCRIBECREATEANDREAD, {"names": ["secret/new"]}, R.READ_RESPONSE),
+    (R.HEAD_BULK, {"names": ["secret/m"]}, R.HEAD_RESPONSE_BULK),
+    (R.UPDATE, {"name": "secret/m", "data": '{"a":2}'}, R.WRITE_ACKNOWLEDGEMENT),
+    (R.PATCH, {"name": "secret/m", "path": "a", "data": "3"}, R.WRITE_ACKNOWLEDGEMENT),
+    (R.ERASE, {"name": "secret/m", "path": "a"}, R.WRITE_ACKNOWLEDGEMENT),
+    (
+        R.PATCH_MULTI,
+        {"name": "secret/m", "data": '[{"path":"b","data":1}]'},
+        R.WRITE_ACKNOWLEDGEMENT,
+    ),
+    (R.CREATEANDUPDATE, {"name": "secret/n1", "data": "{}"}, R.WRITE_ACKNOWLEDGEMENT),
+    (R.CREATEANDPATCH, {"name": "secret/n2", "path": "a", "data": "1"}, R.WRITE_ACKNOWLEDGEMENT),
+]
+
+
+@pytest.mark.parametrize(("action", "fields", "allowed_reply"), RECORD_MATRIX)
+async def test_record_action_matrix(
+    url: str, action: int, fields: dict[str, Any], allowed_reply: int
+) -> None:
+    """Each record action on a secret record: the admin is served, bob refused with the
+    action as originalAction and the write's correlationId / isWriteAck."""
+    alice, bob = await login(url, "alice"), await login(url, "bob")
+    try:
+        await alice.send(
+            Message(
+                Topic.RECORD,
+                R.CREATEANDUPDATE,
+                name="secret/m",
+                version=-1,
+                data='{"a":1}',
+                is_write_ack=True,
+                correlation_id="seed",
+            )
+        )
+        assert (await alice.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+        write = action in (
+            R.UPDATE,
+            R.PATCH,
+            R.ERASE,
+            R.PATCH_MULTI,
+            R.CREATEANDUPDATE,
+            R.CREATEANDPATCH,
+        )
+        extra: dict[str, Any] = {"version": -1, "is_write_ack": True} if write else {}
+        msg = Message(Topic.RECORD, action, correlation_id="m", **fields, **extra)
+        await bob.send(msg)
+        got = await bob.recv_until(Topic.RECORD, R.MESSAGE_DENIED)
+        assert (got.original_action, got.correlation_id) == (action, "m")
+        assert got.name == (fields.get("name") or fields["names"][0])
+        assert got.is_write_ack is (True if write else None)
+        await alice.send(msg)
+        served = await alice.recv_until(Topic.RECORD, allowed_reply)
+        assert not served.is_error
+        await alice.send(Message(Topic.RECORD, R.READ, name="secret/m"))
+        after = await alice.recv_until(Topic.RECORD, R.READ_RESPONSE)
+        assert after.version == (1 if not write or "secret/n" in str(fields) else 2)
+    finally:
+        await alice.close()
+        await bob.close()
