@@ -121,7 +121,7 @@ class ClusterNode:
 
     def publish_event(self, name: str, data: str | None) -> None:
         """Send an emit to the other nodes (this node served its own subscribers)."""
-        self.bus.publish([self.node_id, "e", name, data])
+        self.bus.publish(["e", name, data])
 
     @property
     def stats(self) -> ClusterStats:
@@ -136,11 +136,12 @@ class ClusterNode:
         )
 
     def _received(self, message: list[Any]) -> None:
-        kind, name = message[1], message[2]
+        """``[kind, name, data?]`` from another node (or a presence script)."""
+        kind, name = message[0], message[1]
         if not isinstance(name, str):
             return
         if kind == "e":
-            data = message[3] if len(message) > 3 else None
+            data = message[2] if len(message) > 2 else None
             self._on_event(name, data if isinstance(data, str) else None)
         elif kind == "j" or kind == "l":
             self._on_presence(name, kind == "j")

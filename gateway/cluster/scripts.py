@@ -2,7 +2,7 @@
 
 Presence notices are published from inside the scripts, so every node receives them in the
 order Redis ran the scripts: a JOIN never overtakes the LEAVE before it.
-Bus messages are JSON arrays ``[origin, kind, name, data?]``; presence notices have origin "".
+Their bus messages are ``["", kind, user]`` (see ``bus``).
 """
 
 from __future__ import annotations
