@@ -31,7 +31,8 @@ def test_events_and_presence_across_three_nodes(node: str, tmp_path: Path) -> No
     # one join however many nodes the user is on; the leave only after its last connection
     assert r["presenceEvents"] == [[user, True], [user, False]]
     assert r["queries"] == [{"ok": {user: True, f"{r['id']}-nobody": False}}] * 3
-    assert r["getAll"] == sorted([user, *(f"{r['id']}-sub{i}" for i in (1, 2))])
+    others = [f"{r['id']}-{name}" for name in ("sub1", "sub2", "asker")]
+    assert r["getAll"] == sorted([user, *others])  # never the asking watcher (sub0)
     assert r["afterFirstClose"] == {"ok": {user: True}}
     assert r["afterSecondClose"] == {"ok": {user: False}}
     denied = [e for e in r["errors"] if e["event"] == "MESSAGE_DENIED"]
