@@ -122,6 +122,9 @@ class LimitsConfig:
     """Bytes (UTF-8) of a record, event, RPC or presence name."""
     max_names_per_message: int = 10_000
     """Names in one bulk message (SUBSCRIBE, SUBSCRIBEANDREAD, HEAD_BULK, NOTIFY, ...)."""
+    max_subscriptions_per_connection: int = 100_000
+    """Names one connection may subscribe to (or provide) at once, per topic: each holds a few
+    hundred bytes of the server's memory for as long as the connection lives."""
     max_listen_pattern_length: int = 256
     """Characters of a listen pattern."""
     max_listen_patterns: int = 1_000
@@ -151,6 +154,7 @@ class LimitsConfig:
         for key in (
             "max_name_length",
             "max_names_per_message",
+            "max_subscriptions_per_connection",
             "max_listen_pattern_length",
             "max_listen_patterns",
             "max_listen_program_total",

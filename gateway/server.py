@@ -49,6 +49,7 @@ from .protocol.session import AuthRequest, Session, State
 from .records import RecordHandler
 from .rpc import RpcHandler
 from .store import RecordStore, create_store
+from .subscriptions import SubscriptionRegistry
 from .tls import server_context
 
 if TYPE_CHECKING:
@@ -66,6 +67,14 @@ _INVALID_DATA: dict[int, int] = {
     Topic.PRESENCE: PresenceAction.INVALID_PRESENCE_USERS,
 }
 """Each topic's answer to a message over a limit of ``limits`` (a name too long, too many)."""
+
+_RECORD_SUBSCRIBES = (
+    RecordAction.SUBSCRIBE,
+    RecordAction.SUBSCRIBEANDHEAD,
+    RecordAction.SUBSCRIBEANDREAD,
+    RecordAction.SUBSCRIBECREATEANDREAD,
+    RecordAction.SUBSCRIBECREATEANDUPDATE,
+)
 
 FD_RESERVE = 64
 """File descriptors kept free beyond the last connection: storage, logs, a refusal's socket."""
@@ -138,6 +147,13 @@ class Server:
             max_json_depth=self.config.server.max_json_depth,
         )
         self.presence = PresenceHandler()
+        self._subscribing: dict[tuple[int, int], SubscriptionRegistry] = {
+            (Topic.EVENT, EventAction.SUBSCRIBE): self.events.subscriptions,
+            (Topic.RPC, RpcAction.PROVIDE): self.rpc.providers,
+            (Topic.PRESENCE, PresenceAction.SUBSCRIBE): self.presence.subscriptions,
+            **{(Topic.RECORD, action): self.records.subscriptions for action in _RECORD_SUBSCRIBES},
+        }
+        """The registry each subscribing message adds to (``limits.max_subscriptions_...``)."""
         for registry in (self.events.listen, self.records.listen):
             registry.shuffle = self.config.listen.shuffle_providers
             registry.rematch_interval = self.config.listen.rematch_interval
@@ -459,6 +475,9 @@ class Server:
             msg.names or (name is not None and len(name) > self._max_name_chars)
         ) and self._over_limits(conn, msg):
             return None
+        registry = self._subscribing.get((msg.topic, msg.action))
+        if registry is not None and self._too_many_subscriptions(conn, msg, registry):
+            return None
         if self.gate is not None:
             checked = self.gate.filter(conn, msg)
             if checked is None:
@@ -484,6 +503,24 @@ class Server:
             return False
         else:
             key, reason = "limits.max_name_length", f"a name over {self._max_name} bytes"
+        self._refuse(conn, msg, key, reason)
+        return True
+
+    def _too_many_subscriptions(
+        self, conn: Connection, msg: Message, registry: SubscriptionRegistry
+    ) -> bool:
+        """Answer ``msg`` if it would take ``conn`` past ``max_subscriptions_per_connection``
+        (nothing of it is subscribed); names it already holds do not count twice."""
+        names = msg.names or ([msg.name] if msg.name is not None else [])
+        limit = self.config.limits.max_subscriptions_per_connection
+        if len(names) <= limit and registry.new_for(conn, names) <= limit:
+            return False
+        key = "limits.max_subscriptions_per_connection"
+        self._refuse(conn, msg, key, f"more than {limit} subscriptions on this connection")
+        return True
+
+    def _refuse(self, conn: Connection, msg: Message, key: str, reason: str) -> None:
+        """Tell ``conn`` that ``msg`` passed limit ``key``, as its topic's invalid data."""
         self.trips.trip(key)
         conn.send(
             Message(
@@ -495,7 +532,6 @@ class Server:
                 is_error=True,
             )
         )
-        return True
 
     def _too_long(self, name: str | None, names: list[str] | None) -> bool:
         limit, chars = self._max_name, self._max_name_chars

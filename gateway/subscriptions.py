@@ -104,6 +104,13 @@ class SubscriptionRegistry:
             self.unsubscribe(name, conn)
         return names
 
+    def new_for(self, conn: Connection, names: Collection[str]) -> int:
+        """How many subscriptions ``conn`` would hold after subscribing to ``names``."""
+        held = self._names.get(conn)
+        if held is None:
+            return len(set(names))
+        return len(held) + len(set(names).difference(held))
+
     def subscribers(self, name: str) -> Collection[Connection]:
         return self._subscribers.get(name, ())
 

@@ -365,6 +365,26 @@ async def test_slow_consumers_share_one_server_wide_budget(start_server, peers) 
     await assert_healthy(server, bystander, before + 60 * MB)
 
 
+async def test_subscriptions_of_one_connection_are_bounded(start_server, peers) -> None:
+    server = await start_server(MEMORY, rlimits=CAPPED)  # the default: 100,000 per topic
+    subscriber, bystander = await peers(server.url), await peers(server.url)
+    before = server.status()["VmRSS"]
+    # 400,000 event names in 40 messages of 900 kB: about 440 bytes of server memory each,
+    # 180 MB on main, and nothing stopped a client from going on.
+    for batch in range(40):
+        names = [f"{batch:02}/{i:05}/" + "x" * 80 for i in range(10_000)]
+        await subscriber.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=names, correlation_id=str(batch))
+        )
+    answers = [await subscriber.recv(30) for _ in range(40)]
+    assert all(a.is_ack for a in answers[:10]), answers[:10]
+    for refused in answers[10:]:
+        assert (refused.action, refused.is_error) == (EventAction.INVALID_MESSAGE_DATA, True)
+        assert "limits.max_subscriptions_per_connection" in json.loads(refused.data or '""')
+    await assert_healthy(server, bystander, before + 100 * MB)
+    assert trips(await metrics(server), "limits.max_subscriptions_per_connection") == 30
+
+
 async def test_acknowledged_writes_to_one_record_count_toward_max_pending(
     postgres, start_server, peers
 ) -> None:

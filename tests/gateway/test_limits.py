@@ -94,6 +94,49 @@ async def test_too_many_names_in_one_message(make_server: ServerFactory, topic: 
     await peer.close()
 
 
+_SUBSCRIBING = [
+    (Topic.RECORD, RecordAction.SUBSCRIBE),
+    (Topic.RECORD, RecordAction.SUBSCRIBEANDREAD),
+    (Topic.RECORD, RecordAction.SUBSCRIBEANDHEAD),
+    (Topic.RECORD, RecordAction.SUBSCRIBECREATEANDREAD),
+    (Topic.EVENT, EventAction.SUBSCRIBE),
+    (Topic.RPC, RpcAction.PROVIDE),
+    (Topic.PRESENCE, PresenceAction.SUBSCRIBE),
+]
+
+
+@pytest.mark.parametrize(("topic", "action"), _SUBSCRIBING, ids=lambda v: getattr(v, "name", v))
+async def test_subscriptions_per_connection(
+    make_server: ServerFactory, topic: Topic, action: int
+) -> None:
+    server = await make_server({"limits": {"max_subscriptions_per_connection": 3}})
+    peer = await WireClient.connect(url_of(server), login={})
+
+    async def subscribe(names: list[str], cid: str) -> Message:
+        await peer.send(Message(topic, action, names=names, correlation_id=cid))
+        async with asyncio.timeout(2):
+            while True:  # skip READ_RESPONSE / HEAD_RESPONSE and the like
+                got = await peer.recv()
+                if got.correlation_id == cid or got.is_error:
+                    return got
+
+    assert not (await subscribe(["a", "b"], "1")).is_error
+    refused = await subscribe(["c", "d"], "2")  # 4: refused whole, nothing of it subscribed
+    assert (refused.topic, refused.is_error, refused.original_action) == (topic, True, action)
+    assert "limits.max_subscriptions_per_connection" in json.loads(refused.data or '""')
+    assert not (await subscribe(["a", "b", "c"], "3")).is_error  # held names count once
+    assert (await subscribe(["d"], "4")).is_error
+    assert server.trips["limits.max_subscriptions_per_connection"] == 2
+    other = await WireClient.connect(url_of(server), login={})  # the limit is per connection
+    await other.send(Message(topic, action, names=["x", "y", "z"], correlation_id="5"))
+    async with asyncio.timeout(2):
+        while (got := await other.recv()).correlation_id != "5":
+            assert not got.is_error, got
+    assert not got.is_error
+    await peer.close()
+    await other.close()
+
+
 async def test_listen_patterns_per_connection(make_server: ServerFactory) -> None:
     server = await make_server({"limits": {"max_listen_patterns": 2}})
     peer = await WireClient.connect(url_of(server), login={})
