@@ -275,7 +275,7 @@ class Connection(asyncio.Protocol):
         self._in_outbox = False
         self._fragments: list[bytes] = []
         self._fragmented = _BINARY  # the opcode of the fragmented message being read
-        self._queue: deque[bytes | str] = deque()
+        self._queue: deque[bytes | str] | None = None  # made when a message must wait
         self._queued_bytes = 0
         self._busy: asyncio.Task[None] | None = None  # handling an awaitable; messages queue
         self._opened = False
@@ -557,6 +557,9 @@ class Connection(asyncio.Protocol):
                 self._timer.cancel()
             self._opened = True
             self._service.opened(self, request)
+            # websockets' parser keeps the handshake request for the connection's life; its
+            # headers are most of what an idle connection costs (~1.9 kB), and no longer needed
+            request.headers.clear()
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -591,10 +594,13 @@ class Connection(asyncio.Protocol):
         if self._overflowed:
             return  # closed for its send buffer: the replies to the rest would be dropped
         if self._busy is not None:
-            self._queue.append(data)
+            queue = self._queue
+            if queue is None:
+                queue = self._queue = deque()
+            queue.append(data)
             self._queued_bytes += len(data)
             if (
-                (len(self._queue) >= MAX_QUEUE or self._queued_bytes >= self.max_receive_queue)
+                (len(queue) >= MAX_QUEUE or self._queued_bytes >= self.max_receive_queue)
                 and not self._paused
                 and self.transport
             ):
@@ -607,16 +613,16 @@ class Connection(asyncio.Protocol):
 
     async def _in_order(self, pending: Awaitable[None]) -> None:
         """Await ``pending``, then handle the messages that queued behind it, in order."""
-        queue = self._queue
         while True:
             try:
                 await pending
             except Exception:  # the service guards its awaitables; this is the last resort
                 _throttled.exception("handling a message from %r failed", self)
             while True:
+                queue = self._queue
                 if (
                     self._paused
-                    and len(queue) < MAX_QUEUE
+                    and (queue is None or len(queue) < MAX_QUEUE)
                     and self._queued_bytes < self.max_receive_queue
                     and self.transport
                 ):
@@ -624,6 +630,7 @@ class Connection(asyncio.Protocol):
                     self.transport.resume_reading()
                 if not queue:
                     self._busy = None
+                    self._queue = None  # idle connections keep no deque
                     if self._ended:
                         self._tell_service()
                     return

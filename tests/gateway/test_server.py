@@ -218,6 +218,23 @@ async def test_messages_wait_behind_a_slow_one_and_reading_pauses(server: Server
     assert transport.is_reading()
     await peer.send(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["x"], correlation_id="1"))
     assert (await peer.recv()).correlation_id == "1"
+    assert the_connection(server)._queue is None  # the waiting line goes once it is empty
+
+
+async def test_an_idle_connection_keeps_neither_a_waiting_line_nor_the_handshake_headers(
+    server: Server, connect
+) -> None:
+    """What an idle connection costs (issue 11): no deque until a message must wait, and the
+    handshake request, which websockets' parser keeps, without its headers."""
+    peer = await connect()
+    conn = the_connection(server)
+    assert conn._queue is None
+    kept = conn.protocol.parser.gi_frame  # the parser generator: its frame holds the request
+    assert kept is not None
+    request = kept.f_locals["request"]
+    assert len(request.headers) == 0
+    await peer.send(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["x"], correlation_id="1"))
+    assert (await peer.recv()).correlation_id == "1"
 
 
 async def test_a_client_gone_mid_message_is_forgotten_after_what_it_sent(
