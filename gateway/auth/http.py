@@ -20,11 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import ConfigError
+from ..limits import ThrottledLog
 from .base import AuthResult
 
 __all__ = ["HttpAuthenticator"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)  # clients cause these lines, one per login attempt
 
 
 class HttpAuthenticator:
@@ -84,10 +86,10 @@ class HttpAuthenticator:
                 status, answer = await self._post(body, headers)
             except self._errors as exc:
                 # The exception names the URL, never the auth data.
-                log.warning("auth http: %s: %s", self.url, type(exc).__name__)
+                _throttled.warning("auth http: %s: %s", self.url, type(exc).__name__)
                 continue
             if status in self.retry_statuses:
-                log.warning("auth http: %s answered %d", self.url, status)
+                _throttled.warning("auth http: %s answered %d", self.url, status)
                 continue
             return self._result(status, answer)
         return AuthResult(False, client_data={"error": "AUTH_RETRY_ATTEMPTS_EXCEEDED"})
@@ -101,7 +103,7 @@ class HttpAuthenticator:
             async for chunk in response.aiter_raw():
                 size += len(chunk)
                 if size > self.max_response_size:
-                    log.warning("auth http: %s answered more than %d bytes", self.url, size)
+                    _throttled.warning("auth http: %s answered more than %d bytes", self.url, size)
                     return 0, None  # neither permitted nor retried: a failed login
                 chunks.append(chunk)
         finally:

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..exceptions import ConfigError
+from ..limits import ThrottledLog
 from .base import AuthResult
 
 __all__ = ["JwtAuthenticator"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)  # clients cause these lines, one per login attempt
 
 _HMAC: Final = frozenset({"HS256", "HS384", "HS512"})
 _PUBLIC: Final = frozenset(
@@ -123,13 +125,13 @@ class JwtAuthenticator:
                 options={"require": ["exp"], "verify_aud": self.audience is not None},
             )
         except jwt.PyJWTError as exc:
-            log.info("jwt login refused: %s", type(exc).__name__)  # never the token itself
+            _throttled.info("jwt login refused: %s", type(exc).__name__)  # never the token itself
             return AuthResult(False, client_data=_INVALID)
         user = claims.get(self.id_claim)
         if isinstance(user, int) and not isinstance(user, bool):
             user = str(user)
         if not isinstance(user, str) or not user:
-            log.info("jwt login refused: no %r claim", self.id_claim)
+            _throttled.info("jwt login refused: no %r claim", self.id_claim)
             return AuthResult(False, client_data=_INVALID)
         server_data = (
             claims if self.server_data_claim is None else claims.get(self.server_data_claim)

@@ -19,6 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.protocol import (
+    AuthAction,
     ConnectionAction,
     EventAction,
     Message,
@@ -311,6 +312,25 @@ async def test_bad_listen_patterns_are_logged_once_each_and_throttled(start_serv
     log = server.log()
     assert "re2.cc" not in log  # RE2's own stderr line (the second copy on main)
     assert 1 <= log.count("sent a bad listen pattern") <= 5, log
+
+
+async def test_refused_jwt_logins_are_logged_throttled(start_server) -> None:
+    server = await start_server(
+        {**MEMORY, "auth": [{"type": "jwt", "secret": "s" * 32}]}, log_level="INFO"
+    )
+    for _ in range(20):  # 60 refused logins: 60 log lines on main, however fast they come
+        async with await WireClient.connect(server.url) as peer:
+            await peer.handshake()
+            for _ in range(3):
+                await peer.send(
+                    Message(Topic.AUTH, AuthAction.REQUEST, data=json.dumps({"token": "x.y.z"}))
+                )
+                assert (await peer.recv()).action in (
+                    AuthAction.AUTH_UNSUCCESSFUL,
+                    AuthAction.TOO_MANY_AUTH_ATTEMPTS,
+                )
+    log = server.log()
+    assert 1 <= log.count("jwt login refused") <= 5, log[-3000:]
 
 
 # -- 9. memory bounded in bytes --------------------------------------------------------------
