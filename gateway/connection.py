@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any, Protocol, cast
 
+from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame, Opcode
 from websockets.http11 import SERVER, Request, Response
 from websockets.protocol import State as WsState
@@ -528,6 +529,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()  # idempotent; the protocol state becomes CLOSED
+        if isinstance(self.protocol.parser_exc, PayloadTooBig):  # closed 1009, unread
+            self._outbox.trips.trip("server.max_message_size")
         if self._timer is not None:
             self._timer.cancel()
         if self._held:

@@ -354,6 +354,7 @@ class Server:
             max_message_size=cfg.max_message_size,
             max_auth_attempts=cfg.max_auth_attempts,
             max_json_depth=cfg.max_json_depth,
+            trips=self.trips,
         )
         # Size policy: up to the limit, served; up to twice the limit, answered with PARSER
         # MAXIMUM_MESSAGE_SIZE_EXCEEDED and the connection (with its subscriptions) kept;

@@ -51,6 +51,7 @@ from ..exceptions import (
     UnknownAction,
     UnknownTopic,
 )
+from ..limits import LimitTrips
 from . import payload
 from .codec import decode
 from .constants import (
@@ -119,7 +120,9 @@ class Session:
         max_message_size: int = 1 << 20,
         max_auth_attempts: int = 3,
         max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
+        trips: LimitTrips | None = None,
     ) -> None:
+        self.trips = trips if trips is not None else LimitTrips()
         self.state = State.AWAITING_CHALLENGE
         self.outbox: list[Message] = []
         self.closing = False
@@ -146,6 +149,7 @@ class Session:
             msg = decode(frame, self.max_message_size)
         except MessageTooLarge as exc:
             # Deviation: the reference never gets here (its socket layer closes with 1009).
+            self.trips.trip("server.max_message_size")
             self._parser_error(ParserAction.MAXIMUM_MESSAGE_SIZE_EXCEEDED, data=str(exc))
             return None
         except UnknownTopic as exc:

@@ -9,13 +9,14 @@ import logging
 import time
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.limits import ThrottledLog
 from gateway.protocol import (
     ConnectionAction,
     EventAction,
     Message,
+    ParserAction,
     PresenceAction,
     RecordAction,
     RpcAction,
@@ -311,3 +312,25 @@ async def test_a_subscriber_busy_for_a_moment_is_not_closed_for_bytes_it_has_sin
     assert server.trips["server.max_send_buffer"] == 0
     await subscriber.close()
     await publisher.close()
+
+
+async def test_oversized_messages_are_counted(make_server: ServerFactory) -> None:
+    server = await make_server({"server": {"max_message_size": 10_000}})
+    kept = await WireClient.connect(url_of(server), login={})
+    big = Message(Topic.EVENT, EventAction.EMIT, name="e", data=json.dumps("x" * 15_000))
+    await kept.send(big)  # up to twice the limit: PARSER error, connection kept
+    got = await kept.recv()
+    assert (got.topic, got.action) == (Topic.PARSER, ParserAction.MAXIMUM_MESSAGE_SIZE_EXCEEDED)
+    await still_open(kept)
+    assert server.trips["server.max_message_size"] == 1
+    closed = await WireClient.connect(url_of(server), login={})
+    await closed.send(Message(Topic.EVENT, EventAction.EMIT, name="e", data="1" * 30_000))
+    with pytest.raises(ConnectionClosed):
+        await closed.recv()
+    assert closed.ws.close_code == 1009
+    for _ in range(100):  # counted as the socket goes
+        if server.trips["server.max_message_size"] == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert server.trips["server.max_message_size"] == 2
+    await kept.close()
