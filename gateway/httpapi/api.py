@@ -257,12 +257,14 @@ class HttpApi:
                     # An emit has no answer: done unless the handler refused it already.
                     return conn.result.result() if conn.result.done() else {"success": True}
                 return await asyncio.shield(conn.result)
-        except TimeoutError:
+        except TimeoutError:  # the reference's shape for its own request timeout
             return {
-                "errorTopic": Topic(msg.topic).name.lower(),
                 "success": False,
-                "error": f"No answer within http.request_timeout ({self.config.request_timeout}"
-                " s); a write may still become durable.",
+                "error": "Request exceeded timeout before a response was received "
+                f"(http.request_timeout, {self.config.request_timeout} s); a write may still "
+                "become durable.",
+                "errorTopic": "connection",
+                "errorEvent": "HTTP_REQUEST_TIMEOUT",
             }
         finally:
             conn.result.cancel()  # later replies (a late RPC answer) are dropped

@@ -57,7 +57,24 @@ def to_message(op: Any, correlation_id: str) -> Message:
     if not isinstance(op, dict):
         raise BadOperation("an operation must be an object")
     topic, action = op.get("topic"), op.get("action")
-    if topic == "record":
+    if topic == "record" and action == "notify":
+        names = op.get("recordNames")
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) and n for n in names)
+        ):
+            raise BadOperation("property '.recordNames' should be a non-empty array of names")
+        return Message(Topic.RECORD, R.NOTIFY, names=names, correlation_id=correlation_id)
+    if topic == "list":  # a list is a record holding an array of names
+        name = _string(op, "listName", "list")
+        if action == "read":
+            return Message(Topic.RECORD, R.READ, name=name)
+        if action == "delete":
+            return Message(Topic.RECORD, R.DELETE, name=name)
+        if action == "write":
+            return _write({**op, "path": None}, name, correlation_id)
+    elif topic == "record":
         name = _string(op, "recordName", "record")
         if action == "read":
             return Message(Topic.RECORD, R.READ, name=name)

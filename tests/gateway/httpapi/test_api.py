@@ -498,3 +498,45 @@ async def test_expect_100_continue_is_answered_before_the_body(server: Server) -
         assert answer.startswith(b"HTTP/1.1 200 ")
     finally:
         writer.close()
+
+
+async def test_lists_and_notify(server: Server) -> None:
+    port = server.port
+    lst = {"topic": "list", "listName": "todo"}
+    answer = await ops(
+        port,
+        {**lst, "action": "write", "data": ["a", "b"]},
+        {**lst, "action": "read"},
+        {**lst, "action": "delete"},
+        {**lst, "action": "read"},
+    )
+    assert answer["body"][:3] == [
+        {"success": True},
+        {"version": 1, "data": ["a", "b"], "success": True},
+        {"success": True},
+    ]
+    assert answer["body"][3]["errorEvent"] == R.RECORD_NOT_FOUND
+    await ops(port, write("n/1", {"a": 1}))
+    notify = {"topic": "record", "action": "notify", "recordNames": ["n/1", "n/2"]}
+    assert (await ops(port, notify))["body"] == [{"success": True}]
+    status, text = await post(port, {"body": [{**notify, "recordNames": []}]})
+    assert status == 400 and "recordNames" in text
+
+
+async def test_an_operation_unfinished_at_the_request_timeout_fails(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(
+        {"rpc": {"ack_timeout": 5, "response_timeout": 5}, "http": {"request_timeout": 0.3}}
+    )
+    async with await provider(server, "slow") as peer:
+        made = asyncio.create_task(ops(server.port, make("slow")))
+        await peer.recv()  # offered, never accepted nor answered
+        answer = await asyncio.wait_for(made, 3)
+    assert answer["result"] == "FAILURE"
+    (result,) = answer["body"]
+    assert (result["success"], result["errorTopic"], result["errorEvent"]) == (
+        False,
+        "connection",
+        "HTTP_REQUEST_TIMEOUT",
+    )
