@@ -581,6 +581,7 @@ class Server:
                 return
             if conn.auth_timer is not None:
                 conn.auth_timer.cancel()
+                conn.auth_timer = None  # the loop drops cancelled timers; so does an idle conn
             conn.user_id = result.user_id
             conn.client_data = result.client_data
             conn.server_data = result.server_data
