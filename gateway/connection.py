@@ -24,6 +24,12 @@ is closed (1008) at that frame, so no request, however amplifying, queues more t
 connections together hold at most the ``Outbox``'s ``max_total``: past it the ones holding the
 most are dropped first. Inbound, messages that wait behind a slow one pause reading once they
 hold ``max_receive_queue`` bytes (or ``MAX_QUEUE`` messages).
+
+HTTP requests: the first bytes decide. A GET (the WebSocket handshake, health, metrics) goes to
+websockets' protocol; any other method to the HTTP API's strict reader (``httpapi.request``):
+one request per connection, answered (or refused with a 4xx) and closed. Either way the socket
+counts toward the connection caps, must send its request within ``OPEN_TIMEOUT``, and is
+dropped at shutdown (an API request being answered gets ``HTTP_SHUTDOWN_GRACE`` seconds).
 """
 
 from __future__ import annotations

@@ -178,3 +178,33 @@ def test_cluster_mistakes_name_their_key(cluster: dict[str, object], key: str) -
     storage = {"type": "sql", "url": "postgresql+asyncpg://db/app"}
     with pytest.raises(ConfigError, match=key.replace("(", r"\(").replace(")", r"\)")):
         config_from_dict({"cluster": cluster, "storage": storage})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"http": {"path": "api"}}, "http.path must start with /"),
+        ({"http": {"path": "/"}}, "http.path must start with /"),
+        ({"http": {"max_body_size": 0}}, "http.max_body_size must be at least 1"),
+        ({"http": {"max_tokens": 0}}, "http.max_tokens must be at least 1"),
+        ({"http": {"request_timeout": 0}}, "http.request_timeout must be positive"),
+        ({"http": {"token_ttl": -1}}, "http.token_ttl must be positive"),
+        ({"http": {"enabled": "yes"}}, "http.enabled"),
+        ({"listen": {"rematch_interval": -1}}, "listen.rematch_interval must be 0"),
+        ({"listen": {"response_timeout": 0}}, "listen.response_timeout must be positive"),
+        ({"listen": {"shuffle_providers": 1}}, "listen.shuffle_providers"),
+    ],
+)
+def test_http_and_listen_values_are_checked(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_http_and_listen_defaults() -> None:
+    config = config_from_dict({})
+    assert (config.http.enabled, config.http.path, config.http.auth_path) == (
+        True,
+        "/api",
+        "/api/auth",
+    )
+    assert (config.listen.shuffle_providers, config.listen.rematch_interval) == (True, 30.0)
