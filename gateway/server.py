@@ -68,6 +68,21 @@ _INVALID_DATA: dict[int, int] = {
 }
 """Each topic's answer to a message over a limit of ``limits`` (a name too long, too many)."""
 
+def client_key(peer: str) -> str:
+    """What ``server.max_connections_per_ip`` counts a peer under: its IPv4 address, or the /64
+    of its IPv6 address (one host or site is given a whole /64, so counting single addresses
+    would let one client open 2^64 times the cap)."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:  # not an IP address (a unix socket): as is
+        return peer
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return peer
+
+
 _RECORD_SUBSCRIBES = (
     RecordAction.SUBSCRIBE,
     RecordAction.SUBSCRIBEANDHEAD,
@@ -381,8 +396,9 @@ class Server:
         """
         self._sockets.add(conn)
         conn.closed.add_done_callback(lambda _: self._forget_socket(conn))
-        count = self._per_ip.get(peer, 0) + 1
-        self._per_ip[peer] = count
+        key = client_key(peer)
+        count = self._per_ip.get(key, 0) + 1
+        self._per_ip[key] = count
         conn.peer = peer
         if len(self._sockets) > self.max_connections:
             key = "server.max_connections"
@@ -399,11 +415,12 @@ class Server:
         peer = conn.peer
         if peer is not None:
             conn.peer = None
-            count = self._per_ip.get(peer, 0) - 1
+            key = client_key(peer)
+            count = self._per_ip.get(key, 0) - 1
             if count > 0:
-                self._per_ip[peer] = count
+                self._per_ip[key] = count
             else:
-                self._per_ip.pop(peer, None)
+                self._per_ip.pop(key, None)
 
     def opened(self, conn: Connection, request: Request) -> None:
         if self._keep_headers:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -297,6 +298,32 @@ async def test_idle_sockets_past_the_fd_limit_get_a_clean_refusal(start_server, 
     assert await rtt(peer) < 2.0
     assert trips(await metrics(server), "server.max_connections") >= 100
     assert len(server.log()) < 20_000, server.log()[-3000:]  # the log stays short
+
+
+def test_connections_per_ip_count_an_ipv6_slash_64_as_one_client(tmp_path: Path) -> None:
+    # A client given a /64 (the usual assignment) has 2^64 source addresses: counted one by one,
+    # server.max_connections_per_ip would not bound it at all. Real sockets between addresses
+    # of one /64 need a network namespace of the test's own (root; CI runs as root).
+    import subprocess
+    import sys
+
+    helper = Path(__file__).with_name("ipv6_prefix_peer.py")
+    try:
+        ran = subprocess.run(
+            ["unshare", "-n", sys.executable, str(helper), str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed")
+    if ran.returncode != 0 and "unshare" in ran.stderr and "Operation not permitted" in ran.stderr:
+        if os.environ.get("RECORDGATE_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"cannot make a network namespace: {ran.stderr}")
+        pytest.skip("cannot make a network namespace (needs root)")
+    assert ran.returncode == 0, ran.stderr
+    # Two from fd00:77::2, then one from fd00:77::3 of the same /64: refused.
+    assert json.loads(ran.stdout) == ["open", "open", "503"]
 
 
 # -- 12. log lines a client can cause ---------------------------------------------------------
