@@ -179,6 +179,7 @@ class Server:
                 self._load_permissions(),
                 self.store,
                 max_json_depth=self.config.server.max_json_depth,
+                trips=self.trips,
             )
         self.records.gate = self.gate
         self.handlers: dict[int, Handler] = {

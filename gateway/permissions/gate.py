@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from ..connection import Connection
 from ..exceptions import InvalidData
-from ..limits import ThrottledLog
+from ..limits import LimitTrips, ThrottledLog
 from ..protocol import (
     EventAction,
     Message,
@@ -40,7 +40,7 @@ from ..protocol import (
 )
 from ..store import RecordStore
 from .jsvalues import UNDEFINED
-from .valve import Permissions, User, Verdict
+from .valve import CROSS_READS_KEY, Permissions, User, Verdict
 
 __all__ = ["Gate"]
 
@@ -98,14 +98,18 @@ class Gate:
         store: RecordStore,
         *,
         max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
+        trips: LimitTrips | None = None,
     ) -> None:
         self.permissions = permissions
         self.store = store
         self.max_json_depth = max_json_depth
+        self.trips = trips if trips is not None else LimitTrips()
 
     def pinned(self) -> Gate:
         """A gate that keeps the rules loaded now, whatever a reload does later."""
-        return Gate(self.permissions, self.store, max_json_depth=self.max_json_depth)
+        return Gate(
+            self.permissions, self.store, max_json_depth=self.max_json_depth, trips=self.trips
+        )
 
     async def read(self, name: str) -> Any:
         """``_('name')``: the record's data through the store's cache; None if missing."""
@@ -222,9 +226,12 @@ class Gate:
             return None
         return dataclasses.replace(msg, names=allowed)
 
-    @staticmethod
-    def refuse(conn: Connection, msg: Message, name: str, verdict: Verdict, why: str) -> None:
+    def refuse(
+        self, conn: Connection, msg: Message, name: str, verdict: Verdict, why: str
+    ) -> None:
         """Answer MESSAGE_DENIED / MESSAGE_PERMISSION_ERROR for ``name`` of ``msg``."""
+        if verdict is Verdict.ERROR and why.endswith(f"({CROSS_READS_KEY})"):
+            self.trips.trip(CROSS_READS_KEY)
         denied, failed = _DENIED[msg.topic]
         _throttled.info("%r refused %r: %s", conn, name, why)  # never the data: it may be secret
         conn.send(

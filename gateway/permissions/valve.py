@@ -56,6 +56,14 @@ _VARIABLE = re2.compile(r"\$[A-Za-z0-9_]+")
 _CACHE_SIZE: Final = 4096
 
 
+CROSS_READS_KEY = "permissions_max_cross_reads"
+"""Named in the reason of a check refused for reading too many records."""
+
+
+def _too_many_reads(limit: int) -> str:
+    return f"more than {limit} records read ({CROSS_READS_KEY})"
+
+
 class Verdict(Enum):
     ALLOWED = "allowed"
     DENIED = "denied"
@@ -274,7 +282,7 @@ class Permissions:
                     result = expression.evaluate(Scope(names, records))
                 except NeedRecord as need:
                     if read is None or len(records) >= self.max_cross_reads:
-                        return Verdict.ERROR, f"more than {self.max_cross_reads} records read"
+                        return Verdict.ERROR, _too_many_reads(self.max_cross_reads)
                     records[need.name] = await read(need.name)
                     continue
                 if truthy(result):
@@ -282,7 +290,7 @@ class Permissions:
                 return Verdict.DENIED, f"rule {expression.source!r} is false"
         except RuleError as exc:
             return Verdict.ERROR, f"rule {expression.source!r} failed: {exc}"
-        return Verdict.ERROR, f"more than {self.max_cross_reads} records read"
+        return Verdict.ERROR, _too_many_reads(self.max_cross_reads)
 
 
 def _ruleset(section: str, pattern: Any, rules: Any, where: str) -> _Ruleset:

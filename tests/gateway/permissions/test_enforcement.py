@@ -498,3 +498,20 @@ async def test_record_action_matrix(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_rule_reading_too_many_records_is_counted(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    perms = tmp_path / "cross.yml"
+    rule = " && ".join(f"_('other/{i}') === null" for i in range(12))
+    perms.write_text(yaml.safe_dump({"record": {"*": {"read": rule, "write": True}}}))
+    server = await make_server({"permissions": str(perms), "permissions_max_cross_reads": 8})
+    client = await WireClient.connect(url_of(server), login={})
+    try:
+        await client.send(Message(Topic.RECORD, RecordAction.READ, name="x"))
+        got = await client.recv()
+        assert (got.action, got.name) == (RecordAction.MESSAGE_PERMISSION_ERROR, "x")
+        assert server.trips["permissions_max_cross_reads"] == 1
+    finally:
+        await client.close()
