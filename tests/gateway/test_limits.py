@@ -11,6 +11,8 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from connectors.base import Snapshot
+from connectors.memory.connector import MemoryConnector
 from gateway.limits import ThrottledLog
 from gateway.protocol import (
     ConnectionAction,
@@ -22,6 +24,7 @@ from gateway.protocol import (
     RpcAction,
     Topic,
 )
+from gateway.store.cached import CachedStore
 from tests.conftest import ServerFactory, url_of
 from tests.wire import WireClient
 
@@ -334,3 +337,36 @@ async def test_oversized_messages_are_counted(make_server: ServerFactory) -> Non
         await asyncio.sleep(0.02)
     assert server.trips["server.max_message_size"] == 2
     await kept.close()
+
+
+class _SlowCountingStorage(MemoryConnector):
+    """The memory connector with reads that take a while (a stand-in for a loaded database),
+    counting how many are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://slow-counting")
+        self.in_flight = self.most = 0
+
+    async def get(self, name: str) -> Snapshot | None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().get(name)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_storage_reads_in_flight_are_capped_server_wide(make_server: ServerFactory) -> None:
+    storage = _SlowCountingStorage()
+    store = CachedStore(storage, max_concurrent_loads=8)
+    server = await make_server({"limits": {"max_concurrent_loads": 8}}, store=store)
+    # 20 clients re-reading 100 names each: 16 reads in flight per client, 320 at once uncapped.
+    peers = [await WireClient.connect(url_of(server), login={}) for _ in range(20)]
+    for i, peer in enumerate(peers):
+        names = [f"n/{i}/{j}" for j in range(100)]
+        await peer.send(Message(Topic.RECORD, RecordAction.NOTIFY, names=names, correlation_id="n"))
+    for peer in peers:
+        assert (await peer.recv(30)).is_ack
+        await peer.close()
+    assert 1 < storage.most <= 8
