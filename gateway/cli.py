@@ -194,7 +194,7 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _run(config: Config, path: str | None) -> None:
+async def _run(config: Config, path: str | None, loop_name: str) -> None:
     _raise_fd_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -204,6 +204,7 @@ async def _run(config: Config, path: str | None) -> None:
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     scheme = "ws" if config.server.tls is None else "wss"
     _log_setup(config, path)
+    log.info("event loop: %s", loop_name)
     async with server:
         print(
             f"recordgate listening on {scheme}://{config.server.host}:{server.port}"
@@ -236,9 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _apply_overrides(load_config(args.config), args)
         loop_name, factory = loop_factory(config.server.event_loop)
-        log.info("event loop: %s", loop_name)
         with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as run:
-            run.run(_run(config, args.config))
+            run.run(_run(config, args.config, loop_name))
     except ConfigError as exc:
         print(f"recordgate: {exc}", file=sys.stderr)
         return 2

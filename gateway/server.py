@@ -68,6 +68,7 @@ _INVALID_DATA: dict[int, int] = {
 }
 """Each topic's answer to a message over a limit of ``limits`` (a name too long, too many)."""
 
+
 def client_key(peer: str) -> str:
     """What ``server.max_connections_per_ip`` counts a peer under: its IPv4 address, or the /64
     of its IPv6 address (one host or site is given a whole /64, so counting single addresses
