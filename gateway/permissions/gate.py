@@ -226,9 +226,7 @@ class Gate:
             return None
         return dataclasses.replace(msg, names=allowed)
 
-    def refuse(
-        self, conn: Connection, msg: Message, name: str, verdict: Verdict, why: str
-    ) -> None:
+    def refuse(self, conn: Connection, msg: Message, name: str, verdict: Verdict, why: str) -> None:
         """Answer MESSAGE_DENIED / MESSAGE_PERMISSION_ERROR for ``name`` of ``msg``."""
         if verdict is Verdict.ERROR and why.endswith(f"({CROSS_READS_KEY})"):
             self.trips.trip(CROSS_READS_KEY)
