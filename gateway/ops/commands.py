@@ -204,11 +204,13 @@ async def check(config_path: Path) -> int:
         config = load_config(config_path)
         spec = StorageSpec.from_config(config)
         permissions = _permissions(config)
+        auth = await _auth(config)
     except ConfigError as exc:
         print(f"recordgate check: {exc}", file=sys.stderr)
         return 2
     print(f"config: {config_path}")
     print(f"listen: {config.server.host}:{config.server.port}{config.server.path}")
+    print(f"auth: {auth}")
     if permissions:
         print(f"permissions: {permissions}")
     try:
@@ -225,6 +227,18 @@ async def check(config_path: Path) -> int:
     print(f"records: {count}")
     print("ok")
     return 0
+
+
+async def _auth(config: Config) -> str:
+    """The configured strategies, each built as the server builds it (users and key files are
+    read, so a broken one fails the check)."""
+    from ..auth import create_authenticator
+
+    chain = create_authenticator(config.auth)
+    await chain.close()
+    if not config.auth:
+        return "open (no auth configured: anyone can log in)"
+    return ", ".join(str(entry.get("type")) for entry in config.auth)
 
 
 def _permissions(config: Config) -> str:

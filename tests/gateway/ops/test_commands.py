@@ -256,6 +256,20 @@ def test_check_reports_a_good_config_and_refuses_bad_ones(tmp_path: Path) -> Non
     assert f"storage: sql sqlite+aiosqlite:///{_seed_dir}" in good.stdout
     assert "records: 12" in good.stdout and "listen: 0.0.0.0:7000/deepstream" in good.stdout
 
+    users = tmp_path / "users.yml"
+    users.write_text("ada: {password: plain-text}\n")
+    auth = tmp_path / "auth.yaml"
+    auth.write_text(
+        f"storage: {{type: sql, data_dir: {data}}}\nauth: [{{type: file, users: users.yml}}]\n"
+    )
+    result = _run("check", "-c", str(auth))
+    assert (
+        result.returncode == 2
+        and "users.yml" in result.stderr
+        and "recordgate hash" in result.stderr
+    )
+    assert "auth: open" in good.stdout
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("server: {prot: 1}\n")
     result = _run("check", "-c", str(bad))
