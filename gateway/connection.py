@@ -52,6 +52,7 @@ from .httpapi.request import HttpRefusal, HttpRequest, HttpResponse, RequestRead
 from .limits import LimitTrips, ThrottledLog
 from .protocol import Message, encode
 from .protocol.session import Session
+from .store.slots import READER
 
 __all__ = ["CLOSE_TIMEOUT", "MAX_QUEUE", "OPEN_TIMEOUT", "Connection", "Outbox", "Service"]
 
@@ -493,6 +494,7 @@ class Connection(asyncio.Protocol):
         self._http_answer(HttpResponse.text(refusal.status, refusal.reason))
 
     async def _http_serve(self, request: HttpRequest) -> None:
+        READER.set(self)  # this task's storage reads are this connection's (store/slots)
         try:
             response = await self._service.http_request(self, request)
         except Exception:
@@ -616,9 +618,14 @@ class Connection(asyncio.Protocol):
                 self._paused = True
                 self.transport.pause_reading()
             return
-        pending = self._service.received(self, data)
-        if pending is not None:
-            self._busy = self._loop.create_task(self._in_order(pending))
+        # Storage reads this message starts are this connection's (fair shares, store/slots).
+        token = READER.set(self)
+        try:
+            pending = self._service.received(self, data)
+            if pending is not None:
+                self._busy = self._loop.create_task(self._in_order(pending))
+        finally:
+            READER.reset(token)
 
     async def _in_order(self, pending: Awaitable[None]) -> None:
         """Await ``pending``, then handle the messages that queued behind it, in order."""

@@ -17,9 +17,9 @@ operations. What operators can rely on:
   ``BackPressure`` and change nothing (so writes that coalesce into one
   pending snapshot still count through their waiting acks). Whatever was accepted is kept until
   it is in storage.
-* **Bounded reads**: at most ``max_concurrent_loads`` storage reads run at once; the rest wait
-  in arrival order (asyncio's semaphore is FIFO), so one client's storm delays, but never
-  starves, another's read.
+* **Bounded, fair reads**: at most ``max_concurrent_loads`` storage reads run at once; the rest
+  wait in turns by connection (``slots.FairSlots``), so one client's storm of reads and another
+  client's single read are served alternately, not one after the other.
 * **Retries**: while storage raises ``StorageUnavailable``/``StorageTimeout`` the flusher retries
   with exponential backoff up to ``retry_max``, and the store keeps serving from the cache.
   Any other error (``StorageRejected``, or whatever a connector or its driver raises, e.g.
@@ -81,6 +81,7 @@ from gateway.limits import ThrottledLog
 
 from .base import Record, StoreStats
 from .merge import json_equal, keeps, merge
+from .slots import FairSlots
 
 __all__ = ["CachedStore"]
 
@@ -125,7 +126,7 @@ class CachedStore:
         self._dirty_bytes = 0  # ... in _pinned: past max_bytes, writes are refused
         self._max_bytes = self.cache_config.max_bytes
         self._waiting = 0  # futures in durable(): they hold memory the cap must count
-        self._load_slots = asyncio.Semaphore(max_concurrent_loads)
+        self._load_slots = FairSlots(max_concurrent_loads)
         self._loads_waiting = 0
         self._forgets = 0  # bulk reads that overlap a forget() do not cache what they found
         self.on_external_change: Callable[[str, Record | None], None] | None = None

@@ -370,3 +370,42 @@ async def test_storage_reads_in_flight_are_capped_server_wide(make_server: Serve
         assert (await peer.recv(30)).is_ack
         await peer.close()
     assert 1 < storage.most <= 8
+
+
+class _SlowStorage(MemoryConnector):
+    """Reads take 20 ms each (a stand-in for a loaded database)."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://slow-fair")
+
+    async def get(self, name: str) -> Snapshot | None:
+        await asyncio.sleep(0.02)
+        return await super().get(name)
+
+
+async def test_a_storm_of_reads_does_not_starve_another_clients_read(
+    make_server: ServerFactory,
+) -> None:
+    """20 clients NOTIFY 100 names each (320 reads queued at once behind 4 slots: 1.6 s of
+    reading in arrival order); a bystander's single read, sent after them, is served within a
+    round of turns, not behind the whole queue."""
+    store = CachedStore(_SlowStorage(), max_concurrent_loads=4)
+    server = await make_server({"limits": {"max_concurrent_loads": 4}}, store=store)
+    storms = [await WireClient.connect(url_of(server), login={}) for _ in range(20)]
+    bystander = await WireClient.connect(url_of(server), login={})
+    for i, peer in enumerate(storms):
+        names = [f"storm/{i}/{j}" for j in range(100)]
+        await peer.send(Message(Topic.RECORD, RecordAction.NOTIFY, names=names, correlation_id="n"))
+    await asyncio.sleep(0.2)  # the storms' reads are queued
+    assert store.stats.loads_waiting > 100
+    started = time.monotonic()
+    await bystander.send(Message(Topic.RECORD, RecordAction.HEAD, name="quiet/one"))
+    reply = await bystander.recv(30)
+    waited = time.monotonic() - started
+    assert reply.action == RecordAction.HEAD_RESPONSE
+    # Served in turns: about 20 owners x 20 ms / 4 slots = 0.1 s; in arrival order: > 1 s.
+    assert waited < 0.8, waited
+    for peer in storms:
+        assert (await peer.recv(60)).is_ack
+        await peer.close()
+    await bystander.close()
