@@ -11,17 +11,21 @@ and the conformance suite stops with it as a usage error.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
 
-from connectors.base import JSON, StorageRejected
+from connectors.base import JSON, StorageError, StorageRejected, StorageTimeout
 from gateway.exceptions import DriverMissing
 
 __all__ = [
+    "Translate",
     "dump_json",
+    "guarded",
     "import_driver",
     "load_json",
     "option_float",
@@ -141,3 +145,26 @@ def prefix_upper_bound(prefix: str) -> str | None:
         if code <= 0x10FFFF:
             return "".join(chars) + chr(code)
     return None
+
+
+Translate = Callable[[BaseException, str], StorageError | None]
+"""A connector's driver-error translation: the project's error for ``exc`` during ``what``, or
+``None`` for an error that is not the driver's (it is raised as it is)."""
+
+
+@asynccontextmanager
+async def guarded(what: str, seconds: float, translate: Translate) -> AsyncIterator[None]:
+    """Bound the block by ``seconds`` and translate what escapes it: the timeout is
+    ``StorageTimeout``, a driver error what ``translate`` makes of it, a ``StorageError`` passes."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except StorageError:
+        raise
+    except TimeoutError as exc:
+        raise StorageTimeout(f"{what} did not finish within {seconds:g}s") from exc
+    except Exception as exc:
+        error = translate(exc, what)
+        if error is None:
+            raise
+        raise error from exc

@@ -14,11 +14,11 @@ if the driver's own deadline does not fire.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from connectors._common import guarded
 from connectors.base import StorageError, StorageRejected, StorageTimeout, StorageUnavailable
 
 __all__ = ["CONTENTION_CODES", "TIMEOUT_CODES", "UNAVAILABLE_CODES", "guard", "translate"]
@@ -133,16 +133,6 @@ async def guard(what: str, seconds: float) -> AsyncIterator[None]:
 
     from connectors.mongodb.client import driver_deadline
 
-    try:
-        async with asyncio.timeout(seconds):
-            with pymongo.timeout(driver_deadline(seconds)):
-                yield
-    except StorageError:
-        raise
-    except TimeoutError as exc:
-        raise StorageTimeout(f"{what} did not finish within {seconds:g}s") from exc
-    except Exception as exc:
-        error = translate(exc, what)
-        if error is None:
-            raise
-        raise error from exc
+    async with guarded(what, seconds, translate):
+        with pymongo.timeout(driver_deadline(seconds)):
+            yield

@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
+from connectors._common import guarded
 from connectors.base import StorageError, StorageRejected, StorageTimeout, StorageUnavailable
 
 __all__ = ["guard", "translate"]
@@ -50,19 +49,7 @@ def translate(exc: BaseException, what: str) -> StorageError | None:
     return None
 
 
-@asynccontextmanager
-async def guard(what: str, seconds: float) -> AsyncIterator[None]:
+def guard(what: str, seconds: float) -> AbstractAsyncContextManager[None]:
     """Bound the block by ``seconds`` and translate what escapes it. A command cancelled by the
     bound makes redis-py drop its connection, so no late reply is read by the next command."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except StorageError:
-        raise
-    except TimeoutError as exc:
-        raise StorageTimeout(f"{what} did not finish within {seconds:g}s") from exc
-    except Exception as exc:
-        error = translate(exc, what)
-        if error is None:
-            raise
-        raise error from exc
+    return guarded(what, seconds, translate)

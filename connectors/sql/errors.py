@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy import exc as sa_exc
 
+from connectors._common import guarded
 from connectors.base import StorageError, StorageRejected, StorageTimeout, StorageUnavailable
 
 __all__ = ["guard", "translate"]
@@ -95,18 +94,6 @@ def _mysql_error_number(orig: object) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-@asynccontextmanager
-async def guard(what: str, seconds: float) -> AsyncIterator[None]:
+def guard(what: str, seconds: float) -> AbstractAsyncContextManager[None]:
     """Bound the block by ``seconds`` and translate what escapes it."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except StorageError:
-        raise
-    except TimeoutError as exc:
-        raise StorageTimeout(f"{what} did not finish within {seconds:g}s") from exc
-    except Exception as exc:
-        error = translate(exc, what)
-        if error is None:
-            raise
-        raise error from exc
+    return guarded(what, seconds, translate)
