@@ -16,12 +16,13 @@ from gateway.protocol import (
     AuthAction,
     ConnectionAction,
     Message,
+    RecordAction,
     Topic,
     decode,
     encode,
 )
 
-__all__ = ["WireClient"]
+__all__ = ["WireClient", "write"]
 
 
 class WireClient:
@@ -93,3 +94,16 @@ class WireClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def write(name: str, data: Any, *, ack: str | None = None, version: int = -1) -> Message:
+    """A forced write (version -1) that creates the record if missing; acked if ``ack``."""
+    return Message(
+        Topic.RECORD,
+        RecordAction.CREATEANDUPDATE,
+        name=name,
+        version=version,
+        data=json.dumps(data),
+        correlation_id=ack,
+        is_write_ack=True if ack is not None else None,
+    )

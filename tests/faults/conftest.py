@@ -26,7 +26,7 @@ from connectors.sql import SQLConnector
 from gateway.protocol import Message, RecordAction, Topic
 from tests.redis_server import RedisServer
 from tests.servers import require_postgres
-from tests.wire import WireClient
+from tests.wire import WireClient, write
 
 R = RecordAction
 RECORDGATE = str(Path(sys.executable).parent / "recordgate")
@@ -246,19 +246,6 @@ async def peers() -> AsyncIterator[Callable[[str], Awaitable[WireClient]]]:
     for client in clients:
         with contextlib.suppress(Exception):  # the server may be dead by design
             await client.close()
-
-
-def write(name: str, data: Any, *, ack: str | None = None, version: int = -1) -> Message:
-    """A forced write (version -1) that creates the record if missing; acked if ``ack``."""
-    return Message(
-        Topic.RECORD,
-        R.CREATEANDUPDATE,
-        name=name,
-        version=version,
-        data=json.dumps(data),
-        correlation_id=ack,
-        is_write_ack=True if ack is not None else None,
-    )
 
 
 async def acks(peer: WireClient, count: int, timeout: float = 10) -> set[str]:

@@ -14,7 +14,7 @@ import yaml
 from gateway.auth.passwords import hash_password
 from gateway.protocol import EventAction, Message, PresenceAction, RecordAction, RpcAction, Topic
 from tests.conftest import ServerFactory, url_of
-from tests.wire import WireClient
+from tests.wire import WireClient, write
 
 R, E, P, Q = RecordAction, EventAction, RpcAction, PresenceAction
 
@@ -207,17 +207,7 @@ async def test_record_create_subscribe_delete_listen_notify(url: str) -> None:
         assert (await denied(bob, Topic.RECORD)).original_action == R.DELETE
         await bob.send(Message(Topic.RECORD, R.DELETE, name="open/a"))
         await denied(bob, Topic.RECORD)
-        await bob.send(
-            Message(
-                Topic.RECORD,
-                R.CREATEANDUPDATE,
-                name="profile/bob",
-                version=-1,
-                data='{"n":1}',
-                is_write_ack=True,
-                correlation_id="p",
-            )
-        )
+        await bob.send(write("profile/bob", {"n": 1}, ack="p"))
         assert (await bob.recv()).action == R.WRITE_ACKNOWLEDGEMENT
         await bob.send(Message(Topic.RECORD, R.DELETE, name="profile/bob"))
         assert (await bob.recv()).action == R.DELETE_SUCCESS
@@ -234,42 +224,12 @@ async def test_record_create_subscribe_delete_listen_notify(url: str) -> None:
 async def test_rules_over_data_old_data_and_other_records(url: str) -> None:
     bob = await login(url, "bob")
     try:
-        await bob.send(
-            Message(
-                Topic.RECORD,
-                R.CREATEANDUPDATE,
-                name="counter",
-                version=-1,
-                data='{"value":1}',
-                is_write_ack=True,
-                correlation_id="1",
-            )
-        )
+        await bob.send(write("counter", {"value": 1}, ack="1"))
         await denied(bob, Topic.RECORD, R.MESSAGE_PERMISSION_ERROR)  # oldData is null: it throws
         # (a record that does not exist has oldData null, as in the reference)
-        await bob.send(
-            Message(
-                Topic.RECORD,
-                R.CREATEANDUPDATE,
-                name="stock/7",
-                version=-1,
-                data='{"count":0}',
-                is_write_ack=True,
-                correlation_id="2",
-            )
-        )
+        await bob.send(write("stock/7", {"count": 0}, ack="2"))
         assert (await bob.recv()).action == R.WRITE_ACKNOWLEDGEMENT
-        await bob.send(
-            Message(
-                Topic.RECORD,
-                R.CREATEANDUPDATE,
-                name="order/7",
-                version=-1,
-                data="{}",
-                is_write_ack=True,
-                correlation_id="3",
-            )
-        )
+        await bob.send(write("order/7", {}, ack="3"))
         await denied(bob, Topic.RECORD)  # _('stock/7').count is 0
         await bob.send(
             Message(
@@ -284,17 +244,7 @@ async def test_rules_over_data_old_data_and_other_records(url: str) -> None:
             )
         )
         assert (await bob.recv()).action == R.WRITE_ACKNOWLEDGEMENT
-        await bob.send(
-            Message(
-                Topic.RECORD,
-                R.CREATEANDUPDATE,
-                name="order/7",
-                version=-1,
-                data="{}",
-                is_write_ack=True,
-                correlation_id="5",
-            )
-        )
+        await bob.send(write("order/7", {}, ack="5"))
         assert (await bob.recv()).action == R.WRITE_ACKNOWLEDGEMENT
         # An escape attempt in a rule is only an error for that message; the server lives on.
         await bob.send(
@@ -462,19 +412,9 @@ async def test_record_action_matrix(
     action as originalAction and the write's correlationId / isWriteAck."""
     alice, bob = await login(url, "alice"), await login(url, "bob")
     try:
-        await alice.send(
-            Message(
-                Topic.RECORD,
-                R.CREATEANDUPDATE,
-                name="secret/m",
-                version=-1,
-                data='{"a":1}',
-                is_write_ack=True,
-                correlation_id="seed",
-            )
-        )
+        await alice.send(write("secret/m", {"a": 1}, ack="seed"))
         assert (await alice.recv()).action == R.WRITE_ACKNOWLEDGEMENT
-        write = action in (
+        writes = action in (
             R.UPDATE,
             R.PATCH,
             R.ERASE,
@@ -482,19 +422,19 @@ async def test_record_action_matrix(
             R.CREATEANDUPDATE,
             R.CREATEANDPATCH,
         )
-        extra: dict[str, Any] = {"version": -1, "is_write_ack": True} if write else {}
+        extra: dict[str, Any] = {"version": -1, "is_write_ack": True} if writes else {}
         msg = Message(Topic.RECORD, action, correlation_id="m", **fields, **extra)
         await bob.send(msg)
         got = await bob.recv_until(Topic.RECORD, R.MESSAGE_DENIED)
         assert (got.original_action, got.correlation_id) == (action, "m")
         assert got.name == (fields.get("name") or fields["names"][0])
-        assert got.is_write_ack is (True if write else None)
+        assert got.is_write_ack is (True if writes else None)
         await alice.send(msg)
         served = await alice.recv_until(Topic.RECORD, allowed_reply)
         assert not served.is_error
         await alice.send(Message(Topic.RECORD, R.READ, name="secret/m"))
         after = await alice.recv_until(Topic.RECORD, R.READ_RESPONSE)
-        assert after.version == (1 if not write or "secret/n" in str(fields) else 2)
+        assert after.version == (1 if not writes or "secret/n" in str(fields) else 2)
     finally:
         await alice.close()
         await bob.close()
