@@ -56,6 +56,9 @@ class RecordCore:
         self.resubscribing = False
         self.callbacks: dict[str | None, list[RecordCallback]] = {}
         self.delete_callbacks: list[Callable[[str], Any]] = []
+        self.written: dict[str, Any] = {}
+        """What each acknowledged write in flight (by correlation id) left the record holding:
+        a remote update adopted meanwhile replaces ``data``, not what the write sent."""
 
     # -- local state ---------------------------------------------------------------------
 
@@ -110,7 +113,15 @@ class RecordCore:
         self.version += 1
         msg.version = self.version
         self.apply(new)
-        await self.handler.send_write(msg, ack=ack)
+        if not ack:
+            await self.handler.send_write(msg, ack=False)
+            return
+        cid = msg.correlation_id = self.handler.conn.next_id()
+        self.written[cid] = new
+        try:
+            await self.handler.send_write(msg, ack=True)
+        finally:
+            self.written.pop(cid, None)
 
     # -- messages from the server --------------------------------------------------------
 
@@ -168,7 +179,8 @@ class RecordCore:
             return
         if merged == remote:
             self.adopt(remote_version, remote)
-            if local == remote:
+            wrote = self.written.get(cid, local) if cid else local
+            if wrote == remote:
                 self.handler.conn.pending.resolve(("write", cid))  # what we wrote is there
             else:
                 self.handler.fail_write(cid, RecordError("VERSION_EXISTS", self.name))
@@ -176,6 +188,8 @@ class RecordCore:
         # Write the merge on top of the server's version; an ack keeps the caller's id.
         self.version = remote_version + 1
         self.apply(merged)
+        if cid in self.written:
+            self.written[cid] = merged
         msg = Message(
             Topic.RECORD,
             RecordAction.UPDATE,

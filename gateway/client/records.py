@@ -116,7 +116,8 @@ class RecordHandler(Listening):
         if not ack:
             self.conn.send(msg)
             return
-        msg.correlation_id = self.conn.next_id()
+        if msg.correlation_id is None:
+            msg.correlation_id = self.conn.next_id()
         msg.is_write_ack = True
         await self.conn.request(msg, ("write", msg.correlation_id))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from gateway.client import LOCAL_WINS, REMOTE_WINS
 from gateway.exceptions import RecordError
 
@@ -90,3 +92,24 @@ async def test_a_failing_strategy_adopts_the_server_state(make_client) -> None:
         assert isinstance(results[1], RecordError) and results[1].code == "VERSION_EXISTS"
     await asyncio.gather(settle(alice), settle(bob))
     assert a.data == b.data
+
+
+async def test_a_lost_write_is_refused_even_after_a_newer_update_replaced_it(make_client) -> None:
+    """Found by the history check (tests/history): alice writes v1 while bob's v1 and carol's v2
+    are already on their way to her; she adopts v2 (newer than her write), so her data equals
+    the server's when VERSION_EXISTS arrives. Her write was still refused: she must be told, not
+    acknowledged (comparing the conflict with her current data had acknowledged it)."""
+    alice, bob, carol = await make_client("alice"), await make_client("bob"), await make_client()
+    a, b = await alice.record.get("doc"), await bob.record.get("doc")
+    transport = alice.connection._ws.transport  # private: holding alice's reads orders the race
+    transport.pause_reading()
+    await b.set({"by": "bob"})  # v1
+    await carol.record.set_data("doc", {"by": "carol"})  # v2, forced
+    writing = asyncio.create_task(a.set({"by": "alice"}))  # at v1: refused with v2
+    await asyncio.sleep(0.05)
+    transport.resume_reading()
+    with pytest.raises(RecordError) as refused:
+        await writing
+    assert refused.value.code == "VERSION_EXISTS"
+    assert a.data == {"by": "carol"} == await bob.record.snapshot("doc")
+    assert a.version == 2
