@@ -36,6 +36,12 @@ _CLUSTER_METRICS = (
     ("bus_received", "counter", "Messages received from the other nodes."),
     ("bus_dropped", "counter", "Messages to other nodes dropped (cluster.max_bus_queue full)."),
     ("presence_pending", "gauge", "Presence changes of this node not yet in Redis."),
+    (
+        "rpc_remote_open",
+        "gauge",
+        "RPC requests of this node's clients open at other nodes (cluster.max_remote_rpcs).",
+    ),
+    ("rpc_remote_names", "gauge", "RPC names other nodes provide, as this node knows them."),
 )
 
 

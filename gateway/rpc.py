@@ -17,6 +17,15 @@ in the order they were (last) sent to a provider are also in the order of their 
 same order for those not accepted yet; one loop timer, armed for the earliest deadline, fails
 what is due from the front of each and re-arms for the next.
 
+On a cluster node (``cluster`` set, ``gateway.cluster.rpc``) another node that provides the
+name is a provider too, chosen only when no local provider is left untried: the request goes
+there as to a connection (a ``Peer``), that node routes it among its own providers (never
+onward) and answers as a provider would. From such a node NO_RPC_PROVIDER means "all mine
+rejected" (try the next), REJECT means "one of mine rejected, another has it" (deadlines
+restart), ACCEPT_TIMEOUT / RESPONSE_TIMEOUT end the request. This node keeps the deadlines of
+the requests its own clients made, so a node that dies or a lost message costs a timeout,
+never a hang.
+
 Invariant: ``_requests[id].provider`` holds ``id`` in ``_assigned[provider]`` and vice versa.
 """
 
@@ -24,22 +33,39 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import random
+from collections.abc import Collection
+from typing import Protocol
 
 from .connection import Connection
-from .exceptions import InvalidJSON
+from .exceptions import InvalidJSON, LimitExceeded
 from .handler import unknown_action
 from .protocol import Message, RpcAction, Topic, payload
 from .subscriptions import SubscriptionRegistry
 
-__all__ = ["RpcHandler"]
+__all__ = ["Peer", "RpcCluster", "RpcHandler"]
 
 log = logging.getLogger(__name__)
 
 _ANSWERS = frozenset(
     {RpcAction.ACCEPT, RpcAction.REJECT, RpcAction.RESPONSE, RpcAction.REQUEST_ERROR}
 )
+
+
+class Peer(Protocol):
+    """Where RPC messages go: a client's connection, or another node of a cluster."""
+
+    def send(self, msg: Message) -> None: ...
+
+
+class RpcCluster(Protocol):
+    """The other nodes of a cluster as providers (``gateway.cluster.rpc``)."""
+
+    def provider(self, name: str, tried: Collection[Peer]) -> Peer | None:
+        """A node providing ``name`` not in ``tried``, or None; raises LimitExceeded when
+        no further request may go to another node."""
 
 
 def _message(
@@ -61,8 +87,23 @@ def _error(msg: Message, action: int) -> Message:
     )
 
 
+def _limited(name: str, correlation_id: str | None, exc: LimitExceeded) -> Message:
+    """REQUEST_ERROR naming the limit that kept a request from another node's provider."""
+    return _message(RpcAction.REQUEST_ERROR, name, correlation_id, json.dumps(str(exc)))
+
+
 class _Request:
-    __slots__ = ("correlation_id", "data", "id", "name", "provider", "requester", "sent", "tried")
+    __slots__ = (
+        "correlation_id",
+        "data",
+        "from_node",
+        "id",
+        "name",
+        "provider",
+        "requester",
+        "sent",
+        "tried",
+    )
 
     def __init__(
         self,
@@ -70,8 +111,9 @@ class _Request:
         name: str,
         correlation_id: str | None,
         data: str | None,
-        requester: Connection,
-        provider: Connection,
+        requester: Peer,
+        provider: Peer,
+        from_node: bool = False,
     ) -> None:
         self.id = id
         self.name = name
@@ -80,7 +122,8 @@ class _Request:
         self.requester = requester
         self.provider = provider
         self.sent = 0.0  # when it was sent to ``provider``: the deadlines count from here
-        self.tried: tuple[Connection, ...] = ()  # providers that had it before ``provider``
+        self.tried: tuple[Peer, ...] = ()  # providers that had it before ``provider``
+        self.from_node = from_node  # requested by another node: local providers only
 
 
 class RpcHandler:
@@ -97,9 +140,11 @@ class RpcHandler:
         self.providers = SubscriptionRegistry(duplicate_action=RpcAction.MULTIPLE_PROVIDERS)
         self._requests: dict[str, _Request] = {}  # by when sent to their provider
         self._unaccepted: dict[str, _Request] = {}  # the same order
-        self._assigned: dict[Connection, set[str]] = {}
+        self._assigned: dict[Peer, set[str]] = {}
         self._ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None  # at the earliest deadline, if any
+        self.cluster: RpcCluster | None = None
+        """Set on a cluster node: the other nodes' providers (``gateway.cluster.rpc``)."""
 
     def handle(self, conn: Connection, msg: Message) -> None:
         action = msg.action
@@ -112,35 +157,78 @@ class RpcHandler:
         else:
             conn.send(unknown_action(msg, RpcAction.ERROR))
 
+    def from_node(self, node: Peer, msg: Message) -> None:
+        """A message from another node of the cluster (``node`` answers to it)."""
+        action = msg.action
+        if action == RpcAction.REQUEST:
+            self._request(node, msg, from_node=True)
+            return
+        request = self._requests.get(msg.correlation_id or "")
+        if request is None or request.provider is not node:
+            return  # answered or timed out here already
+        if action == RpcAction.NO_RPC_PROVIDER:  # every provider there rejected
+            self._reroute(request)
+        elif action == RpcAction.REJECT:  # handed to another provider there: deadlines restart
+            self._release(request)
+            self._track(request, node)
+        elif action == RpcAction.ACCEPT_TIMEOUT or action == RpcAction.RESPONSE_TIMEOUT:
+            self._fail(request, action)
+        elif action in _ANSWERS:
+            self._answer(node, msg)
+
     def on_disconnect(self, conn: Connection) -> None:
         self.providers.remove_connection(conn)
-        for request_id in list(self._assigned.get(conn, ())):
+        self.provider_gone(conn)
+
+    def provider_gone(self, provider: Peer) -> None:
+        """``provider`` (a connection, or a node of the cluster that died) answers no more:
+        what it had not accepted moves on, what it had accepted times out now."""
+        for request_id in list(self._assigned.get(provider, ())):
             request = self._requests[request_id]
             if request_id not in self._unaccepted:
                 self._fail(request, RpcAction.RESPONSE_TIMEOUT)
             else:
                 self._reroute(request)
 
+    def open_at(self, provider: Peer) -> int:
+        """Requests open at ``provider``."""
+        return len(self._assigned.get(provider, ()))
+
     # -- requests ------------------------------------------------------------------------
 
-    def _request(self, conn: Connection, msg: Message) -> None:
+    def _request(self, conn: Peer, msg: Message, *, from_node: bool = False) -> None:
         name = msg.name
         if name is None or not self._forwardable(msg):
             conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
             return
-        providers = self.providers.subscribers(name)
+        providers: Collection[Peer] = self.providers.subscribers(name)
         if not providers:
-            conn.send(_message(RpcAction.NO_RPC_PROVIDER, name, msg.correlation_id))
-            return
-        if len(providers) == 1:
+            provider = None
+            if not from_node and self.cluster is not None:
+                try:
+                    provider = self.cluster.provider(name, ())
+                except LimitExceeded as exc:
+                    conn.send(_limited(name, msg.correlation_id, exc))
+                    return
+            if provider is None:
+                conn.send(_message(RpcAction.NO_RPC_PROVIDER, name, msg.correlation_id))
+                return
+        elif len(providers) == 1:
             (provider,) = providers
         else:
             provider = random.choice(list(providers))
-        request = _Request(str(next(self._ids)), name, msg.correlation_id, msg.data, conn, provider)
+        request = _Request(
+            str(next(self._ids)), name, msg.correlation_id, msg.data, conn, provider, from_node
+        )
         self._send_to(request, provider)
 
-    def _send_to(self, request: _Request, provider: Connection) -> None:
+    def _send_to(self, request: _Request, provider: Peer) -> None:
         """(Re)start the provider leg: both deadlines count from here, as in the reference."""
+        self._track(request, provider)
+        provider.send(_message(RpcAction.REQUEST, request.name, request.id, request.data))
+
+    def _track(self, request: _Request, provider: Peer) -> None:
+        """Assign ``request`` to ``provider`` with deadlines counted from now."""
         request.provider = provider
         request.sent = asyncio.get_running_loop().time()
         request_id = request.id
@@ -152,7 +240,6 @@ class RpcHandler:
             assigned.add(request_id)
         if self._timer is None:  # else it is due no later than this request's deadlines
             self._arm()
-        provider.send(_message(RpcAction.REQUEST, request.name, request_id, request.data))
 
     def _arm(self) -> None:
         """Set the timer for the earliest deadline of the requests open, if any."""
@@ -180,7 +267,7 @@ class RpcHandler:
                 self._fail(request, action)
         self._arm()
 
-    def _answer(self, conn: Connection, msg: Message) -> None:
+    def _answer(self, conn: Peer, msg: Message) -> None:
         request = self._requests.get(msg.correlation_id or "")
         if request is None or request.provider is not conn:
             conn.send(_error(msg, RpcAction.INVALID_RPC_CORRELATION_ID))
@@ -208,16 +295,30 @@ class RpcHandler:
         return True
 
     def _reroute(self, request: _Request) -> None:
-        """Hand ``request`` to a provider not tried yet, else answer NO_RPC_PROVIDER."""
+        """Hand ``request`` to a provider not tried yet (this node's first), else answer
+        NO_RPC_PROVIDER."""
         self._release(request)
         request.tried += (request.provider,)
         untried = [p for p in self.providers.subscribers(request.name) if p not in request.tried]
         if untried:
+            if request.from_node:  # tell the requester's node: its deadlines restart
+                request.requester.send(
+                    _message(RpcAction.REJECT, request.name, request.correlation_id)
+                )
             self._send_to(request, random.choice(untried))
-        else:
-            self._fail(request, RpcAction.NO_RPC_PROVIDER)
+            return
+        if not request.from_node and self.cluster is not None:
+            try:
+                remote = self.cluster.provider(request.name, request.tried)
+            except LimitExceeded as exc:
+                request.requester.send(_limited(request.name, request.correlation_id, exc))
+                return
+            if remote is not None:
+                self._send_to(request, remote)
+                return
+        self._fail(request, RpcAction.NO_RPC_PROVIDER)
 
-    def _fail(self, request: _Request, action: RpcAction) -> None:
+    def _fail(self, request: _Request, action: int) -> None:
         self._release(request)
         self._to_requester(request, action)
 

@@ -231,6 +231,7 @@ class Server:
         )
         self.events.cluster_publish = cluster.publish_event
         self.presence.shared = cluster.presence
+        cluster.serve_rpc(self.rpc, self.trips)
         self.handlers[Topic.RECORD] = RecordsRefused()
         self.cluster = cluster
 

@@ -1,4 +1,5 @@
-"""The bus: one Redis channel that carries events and presence notices between nodes.
+"""The bus: one Redis channel that carries events and presence notices between nodes, and
+each node's own channel for messages directed to it (RPC between nodes).
 
 Publishing never blocks a client: messages wait in a bounded queue that one task publishes to
 Redis, in order, everything queued in one PUBLISH ``[origin, [message, ...]]`` (up to
@@ -6,7 +7,10 @@ Redis, in order, everything queued in one PUBLISH ``[origin, [message, ...]]`` (
 fraction of a PUBLISH. Scripts publish single messages ``["", kind, name]`` (presence).
 Past ``max_queue`` (Redis slow or gone) new messages are dropped and counted;
 what a dropped message carried is at-most-once anyway (events). Receiving runs in its own
-task on its own connection, reconnecting (with backoff) when Redis goes away.
+task on its own connection, reconnecting (with backoff) when Redis goes away; what was
+published meanwhile is lost (Pub/Sub keeps nothing), so ``on_resubscribed`` lets the node
+re-read what it learns from notices. Directed messages share the queue (one order for
+everything a node sends) and are batched like the rest, by destination.
 """
 
 from __future__ import annotations
@@ -42,13 +46,18 @@ class Bus:
         node_id: str,
         max_queue: int,
         receive: Receiver,
+        own_channel: str | None = None,
     ) -> None:
         self._redis = redis
         self._subscriber = subscriber
         self.channel = channel
+        self.own_channel = own_channel
+        """This node's channel for directed messages (``send``), subscribed with the bus."""
         self.node_id = node_id
         self._receive = receive
-        self._queue: deque[str] = deque()
+        self.on_resubscribed: Callable[[], None] | None = None
+        """Called when the bus is subscribed again after losing Redis."""
+        self._queue: deque[tuple[str, str]] = deque()  # (channel, JSON)
         self._head = json.dumps([node_id])[:-1] + ",["
         """How this node's batches begin (``["id",[``)."""
         self._own = self._head.encode()
@@ -83,8 +92,9 @@ class Bus:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def publish(self, message: list[Any]) -> None:
-        """Queue ``message`` (a JSON array ``[kind, name, ...]``) for the other nodes."""
+    def publish(self, message: list[Any], channel: str | None = None) -> None:
+        """Queue ``message`` (a JSON array ``[kind, name, ...]``) for the other nodes, or for
+        the one node whose own ``channel`` it is."""
         if len(self._queue) >= self._max_queue:
             self.dropped += 1
             _throttled.warning(
@@ -93,7 +103,8 @@ class Bus:
                 self._max_queue,
             )
             return
-        self._queue.append(json.dumps(message, separators=(",", ":")))
+        text = json.dumps(message, separators=(",", ":"))
+        self._queue.append((channel or self.channel, text))
         self._idle.clear()
         self._wake.set()
 
@@ -104,15 +115,16 @@ class Bus:
             self._wake.clear()
             while self._queue:
                 count, size = 0, 0
-                for text in self._queue:
-                    if count and size + len(text) > _BATCH_BYTES:
+                channel = self._queue[0][0]
+                for to, text in self._queue:
+                    if count and (to != channel or size + len(text) > _BATCH_BYTES):
                         break
                     count += 1
                     size += len(text) + 1
-                items = ",".join(self._queue[i] for i in range(count))
+                items = ",".join(self._queue[i][1] for i in range(count))
                 payload = f"{self._head}{items}]]"
                 try:
-                    await self._redis.publish(self.channel, payload)
+                    await self._redis.publish(channel, payload)
                 except Exception as exc:  # redis errors: keep the queue, retry with backoff
                     _throttled.warning("cluster bus: cannot publish to Redis (%s); retrying", exc)
                     await asyncio.sleep(delay)
@@ -126,14 +138,18 @@ class Bus:
 
     async def _subscribe(self) -> Any:
         pubsub = self._subscriber.pubsub()
-        await pubsub.subscribe(self.channel)
-        # The confirmation: from here on every message published to the channel reaches us.
+        channels = [self.channel] if self.own_channel is None else [self.channel, self.own_channel]
+        await pubsub.subscribe(*channels)
+        # The confirmations: from here on every message published to them reaches us.
+        confirmed = 0
         while True:
             message = await pubsub.get_message(timeout=5.0)
             if message is None:
                 raise TimeoutError("Redis did not confirm the cluster bus subscription")
             if message["type"] == "subscribe":
-                return pubsub
+                confirmed += 1
+                if confirmed == len(channels):
+                    return pubsub
 
     async def _receive_loop(self, pubsub: Any) -> None:
         delay = 0.1
@@ -156,6 +172,11 @@ class Bus:
                         _throttled.warning("cluster bus: cannot resubscribe (%s)", again)
                 log.info("cluster bus: subscribed again")
                 delay = 0.1
+                if self.on_resubscribed is not None:
+                    try:
+                        self.on_resubscribed()
+                    except Exception:
+                        log.exception("cluster bus: catching up after resubscribing failed")
                 continue
             if message is None or message.get("type") != "message":
                 continue

@@ -41,3 +41,11 @@ class Keys:
     def bus(self) -> str:
         """The channel of events and presence notices."""
         return f"{self.tag}:bus"
+
+    def node_channel(self, node_id: str) -> str:
+        """The channel of messages directed to ``node_id`` (RPC between nodes)."""
+        return f"{self.tag}:n:{node_id}"
+
+    def offers(self, kind: str, node_id: str) -> str:
+        """Set of what ``node_id`` offers of ``kind`` (``rpc``: the RPC names it provides)."""
+        return f"{self.tag}:{kind}:{node_id}"

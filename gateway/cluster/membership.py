@@ -4,7 +4,10 @@ A node is alive while its heartbeat key exists; it renews the key's TTL every in
 never recreates it silently: if the key is gone (this node was presumed dead), it registers
 again and calls ``on_registered_again`` so the node re-publishes what it holds. Every node
 sweeps the member set each interval and reaps the dead with an idempotent script, so several
-nodes sweeping at once is harmless.
+nodes sweeping at once is harmless. Each sweep also tells ``on_gone`` which of the nodes this
+node knows of (``known``) are dead: without a heartbeat, or no longer members (reaped by
+another node, or left); a node known before the sweep began cannot be a newcomer the sweep
+missed, since a node registers before it offers anything.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class Membership:
         interval: float,
         timeout: float,
         on_registered_again: Callable[[], None],
+        offer_kinds: tuple[str, ...] = (),
+        known: Callable[[], set[str]] = set,
+        on_gone: Callable[[set[str]], None] | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -41,6 +47,10 @@ class Membership:
         self._interval = interval
         self._ttl_ms = int(timeout * 1000)
         self._on_registered_again = on_registered_again
+        self._offer_kinds = offer_kinds
+        """Kinds of ``Keys.offers`` sets a node holds (deleted when it is reaped)."""
+        self._known = known
+        self._on_gone = on_gone
         self._heartbeat = redis.register_script(scripts.HEARTBEAT)
         self._reap = redis.register_script(scripts.REAP)
         self.alive_nodes = 0
@@ -87,16 +97,21 @@ class Membership:
             self._on_registered_again()
 
     async def sweep(self) -> None:
-        """Reap every member without a heartbeat."""
+        """Reap every member without a heartbeat; tell ``on_gone`` of known nodes gone."""
+        known = self._known()
         members = sorted(m.decode() for m in await self._redis.smembers(self._keys.members))
         async with self._redis.pipeline(transaction=False) as pipe:
             for member in members:
                 pipe.exists(self._keys.heartbeat(member))
             alive = await pipe.execute()
         self.alive_nodes = sum(1 for flag in alive if flag)
-        for member, flag in zip(members, alive, strict=True):
-            if not flag and member != self.node_id:
-                await self.reap(member)
+        dead = {m for m, flag in zip(members, alive, strict=True) if not flag}
+        dead.discard(self.node_id)
+        gone = (known - set(members)) | (known & dead)
+        if gone and self._on_gone is not None:
+            self._on_gone(gone)
+        for member in sorted(dead):
+            await self.reap(member)
 
     async def reap(self, node_id: str) -> None:
         """Remove ``node_id`` and everything it held (its users leave presence)."""
@@ -108,6 +123,7 @@ class Membership:
                 keys.bus,
                 keys.members,
                 keys.heartbeat(node_id),
+                *(keys.offers(kind, node_id) for kind in self._offer_kinds),
             ],
             args=[node_id],
         )

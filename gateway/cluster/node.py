@@ -1,8 +1,9 @@
 """This node as a member of a cluster: owns the Redis connections and the cluster's tasks.
 
 The server hands it three callbacks (deliver an event from another node, announce a presence
-notice, list this node's users) and calls ``publish_event`` and ``presence`` in return; the
-node knows nothing else of the handlers.
+notice, list this node's users) and calls ``publish_event`` and ``presence`` in return, and
+lets ``rpc`` serve its RPC handler (``serve_rpc``); the node knows nothing else of the
+handlers.
 """
 
 from __future__ import annotations
@@ -18,14 +19,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ClusterConfig
 from ..exceptions import ClusterUnavailable, DriverMissing
+from ..limits import LimitTrips, ThrottledLog
+from ..rpc import RpcHandler
 from .bus import Bus
+from .directory import Directory
 from .keys import Keys
 from .membership import Membership
 from .presence import ClusterPresence
+from .rpc import ClusterRpc
 
 __all__ = ["ClusterNode", "ClusterStats"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
+
+_OFFER_KINDS = ("rpc",)
+"""Directories a node offers in (``Keys.offers``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,8 @@ class ClusterStats:
     bus_received: int
     bus_dropped: int
     presence_pending: int
+    rpc_remote_open: int
+    rpc_remote_names: int
 
 
 class ClusterNode:
@@ -75,7 +86,9 @@ class ClusterNode:
             node_id=self.node_id,
             max_queue=config.max_bus_queue,
             receive=self._received,
+            own_channel=self.keys.node_channel(self.node_id),
         )
+        self.bus.on_resubscribed = self._catch_up
         self.presence = ClusterPresence(self._redis, self.keys, self.node_id)
         self.membership = Membership(
             self._redis,
@@ -84,8 +97,25 @@ class ClusterNode:
             interval=config.heartbeat_interval,
             timeout=config.node_timeout,
             on_registered_again=self._rejoin,
+            offer_kinds=_OFFER_KINDS,
+            known=self._known_nodes,
+            on_gone=self._gone,
         )
+        self.rpc = ClusterRpc(
+            self.bus,
+            Directory(self._redis, self.keys, self.node_id, "rpc"),
+            self.keys,
+            self.node_id,
+            max_remote=config.max_remote_rpcs,
+            connected=lambda: self.membership.connected,
+        )
+        self._directories = [self.rpc.directory]
         self._tasks: list[asyncio.Task[None]] = []
+        self._catching_up: asyncio.Task[None] | None = None
+
+    def serve_rpc(self, handler: RpcHandler, trips: LimitTrips) -> None:
+        """Route ``handler``'s requests to providers on other nodes and back."""
+        self.rpc.serve(handler, trips)
 
     async def start(self) -> None:
         """Connect, subscribe to the bus, register; raises ClusterUnavailable without Redis."""
@@ -94,6 +124,8 @@ class ClusterNode:
             await self.bus.start()
             await self.membership.register()
             await self.membership.sweep()
+            for directory in self._directories:
+                await directory.load()
         except Exception as exc:
             await self._close_connections()
             where = self._where()
@@ -101,12 +133,15 @@ class ClusterNode:
         self._tasks = [
             asyncio.create_task(self.membership.run()),
             asyncio.create_task(self.presence.run()),
+            *(asyncio.create_task(directory.run()) for directory in self._directories),
         ]
         log.info("cluster: node %s joined (%d alive)", self.node_id, self.membership.alive_nodes)
 
     async def close(self) -> None:
         """Leave the cluster: hand over pending presence changes, then remove this node."""
         await self.presence.drain(2.0)
+        if self._catching_up is not None:
+            self._tasks.append(self._catching_up)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -133,11 +168,17 @@ class ClusterNode:
             bus_received=self.bus.received,
             bus_dropped=self.bus.dropped,
             presence_pending=self.presence.pending,
+            rpc_remote_open=self.rpc.remote_open,
+            rpc_remote_names=len(self.rpc.directory.names()),
         )
 
     def _received(self, message: list[Any]) -> None:
-        """``[kind, name, data?]`` from another node (or a presence script)."""
+        """``[kind, name, data?]`` from another node (or a script); ``["r", ...]`` sent to
+        this node alone."""
         kind, name = message[0], message[1]
+        if kind == "r":
+            self.rpc.received(message)
+            return
         if not isinstance(name, str):
             return
         if kind == "e":
@@ -145,10 +186,43 @@ class ClusterNode:
             self._on_event(name, data if isinstance(data, str) else None)
         elif kind == "j" or kind == "l":
             self._on_presence(name, kind == "j")
+        elif (kind == "rpc+" or kind == "rpc-") and len(message) > 2:
+            node = message[2]
+            if isinstance(node, str):
+                self.rpc.directory.notice(kind == "rpc+", name, node)
 
     def _rejoin(self) -> None:
         for user in self._local_users():
             self.presence.joined(user)
+        for directory in self._directories:
+            directory.offer_again()
+        self._catch_up()
+
+    def _known_nodes(self) -> set[str]:
+        return self.rpc.directory.known_nodes() | self.rpc.peers()
+
+    def _gone(self, nodes: set[str]) -> None:
+        for node in sorted(nodes):
+            log.warning("cluster: node %s is gone; its RPC providers are chosen no more", node)
+            self.rpc.gone(node)
+
+    def _catch_up(self) -> None:
+        """Notices may have been lost (the bus resubscribed, Redis restarted): read the
+        directories again, retrying until Redis answers."""
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.create_task(self._reload())
+
+    async def _reload(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                for directory in self._directories:
+                    await directory.load()
+                return
+            except Exception as exc:
+                _throttled.warning("cluster: cannot re-read the directories (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _where(self) -> str:
         """The URL without its user and password: those are never logged."""

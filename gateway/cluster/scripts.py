@@ -7,7 +7,7 @@ Their bus messages are ``["", kind, user]`` (see ``bus``).
 
 from __future__ import annotations
 
-__all__ = ["HEARTBEAT", "JOIN", "LEAVE", "REAP"]
+__all__ = ["HEARTBEAT", "JOIN", "LEAVE", "OFFER", "REAP", "WITHDRAW"]
 
 HEARTBEAT = """
 -- KEYS: heartbeat. ARGV: ttl ms. 1 if extended; 0 if gone (this node was presumed dead).
@@ -48,12 +48,34 @@ return 1
 REAP = (
     _LEAVE_BODY
     + """
--- KEYS: node presence set, presence counts, bus, members, heartbeat. ARGV: node id.
--- Removes a node and everything it held. Idempotent: a second run finds nothing.
+-- KEYS: node presence set, presence counts, bus, members, heartbeat, then the node's offer
+-- sets (``OFFER``). ARGV: node id.
+-- Removes a node and everything it held. Idempotent: a second run finds nothing. The offers
+-- go without notices: every node drops a dead node's offers when its own sweep finds it dead.
 for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   leave(KEYS[1], KEYS[2], KEYS[3], user)
 end
-redis.call('DEL', KEYS[1], KEYS[5])
+for i = 5, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+redis.call('DEL', KEYS[1])
 return redis.call('SREM', KEYS[4], ARGV[1])
 """
 )
+
+OFFER = """
+-- KEYS: the node's offer set of a kind, bus. ARGV: name, notice kind, node id.
+-- The node offers ``name`` (an RPC it provides); the others hear ``[kind '+', name, node]``.
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  redis.call('PUBLISH', KEYS[2], cjson.encode({'', ARGV[2] .. '+', ARGV[1], ARGV[3]}))
+end
+return 1
+"""
+
+WITHDRAW = """
+-- KEYS: the node's offer set of a kind, bus. ARGV: name, notice kind, node id.
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('PUBLISH', KEYS[2], cjson.encode({'', ARGV[2] .. '-', ARGV[1], ARGV[3]}))
+end
+return 1
+"""

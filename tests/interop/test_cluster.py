@@ -1,14 +1,19 @@
 """The official JS client spread over three real cluster nodes (``recordgate start`` processes
-sharing a private redis-server and PostgreSQL): events, presence and the refusal of records."""
+sharing a private redis-server and PostgreSQL): events, presence, RPC (with a node SIGKILLed
+under requests in flight) and the refusal of records."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.gateway.cluster.nodes import ClusterNodes
-from tests.interop.conftest import scenario_runner
+from tests.interop.conftest import HERE, scenario_runner
 from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
@@ -38,3 +43,89 @@ def test_events_and_presence_across_three_nodes(node: str, tmp_path: Path) -> No
     denied = [e for e in r["errors"] if e["event"] == "MESSAGE_DENIED"]
     assert denied and all(e["topic"] == "RECORD" for e in denied), r["errors"]
     assert [e for e in r["errors"] if e["event"] != "MESSAGE_DENIED"] == []
+
+
+def _scenario_with_kill(
+    node: str, nodes: ClusterNodes, name: str, cue: str, victim: int
+) -> dict[str, Any]:
+    """Run ``scenarios/<name>.js`` over ``nodes``; when it prints ``cue``, SIGKILL node
+    ``victim`` and tell the scenario. Returns its JSON."""
+    env = {**os.environ, "SCENARIO_DEADLINE_MS": "90000"}
+    client = subprocess.Popen(
+        [
+            node,
+            str(HERE / "scenarios" / f"{name}.js"),
+            nodes[0].url,
+            ",".join(n.url for n in nodes),
+        ],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert client.stdin is not None and client.stdout is not None
+    try:
+        line = client.stdout.readline().strip()
+        assert line == cue, line + client.stdout.read() + nodes[0].log_text()
+        nodes[victim].kill()
+        client.stdin.write("killed\n")
+        client.stdin.flush()
+        out, err = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    logs = "\n".join(f"--- {n.name} ---\n{n.log_text()}" for n in nodes)
+    assert client.returncode == 0, f"{out}\n{err}\n{logs}"
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def test_rpc_across_three_nodes(node: str, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis", appendonly=False).start()
+    nodes = ClusterNodes(tmp_path, redis, extra="rpc:\n  ack_timeout: 6\n  response_timeout: 12\n")
+    try:
+        nodes.start(3)
+        r = _scenario_with_kill(node, nodes, "cluster_rpc", "KILL-NODE2", 2)
+        metrics = nodes[0].metrics()
+    finally:
+        nodes.stop()
+        redis.kill()
+    # requested on node 0, served on node 2; data of every shape through two nodes
+    assert r["add"] == {"ok": 5}
+    assert r["addEcho"] == [
+        {"ok": "ü{x}"},
+        {"ok": "7"},
+        {"ok": "null"},
+        {"ok": "1,[object Object]"},
+    ]
+    # every provider anywhere asked exactly once, then NO_RPC_PROVIDER
+    assert r["rejects"] == {"error": "NO_RPC_PROVIDER"}
+    calls = r["calls"]
+    assert (calls["rejects1"], calls["rejects2a"], calls["rejects2b"]) == (1, 1, 1)
+    # the local provider first, then whichever node: node 2 answers every time
+    assert r["mixed"] == [{"ok": "node2"}] * 3
+    assert calls["mixed0"] == 3 and calls["mixed2"] == 3 and calls["mixed1"] <= 3
+    assert r["noProvider"] == {"error": "NO_RPC_PROVIDER"}
+    # node 2 handed the request to its second provider: the deadline restarted (7 s > 6 s)
+    assert r["slowDecider"]["ok"] == "decided" and r["slowDecisions"] == 2
+    assert r["acceptTimeout"]["error"] == "ACCEPT_TIMEOUT"
+    assert r["responseTimeout"]["error"] == "RESPONSE_TIMEOUT"
+    assert 5000 < r["acceptTimeout"]["ms"] < 11000  # ack_timeout 6 s, not another deadline
+    assert r["responseTimeout"]["ms"] > 11000  # response_timeout 12 s
+    assert r["beforeUnprovide"] == {"ok": "still here"}
+    assert r["afterUnprovide"] == {"error": "NO_RPC_PROVIDER"}
+    # node 2 killed: the unaccepted request went to node 1's provider, the accepted one failed
+    # when node 2 was found dead (1.5 s node_timeout), long before its 12 s response_timeout
+    assert r["held"]["ok"] == "rerouted to node1", r["held"]
+    assert r["accepted"]["error"] == "RESPONSE_TIMEOUT", r["accepted"]
+    assert r["accepted"]["ms"] < 8000 and r["held"]["ms"] < 8000
+    print(
+        f"requests at the killed node answered after {r['held']['ms']} / {r['accepted']['ms']} ms"
+    )
+    # and node 2's providers are chosen no more
+    assert r["afterKill"] == [{"ok": "node1"}] * 10
+    assert metrics["recordgate_cluster_rpc_remote_open"] == 0
+    errors = [e for e in r["errors"] if e["topic"] != "CONNECTION"]
+    assert errors == [], errors

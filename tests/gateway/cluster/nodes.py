@@ -119,13 +119,25 @@ class ClusterNode:
 class ClusterNodes(list[ClusterNode]):
     """Nodes of one cluster: one Redis prefix, one PostgreSQL table, fast heartbeats."""
 
-    def __init__(self, root: Path, redis: RedisServer, *, node_timeout: float = 1.5) -> None:
+    def __init__(
+        self,
+        root: Path,
+        redis: RedisServer,
+        *,
+        node_timeout: float = 1.5,
+        extra: str = "",
+        options: dict[str, object] | None = None,
+    ) -> None:
         super().__init__()
         self.root = root
         self.redis = redis
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
         self.postgres = require_postgres()
         self.node_timeout = node_timeout
+        self.extra = extra
+        """More configuration (YAML, top-level sections) for every node."""
+        self.options = options or {}
+        """More ``cluster:`` options for every node."""
 
     def config(self, name: str) -> str:
         return (
@@ -135,11 +147,12 @@ class ClusterNodes(list[ClusterNode]):
             f"  node_name: {name}\n"
             f"  heartbeat_interval: {self.node_timeout / 3}\n"
             f"  node_timeout: {self.node_timeout}\n"
-            "storage:\n"
+            + "".join(f"  {key}: {value}\n" for key, value in self.options.items())
+            + "storage:\n"
             "  type: sql\n"
             f"  url: {self.postgres}\n"
             f"  table: {self.prefix}_records\n"
-        )
+        ) + self.extra
 
     def add(self) -> ClusterNode:
         name = f"node{len(self)}"
