@@ -72,9 +72,12 @@ async def main(args: argparse.Namespace) -> None:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     node = ensure_reference()
-    memory: dict[str, Any] = {"storage": {"type": "memory"}}
-    on_asyncio = {**memory, "server": {"event_loop": "asyncio"}}
-    on_uvloop = {**memory, "server": {"event_loop": "uvloop"}}
+    # The provider sends two messages per round trip: past 5,000 round trips/s that passes the
+    # default per-client rate limit (10,000 messages/s), which the reference does not have.
+    unlimited = {"max_messages_per_second": 0}
+    memory: dict[str, Any] = {"storage": {"type": "memory"}, "server": unlimited}
+    on_asyncio = {**memory, "server": {**unlimited, "event_loop": "asyncio"}}
+    on_uvloop = {**memory, "server": {**unlimited, "event_loop": "uvloop"}}
     with workdir() as tmp:
         where = Path(tmp)
         targets = [

@@ -4,6 +4,10 @@ and the synchronous send path; plus the session state and who is logged in.
 A ``Connection`` is the asyncio protocol of one TCP connection and drives websockets' sans-I/O
 ``ServerProtocol`` itself: bytes read are parsed into frames and each complete message goes to
 the ``Service`` (the server) in the same callback, with no reader task or queue in between.
+Once the WebSocket is open, the connection parses the client's data frames itself (a final,
+masked binary or text frame is a few byte reads and one unmasking, where websockets' generator
+parser costs several times that) and gives websockets every other frame whole (pings, close,
+fragments, frames it must refuse), so websockets still answers and enforces everything else.
 When the service answers a message with an awaitable (a storage load, a login), the messages
 read meanwhile wait in order and reading pauses once ``MAX_QUEUE`` of them are waiting: a
 client's messages are handled one after the other, in the order sent.
@@ -46,6 +50,12 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import SERVER, Request, Response
 from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from .auth import OPEN_USER
 from .httpapi.request import HttpRefusal, HttpRequest, HttpResponse, RequestReader
@@ -79,6 +89,8 @@ _HIGH_WATER = 64 * 1024
 """Socket buffers above this count toward the outbox's budget (asyncio's default high-water
 mark: below it the transport writes as fast as the peer reads)."""
 _BINARY, _TEXT, _CONT, _CLOSE = Opcode.BINARY, Opcode.TEXT, Opcode.CONT, Opcode.CLOSE
+_AT_EOF = StreamReader.at_eof.__code__
+"""Where websockets' parser waits between frames (``Connection._take_framing``)."""
 
 
 class Service(Protocol):
@@ -207,6 +219,7 @@ class Connection(asyncio.Protocol):
         "_http",
         "_http_task",
         "_in_outbox",
+        "_inbound",
         "_loop",
         "_opened",
         "_outbox",
@@ -283,6 +296,9 @@ class Connection(asyncio.Protocol):
         self._in_outbox = False
         self._fragments: list[bytes] = []
         self._fragmented = _BINARY  # the opcode of the fragmented message being read
+        self._inbound: bytes | bytearray | None = None
+        """While this connection parses its own frames (``_frames_received``), the start of
+        a frame not yet complete (a bytearray, or b""); None while websockets parses them."""
         self._queue: deque[bytes | str] | None = None  # made when a message must wait
         self._queued_bytes = 0
         self._busy: asyncio.Task[None] | None = None  # handling an awaitable; messages queue
@@ -441,6 +457,14 @@ class Connection(asyncio.Protocol):
         if self._http is not None:
             self._http_received(data)
             return
+        if self._inbound is not None or self._take_framing():
+            self._frames_received(data)
+        else:
+            self._ws_received(data)
+        self._outbox.flush()  # the replies and fan-outs of this read, without waiting a pass
+
+    def _ws_received(self, data: bytes | bytearray) -> None:
+        """Hand ``data`` to websockets' protocol and handle what it parsed."""
         protocol = self.protocol
         protocol.receive_data(data)
         if protocol.writes:  # a pong, the echo of a close frame, a refused handshake
@@ -451,7 +475,84 @@ class Connection(asyncio.Protocol):
                     self._frame(event)
             else:
                 self._handshake(cast(Request, event))
-        self._outbox.flush()  # the replies and fan-outs of this read, without waiting a pass
+
+    def _take_framing(self) -> bool:
+        """Whether this connection can parse its frames itself from now on: the WebSocket is
+        open, no fragmented message is under way, and websockets' parser holds no bytes and
+        waits for the next frame (suspended in its reader's ``at_eof``: any other place, e.g.
+        in the middle of a frame, and websockets keeps parsing)."""
+        protocol = self.protocol
+        if (
+            not self._opened
+            or protocol.state is not _OPEN
+            or protocol.current_size is not None
+            or protocol.reader.buffer
+            or protocol.extensions
+        ):
+            return False
+        waiting = protocol.parser  # ServerProtocol.parse, in Protocol.parse, in ...
+        while (inner := getattr(waiting, "gi_yieldfrom", None)) is not None:
+            waiting = inner
+        if getattr(waiting, "gi_code", None) is not _AT_EOF:
+            return False
+        self._inbound = b""
+        return True
+
+    def _frames_received(self, data: bytes) -> None:
+        """Parse what the client sends here, frame by frame, as long as each is a final,
+        masked data frame within ``max_size`` (what clients send; websockets' parser costs
+        several times more per frame). Any other complete frame (ping, close, a fragment, one
+        websockets refuses) goes to websockets whole, so its parser ends where the frame ends;
+        once one cannot be (a control frame or a bad header cut off by the read), or the
+        WebSocket is no longer open, websockets gets all the rest and parses from there."""
+        buf: bytes | bytearray = data
+        if self._inbound:  # the start of a frame: a bytearray, so a frame read in many
+            self._inbound += data  # pieces is copied once, not once per piece
+            buf = self._inbound
+        protocol = self.protocol
+        limit = protocol.max_message_size
+        if protocol.max_fragment_size is not None:
+            limit = min(limit or protocol.max_fragment_size, protocol.max_fragment_size)
+        if limit is None:
+            limit = 1 << 63
+        end, pos = len(buf), 0
+        while pos < end and protocol.state is _OPEN:  # closing: websockets has the rest
+            head1 = buf[pos]
+            head2 = buf[pos + 1] if pos + 1 < end else 0
+            length = head2 & 0x7F
+            start = pos + 2
+            if length == 126:
+                start += 2
+                length = int.from_bytes(buf[pos + 2 : start], "big") if start <= end else 0
+            elif length == 127:
+                start += 8
+                length = int.from_bytes(buf[pos + 2 : start], "big") if start <= end else 0
+            if head2 & 0x80:
+                start += 4
+            stop = start + length
+            simple = (head1 == 0x82 or head1 == 0x81) and head2 & 0x80 and length <= limit
+            if start > end or (stop > end and simple):  # wait for the rest of the frame
+                self._keep(buf, pos)  # (within max_size: websockets would hold it too)
+                return
+            if stop > end:  # an incomplete frame websockets must see as it comes
+                break
+            if not simple or protocol.current_size is not None:
+                self._ws_received(buf[pos:stop])
+            else:
+                self._data(head1 == 0x82, apply_mask(buf[start:stop], buf[start - 4 : start]))
+            pos = stop
+        if pos == end:
+            self._inbound = b""
+            return
+        self._inbound = None
+        self._ws_received(buf[pos:])
+
+    def _keep(self, buf: bytes | bytearray, pos: int) -> None:
+        """Keep ``buf[pos:]``, the start of a frame, for the next read."""
+        if isinstance(buf, bytearray):  # it is _inbound
+            del buf[:pos]
+        else:
+            self._inbound = bytearray(memoryview(buf)[pos:])
 
     def _sniff(self, data: bytes) -> bytes:
         """Route the connection by its request method: GET to the WebSocket protocol (which
@@ -589,7 +690,11 @@ class Connection(asyncio.Protocol):
                 return
             opcode, data = self._fragmented, b"".join(self._fragments)
             self._fragments = []
-        if opcode is _BINARY:
+        self._data(opcode is _BINARY, data)
+
+    def _data(self, binary: bool, data: bytes) -> None:
+        """One whole message, binary or text, as the client sent it."""
+        if binary:
             self._message(data)
             return
         try:
