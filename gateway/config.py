@@ -322,6 +322,20 @@ class ClusterConfig:
     max_remote_rpcs: int = 10_000
     """RPC requests of this node's clients open at other nodes at once; beyond, a request
     that only another node could serve gets REQUEST_ERROR naming this limit."""
+    record_ttl: float = 300.0
+    """Seconds a record's state stays in Redis once storage holds it (a record read again
+    within it is not read from storage). Must outlast any storage read (they are bounded by
+    the connector's timeout): a read that began before the state expired must not re-seed it."""
+    flush_lease: float = 10.0
+    """Seconds one node may flush a record before another may take over (its lease). Longer
+    than a storage write can take (the connector's timeout)."""
+    orphan_after: float = 5.0
+    """Seconds a committed record may wait for storage before any node flushes it (the
+    committing node died or stalled)."""
+    max_commit_retries: int = 16
+    """Runs of a write that keeps losing the race for its version (other nodes wrote first),
+    each on the current state after a short random pause, before the client gets
+    RECORD_UPDATE_ERROR."""
 
     def __post_init__(self) -> None:
         _require(self.type == "redis", "cluster.type must be redis (the only cluster engine)")
@@ -340,6 +354,10 @@ class ClusterConfig:
         )
         _require(self.max_bus_queue >= 1, "cluster.max_bus_queue must be at least 1")
         _require(self.max_remote_rpcs >= 1, "cluster.max_remote_rpcs must be at least 1")
+        _require(self.record_ttl >= 30, "cluster.record_ttl must be at least 30 seconds")
+        _require(self.flush_lease > 0, "cluster.flush_lease must be positive")
+        _require(self.orphan_after > 0, "cluster.orphan_after must be positive")
+        _require(self.max_commit_retries >= 1, "cluster.max_commit_retries must be at least 1")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -17,11 +17,13 @@
     │   └── LimitExceeded             over a configured limit (``key`` names it)
     ├── UnencodableData               a value that cannot be written back as JSON text
     ├── ClusterUnavailable            a cluster node cannot reach its Redis at start
+    ├── CommitConflict                a cluster write lost the race for its version (run again)
     ├── StorageError                  raised by connectors, at their boundary
     │   ├── StorageUnavailable        cannot reach the database
     │   ├── StorageTimeout            the call did not finish within its timeout
     │   ├── StorageRejected           the database refused the operation
     │   ├── WriteDiscarded            a conflict policy dropped the write for storage's version
+    │   ├── RecordsUnavailable        a cluster node cannot reach Redis to commit or read a record
     │   └── BackPressure              the write-behind queue is full
     └── ClientError                   raised by the Python client
         ├── NotConnected
@@ -33,11 +35,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationFailed",
     "BackPressure",
     "ClientError",
     "ClusterUnavailable",
+    "CommitConflict",
     "ConfigError",
     "ConnectorNotFound",
     "DriverMissing",
@@ -51,6 +56,7 @@ __all__ = [
     "ProtocolError",
     "RecordError",
     "RecordgateError",
+    "RecordsUnavailable",
     "RequestTimeout",
     "RpcError",
     "StorageError",
@@ -84,6 +90,15 @@ class DriverMissing(ConfigError):
 class ClusterUnavailable(RecordgateError):
     """A cluster node cannot reach the Redis its ``cluster.url`` names (at start; once running,
     a node rides out Redis outages and recovers)."""
+
+
+class CommitConflict(RecordgateError):
+    """A cluster node's write was computed from a state of the record that is no longer the
+    cluster's; ``current`` is the record now (None: it does not exist). The write runs again."""
+
+    def __init__(self, current: Any) -> None:
+        super().__init__("the record changed on another node")
+        self.current = current
 
 
 class ProtocolError(RecordgateError):
@@ -168,6 +183,11 @@ class StorageRejected(StorageError):
 class WriteDiscarded(StorageError):
     """Storage held a newer version and the conflict policy resolved the record without this
     write (``storage-wins``; ``merge`` if the merged record lost its change): never durable."""
+
+
+class RecordsUnavailable(StorageUnavailable):
+    """A cluster node cannot reach Redis, the authority of record versions: it neither commits
+    a change nor reads a record it does not hold (docs/cluster.md)."""
 
 
 class BackPressure(StorageError):

@@ -42,6 +42,18 @@ _CLUSTER_METRICS = (
         "RPC requests of this node's clients open at other nodes (cluster.max_remote_rpcs).",
     ),
     ("rpc_remote_names", "gauge", "RPC names other nodes provide, as this node knows them."),
+    ("record_commits", "counter", "Record changes this node committed in Redis."),
+    (
+        "record_commit_conflicts",
+        "counter",
+        "Record changes that lost the race for their version and ran again on the current one.",
+    ),
+    ("record_flush_busy", "counter", "Flush claims that found another node flushing the record."),
+    (
+        "record_orphans_flushed",
+        "counter",
+        "Records this node flushed after their committer left them (cluster.orphan_after).",
+    ),
 )
 
 

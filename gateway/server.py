@@ -140,7 +140,10 @@ class Server:
         self._ssl = server_context(tls) if tls is not None else None
         self.authenticator: Authenticator = authenticator or create_authenticator(self.config.auth)
         self._keep_headers = any(entry.get("headers") for entry in self.config.auth)
-        self.store = store if store is not None else create_store(self.config)
+        if store is None:
+            cluster = self.config.cluster is not None
+            store = _cluster_store(self.config) if cluster else create_store(self.config)
+        self.store = store
         self.connections: set[Connection] = set()
         limits = self.config.limits
         self.events = EventHandler(
@@ -219,20 +222,26 @@ class Server:
     def _join_cluster(self) -> None:
         """Become a node of the cluster ``config.cluster`` names (docs/cluster.md)."""
         from .cluster import ClusterNode  # only a cluster node loads the driver
-        from .cluster.refused import RecordsRefused
+        from .cluster.records import ClusterRecords
 
         assert self.config.cluster is not None
+        records = self.store if isinstance(self.store, ClusterRecords) else None
         cluster = ClusterNode(
             self.config.cluster,
             default_name=f"{socket.gethostname()}:{self.config.server.port}",
             on_event=self.events.deliver,
             on_presence=self.presence.announce,
             local_users=self.presence.local_users,
+            records=records,
+            subscribed_records=self.records.subscriptions.names,
         )
         self.events.cluster_publish = cluster.publish_event
         self.presence.shared = cluster.presence
         cluster.serve_rpc(self.rpc, self.trips)
-        self.handlers[Topic.RECORD] = RecordsRefused()
+        if records is not None:
+            records.on_change = self.records.cluster_change
+            self.records.authority = records
+            self.records.commit_retries = self.config.cluster.max_commit_retries
         self.cluster = cluster
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -288,9 +297,9 @@ class Server:
             await self._tcp_server.wait_closed()
         if isinstance(self.authenticator, AuthChain):
             await self.authenticator.close()
+        await self.store.close()  # a cluster node flushes through Redis: before leaving
         if self.cluster is not None:
             await self.cluster.close()
-        await self.store.close()
 
     def reload(self) -> None:
         """Re-read the files the server reads at startup (SIGHUP): users, key files and
@@ -636,3 +645,22 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _cluster_store(config: Config) -> RecordStore:
+    """A cluster node's store: records committed in Redis, written behind to the shared
+    storage (``gateway.cluster.records``); bound to the node's Redis in ``_join_cluster``."""
+    from connectors.registry import create_connector
+
+    from .cluster.records import ClusterRecords
+    from .store import storage_url
+
+    assert config.cluster is not None
+    storage = config.storage
+    return ClusterRecords(
+        create_connector(storage.type, storage_url(storage), **storage.options),
+        cluster=config.cluster,
+        cache=config.cache,
+        write_behind=config.write_behind,
+        max_concurrent_loads=config.limits.max_concurrent_loads,
+    )

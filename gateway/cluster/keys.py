@@ -6,6 +6,7 @@ slot only, as Redis Cluster requires. ``prefix`` has no braces (config validatio
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 __all__ = ["Keys"]
@@ -49,3 +50,18 @@ class Keys:
     def offers(self, kind: str, node_id: str) -> str:
         """Set of what ``node_id`` offers of ``kind`` (``rpc``: the RPC names it provides)."""
         return f"{self.tag}:{kind}:{node_id}"
+
+    def record(self, name: str) -> str:
+        """Hash of a record's cluster state (``records``). The record's part is a SHA-1 of its
+        name: names may hold braces, and a fixed-length key whatever the name's length."""
+        return f"{self.tag}:r:{hashlib.sha1(name.encode()).hexdigest()}"
+
+    def lease(self, record_key: str) -> str:
+        """String with a TTL: the node flushing the record of ``record_key`` now."""
+        return f"{self.tag}:lease:{record_key.rpartition(':')[2]}"
+
+    @property
+    def dirty(self) -> str:
+        """Sorted set of record keys with versions not yet in storage, scored by the time
+        (ms, Redis clock) of their oldest such version."""
+        return f"{self.tag}:dirty"

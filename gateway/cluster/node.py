@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ClusterConfig
@@ -27,6 +27,9 @@ from .keys import Keys
 from .membership import Membership
 from .presence import ClusterPresence
 from .rpc import ClusterRpc
+
+if TYPE_CHECKING:
+    from .records import ClusterRecords
 
 __all__ = ["ClusterNode", "ClusterStats"]
 
@@ -50,6 +53,10 @@ class ClusterStats:
     presence_pending: int
     rpc_remote_open: int
     rpc_remote_names: int
+    record_commits: int = 0
+    record_commit_conflicts: int = 0
+    record_flush_busy: int = 0
+    record_orphans_flushed: int = 0
 
 
 class ClusterNode:
@@ -61,6 +68,8 @@ class ClusterNode:
         on_event: Callable[[str, str | None], None],
         on_presence: Callable[[str, bool], None],
         local_users: Callable[[], Iterable[str]],
+        records: ClusterRecords | None = None,
+        subscribed_records: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         try:
             import redis.asyncio as aioredis  # only a cluster node needs the driver
@@ -89,6 +98,10 @@ class ClusterNode:
             own_channel=self.keys.node_channel(self.node_id),
         )
         self.bus.on_resubscribed = self._catch_up
+        self.records = records
+        self._subscribed_records = subscribed_records
+        if records is not None:
+            records.bind(self._redis, self.node_id)
         self.presence = ClusterPresence(self._redis, self.keys, self.node_id)
         self.membership = Membership(
             self._redis,
@@ -116,6 +129,7 @@ class ClusterNode:
     def serve_rpc(self, handler: RpcHandler, trips: LimitTrips) -> None:
         """Route ``handler``'s requests to providers on other nodes and back."""
         self.rpc.serve(handler, trips)
+        self._resync: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, subscribe to the bus, register; raises ClusterUnavailable without Redis."""
@@ -170,7 +184,19 @@ class ClusterNode:
             presence_pending=self.presence.pending,
             rpc_remote_open=self.rpc.remote_open,
             rpc_remote_names=len(self.rpc.directory.names()),
+            **self._record_stats(),
         )
+
+    def _record_stats(self) -> dict[str, int]:
+        records = self.records
+        if records is None:
+            return {}
+        return {
+            "record_commits": records.commits,
+            "record_commit_conflicts": records.commit_conflicts,
+            "record_flush_busy": records.flusher.busy,
+            "record_orphans_flushed": records.flusher.orphans,
+        }
 
     def _received(self, message: list[Any]) -> None:
         """``[kind, name, data?]`` from another node (or a script); ``["r", ...]`` sent to
@@ -190,6 +216,8 @@ class ClusterNode:
             node = message[2]
             if isinstance(node, str):
                 self.rpc.directory.notice(kind == "rpc+", name, node)
+        elif kind == "rec" and self.records is not None:
+            self.records.received(message)
 
     def _rejoin(self) -> None:
         for user in self._local_users():
@@ -211,6 +239,10 @@ class ClusterNode:
         directories again, retrying until Redis answers."""
         if self._catching_up is None or self._catching_up.done():
             self._catching_up = asyncio.create_task(self._reload())
+        if self.records is not None and (self._resync is None or self._resync.done()):
+            # Record changes may have been missed too: records re-read what they serve.
+            names = list(self._subscribed_records()) if self._subscribed_records else []
+            self._resync = asyncio.create_task(self.records.resync(names))
 
     async def _reload(self) -> None:
         delay = 0.1

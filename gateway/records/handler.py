@@ -18,16 +18,19 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 from collections.abc import Awaitable, Coroutine
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from ..config import LimitsConfig
 from ..connection import Connection
 from ..exceptions import (
     BackPressure,
+    CommitConflict,
     InvalidData,
     LimitExceeded,
+    RecordsUnavailable,
     StorageError,
     UnencodableData,
 )
@@ -45,7 +48,7 @@ from .messages import dumps, error, routed_error, snapshot
 if TYPE_CHECKING:
     from ..permissions.gate import Gate
 
-__all__ = ["MAX_NAME_BYTES", "RecordHandler"]
+__all__ = ["MAX_NAME_BYTES", "Authority", "RecordHandler"]
 
 log = logging.getLogger(__name__)
 _throttled = ThrottledLog(log)
@@ -83,6 +86,19 @@ def _READ_CHECK(record: Record | None) -> list[tuple[str, Any]]:
 
 def _DELETE_CHECK(record: Record | None) -> list[tuple[str, Any]]:
     return [("delete", UNDEFINED)]
+
+
+class Authority(Protocol):
+    """Where a cluster node's changes are decided (``gateway.cluster.records``): set as
+    ``RecordHandler.authority``, every change is a compare-and-set there, and subscribers are
+    served from ``cluster_change`` in the order the cluster decided."""
+
+    async def commit(
+        self, name: str, new: Record | None, base: Record | None, *, local: Any, ack: bool
+    ) -> Awaitable[None] | None:
+        """Make ``new`` (None: delete) current if ``base`` still is; raises
+        ``CommitConflict`` with the current record if not, ``RecordsUnavailable`` without
+        Redis. With ``ack``, what resolves once storage holds the change."""
 
 
 class RecordHandler:
@@ -125,6 +141,11 @@ class RecordHandler:
         self._unreadable_logged: set[str] = set()
         self.gate: Gate | None = None
         """Permission checks, set by the server; None: everything is allowed."""
+        self.authority: Authority | None = None
+        """Set on a cluster node: changes are committed there (``Authority``)."""
+        self.commit_retries = 16
+        """Runs of a change that keeps losing its compare-and-set
+        (``cluster.max_commit_retries``)."""
         store.on_external_change = self._on_external_change
 
     # -- dispatch ------------------------------------------------------------------------
@@ -296,7 +317,12 @@ class RecordHandler:
         gate = self._pinned_gate()
 
         def op_for(name: str) -> Op:
-            def op(record: Record | None) -> Record | None:
+            def op(record: Record | None) -> Record | Awaitable[Record | None] | None:
+                if record is None and create and self.authority is not None:
+                    return self._create(conn, msg, name, answer)
+                return answer(record)
+
+            def answer(record: Record | None) -> Record | None:
                 if record is None and create:
                     record = Record(name, 0, {}, 2)
                     try:
@@ -315,18 +341,20 @@ class RecordHandler:
                 return record
 
             if gate is None:
-                return op
+                return op if self.authority is None else self._retrying(op, name)
 
             def checks(record: Record | None) -> list[tuple[str, Any]]:
                 # As the reference: a missing record asks ``create`` (or ``read`` if the
                 # message cannot create), an existing one ``read``.
                 return [("create" if record is None and create else "read", UNDEFINED)]
 
-            return self._checked(gate, conn, msg, name, checks, op)
+            checked = self._checked(gate, conn, msg, name, checks, op)
+            return checked if self.authority is None else self._retrying(checked, name)
 
         sync = gate is None or not any(
             gate.needs_io("record", ("create", "read"), name) for name in names
         )
+        sync = sync and not (create and self.authority is not None)
         return self._lanes.each(names, op_for, partial(self._load_error, conn, msg), sync=sync)
 
     def _read(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
@@ -408,14 +436,19 @@ class RecordHandler:
             self._invalid(conn, msg, exc)
             return None
 
-        def op(record: Record | None) -> Record | None:
+        def op(record: Record | None) -> Record | Awaitable[Record | None] | None:
             return self._apply(conn, msg, name, change, record)
 
         def on_error(exc: Exception) -> None:
-            conn.send(routed_error(msg, R.RECORD_UPDATE_ERROR, name))
+            reply = routed_error(msg, R.RECORD_UPDATE_ERROR, name)
+            if isinstance(exc, StorageError):  # a cluster change that failed: say why
+                reply.data = dumps(str(exc))
+            conn.send(reply)
 
         gate = self._pinned_gate()
         if gate is None:
+            if self.authority is not None:
+                return self._lanes.run(name, self._retrying(op, name), on_error, sync=False)
             return self._lanes.run(name, op, on_error)
 
         def checks(record: Record | None) -> list[tuple[str, Any]]:
@@ -430,6 +463,8 @@ class RecordHandler:
             return [("write", data)]
 
         gated = self._checked(gate, conn, msg, name, checks, op)
+        if self.authority is not None:
+            return self._lanes.run(name, self._retrying(gated, name), on_error, sync=False)
         sync = not gate.needs_io("record", ("create", "write"), name)
         return self._lanes.run(name, gated, on_error, sync=sync)
 
@@ -440,12 +475,12 @@ class RecordHandler:
         name: str,
         change: writes.Change,
         record: Record | None,
-    ) -> Record | None:
+    ) -> Record | Awaitable[Record | None] | None:
         """Apply ``msg`` to ``record``: store the new snapshot, broadcast it, acknowledge it."""
         try:
             outcome = writes.apply(msg, name, change, record, max_size=self._max_size)
             fanout = None
-            if self.subscriptions.has_subscribers(name):
+            if self.authority is None and self.subscriptions.has_subscribers(name):
                 fanout = encode(writes.broadcast(msg, outcome)) if type(outcome) is Record else None
         except InvalidData as exc:
             self._invalid(conn, msg, exc)
@@ -457,6 +492,8 @@ class RecordHandler:
         if isinstance(outcome, Message):  # refused
             conn.send(outcome)
             return record
+        if self.authority is not None:
+            return self._commit_write(conn, msg, name, record, outcome)
         try:
             self.store.put(outcome)
         except BackPressure as exc:
@@ -473,6 +510,103 @@ class RecordHandler:
             durable = self.store.watch(name, outcome.version)
             self._spawn(self._acknowledge(conn, name, outcome.version, durable, msg.correlation_id))
         return outcome
+
+    # -- on a cluster node: changes committed by the authority ------------------------------
+
+    def _retrying(self, op: Op, name: str) -> Op:
+        """``op`` run again on the current record each time its change lost the cluster's
+        compare-and-set, so the client gets what one node would answer on that record (a
+        forced write applies on it, a versioned one meets VERSION_EXISTS); at most
+        ``commit_retries`` runs, then the change fails (RECORD_UPDATE_ERROR)."""
+
+        async def run(record: Record | None) -> Record | None:
+            for attempt in range(self.commit_retries):
+                try:
+                    result = op(record)
+                    return await result if isinstance(result, Awaitable) else result
+                except CommitConflict as conflict:
+                    record = conflict.current
+                if attempt:
+                    # Several nodes hammering one record: a random pause lets one of them
+                    # through instead of all losing again at the next round trip.
+                    await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                    record = self.store.cached(name)  # what the bus brought meanwhile
+            raise StorageError(
+                f"the record changed on other nodes during {self.commit_retries} attempts "
+                "(cluster.max_commit_retries)"
+            )
+
+        return run
+
+    async def _commit_write(
+        self, conn: Connection, msg: Message, name: str, base: Record | None, new: Record
+    ) -> Record | None:
+        """Commit write ``msg``'s ``new`` snapshot; subscribers hear of it from the cluster
+        (``cluster_change``), the writer's acknowledgement once storage has it."""
+        assert self.authority is not None
+        ack = bool(msg.is_write_ack) and msg.correlation_id is not None
+        try:
+            durable = await self.authority.commit(name, new, base, local=(msg, conn), ack=ack)
+        except (BackPressure, RecordsUnavailable) as exc:
+            self._refuse_change(conn, msg, name, exc, R.RECORD_UPDATE_ERROR)
+            return base
+        if durable is not None and msg.correlation_id is not None:
+            self._spawn(self._acknowledge(conn, name, new.version, durable, msg.correlation_id))
+        return new
+
+    async def _create(self, conn: Connection, msg: Message, name: str, answer: Op) -> Record | None:
+        """SUBSCRIBECREATEANDREAD of a missing record on a cluster node: commit version 0,
+        then answer as one node does."""
+        assert self.authority is not None
+        record = Record(name, 0, {}, 2)
+        try:
+            await self.authority.commit(name, record, None, local=None, ack=False)
+        except (BackPressure, RecordsUnavailable) as exc:
+            self._refuse_change(conn, msg, name, exc, R.RECORD_CREATE_ERROR)
+            return None
+        result = answer(record)
+        return await result if isinstance(result, Awaitable) else result
+
+    def _refuse_change(
+        self, conn: Connection, msg: Message, name: str, exc: StorageError, action: int
+    ) -> None:
+        if isinstance(exc, BackPressure):
+            self.trips.trip(exc.key)
+        _throttled.warning("refusing a change of record %r: %s", name, exc)
+        reply = routed_error(msg, action, name)
+        reply.data = dumps(str(exc))
+        conn.send(reply)
+
+    def cluster_change(
+        self, name: str, record: Record | None, text: str | None, local: Any
+    ) -> None:
+        """A change the cluster committed (any node's, this one's too), in the cluster's order:
+        serve this node's subscribers. ``local`` is ``(message, writer)`` for this node's
+        writes (the writer is not sent its own change, and the change goes out as written:
+        a PATCH stays a PATCH), ``(None, deleter)`` for its deletes."""
+
+        def op(_: Record | None) -> Record | None:
+            self._serve_change(name, record, text, local)
+            return self.store.cached(name)
+
+        # Behind a lane: operations waiting there see the change, in order.
+        if not self._lanes.defer(name, op):
+            self._serve_change(name, record, text, local)
+
+    def _serve_change(self, name: str, record: Record | None, text: str | None, local: Any) -> None:
+        msg, writer = local if local is not None else (None, None)
+        if record is None:
+            self._deleted(name, exclude=writer)
+            return
+        if not self.subscriptions.has_subscribers(name):
+            return
+        if msg is not None:
+            update = encode(writes.broadcast(msg, record))
+        else:
+            update = encode(
+                Message(Topic.RECORD, R.UPDATE, name=name, version=record.version, data=text)
+            )
+        self.subscriptions.send(name, update, exclude=writer)
 
     async def _acknowledge(
         self,
@@ -515,6 +649,8 @@ class RecordHandler:
             return None
 
         async def op(record: Record | None) -> Record | None:
+            if self.authority is not None:
+                return await self._commit_delete(conn, msg, name, record)
             try:
                 stored = await self.store.delete(name)
             except StorageError as exc:
@@ -530,7 +666,27 @@ class RecordHandler:
         checked: Op = op
         if gate is not None:
             checked = self._checked(gate, conn, msg, name, _DELETE_CHECK, op)
+        if self.authority is not None:
+            checked = self._retrying(checked, name)
         return self._lanes.run(name, checked, self._load_error(conn, msg, name), sync=False)
+
+    async def _commit_delete(
+        self, conn: Connection, msg: Message, name: str, record: Record | None
+    ) -> Record | None:
+        """DELETE on a cluster node: a tombstone committed like a write (so a re-create on
+        another node comes after it in storage too); DELETE_SUCCESS once storage has it."""
+        assert self.authority is not None
+        if record is None:  # nothing to delete, as on one node
+            conn.send(Message(Topic.RECORD, R.DELETE_SUCCESS, name=name))
+            return None
+        try:
+            stored = await self.authority.commit(name, None, record, local=(None, conn), ack=True)
+        except (BackPressure, RecordsUnavailable) as exc:
+            self._refuse_change(conn, msg, name, exc, R.RECORD_DELETE_ERROR)
+            return record
+        assert stored is not None
+        self._spawn(self._confirm_delete(conn, name, stored))
+        return None
 
     async def _confirm_delete(self, conn: Connection, name: str, stored: Awaitable[None]) -> None:
         """DELETE_SUCCESS once storage has the deletion, RECORD_DELETE_ERROR if it never will."""
@@ -574,7 +730,9 @@ class RecordHandler:
             async def op(record: Record | None) -> Record | None:
                 self.store.forget(name)
                 fresh = await self.store.load(name)
-                if self.subscriptions.has_subscribers(name):
+                # On a cluster node a change is announced to every node's subscribers by the
+                # cluster (``cluster_change``), this node's included.
+                if self.authority is None and self.subscriptions.has_subscribers(name):
                     self._pushed(name, fresh)
                 return fresh
 

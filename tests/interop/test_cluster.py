@@ -1,6 +1,6 @@
 """The official JS client spread over three real cluster nodes (``recordgate start`` processes
-sharing a private redis-server and PostgreSQL): events, presence, RPC (with a node SIGKILLed
-under requests in flight) and the refusal of records."""
+sharing a private redis-server and PostgreSQL): events, presence, records and RPC (with a
+node SIGKILLed under requests in flight)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.redis_server import RedisServer
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
 
-def test_events_and_presence_across_three_nodes(node: str, tmp_path: Path) -> None:
+def test_events_presence_and_records_across_three_nodes(node: str, tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis", appendonly=False).start()
     nodes = ClusterNodes(tmp_path, redis)
     try:
@@ -40,9 +40,25 @@ def test_events_and_presence_across_three_nodes(node: str, tmp_path: Path) -> No
     assert r["getAll"] == sorted([user, *others])  # never the asking watcher (sub0)
     assert r["afterFirstClose"] == {"ok": {user: True}}
     assert r["afterSecondClose"] == {"ok": {user: False}}
-    denied = [e for e in r["errors"] if e["event"] == "MESSAGE_DENIED"]
-    assert denied and all(e["topic"] == "RECORD" for e in denied), r["errors"]
-    assert [e for e in r["errors"] if e["event"] != "MESSAGE_DENIED"] == []
+    # records: 20 acked writes from node 2, every node's live record at version 20 having seen
+    # each version once, in order (versions 1..20; 0 was the create)
+    assert r["acks"] == [{"ok": None}] * 20
+    final = {"n": 20, "s": "ü{x}"}
+    assert r["live"] == [[20, final]] * 3
+    assert all(seen == list(range(1, 21)) for seen in r["versions"]), r["versions"]
+    # same-tick writers on nodes 0 and 1: every round ends with one version and one value on
+    # all three nodes, and the server answers it alike from every node
+    versions = [version for version, _ in r["rounds"]]
+    assert versions == sorted(set(versions)) and versions[0] > 20
+    assert r["agreed"] == [r["agreed"][0]] * 3
+    version, data = r["agreed"][0]
+    assert r["server"] == [[data, version, True]] * 3
+    assert r["list"] == ["from-a", "from-b"]
+    assert r["deleted"] == {"ok": None}
+    assert r["deletedOn"] == [1, 2]
+    assert r["recreated"] == {"ok": None}
+    assert r["afterDelete"] == [{"life": 2}] * 3
+    assert r["errors"] == []
 
 
 def _scenario_with_kill(

@@ -1,9 +1,12 @@
 'use strict'
 // A cluster seen by the official client: the scenario's url is node 0, args[0] lists every
 // node's url (comma-separated). Events emitted on each node reach subscribers on every node
-// (never the emitter); presence joins, leaves and queries are cluster-wide; records are refused
-// with MESSAGE_DENIED until records are clustered.
-const { args, connect, recorder, settle, run, unique, outcome, sleep } = require('./lib')
+// (never the emitter); presence joins, leaves and queries are cluster-wide; records written on
+// one node are live on every node, in version order; two writers on different nodes in the same
+// tick converge on one version and value; lists, snapshot, head, has and delete alike everywhere.
+const { args, connect, recorder, settle, run, unique, outcome, sleep, waitFor } = require('./lib')
+
+const same = (x, y) => JSON.stringify(x) === JSON.stringify(y)
 
 run(async () => {
   const urls = args[0].split(',')
@@ -45,10 +48,72 @@ run(async () => {
   await everyone.count(2, 'leave')
   const afterSecondClose = await outcome(watcher.presence.getAll([user]))
 
-  // records: refused, not served from a node-local cache
-  watcher.record.getRecord(`${id}/record`)
-  await sleep(500) // the refusal arrives as a client error (in `errors`)
+  // records: live on every node; acked writes from the last node reach them all, in order
+  const rname = `${id}/record`
+  const handles = []
+  for (const { client } of subscribers) {
+    const record = client.record.getRecord(rname)
+    await record.whenReady()
+    handles.push(record)
+  }
+  const versions = handles.map(() => [])
+  handles.forEach((record, i) => record.subscribe(() => versions[i].push(record.version)))
+  const writer = await connect({ username: `${id}-writer` }, {}, urls[urls.length - 1])
+  const acks = []
+  for (let n = 1; n <= 20; n++) acks.push(await outcome(writer.record.setDataWithAck(rname, { n, s: 'ü{x}' })))
+  await waitFor('every node at version 20', () => handles.every((r) => r.version === 20), 10000)
+  const live = handles.map((r) => [r.version, r.get()])
+  const seenVersions = versions.map((v) => v.slice())
+
+  // two writers on different nodes in the same tick, round after round: one value per version
+  const [ra, rb] = handles
+  const rounds = []
+  for (let round = 0; round < 6; round++) {
+    ra.set({ writer: 'a', round })
+    rb.set({ writer: 'b', round })
+    await waitFor(`round ${round} converged`, () => handles.every((r) => r.version === ra.version && same(r.get(), ra.get())) && ra.version > 20 + round, 10000)
+    rounds.push([ra.version, ra.get()])
+  }
+  await sleep(200)
+  const server = []
+  for (const { client } of subscribers) {
+    server.push([(await outcome(client.record.snapshot(rname))).ok, (await outcome(client.record.head(rname))).ok, (await outcome(client.record.has(rname))).ok])
+  }
+  const agreed = handles.map((r) => [r.version, r.get()])
+
+  // lists are records: entries added on two nodes, seen on the third
+  const lname = `${id}/list`
+  const la = subscribers[0].client.record.getList(lname)
+  const lb = subscribers[1].client.record.getList(lname)
+  const lc = subscribers[2].client.record.getList(lname)
+  await Promise.all([la.whenReady(), lb.whenReady(), lc.whenReady()])
+  la.addEntry('from-a')
+  await waitFor('the entry on node 1', () => lb.getEntries().length === 1, 10000)
+  lb.addEntry('from-b')
+  await waitFor('both entries on node 2', () => lc.getEntries().length === 2, 10000)
+  const list = lc.getEntries()
+
+  // deleted on node 0: the others hear it; created again on node 2, the others read it
+  const deletedOn = []
+  handles.slice(1).forEach((r, i) => r.on('delete', () => deletedOn.push(i + 1)))
+  const deleted = await outcome(handles[0].delete())
+  await waitFor('the delete on nodes 1 and 2', () => deletedOn.length === 2, 10000)
+  const recreated = await outcome(writer.record.setDataWithAck(rname, { life: 2 }))
+  const afterDelete = []
+  for (const { client } of subscribers) afterDelete.push((await outcome(client.record.snapshot(rname))).ok)
+
   return {
+    acks,
+    live,
+    versions: seenVersions,
+    rounds,
+    agreed,
+    server,
+    list,
+    deleted,
+    deletedOn: deletedOn.sort(),
+    recreated,
+    afterDelete,
     events,
     presenceEvents: everyone.calls,
     queries,

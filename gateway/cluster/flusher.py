@@ -1,0 +1,404 @@
+"""Write-behind across nodes: records committed in Redis reach storage, one flusher at a time.
+
+Invariants (docs/cluster.md, "Write-behind across nodes"):
+
+* The dirty set lives in Redis: a record committed by a node that dies is flushed by another
+  (the orphan sweep takes records dirty for ``cluster.orphan_after`` seconds).
+* One flusher per record at a time: ``CLAIM`` takes a lease (``cluster.flush_lease``); the
+  holder writes the newest state Redis holds (coalescing every commit before it) with the
+  connector's conditional writes, first ``Delete(dv)`` if a delete is pending (so a delete on
+  one node and a re-create on another reach storage in commit order), then the state itself;
+  ``CLEAN`` records the sequence storage now holds (``f``).
+* An acknowledgement waits for ``f >=`` its commit's sequence: storage holds that version or a
+  newer state. A node that finds the lease taken polls ``f`` instead of writing.
+* Storage refusing an operation fails this node's waiters for it (never a silent success) and
+  leaves the record dirty; Redis or storage unreachable: retried with backoff, waiters wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from connectors.base import Connector, Delete, Outcome, Snapshot, WriteResult
+from gateway.config import ClusterConfig, WriteBehindConfig
+from gateway.exceptions import BackPressure, StorageRejected, StorageTimeout, StorageUnavailable
+from gateway.histogram import Histogram
+from gateway.limits import ThrottledLog
+
+from . import record_scripts
+from .keys import Keys
+
+__all__ = ["Flusher"]
+
+log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
+
+_BUSY_RETRY = 0.05
+"""Seconds before asking again about a record another node is flushing."""
+
+
+class Flusher:
+    def __init__(
+        self,
+        connector: Connector,
+        keys: Keys,
+        *,
+        cluster: ClusterConfig,
+        write_behind: WriteBehindConfig,
+    ) -> None:
+        self.connector = connector
+        self._keys = keys
+        self._node_id = ""
+        self._redis: Any = None
+        self._lease_ms = int(cluster.flush_lease * 1000)
+        self._ttl_ms = int(cluster.record_ttl * 1000)
+        self._orphan_ms = int(cluster.orphan_after * 1000)
+        self._config = write_behind
+        self._queue: dict[str, None] = {}
+        """Record keys to flush, oldest first: committed here, or found orphaned."""
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._waiting = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.flushed = self.retried = self.failed = self.conflicts = 0
+        self.orphans = 0
+        """Records this node flushed for a node that did not (dead, or stalled)."""
+        self.busy = 0
+        """Claims that found another node flushing the record."""
+        self.errors: dict[str, int] = {}
+        self.flush_seconds = Histogram()
+
+    def bind(self, redis: Any, node_id: str) -> None:
+        self._redis = redis
+        self._node_id = node_id
+        self._claim = redis.register_script(record_scripts.CLAIM)
+        self._clean = redis.register_script(record_scripts.CLEAN)
+        self._drop_dv = redis.register_script(record_scripts.DROP_DV)
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name="recordgate-cluster-flusher"),
+            asyncio.create_task(self._sweep(), name="recordgate-cluster-orphans"),
+        ]
+
+    async def close(self, timeout: float) -> None:
+        """Flush what this node committed (within ``timeout``), then stop."""
+        if self._queue and self._tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    while self._queue or not self._idle.is_set():
+                        self._idle.clear()
+                        await self._idle.wait()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._queue:
+            log.error(
+                "shutdown: %d records committed by this node were not yet in storage; the "
+                "other nodes flush them (orphan sweep)",
+                len(self._queue),
+            )
+        error = StorageUnavailable("the node closed before the write reached storage")
+        for waiters in self._waiters.values():
+            for _, future in waiters:
+                if not future.done():
+                    future.set_exception(error)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def admit(self) -> None:
+        """Raise ``BackPressure`` when ``write_behind.max_pending`` flushes and acks wait."""
+        if len(self._queue) + self._waiting >= self._config.max_pending:
+            raise BackPressure(
+                f"{len(self._queue)} records and {self._waiting} acknowledgements are waiting "
+                "for storage (write_behind.max_pending)"
+            )
+
+    def committed(self, key: str, seq: int, *, wait: bool) -> asyncio.Future[None] | None:
+        """This node committed ``seq`` of ``key``: flush it soon; with ``wait``, a future
+        resolved once storage holds it (or newer), failed if it never will."""
+        self._queue[key] = None
+        self._idle.clear()
+        self._wake.set()
+        if not wait:
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append((seq, future))
+        self._waiting += 1
+        future.add_done_callback(self._waiter_done)
+        return future
+
+    def wait_all(self, key: str) -> asyncio.Future[None]:
+        """Resolved once everything this node committed of ``key`` so far is in storage."""
+        waiters = self._waiters.get(key)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if key not in self._queue and not waiters:
+            future.set_result(None)
+            return future
+        seq = max((s for s, _ in waiters or ()), default=0)
+        self._waiters.setdefault(key, []).append((seq, future))
+        self._waiting += 1
+        future.add_done_callback(self._waiter_done)
+        return future
+
+    def _waiter_done(self, _: asyncio.Future[None]) -> None:
+        self._waiting -= 1
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self._config.retry_initial
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+            batch = list(self._queue)[: self._config.batch_size]
+            for key in batch:
+                del self._queue[key]
+            started = loop.time()
+            try:
+                later = await self._flush(batch)
+            except Exception as exc:  # Redis or storage away: keep everything, retry
+                self.flush_seconds.observe(loop.time() - started)
+                self.retried += 1
+                self._count(exc)
+                _throttled.warning(
+                    "cluster flush of %d records failed (%s: %s); retrying in %.2fs",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                for key in batch:
+                    self._queue[key] = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.retry_max)
+                continue
+            self.flush_seconds.observe(loop.time() - started)
+            delay = self._config.retry_initial
+            if later:
+                loop.call_later(_BUSY_RETRY, self._requeue, later)
+
+    def _requeue(self, keys: list[str]) -> None:
+        for key in keys:
+            if self._waiters.get(key):
+                self._queue[key] = None
+        self._idle.clear()
+        self._wake.set()
+
+    async def _flush(self, batch: list[str]) -> list[str]:
+        """One round over ``batch``; returns keys to ask about again (another node flushes)."""
+        keys = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in batch:
+                await self._claim(
+                    keys=[key, keys.lease(key)], args=[self._node_id, self._lease_ms], client=pipe
+                )
+            replies = await pipe.execute()
+        later: list[str] = []
+        claimed: list[tuple[str, list[bytes]]] = []
+        for key, reply in zip(batch, replies, strict=True):
+            status = reply[0]
+            if status == b"missing":
+                self._settle(
+                    key,
+                    1 << 62,
+                    StorageUnavailable(
+                        "the cluster's Redis lost this record's state before storage had it "
+                        "(Redis restarted without its data); the write may be lost"
+                    ),
+                )
+            elif status == b"busy":
+                self.busy += 1
+                self._settle(key, int(reply[1]))
+                later.append(key)
+            else:
+                claimed.append((key, reply[1:]))
+        if claimed:
+            await self._write_claimed(claimed)
+        return later
+
+    async def _write_claimed(self, claimed: list[tuple[str, list[bytes]]]) -> None:
+        # state: n, s, v, x, d, dv, f
+        deletes: list[tuple[str, Delete]] = []
+        puts: list[tuple[str, Snapshot]] = []
+        done: list[tuple[str, int]] = []
+        for key, (n, s, v, x, d, dv, f) in claimed:
+            name, seq = n.decode(), int(s)
+            if seq > int(f):
+                if dv:
+                    deletes.append((key, Delete(name, int(dv))))
+                if x == b"0":
+                    puts.append((key, Snapshot(name, int(v), json.loads(d), len(d))))
+            done.append((key, seq))
+        failed: set[str] = set()
+        if deletes:
+            failed |= await self._write(deletes)
+            ok = [(key, op) for key, op in deletes if key not in failed]
+            if ok:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key, op in ok:
+                        await self._drop_dv(
+                            keys=[key, self._keys.lease(key)],
+                            args=[self._node_id, op.version],
+                            client=pipe,
+                        )
+                    await pipe.execute()
+        puts = [(key, op) for key, op in puts if key not in failed]
+        if puts:
+            failed |= await self._write(puts)
+        cleaned = [(key, seq) for key, seq in done if key not in failed]
+        if cleaned:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, seq in cleaned:
+                    await self._clean(
+                        keys=[key, self._keys.dirty, self._keys.lease(key)],
+                        args=[self._node_id, seq, self._ttl_ms],
+                        client=pipe,
+                    )
+                await pipe.execute()
+        for key, seq in cleaned:
+            self._settle(key, seq)
+
+    async def _write(self, ops: Sequence[tuple[str, Snapshot | Delete]]) -> set[str]:
+        """Write ``ops``; the keys whose operation storage refused for good (their waiters
+        here are failed, the record stays dirty). Raises while storage is unreachable."""
+        results: list[WriteResult | Exception]
+        try:
+            results = list(await self.connector.write([op for _, op in ops]))
+        except (StorageUnavailable, StorageTimeout):
+            raise
+        except Exception as exc:  # one bad record must not hold back the others
+            if len(ops) == 1:
+                results = [exc]
+            else:
+                results = []
+                for _, op in ops:
+                    try:
+                        results.extend(await self.connector.write([op]))
+                    except (StorageUnavailable, StorageTimeout):
+                        raise
+                    except Exception as alone:
+                        results.append(alone)
+        failed: set[str] = set()
+        for (key, op), result in zip(ops, results, strict=True):
+            if isinstance(result, Exception):
+                self._refused(key, op, result)
+                failed.add(key)
+            elif result.outcome is Outcome.APPLIED:
+                self.flushed += 1
+            elif result.current is not None and result.current.version > op.version:
+                # Storage holds a newer version (written by the cluster through an earlier
+                # lease holder, or by someone outside): this state is superseded, and storage
+                # holds a version >= it, which is all an acknowledgement promises.
+                self.conflicts += 1
+                _throttled.warning(
+                    "record %r: storage holds version %d, newer than the cluster's %d; kept",
+                    op.name,
+                    result.current.version,
+                    op.version,
+                )
+            elif result.current is None:
+                self.flushed += 1  # vanished meanwhile: a delete is done, a put is retried next
+                if type(op) is not Delete:
+                    failed.add(key)
+                    self._queue[key] = None
+            else:
+                self.conflicts += 1
+                self._refused(
+                    key,
+                    op,
+                    StorageRejected(
+                        f"storage holds version {result.current.version} of {op.name!r} with "
+                        "other data (written outside the cluster)"
+                    ),
+                )
+                failed.add(key)
+        return failed
+
+    def _refused(self, key: str, op: Snapshot | Delete, exc: Exception) -> None:
+        self.failed += 1
+        self._count(exc)
+        _throttled.error(
+            "storage refused %s of record %r version %d (%s: %s); it stays dirty in Redis",
+            "the delete" if type(op) is Delete else "the write",
+            op.name,
+            op.version,
+            type(exc).__name__,
+            str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "",
+        )
+        error = StorageRejected(f"storage refused record {op.name!r} version {op.version}")
+        self._settle(key, 1 << 62, error)
+
+    def _settle(self, key: str, seq: int, error: BaseException | None = None) -> None:
+        """Resolve (or fail) this node's waiters of ``key`` for sequences up to ``seq``."""
+        waiters = self._waiters.get(key)
+        if not waiters:
+            return
+        left = []
+        for wanted, future in waiters:
+            if wanted > seq:
+                left.append((wanted, future))
+            elif not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+        if left:
+            self._waiters[key] = left
+        else:
+            del self._waiters[key]
+
+    def _count(self, exc: BaseException) -> None:
+        if isinstance(exc, StorageUnavailable):
+            kind = "unavailable"
+        elif isinstance(exc, StorageTimeout):
+            kind = "timeout"
+        elif isinstance(exc, StorageRejected):
+            kind = "rejected"
+        else:
+            kind = "other"  # Redis errors among them
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    # -- orphans -------------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Queue records dirty for longer than ``orphan_after``: their committer did not
+        flush them (it died, or cannot reach storage; then the lease decides who writes)."""
+        interval = max(0.05, self._orphan_ms / 2000)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                seconds, micros = await self._redis.time()
+                before = seconds * 1000 + micros // 1000 - self._orphan_ms
+                found = await self._redis.zrangebyscore(
+                    self._keys.dirty, "-inf", before, start=0, num=self._config.batch_size
+                )
+            except Exception as exc:
+                _throttled.warning("cluster orphan sweep: cannot reach Redis (%s)", exc)
+                continue
+            fresh = [key.decode() for key in found if key.decode() not in self._queue]
+            if fresh:
+                self.orphans += len(fresh)
+                log.info("cluster: flushing %d records another node left dirty", len(fresh))
+                for key in fresh:
+                    self._queue[key] = None
+                self._idle.clear()
+                self._wake.set()

@@ -1,0 +1,142 @@
+"""Lua scripts of the records' cluster state (docs/cluster.md, "Records"). Each touches keys of
+one slot: every key carries the prefix's hash tag (``keys``).
+
+A record's hash ``{P}:r:<sha1>`` holds ``n`` (name), ``s`` (sequence: rises by one with every
+commit, a put or a delete; a seeded record starts at the Redis clock in microseconds, so a
+sequence never repeats across the key's expiry and re-seeding), ``v`` (version), ``x`` ("1":
+a tombstone, the record reads as absent), ``d`` (data, JSON text; absent on a tombstone),
+``dv`` (a storage delete of every version up to ``dv`` still to be written before anything
+else of the record) and ``f`` (the sequence storage is known to hold: acknowledgements wait
+for ``f >= `` their commit's sequence). Sequences and versions travel as decimal strings and are
+compared as strings (equality) or by length then text (order): Lua numbers are doubles.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CLAIM", "CLEAN", "COMMIT", "DROP_DV", "REPLACE", "SEED"]
+
+_GT = """
+local function gt(a, b)  -- a > b for decimal strings without leading zeros
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+"""
+
+COMMIT = (
+    _GT
+    + """
+-- KEYS: record, dirty, bus. ARGV: expected seq, 'p' (put) or 'd' (delete), version, data, name,
+-- tag. The compare-and-set that is the version authority: applies only over the state the node
+-- computed from; publishes the change on the bus from inside, so every node receives a
+-- record's changes in the order Redis ran them.
+local s = redis.call('HGET', KEYS[1], 's')
+if not s then return {'missing'} end
+if s ~= ARGV[1] then
+  local cur = redis.call('HMGET', KEYS[1], 's', 'v', 'x', 'd')
+  return {'stale', cur[1], cur[2], cur[3], cur[4] or ''}
+end
+local version, data = ARGV[3], ARGV[4]
+if ARGV[2] == 'd' then
+  local cur = redis.call('HMGET', KEYS[1], 'v', 'x', 'dv')
+  local dv = cur[3]
+  if cur[2] == '0' and (not dv or gt(cur[1], dv)) then dv = cur[1] end
+  redis.call('HDEL', KEYS[1], 'd')
+  redis.call('HSET', KEYS[1], 'x', '1')
+  if dv then redis.call('HSET', KEYS[1], 'dv', dv) end
+  version, data = cur[1], false
+else
+  redis.call('HSET', KEYS[1], 'v', version, 'd', data, 'x', '0', 'n', ARGV[5])
+end
+redis.call('HINCRBY', KEYS[1], 's', 1)
+local seq = redis.call('HGET', KEYS[1], 's')
+redis.call('PERSIST', KEYS[1])  -- kept until storage has it
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[2], 'NX', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000),
+  KEYS[1])
+redis.call('PUBLISH', KEYS[3], cjson.encode({'', 'rec', ARGV[5], seq, version, data, ARGV[6]}))
+return {'ok', seq}
+"""
+)
+
+SEED = """
+-- KEYS: record. ARGV: name, ttl ms, '1' if storage holds the record, its version, its data.
+-- Makes what storage held the cluster state only if the record has none (a concurrent commit
+-- or seed wins); returns the state.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local now = redis.call('TIME')
+  local s = now[1] .. string.sub('00000' .. now[2], -6)
+  if ARGV[3] == '1' then
+    redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', ARGV[4], 'd', ARGV[5], 'x', '0')
+  else
+    redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', '0', 'x', '1')
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+local cur = redis.call('HMGET', KEYS[1], 's', 'v', 'x', 'd')
+return {cur[1], cur[2], cur[3], cur[4] or ''}
+"""
+
+REPLACE = """
+-- KEYS: record, bus. ARGV: as SEED. NOTIFY: storage changed behind the cluster's back. Unless
+-- the cluster holds changes of the record not yet stored (they win, and will overwrite storage),
+-- what storage holds becomes the state, as a commit announced to every node.
+local st = redis.call('HMGET', KEYS[1], 's', 'f')
+if not st[1] then
+  local now = redis.call('TIME')
+  local s = now[1] .. string.sub('00000' .. now[2], -6)
+  redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', '0', 'x', '1')
+end
+if not st[1] or st[1] == st[2] then
+  if ARGV[3] == '1' then
+    redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5], 'x', '0')
+  else
+    redis.call('HDEL', KEYS[1], 'd')
+    redis.call('HSET', KEYS[1], 'x', '1')
+  end
+  redis.call('HINCRBY', KEYS[1], 's', 1)
+  local seq = redis.call('HGET', KEYS[1], 's')
+  redis.call('HSET', KEYS[1], 'f', seq)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local data = false
+  if ARGV[3] == '1' then data = ARGV[5] end
+  redis.call('PUBLISH', KEYS[2], cjson.encode({'', 'rec', ARGV[1], seq, ARGV[4], data, ''}))
+end
+local cur = redis.call('HMGET', KEYS[1], 's', 'v', 'x', 'd')
+return {cur[1], cur[2], cur[3], cur[4] or ''}
+"""
+
+CLAIM = """
+-- KEYS: record, lease. ARGV: node id, lease ms. Take (or extend) the record's flush lease and
+-- return the state to write: {'ok', n, s, v, x, d, dv, f}; {'busy', f} while another node
+-- holds the lease; {'missing'} if Redis lost the record.
+local st = redis.call('HMGET', KEYS[1], 'n', 's', 'v', 'x', 'd', 'dv', 'f')
+if not st[2] then return {'missing'} end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {'busy', st[7] or '0'} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {'ok', st[1] or '', st[2], st[3], st[4], st[5] or '', st[6] or '', st[7] or '0'}
+"""
+
+DROP_DV = """
+-- KEYS: record, lease. ARGV: node id, dv written. Storage no longer holds any version up to dv:
+-- forget the pending delete unless a newer delete raised it meanwhile.
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'dv') == ARGV[2] then redis.call('HDEL', KEYS[1], 'dv') end
+return 1
+"""
+
+CLEAN = """
+-- KEYS: record, dirty, lease. ARGV: node id, seq written, ttl ms. Storage holds the state of
+-- sequence ARGV[2]: raise f; if nothing newer was committed, the record is clean (it leaves the
+-- dirty set and expires after the ttl). Releases the lease.
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+local s = redis.call('HGET', KEYS[1], 's')
+if not s then return 0 end
+local f = redis.call('HGET', KEYS[1], 'f')
+if not f or tonumber(f) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'f', ARGV[2]) end
+if s == ARGV[2] then
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+"""

@@ -1,0 +1,204 @@
+"""Records across real cluster nodes (private redis-server, PostgreSQL storage): one version
+means one value cluster-wide, updates reach every node's subscribers in version order, storage
+ends with the cluster's state. Raw protocol (``tests/wire.py``) to see versions exactly; the
+official JS client: ``tests/interop/test_cluster.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from connectors.base import Snapshot
+from gateway.protocol import Message, RecordAction, Topic
+from tests.gateway.cluster.nodes import ClusterNodes
+from tests.wire import WireClient
+
+pytestmark = pytest.mark.timeout(180)
+
+R = RecordAction
+
+
+def rec(action: int, **fields: Any) -> Message:
+    return Message(Topic.RECORD, action, **fields)
+
+
+def update(name: str, version: int, data: Any, ack: str | None = None) -> Message:
+    return rec(
+        R.CREATEANDUPDATE,
+        name=name,
+        version=version,
+        data=json.dumps(data),
+        correlation_id=ack,
+        is_write_ack=True if ack is not None else None,
+    )
+
+
+async def login(node_url: str, user: str) -> WireClient:
+    return await WireClient.connect(node_url, login={"username": user})
+
+
+async def subscribe(client: WireClient, name: str) -> int:
+    """SUBSCRIBEANDHEAD; the version the server holds (-1: none)."""
+    await client.send(rec(R.SUBSCRIBEANDHEAD, names=[name], correlation_id="s"))
+    reply = await client.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=10)
+    return int(reply.versions[name])
+
+
+async def updates(client: WireClient, name: str, until: int) -> list[tuple[int, Any]]:
+    """(version, data) of every UPDATE of ``name`` until version ``until`` arrives."""
+    seen: list[tuple[int, Any]] = []
+    async with asyncio.timeout(30):
+        while not seen or seen[-1][0] < until:
+            msg = await client.recv(30)
+            if msg.topic == Topic.RECORD and msg.action in (R.UPDATE, R.PATCH):
+                assert msg.name == name
+                seen.append((int(msg.version), json.loads(msg.data)))
+    return seen
+
+
+async def stored(cluster: ClusterNodes, name: str) -> Snapshot | None:
+    """What PostgreSQL holds under ``name``, read with the project's SQL connector."""
+    from connectors.registry import create_connector
+
+    connector = create_connector("sql", cluster.postgres, table=f"{cluster.prefix}_records")
+    async with connector:
+        return await connector.get(name)
+
+
+async def test_writes_on_one_node_reach_subscribers_on_every_node_in_order(
+    cluster: ClusterNodes,
+) -> None:
+    nodes = cluster.start(3)
+    name = "cr/ord{er}/ü"
+    watchers = [await login(node.ws_url, f"w{i}") for i, node in enumerate(nodes)]
+    for watcher in watchers:
+        assert await subscribe(watcher, name) == -1
+    writer = await login(nodes[1].ws_url, "writer")
+    for version in range(1, 61):
+        await writer.send(update(name, version, {"n": version, "s": "ü{}"}, ack=str(version)))
+    acked = set()
+    async with asyncio.timeout(30):
+        while len(acked) < 60:
+            msg = await writer.recv(30)
+            assert msg.action == R.WRITE_ACKNOWLEDGEMENT, msg
+            acked.add(msg.correlation_id)
+    expected = [(v, {"n": v, "s": "ü{}"}) for v in range(1, 61)]
+    for watcher in watchers:  # every version, in order, once, on every node (the writer's too)
+        assert await updates(watcher, name, 60) == expected
+    # Acknowledged means in PostgreSQL; every node reads it alike.
+    snapshot = await stored(cluster, name)
+    assert snapshot is not None and (snapshot.version, snapshot.data) == (60, expected[-1][1])
+    for watcher in watchers:
+        await watcher.send(rec(R.READ, name=name))
+        reply = await watcher.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=10)
+        assert (reply.version, json.loads(reply.data)) == (60, expected[-1][1])
+        await watcher.send(rec(R.HEAD, name=name))
+        reply = await watcher.recv_until(Topic.RECORD, R.HEAD_RESPONSE, timeout=10)
+        assert reply.version == 60
+        await watcher.close()
+    await writer.close()
+
+
+async def test_concurrent_writers_on_two_nodes_one_version_one_winner(
+    cluster: ClusterNodes,
+) -> None:
+    """Each round two clients on different nodes write the same next version at once: exactly
+    one is acknowledged, the other gets VERSION_EXISTS with the winner's version and data."""
+    nodes = cluster.start(3)
+    name = "cr/race"
+    a = await login(nodes[0].ws_url, "a")
+    b = await login(nodes[2].ws_url, "b")
+    watcher = await login(nodes[1].ws_url, "watch")
+    await subscribe(watcher, name)
+    version = 0
+    winners: list[tuple[int, Any]] = []
+    for round_ in range(40):
+        version += 1
+        await asyncio.gather(
+            a.send(update(name, version, {"by": "a", "r": round_}, ack=f"a{round_}")),
+            b.send(update(name, version, {"by": "b", "r": round_}, ack=f"b{round_}")),
+        )
+        replies = await asyncio.gather(a.recv(20), b.recv(20))
+        actions = sorted(reply.action for reply in replies)
+        assert actions == sorted([R.WRITE_ACKNOWLEDGEMENT, R.VERSION_EXISTS]), replies
+        won = "a" if replies[0].action == R.WRITE_ACKNOWLEDGEMENT else "b"
+        lost = replies[1] if won == "a" else replies[0]
+        assert lost.version == version
+        assert json.loads(lost.data) == {"by": won, "r": round_}
+        winners.append((version, {"by": won, "r": round_}))
+    # The third node's subscriber saw exactly the winners, in order.
+    assert await updates(watcher, name, version) == winners
+    snapshot = await stored(cluster, name)
+    assert snapshot is not None and (snapshot.version, snapshot.data) == winners[-1]
+    for client in (a, b, watcher):
+        await client.close()
+
+
+async def test_forced_writes_on_every_node_all_apply_in_one_order(cluster: ClusterNodes) -> None:
+    """Forced (-1) writes from three nodes at once: none is lost, each got a version of its
+    own, and every node's subscriber saw one and the same sequence 1..N without a gap."""
+    nodes = cluster.start(3)
+    name = "cr/forced"
+    writers = [await login(node.ws_url, f"f{i}") for i, node in enumerate(nodes)]
+    watchers = [await login(node.ws_url, f"v{i}") for i, node in enumerate(nodes)]
+    for watcher in watchers:
+        await subscribe(watcher, name)
+    per_writer = 30
+
+    async def write_all(i: int, client: WireClient) -> None:
+        for n in range(per_writer):
+            await client.send(update(name, -1, {"w": i, "n": n}, ack=f"{i}-{n}"))
+        for _ in range(per_writer):
+            reply = await client.recv(30)
+            assert reply.action == R.WRITE_ACKNOWLEDGEMENT, reply
+
+    await asyncio.gather(*(write_all(i, c) for i, c in enumerate(writers)))
+    total = per_writer * len(writers)
+    seen = [await updates(watcher, name, total) for watcher in watchers]
+    assert [v for v, _ in seen[0]] == list(range(1, total + 1))
+    assert seen[1] == seen[0] and seen[2] == seen[0]  # one order everywhere
+    written = sorted((d["w"], d["n"]) for _, d in seen[0])
+    assert written == sorted((i, n) for i in range(3) for n in range(per_writer))
+    snapshot = await stored(cluster, name)
+    assert snapshot is not None and (snapshot.version, snapshot.data) == seen[0][-1]
+    for client in (*writers, *watchers):
+        await client.close()
+
+
+async def test_delete_on_one_node_and_recreate_on_another_end_right_in_storage(
+    cluster: ClusterNodes,
+) -> None:
+    nodes = cluster.start(2)
+    a = await login(nodes[0].ws_url, "a")
+    b = await login(nodes[1].ws_url, "b")
+    names = [f"cr/gen/{i}" for i in range(15)]
+    for i, name in enumerate(names):
+        for version in range(1, 6):  # a long first life: version 5 is stored
+            await a.send(update(name, version, {"life": 1, "v": version}, ack="x"))
+            assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+        # Deleted on A and at once re-created on B, acks not awaited in between: the cluster
+        # orders the two, and storage must end as the cluster did.
+        await a.send(rec(R.DELETE, name=name))
+        await b.send(update(name, -1, {"life": 2, "i": i}, ack="y"))
+        reply = await a.recv_until(Topic.RECORD, R.DELETE_SUCCESS, timeout=20)
+        assert reply.name == name
+        assert (await b.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    for name in names:
+        await a.send(rec(R.READ, name=name))
+        reply = await a.recv(10)
+        snapshot = await stored(cluster, name)
+        if reply.action == R.RECORD_NOT_FOUND:  # the re-create came first, then the delete
+            assert snapshot is None
+        else:
+            assert reply.action == R.READ_RESPONSE, reply
+            assert snapshot is not None, name
+            assert (snapshot.version, snapshot.data) == (reply.version, json.loads(reply.data))
+            assert snapshot.data["life"] == 2
+        await b.send(rec(R.HEAD, name=name))
+        head = await b.recv_until(Topic.RECORD, R.HEAD_RESPONSE, timeout=10)
+        assert head.version == (-1 if snapshot is None else snapshot.version)
+    await a.close()
+    await b.close()
