@@ -6,6 +6,7 @@ official JS client: ``tests/interop/test_cluster.py``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -202,3 +203,114 @@ async def test_delete_on_one_node_and_recreate_on_another_end_right_in_storage(
         assert head.version == (-1 if snapshot is None else snapshot.version)
     await a.close()
     await b.close()
+
+
+async def test_sigkill_under_write_load_loses_no_ack_and_no_delivered_version(
+    cluster: ClusterNodes,
+) -> None:
+    """Node 2 writes through a proxy to PostgreSQL that is frozen before the node is SIGKILLed:
+    its last commits reached Redis and the other nodes' subscribers but never storage. Every
+    acknowledged write, from any node, is then in PostgreSQL and readable from the survivors,
+    and every version the survivors delivered ends in storage: a survivor flushed it."""
+    from conformance.netfaults import FaultProxy
+
+    cluster.options.update({"orphan_after": 1.0, "flush_lease": 2.0})
+    names = [f"cr/kill/{i}" for i in range(4)]
+    async with FaultProxy(("127.0.0.1", 5432)) as proxy:
+        for _ in range(3):
+            cluster.add()
+        victim = cluster[2]
+        victim.config.write_text(
+            victim.config.read_text().replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        )
+        for node in cluster:
+            await asyncio.to_thread(node.start)
+        watchers = [await login(node.ws_url, f"k{i}") for i, node in enumerate(cluster[:2])]
+        for watcher in watchers:
+            for name in names:
+                await subscribe(watcher, name)
+        acked: list[tuple[str, Any]] = []
+        stops = {0: asyncio.Event(), 2: asyncio.Event()}
+
+        async def load(node: int, client: WireClient) -> None:
+            stop = stops[node]
+            sent: dict[str, tuple[str, Any]] = {}
+            n = 0
+            reader = asyncio.create_task(read_acks(client, sent))
+            try:
+                while not stop.is_set():
+                    name = names[n % len(names)]
+                    data = {"node": node, "n": n}
+                    sent[f"{node}-{n}"] = (name, data)
+                    await client.send(update(name, -1, data, ack=f"{node}-{n}"))
+                    n += 1
+                    await asyncio.sleep(0.005)
+            except Exception:  # the victim's socket dies with it
+                pass
+            await asyncio.sleep(0.5)
+            reader.cancel()
+
+        async def read_acks(client: WireClient, sent: dict[str, tuple[str, Any]]) -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    msg = await client.recv(60)
+                    if msg.action == R.WRITE_ACKNOWLEDGEMENT:
+                        acked.append(sent[msg.correlation_id])
+
+        writers = [await login(cluster[i].ws_url, f"wr{i}") for i in (0, 2)]
+        tasks = [asyncio.create_task(load(i, c)) for i, c in zip((0, 2), writers, strict=True)]
+        await asyncio.sleep(1.5)
+        stops[0].set()  # from here only node 2 writes: its last versions are the newest
+        proxy.freeze()  # node 2 commits on, but can store nothing from now
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(victim.kill)
+        stops[2].set()
+        await asyncio.gather(*tasks)
+        # What the survivors delivered: each record's versions 1..N, in order, no gap.
+        last: dict[str, tuple[int, Any]] = {}
+        delivered: dict[str, dict[str, int]] = {name: {} for name in names}
+        seen_by = []
+        for watcher in watchers:
+            seen: dict[str, list[tuple[int, Any]]] = {name: [] for name in names}
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    msg = await watcher.recv(1.5)
+                    if msg.action in (R.UPDATE, R.PATCH):
+                        seen[msg.name].append((int(msg.version), json.loads(msg.data)))
+            seen_by.append(seen)
+        assert seen_by[0] == seen_by[1]
+        victims_versions = 0
+        for name, versions in seen_by[0].items():
+            assert [v for v, _ in versions] == list(range(1, len(versions) + 1)), name
+            last[name] = versions[-1]
+            for version, data in versions:
+                delivered[name][json.dumps(data, sort_keys=True)] = version
+            victims_versions += sum(1 for _, d in versions if d["node"] == 2)
+            assert versions[-1][1]["node"] == 2  # the newest: committed, not stored, by node 2
+        # Every delivered version reaches storage: the dead node's last commits are flushed
+        # by a survivor (orphan_after 1 s, the dead node's lease 2 s).
+        async with asyncio.timeout(60):
+            while True:
+                stored_now = {name: await stored(cluster, name) for name in names}
+                if all(
+                    s is not None and (s.version, s.data) == last[name]
+                    for name, s in stored_now.items()
+                ):
+                    break
+                await asyncio.sleep(0.25)
+        # Every acknowledged write was delivered, and storage holds it or a newer version.
+        assert acked
+        for name, data in acked:
+            version = delivered[name][json.dumps(data, sort_keys=True)]
+            assert version <= last[name][0]
+        for watcher in watchers:  # the survivors read what storage holds
+            for name in names:
+                await watcher.send(rec(R.READ, name=name))
+                reply = await watcher.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=10)
+                assert (reply.version, json.loads(reply.data)) == last[name]
+            await watcher.close()
+        metrics = [node.metrics() for node in cluster[:2]]
+        assert sum(m["recordgate_cluster_record_orphans_flushed_total"] for m in metrics) >= 1
+        for writer in writers:
+            with contextlib.suppress(Exception):
+                await writer.close()
