@@ -63,6 +63,9 @@ class Flusher:
         """Record keys to flush, oldest first: committed here, or found orphaned."""
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._waiting = 0
+        self._stored: dict[str, int] = {}
+        """Sequences this node wrote to storage whose ``CLEAN`` has not reached Redis yet: if
+        Redis then loses the record, the waiters up to it are still answered truthfully."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -217,6 +220,7 @@ class Flusher:
         for key, reply in zip(batch, replies, strict=True):
             status = reply[0]
             if status == b"missing":
+                self._settle(key, self._stored.pop(key, -1))  # what storage has: acked
                 self._settle(
                     key,
                     1 << 62,
@@ -265,6 +269,8 @@ class Flusher:
         if puts:
             failed |= await self._write(puts)
         cleaned = [(key, seq) for key, seq in done if key not in failed]
+        for key, seq in cleaned:
+            self._stored[key] = seq
         if cleaned:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, seq in cleaned:
@@ -275,6 +281,7 @@ class Flusher:
                     )
                 await pipe.execute()
         for key, seq in cleaned:
+            self._stored.pop(key, None)
             self._settle(key, seq)
 
     async def _write(self, ops: Sequence[tuple[str, Snapshot | Delete]]) -> set[str]:

@@ -15,6 +15,7 @@ import pytest
 from connectors.base import Snapshot
 from gateway.protocol import Message, RecordAction, Topic
 from tests.gateway.cluster.nodes import ClusterNodes
+from tests.redis_server import RedisServer
 from tests.wire import WireClient
 
 pytestmark = pytest.mark.timeout(180)
@@ -314,3 +315,109 @@ async def test_sigkill_under_write_load_loses_no_ack_and_no_delivered_version(
         for writer in writers:
             with contextlib.suppress(Exception):
                 await writer.close()
+
+
+async def test_redis_outage_refuses_changes_clearly_and_recovers(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """Redis killed (and restarted empty, no persistence): changes get RECORD_UPDATE_ERROR /
+    RECORD_DELETE_ERROR naming Redis, never an acknowledgement; cached records are still read;
+    once Redis is back, writes resume on every node from what storage holds."""
+    nodes = cluster.start(2)
+    name = "cr/outage"
+    a = await login(nodes[0].ws_url, "a")
+    b = await login(nodes[1].ws_url, "b")
+    for version in range(1, 4):
+        await a.send(update(name, version, {"v": version}, ack=str(version)))
+        assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    assert await subscribe(b, name) == 3
+    await asyncio.to_thread(redis.kill)
+    for attempt in range(5):  # versioned, forced, and a delete: all refused, none acked
+        await a.send(update(name, 4, {"lost": attempt}, ack=f"x{attempt}"))
+        reply = await a.recv(30)
+        assert reply.action == R.RECORD_UPDATE_ERROR, reply
+        assert reply.correlation_id == f"x{attempt}" and "Redis" in json.loads(reply.data)
+    await b.send(update(name, -1, {"lost": "forced"}, ack="y"))
+    reply = await b.recv_until(Topic.RECORD, R.RECORD_UPDATE_ERROR, timeout=30)
+    assert "Redis" in json.loads(reply.data)
+    await a.send(rec(R.DELETE, name=name))
+    reply = await a.recv(30)
+    assert reply.action == R.RECORD_DELETE_ERROR and "Redis" in json.loads(reply.data)
+    await a.send(rec(R.READ, name=name))  # cached: still served
+    reply = await a.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=10)
+    assert (reply.version, json.loads(reply.data)) == (3, {"v": 3})
+    await a.send(rec(R.READ, name="cr/never-read"))  # not cached: an error, not a guess
+    reply = await a.recv(30)
+    assert reply.action == R.RECORD_LOAD_ERROR
+    await asyncio.to_thread(redis.start)  # empty: Redis lost everything it held
+    # Writes resume (after the nodes reconnect) on top of what storage holds: version 4.
+    async with asyncio.timeout(60):
+        while True:
+            await a.send(update(name, 4, {"after": True}, ack="back"))
+            reply = await a.recv(30)
+            if reply.action == R.WRITE_ACKNOWLEDGEMENT:
+                break
+            assert reply.action == R.RECORD_UPDATE_ERROR, reply
+            await asyncio.sleep(0.2)
+    snapshot = await stored(cluster, name)
+    assert snapshot is not None and (snapshot.version, snapshot.data) == (4, {"after": True})
+    # Node 1 hears it (its bus subscribed again) and reads it.
+    seen = await updates(b, name, 4)
+    assert seen[-1] == (4, {"after": True})
+    await b.send(rec(R.READ, name=name))
+    reply = await b.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=10)
+    assert (reply.version, json.loads(reply.data)) == (4, {"after": True})
+    await b.send(update(name, 5, {"from": "b"}, ack="b5"))
+    assert (await b.recv_until(Topic.RECORD, R.WRITE_ACKNOWLEDGEMENT, timeout=20)).name == name
+    await a.close()
+    await b.close()
+
+
+async def test_a_write_redis_lost_is_acknowledged_only_if_storage_has_it(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """Node 0 commits a write while its storage is frozen (the ack waits for storage); Redis
+    is then killed and restarted empty, losing the committed state; storage comes back. The
+    writer is acknowledged only if PostgreSQL holds the write (else RECORD_UPDATE_ERROR saying
+    it may be lost), and every node then reads what PostgreSQL holds."""
+    from conformance.netfaults import FaultProxy
+
+    name = "cr/lost"
+    cluster.options.update({"orphan_after": 120, "flush_lease": 120})  # node 0 alone flushes
+    async with FaultProxy(("127.0.0.1", 5432)) as proxy:
+        for _ in range(2):
+            cluster.add()
+        node = cluster[0]
+        node.config.write_text(
+            node.config.read_text().replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        )
+        for each in cluster:
+            await asyncio.to_thread(each.start)
+        a = await login(cluster[0].ws_url, "a")
+        await a.send(update(name, 1, {"v": 1}, ack="1"))
+        assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+        proxy.freeze()
+        await a.send(update(name, 2, {"v": 2}, ack="2"))
+        with pytest.raises(TimeoutError):  # committed in Redis, waiting for storage
+            await a.recv(1.0)
+        await asyncio.to_thread(redis.kill)
+        await asyncio.to_thread(redis.start)
+        proxy.cut()  # the frozen write never reaches PostgreSQL
+        proxy.thaw()  # new connections work
+        reply = await a.recv(60)
+        snapshot = await stored(cluster, name)
+        assert snapshot is not None and reply.correlation_id == "2", reply
+        if reply.action == R.WRITE_ACKNOWLEDGEMENT:  # the write reached PostgreSQL after all
+            expected = (2, {"v": 2})
+        else:
+            assert reply.action == R.RECORD_UPDATE_ERROR, reply
+            assert "may be lost" in json.loads(reply.data)
+            expected = (1, {"v": 1})
+        print(f"outcome: {reply.action!r}, stored version {snapshot.version}")
+        assert (snapshot.version, snapshot.data) == expected
+        b = await login(cluster[1].ws_url, "b")
+        await b.send(rec(R.READ, name=name))
+        reply = await b.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=20)
+        assert (reply.version, json.loads(reply.data)) == expected
+        await a.close()
+        await b.close()
