@@ -9,8 +9,8 @@ broken rule as a ``Violation``; an empty list is a pass. The rules, by name:
   message kind (update, read, conflict answer, acknowledged write) and storage.
 - ``increasing``: each client sees each record's versions only go up (equal is allowed: a read
   or a conflict answer may repeat the version the client holds).
-- ``no-gap``: a client that only subscribes gets every version, in order, on one connection:
-  after version v the next update is v+1.
+- ``no-gap``: a client that only subscribes gets every version once, in order, on one
+  connection: after version v the next update is v+1 (not v again, not v+2).
 - ``acked-lost``: an acknowledged write's value appears at a version (its own version when it
   was written with one); acknowledged means durable, it cannot vanish unseen.
 - ``acked-misplaced``: an acknowledged write with an explicit version appears at that version.
@@ -269,10 +269,12 @@ def _per_client(history: History, report: Report) -> None:
             and obs.conn == before.conn
             and obs.version != before.version + 1
         ):
+            what = "again" if obs.version == before.version else "right"
             report(
                 "no-gap",
                 f"{obs.client} on {obs.node} (one connection) got record {obs.record!r} "
-                f"version {obs.version} right after version {before.version}",
+                f"version {obs.version} {what} after version {before.version} "
+                f"({before.source})",
             )
 
 

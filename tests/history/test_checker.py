@@ -128,7 +128,14 @@ def test_a_gap_on_one_connection_of_a_subscriber() -> None:
     history = good()
     del history.observations[2]  # sub gets v1 then v3
     violation = only(history, "no-gap")[0]
-    assert "version 3 right after version 1" in violation.message
+    assert "version 3 right after version 1 (update)" in violation.message
+
+
+def test_an_update_repeating_the_version_just_read() -> None:
+    history = good()
+    history.observations.insert(1, obs("sub", 0))  # read v0, then an update v0
+    violation = only(history, "no-gap")[0]
+    assert "version 0 again after version 0 (read)" in violation.message
 
 
 def test_a_gap_across_a_reconnect_is_allowed() -> None:
