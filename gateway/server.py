@@ -240,6 +240,7 @@ class Server:
         cluster.serve_rpc(self.rpc, self.trips)
         if records is not None:
             records.on_change = self.records.cluster_change
+            records.interested = self.records.subscriptions.has_subscribers
             self.records.authority = records
             self.records.commit_retries = self.config.cluster.max_commit_retries
         self.cluster = cluster

@@ -82,11 +82,16 @@ class ClusterRecords:
         self.node_id = ""
         self.on_external_change: Callable[[str, Record | None], None] | None = None
         self.on_change: Changed | None = None
+        self.interested: Callable[[str], bool] = lambda name: True
+        """Whether this node serves someone the changes of ``name`` (its subscribers): a change
+        of a record this node neither caches, reads nor serves is not even decoded."""
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
         self._seen: dict[str, _Entry] = {}
         """Changes received for a name while it was being read: the newer one wins."""
+        self._reading: dict[str, int] = {}
+        """Names ``load_many`` is reading (how many times at once)."""
         self._refresh: set[str] = set()
         """Names to re-read from storage (NOTIFY) on their next load."""
         self._local: dict[str, Any] = {}
@@ -149,8 +154,72 @@ class ClusterRecords:
         return (await self._entry(name)).record
 
     async def load_many(self, names: list[str]) -> dict[str, Record | None]:
-        found = await asyncio.gather(*(self.load(name) for name in names))
-        return dict(zip(names, found, strict=True))
+        """``load`` of each name: the uncached ones in one Redis pipeline, those Redis does not
+        hold read from storage in one call and seeded in another pipeline."""
+        result: dict[str, Record | None] = {}
+        missing: list[str] = []
+        for name in names:
+            entry = self._cache.get(name)
+            if entry is not None:
+                result[name] = entry.record
+            elif name not in missing:
+                missing.append(name)
+        if not missing:
+            return result
+        keys = [self.keys.record(name) for name in missing]
+        reading = self._reading
+        for name in missing:
+            reading[name] = reading.get(name, 0) + 1
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key, "s", "v", "x", "d")
+                states: list[Any] = await pipe.execute()
+            absent = [i for i, state in enumerate(states) if state[0] is None]
+            if absent:
+                stored = await self._storage_read_many([missing[i] for i in absent])
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for i in absent:
+                        snapshot = stored.get(missing[i])
+                        await self._seed(
+                            keys=[keys[i]],
+                            args=_seed_args(missing[i], self._ttl_ms, snapshot),
+                            client=pipe,
+                        )
+                    for i, state in zip(absent, await pipe.execute(), strict=True):
+                        states[i] = state
+        except StorageError:
+            raise
+        except Exception as exc:  # the driver's errors: Redis cannot be reached
+            raise RecordsUnavailable(
+                f"cluster: Redis unreachable, records cannot be read ({exc})"
+            ) from exc
+        finally:
+            seen = {}
+            for name in missing:
+                if reading[name] == 1:
+                    del reading[name]
+                    if name in self._seen and name not in self._loading:
+                        seen[name] = self._seen.pop(name)
+                else:
+                    reading[name] -= 1
+                    if name in self._seen:
+                        seen[name] = self._seen[name]
+        for name, state in zip(missing, states, strict=True):
+            entry = _decode(name, state)
+            newer = seen.get(name)
+            if newer is not None and newer.seq > entry.seq:
+                entry = newer  # a change received while reading
+            current = self._cache.get(name)
+            if current is not None and current.seq >= entry.seq:
+                entry = current
+            elif name in self._refresh:  # NOTIFYed meanwhile: leave it to the next load
+                result[name] = entry.record
+                continue
+            else:
+                self._install(name, entry)
+            result[name] = entry.record
+        return result
 
     async def _entry(self, name: str) -> _Entry:
         """The cluster state of ``name``, read once however many wait for it."""
@@ -169,25 +238,18 @@ class ClusterRecords:
             state = None if refresh else await self._redis.hmget(key, "s", "v", "x", "d")
             if state is None or state[0] is None:
                 stored = await self._storage_read(name)
-                found = stored is not None
-                args = [
-                    name,
-                    self._ttl_ms,
-                    "1" if found else "0",
-                    stored.version if stored is not None else 0,
-                    payload.dumps(stored.data) if stored is not None else "",
-                ]
                 script = self._replace if refresh else self._seed
                 keys = [key, self.keys.bus] if refresh else [key]
-                state = await script(keys=keys, args=args)
+                state = await script(keys=keys, args=_seed_args(name, self._ttl_ms, stored))
         except StorageError:
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
             raise RecordsUnavailable(
                 f"cluster: Redis unreachable, the record cannot be read ({exc})"
             ) from exc
+        finally:
+            seen = self._seen.pop(name, None)
         entry = _decode(name, state)
-        seen = self._seen.pop(name, None)
         if seen is not None and seen.seq > entry.seq:
             entry = seen
         current = self._cache.get(name)
@@ -204,6 +266,17 @@ class ClusterRecords:
             self._loads_waiting -= 1
         try:
             return await self.connector.get(name)
+        finally:
+            self._slots.release()
+
+    async def _storage_read_many(self, names: list[str]) -> dict[str, Snapshot]:
+        self._loads_waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._loads_waiting -= 1
+        try:
+            return await self.connector.get_many(names)
         finally:
             self._slots.release()
 
@@ -294,6 +367,14 @@ class ClusterRecords:
         _, name, seq_text, version, data, tag = message[:6]
         if not isinstance(name, str):
             return
+        local = self._local.pop(tag, None) if isinstance(tag, str) and tag else None
+        if (
+            name not in self._cache
+            and name not in self._loading
+            and name not in self._reading
+            and not self.interested(name)
+        ):
+            return
         seq = int(seq_text)
         if isinstance(data, str):
             record: Record | None = Record(name, int(version), json.loads(data), len(data))
@@ -305,11 +386,10 @@ class ClusterRecords:
         if current is not None:
             if current.seq < seq:
                 self._install(name, entry)
-        elif name in self._loading:
+        elif name in self._loading or name in self._reading:
             seen = self._seen.get(name)
             if seen is None or seen.seq < seq:
                 self._seen[name] = entry
-        local = self._local.pop(tag, None) if isinstance(tag, str) and tag else None
         if self.on_change is not None:
             self.on_change(name, record, text, local)
 
@@ -322,6 +402,7 @@ class ClusterRecords:
         self._cache.clear()
         self._bytes = 0
         self._seen.clear()
+        self._local.clear()  # their bus messages may never come
         for name in names:
             try:
                 entry = await self._entry(name)
@@ -362,3 +443,10 @@ def _decode(name: str, state: list[Any]) -> _Entry:
         return _Entry(None, int(seq))
     text = data.decode() if isinstance(data, bytes) else str(data)
     return _Entry(Record(name, int(version), json.loads(text), len(text)), int(seq))
+
+
+def _seed_args(name: str, ttl_ms: int, stored: Snapshot | None) -> list[Any]:
+    """``SEED`` / ``REPLACE`` arguments for what storage holds of ``name``."""
+    if stored is None:
+        return [name, ttl_ms, "0", 0, ""]
+    return [name, ttl_ms, "1", stored.version, payload.dumps(stored.data)]

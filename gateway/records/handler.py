@@ -315,6 +315,7 @@ class RecordHandler:
         names = list(dict.fromkeys(names))  # a name repeated is read (and answered) once
         conn.send(msg.ack())  # first, as the reference does; each READ_RESPONSE follows
         gate = self._pinned_gate()
+        creating = create and self.authority is not None  # a cluster commits creates
 
         def op_for(name: str) -> Op:
             def op(record: Record | None) -> Record | Awaitable[Record | None] | None:
@@ -341,7 +342,8 @@ class RecordHandler:
                 return record
 
             if gate is None:
-                return op if self.authority is None else self._retrying(op, name)
+                # Only a create commits (and may lose a race); reads stay synchronous.
+                return self._retrying(op, name) if creating else op
 
             def checks(record: Record | None) -> list[tuple[str, Any]]:
                 # As the reference: a missing record asks ``create`` (or ``read`` if the
@@ -349,12 +351,12 @@ class RecordHandler:
                 return [("create" if record is None and create else "read", UNDEFINED)]
 
             checked = self._checked(gate, conn, msg, name, checks, op)
-            return checked if self.authority is None else self._retrying(checked, name)
+            return self._retrying(checked, name) if creating else checked
 
         sync = gate is None or not any(
             gate.needs_io("record", ("create", "read"), name) for name in names
         )
-        sync = sync and not (create and self.authority is not None)
+        sync = sync and not creating
         return self._lanes.each(names, op_for, partial(self._load_error, conn, msg), sync=sync)
 
     def _read(self, conn: Connection, msg: Message) -> Awaitable[None] | None:

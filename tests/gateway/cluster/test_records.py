@@ -421,3 +421,86 @@ async def test_a_write_redis_lost_is_acknowledged_only_if_storage_has_it(
         assert (reply.version, json.loads(reply.data)) == expected
         await a.close()
         await b.close()
+
+
+async def test_http_api_and_notify_across_nodes(cluster: ClusterNodes) -> None:
+    """The HTTP API runs the same record operations on every node; NOTIFY on one node after a
+    change written straight into PostgreSQL reaches subscribers on another."""
+    from connectors.registry import create_connector
+    from tests.gateway.httpapi.client import ops
+
+    nodes = cluster.start(3)
+    name = "cr/http"
+    watcher = await login(nodes[2].ws_url, "watch")
+    await subscribe(watcher, name)
+    write = {"topic": "record", "action": "write", "recordName": name}
+    answer = await ops(nodes[0].port, {**write, "data": {"a": 1}})
+    assert answer["body"] == [{"success": True}]  # acknowledged: in PostgreSQL
+    snapshot = await stored(cluster, name)
+    assert snapshot is not None and (snapshot.version, snapshot.data) == (1, {"a": 1})
+    answer = await ops(
+        nodes[1].port,
+        {**write, "data": 7, "path": "b", "version": 2},
+        {**write, "data": {"stale": True}, "version": 2},
+        {"topic": "record", "action": "read", "recordName": name},
+    )
+    ok, stale, read = answer["body"]
+    assert ok == {"success": True}
+    assert (stale["success"], stale["currentVersion"], stale["currentData"]) == (
+        False,
+        2,
+        {"a": 1, "b": 7},
+    )
+    assert (read["version"], read["data"]) == (2, {"a": 1, "b": 7})
+    assert await updates(watcher, name, 2) == [(1, {"a": 1}), (2, {"a": 1, "b": 7})]
+    # Someone writes PostgreSQL behind the cluster's back, then NOTIFYs node 0.
+    connector = create_connector("sql", cluster.postgres, table=f"{cluster.prefix}_records")
+    async with connector:
+        await connector.write([Snapshot(name, 10, {"outside": True})])
+    notify = {"topic": "record", "action": "notify", "recordNames": [name]}
+    assert (await ops(nodes[0].port, notify))["body"] == [{"success": True}]
+    assert (await updates(watcher, name, 10))[-1] == (10, {"outside": True})
+    for node in nodes:
+        answer = await ops(node.port, {"topic": "record", "action": "head", "recordName": name})
+        assert answer["body"] == [{"version": 10, "success": True}]
+    answer = await ops(nodes[1].port, {"topic": "record", "action": "delete", "recordName": name})
+    assert answer["body"] == [{"success": True}]
+    assert await stored(cluster, name) is None
+    reply = await watcher.recv_until(Topic.RECORD, R.DELETED, timeout=10)
+    assert reply.name == name
+    await watcher.close()
+
+
+async def test_bulk_reads_of_uncached_records_on_another_node(cluster: ClusterNodes) -> None:
+    """SUBSCRIBEANDREAD and HEAD_BULK of hundreds of names node 1 never read (one Redis
+    pipeline, then storage for what Redis lacks): every answer right, then live."""
+    nodes = cluster.start(2)
+    writer = await login(nodes[0].ws_url, "w")
+    names = [f"cr/bulk/{i}" for i in range(300)]
+    for i, name in enumerate(names[:200]):
+        await writer.send(update(name, 1 if i % 2 else -1, {"i": i}))
+    await writer.send(update("cr/bulk/last", -1, {}, ack="done"))
+    await writer.recv_until(Topic.RECORD, R.WRITE_ACKNOWLEDGEMENT, timeout=30)
+    reader = await login(nodes[1].ws_url, "r")
+    await reader.send(rec(R.HEAD_BULK, names=names, correlation_id="h"))
+    heads = await reader.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=30)
+    assert heads.versions == {name: (1 if i < 200 else -1) for i, name in enumerate(names)}
+    await reader.send(rec(R.SUBSCRIBEANDREAD, names=names, correlation_id="s"))
+    got: dict[str, tuple[int, Any]] = {}
+    async with asyncio.timeout(30):
+        while len(got) < len(names):
+            msg = await reader.recv(30)
+            if msg.action == R.READ_RESPONSE:
+                got[msg.name] = (int(msg.version), json.loads(msg.data))
+    assert got == {name: ((1, {"i": i}) if i < 200 else (-1, {})) for i, name in enumerate(names)}
+    await writer.send(update(names[250], -1, {"new": True}))
+    await writer.send(update(names[0], 2, {"i": "again"}))
+    seen = []
+    async with asyncio.timeout(30):
+        while len(seen) < 2:
+            msg = await reader.recv(30)
+            if msg.action == R.UPDATE:
+                seen.append((msg.name, int(msg.version), json.loads(msg.data)))
+    assert sorted(seen) == sorted([(names[250], 1, {"new": True}), (names[0], 2, {"i": "again"})])
+    await writer.close()
+    await reader.close()
