@@ -15,7 +15,7 @@ Every server listens on 127.0.0.1 on a free port; every process started is stopp
 
     python benchmarks/fanout.py [--rounds 3] [--subs 20] [--records 10] [--updates 20000]
         [--rate 2000] [--seconds 3] [--idle 500] [--scale-rounds 3] [--sqlite]
-        [--skip-events] [--skip-scaling]
+        [--skip-events] [--skip-scaling] [--before DIR]
 """
 
 from __future__ import annotations
@@ -152,8 +152,10 @@ async def reference_server(node: str) -> AsyncIterator[Running]:
             await drainer
 
 
-def recordgate_server(config: dict[str, Any], where: Path) -> Start:
-    return lambda: recordgate(config, where)
+def recordgate_server(
+    config: dict[str, Any], where: Path, env: dict[str, str] | None = None
+) -> Start:
+    return lambda: recordgate(config, where, env)
 
 
 async def run_load(node: str, script: str, server: Running, env: dict[str, str]) -> Sample:
@@ -434,6 +436,10 @@ async def main(args: argparse.Namespace) -> None:
         ]
         if args.sqlite:  # the defaults: an SQLite file in ./recordgate-data (the temp dir)
             targets.append(Target("recordgate-sqlite", recordgate_server({}, where)))
+        if args.before:  # another tree, e.g. main before a change: same run, same rounds
+            memory = {"storage": {"type": "memory"}}
+            env = {"PYTHONPATH": args.before}
+            targets.append(Target("recordgate-before", recordgate_server(memory, where, env)))
         results = await side_by_side(node, targets, args)
         scale = {} if args.skip_scaling else await scaling(node, targets[:2], args)
     print_table(results, "reference", args)
@@ -476,8 +482,12 @@ if __name__ == "__main__":
     parser.add_argument("--sqlite", action="store_true", help="also recordgate with SQLite")
     parser.add_argument("--skip-events", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--before", help="another tree to run recordgate from, as a target")
+    parsed = parser.parse_args()
+    if parsed.before:
+        parsed.before = os.path.abspath(parsed.before)
     try:
-        asyncio.run(main(parser.parse_args()))
+        asyncio.run(main(parsed))
     except KeyboardInterrupt:  # the servers and clients are stopped by then
         sys.exit(130)
     except asyncio.CancelledError:  # SIGTERM
