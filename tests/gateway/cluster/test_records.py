@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -504,3 +505,53 @@ async def test_bulk_reads_of_uncached_records_on_another_node(cluster: ClusterNo
     assert sorted(seen) == sorted([(names[250], 1, {"new": True}), (names[0], 2, {"i": "again"})])
     await writer.close()
     await reader.close()
+
+
+async def test_permissions_see_the_cluster_state(cluster: ClusterNodes, tmp_path: Path) -> None:
+    """Rules read the cluster's state: a cross-record read sees another node's write, and a
+    write that lost its race is checked again on the record it finally applies to (a counter
+    that only rises never falls, with two nodes writing at once)."""
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(
+        "record:\n"
+        "  '*': {create: true, read: true, write: true, delete: true, listen: true,"
+        " notify: true}\n"
+        "  counter: {write: 'oldData === null || data.value > oldData.value'}\n"
+        "  order/$id: {create: \"_('stock/' + $id).count > 0\"}\n"
+    )
+    cluster.extra = f"permissions: {rules}\n"
+    nodes = cluster.start(3)
+    a, b, c = [await login(node.ws_url, f"p{i}") for i, node in enumerate(nodes)]
+    await a.send(update("stock/7", -1, {"count": 1}, ack="s"))
+    assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    await b.send(update("order/7", -1, {"n": 1}, ack="o7"))
+    assert (await b.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    await b.send(update("order/8", -1, {"n": 1}, ack="o8"))
+    assert (await b.recv(20)).action == R.MESSAGE_PERMISSION_ERROR
+    await a.send(update("counter", -1, {"value": 0}, ack="c0"))
+    assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    watcher = await login(nodes[0].ws_url, "pw")
+    assert await subscribe(watcher, "counter") == 1
+    value = 0
+    outcomes: list[int] = []
+    for round_ in range(25):
+        # Both rise above what both nodes last saw; whichever lands second may now be lower.
+        first, second = value + 1 + round_ % 3, value + 2
+        await asyncio.gather(
+            b.send(update("counter", -1, {"value": first}, ack=f"b{round_}")),
+            c.send(update("counter", -1, {"value": second}, ack=f"c{round_}")),
+        )
+        replies = await asyncio.gather(b.recv(20), c.recv(20))
+        outcomes += [reply.action for reply in replies]
+        value = max(first, second)
+        await asyncio.sleep(0.05)  # both nodes' caches follow before the next round
+    await a.send(update("counter", -1, {"value": 10_000}, ack="end"))
+    assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    seen = await updates(watcher, "counter", 1 + outcomes.count(R.WRITE_ACKNOWLEDGEMENT) + 1)
+    values = [data["value"] for _, data in seen]
+    assert values == sorted(set(values)), values  # only ever rose
+    # a lower value that lost its race was checked again on the higher one and denied
+    assert set(outcomes) <= {R.WRITE_ACKNOWLEDGEMENT, R.MESSAGE_DENIED}
+    print(f"denied after a lost race: {outcomes.count(R.MESSAGE_DENIED)} of {len(outcomes)}")
+    for client in (a, b, c, watcher):
+        await client.close()
