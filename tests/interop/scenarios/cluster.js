@@ -81,6 +81,25 @@ run(async () => {
   }
   const agreed = handles.map((r) => [r.version, r.get()])
 
+  // a conflict across nodes reaches the loser's merge strategy (VERSION_EXISTS): a union of
+  // both sides is written, and all three nodes end with it
+  const mname = `${id}/merge`
+  const merged = subscribers.map(({ client }) => client.record.getRecord(mname))
+  await Promise.all(merged.map((r) => r.whenReady()))
+  let mergeCalls = 0
+  const union = (local, localVersion, remote, remoteVersion, done) => { mergeCalls++; done(null, { ...remote, ...local }) }
+  merged[0].setMergeStrategy(union)
+  merged[1].setMergeStrategy(union)
+  await sleep(50)
+  merged[0].set({ fromA: true })
+  merged[1].set({ fromB: true })
+  const both = (data) => data.fromA === true && data.fromB === true && Object.keys(data).length === 2
+  await waitFor('the merge on every node', () => merged.every((r) => r.version === merged[0].version && both(r.get())), 10000)
+    .catch((error) => { throw new Error(`${error.message}: ${JSON.stringify(merged.map((r) => [r.version, r.get()]))} calls=${mergeCalls}`) })
+  await sleep(200)
+  const mergedEverywhere = merged.map((r) => [r.version, r.get()])
+  const mergedServer = (await outcome(subscribers[2].client.record.snapshot(mname))).ok
+
   // lists are records: entries added on two nodes, seen on the third
   const lname = `${id}/list`
   const la = subscribers[0].client.record.getList(lname)
@@ -109,6 +128,9 @@ run(async () => {
     rounds,
     agreed,
     server,
+    mergeCalls,
+    mergedEverywhere,
+    mergedServer,
     list,
     deleted,
     deletedOn: deletedOn.sort(),
