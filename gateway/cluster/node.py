@@ -135,11 +135,16 @@ class ClusterNode:
         """Connect, subscribe to the bus, register; raises ClusterUnavailable without Redis."""
         try:
             await self._redis.ping()
+            if self.records is not None:
+                await self.records.check_redis()
             await self.bus.start()
             await self.membership.register()
             await self.membership.sweep()
             for directory in self._directories:
                 await directory.load()
+        except ClusterUnavailable:
+            await self._close_connections()
+            raise
         except Exception as exc:
             await self._close_connections()
             where = self._where()

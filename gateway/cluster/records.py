@@ -32,7 +32,12 @@ from typing import Any
 
 from connectors.base import Connector, Snapshot
 from gateway.config import CacheConfig, ClusterConfig, WriteBehindConfig
-from gateway.exceptions import CommitConflict, RecordsUnavailable, StorageError
+from gateway.exceptions import (
+    ClusterUnavailable,
+    CommitConflict,
+    RecordsUnavailable,
+    StorageError,
+)
 from gateway.protocol import payload
 from gateway.store.base import Record, StoreStats
 from gateway.store.slots import FairSlots
@@ -111,6 +116,27 @@ class ClusterRecords:
         self._seed = redis.register_script(record_scripts.SEED)
         self._replace = redis.register_script(record_scripts.REPLACE)
         self.flusher.bind(redis, node_id)
+
+    async def check_redis(self) -> None:
+        """Refuse a Redis that evicts keys: it would drop record versions not yet in storage.
+        A Redis that does not allow ``CONFIG GET`` (managed offerings) is logged, not refused."""
+        try:
+            found = await self._redis.config_get("maxmemory*")
+        except Exception as exc:
+            log.warning(
+                "cluster: cannot check Redis's eviction policy (%s); it must be noeviction "
+                "(or maxmemory 0), or record versions not yet stored may be lost",
+                exc,
+            )
+            return
+        config = {_text(k): _text(v) for k, v in found.items()}
+        policy = config.get("maxmemory-policy", "noeviction")
+        if config.get("maxmemory", "0") != "0" and policy != "noeviction":
+            raise ClusterUnavailable(
+                f"cluster: Redis evicts keys (maxmemory-policy {policy} with maxmemory "
+                f"{config['maxmemory']}): it holds record versions not yet in storage; set "
+                "maxmemory-policy noeviction (or maxmemory 0)"
+            )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -450,3 +476,7 @@ def _seed_args(name: str, ttl_ms: int, stored: Snapshot | None) -> list[Any]:
     if stored is None:
         return [name, ttl_ms, "0", 0, ""]
     return [name, ttl_ms, "1", stored.version, payload.dumps(stored.data)]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,19 @@ async def _until_async(check: object, what: str, timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def test_a_redis_that_evicts_keys_is_refused(tmp_path: Path) -> None:
+    """Eviction would drop record versions not yet in storage: the node does not start."""
+    redis = RedisServer(
+        tmp_path / "lru", appendonly=False, maxmemory="100mb", **{"maxmemory-policy": "allkeys-lru"}
+    ).start()
+    nodes = ClusterNodes(tmp_path, redis)
+    try:
+        node = nodes.add()
+        assert node.spawn().wait(30) == 1
+        assert "maxmemory-policy allkeys-lru" in node.log_text()
+        assert "set maxmemory-policy noeviction" in node.log_text()
+    finally:
+        nodes.stop()
+        redis.kill()
