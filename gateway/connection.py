@@ -150,7 +150,8 @@ def _ws_frame(frame: bytes) -> bytes:
 
 class Outbox:
     """The connections with frames waiting, written together: at the end of the read that
-    queued them, else when the loop pass ends (one callback for a whole fan-out).
+    queued them, else when the loop pass ends (one callback for a whole fan-out, none for a
+    read's).
 
     It also keeps the server-wide output budget: ``held`` is what the connections whose socket
     buffers are over the transport's high-water mark hold (as of their last write); past
@@ -159,6 +160,9 @@ class Outbox:
 
     def __init__(self, *, max_total: int = 1 << 62, trips: LimitTrips | None = None) -> None:
         self._waiting: list[Connection] = []
+        self._scheduled = False  # a flush is queued on the loop
+        self.reading = False
+        """True while a connection handles what it read (``Connection.data_received``)."""
         self.max_total = max_total
         self.trips = trips if trips is not None else LimitTrips()
         self.held = 0
@@ -198,9 +202,16 @@ class Outbox:
             self._count(conn, 0)
 
     def add(self, conn: Connection) -> None:
-        if not self._waiting:
-            asyncio.get_running_loop().call_soon(self.flush)
         self._waiting.append(conn)
+        # a read's own flush comes at its end: a callback for it would only cost the loop a
+        # pass (an extra epoll_wait) after every read
+        if not self.reading and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._scheduled = False
+        self.flush()
 
     def flush(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -388,12 +399,16 @@ class Connection(asyncio.Protocol):
     def _flush(self) -> None:
         self._in_outbox = False
         self.unsent = 0
+        protocol = self.protocol
+        writes = protocol.writes  # what protocol.data_to_send() returns, without the call
+        protocol.writes = []
         transport = self.transport
-        writes = self.protocol.data_to_send()
         if not writes or transport is None or transport.is_closing():
             return
         try:
-            if all(writes):
+            if len(writes) == 1 and writes[0]:  # most often: one frame of a fan-out
+                transport.write(writes[0])
+            elif all(writes):
                 transport.write(b"".join(writes))
             else:  # the end of the stream: half-close; the peer closes its side in turn
                 for data in writes:
@@ -414,7 +429,7 @@ class Connection(asyncio.Protocol):
             self._outbox.trips.trip("server.max_send_buffer")
             _throttled.warning("%r is too slow to keep up; disconnecting", self)
             transport.abort()
-        elif self.protocol.close_expected():
+        elif protocol.state is not _OPEN and protocol.close_expected():  # (False when open)
             self._drop_after(CLOSE_TIMEOUT)
 
     def _drop_after(self, delay: float) -> None:
@@ -457,11 +472,16 @@ class Connection(asyncio.Protocol):
         if self._http is not None:
             self._http_received(data)
             return
-        if self._inbound is not None or self._take_framing():
-            self._frames_received(data)
-        else:
-            self._ws_received(data)
-        self._outbox.flush()  # the replies and fan-outs of this read, without waiting a pass
+        outbox = self._outbox
+        outbox.reading = True
+        try:
+            if self._inbound is not None or self._take_framing():
+                self._frames_received(data)
+            else:
+                self._ws_received(data)
+        finally:
+            outbox.reading = False
+            outbox.flush()  # the replies and fan-outs of this read, without waiting a pass
 
     def _ws_received(self, data: bytes | bytearray) -> None:
         """Hand ``data`` to websockets' protocol and handle what it parsed."""

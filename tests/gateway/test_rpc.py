@@ -298,8 +298,10 @@ async def test_each_request_keeps_its_own_deadlines_behind_others(server: Server
     await reply(provider, RpcAction.RESPONSE, "f", answered, '"ok"')
     await expect(caller, RpcAction.RESPONSE, "f", "answered", '"ok"')
     await expect(caller, RpcAction.ACCEPT_TIMEOUT, "f", "ignored")
-    assert loop.time() - start >= 0.3  # 0.1 + ack_timeout 0.2, not the first one's deadline
+    # uvloop's clock counts whole milliseconds: a deadline met to the millisecond can read
+    # 0.29999..., hence the 1 ms allowance (the wrong deadline would be 0.1 s earlier)
+    assert loop.time() - start >= 0.3 - 0.001  # 0.1 + ack_timeout 0.2, not the first's
     await expect(caller, RpcAction.RESPONSE_TIMEOUT, "f", "accepted")
-    assert loop.time() - start >= 0.5  # response_timeout from its own send
+    assert loop.time() - start >= 0.5 - 0.001  # response_timeout from its own send
     await caller.expect_silence(0.6)  # nothing else was open
     assert not server.rpc._requests and not server.rpc._unaccepted
