@@ -600,8 +600,8 @@ class RecordHandler:
         if record is None:
             self._deleted(name, exclude=writer)
             return
-        if not self.subscriptions.has_subscribers(name):
-            return
+        if record.version == 0 or not self.subscriptions.has_subscribers(name):
+            return  # version 0 is a create (SUBSCRIBECREATEANDREAD): one node tells no one
         if msg is not None:
             update = encode(writes.broadcast(msg, record))
         else:
