@@ -50,6 +50,9 @@ __all__ = ["ClusterRecords"]
 
 log = logging.getLogger(__name__)
 
+_RESYNC_BATCH = 500
+"""Records re-read per Redis pipeline after the bus was lost."""
+
 Changed = Callable[[str, "Record | None", "str | None", Any], None]
 """``on_change(name, record or None (deleted), data as JSON text, local)``: ``local`` is what
 this node's commit registered (``commit``'s ``local``), None for other nodes' changes."""
@@ -421,24 +424,25 @@ class ClusterRecords:
 
     async def resync(self, subscribed: Iterable[str]) -> None:
         """The bus was subscribed again: changes may have been missed meanwhile. Drop the
-        cache, re-read the records in ``subscribed`` this node held, and serve each one's
-        current state to its subscribers (a jump to the current version: complete data,
-        nothing a client must repair)."""
-        names = [name for name in subscribed if name in self._cache]
+        cache, re-read every record in ``subscribed`` (cached or evicted: an evicted record's
+        subscribers were served from the bus all the same), and serve each one's current state
+        to its subscribers (a jump to the current version: complete data, nothing a client
+        must repair)."""
+        names = list(dict.fromkeys(subscribed))
         self._cache.clear()
         self._bytes = 0
         self._seen.clear()
         self._local.clear()  # their bus messages may never come
-        for name in names:
+        for start in range(0, len(names), _RESYNC_BATCH):
             try:
-                entry = await self._entry(name)
+                states = await self.load_many(names[start : start + _RESYNC_BATCH])
             except Exception as exc:
-                log.warning("cluster: cannot re-read record %r after a bus outage (%s)", name, exc)
+                log.warning("cluster: cannot re-read records after a bus outage (%s)", exc)
                 continue
-            record = entry.record
-            text = None if record is None else payload.dumps(record.data)
-            if self.on_change is not None:
-                self.on_change(name, record, text, None)
+            for name, record in states.items():
+                text = None if record is None else payload.dumps(record.data)
+                if self.on_change is not None:
+                    self.on_change(name, record, text, None)
 
     # -- the cache -----------------------------------------------------------------------
 

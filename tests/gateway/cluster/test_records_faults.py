@@ -1,0 +1,159 @@
+"""Records across real cluster nodes under faults a reviewer aimed at the promises of issue 10:
+a node whose bus subscription dropped must not serve stale records. Private redis-server,
+PostgreSQL storage, raw protocol (``tests/wire.py``) to see versions exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import pytest
+
+from gateway.protocol import Message, RecordAction, Topic
+from tests.gateway.cluster.nodes import ClusterNodes
+from tests.redis_server import RedisServer
+from tests.wire import WireClient, write
+
+pytestmark = pytest.mark.timeout(180)
+
+R = RecordAction
+
+
+def rec(action: int, **fields: Any) -> Message:
+    return Message(Topic.RECORD, action, **fields)
+
+
+async def login(node_url: str, user: str) -> WireClient:
+    return await WireClient.connect(node_url, login={"username": user})
+
+
+async def drain(client: WireClient, quiet: float = 2.0) -> dict[str, list[int]]:
+    """Versions of every UPDATE/PATCH per record until ``quiet`` seconds pass without one."""
+    seen: dict[str, list[int]] = {}
+    with contextlib.suppress(TimeoutError):
+        while True:
+            msg = await client.recv(quiet)
+            if msg.topic == Topic.RECORD and msg.action in (R.UPDATE, R.PATCH):
+                seen.setdefault(msg.name, []).append(int(msg.version))
+    return seen
+
+
+async def test_bus_dropped_repairs_every_subscribed_record_not_only_cached_ones(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """Node 0 serves subscribers of more records than its cache holds (``cache.max_records``
+    1): evicted records are still served from the bus. Its bus subscription is killed (CLIENT
+    KILL TYPE pubsub) and node 1 writes every record at once, in the gap before the bus is
+    subscribed again: each subscriber on node 0 must then hold the cluster's current version
+    (a jump with complete data), not stay on the version from before the gap."""
+    import redis.asyncio as aioredis
+
+    cluster.extra = "cache:\n  max_records: 1\n"
+    nodes = cluster.start(2)
+    names = [f"cr/gap/{i}" for i in range(6)]
+    writer = await login(nodes[1].ws_url, "writer")
+    for name in names:
+        await writer.send(write(name, {"v": 0}, ack=name))
+    for _ in names:
+        assert (await writer.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    watcher = await login(nodes[0].ws_url, "watcher")
+    await watcher.send(rec(R.SUBSCRIBEANDHEAD, names=names, correlation_id="s"))
+    await watcher.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=10)
+    admin = aioredis.Redis.from_url(redis.url)
+    try:
+        for round_ in range(1, 4):
+            killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            assert killed >= 2  # both nodes' bus subscriptions
+            for name in names:  # all within the node's first resubscribe delay (0.1 s)
+                await writer.send(write(name, {"v": round_}))
+            await asyncio.sleep(1.0)
+        # What the cluster holds now, read by a fresh client on node 1.
+        reader = await login(nodes[1].ws_url, "reader")
+        current: dict[str, int] = {}
+        for name in names:
+            await reader.send(rec(R.READ, name=name))
+            reply = await reader.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=10)
+            assert json.loads(reply.data) == {"v": 3}
+            current[name] = int(reply.version)
+        seen = await drain(watcher)
+        stale = {
+            name: (seen.get(name, [1])[-1], current[name])
+            for name in names
+            if seen.get(name, [1])[-1] != current[name]
+        }
+        assert not stale, f"subscribers on node 0 left behind (held, current): {stale}"
+        for name in names:  # versions only rose
+            versions = seen.get(name, [])
+            assert versions == sorted(versions), (name, versions)
+        await reader.close()
+    finally:
+        await admin.aclose()
+        await watcher.close()
+        await writer.close()
+
+
+async def stored_put(cluster: ClusterNodes, name: str, version: int, data: Any) -> None:
+    """Write PostgreSQL directly, as a writer outside the cluster would."""
+    from connectors.base import Snapshot
+    from connectors.registry import create_connector
+
+    connector = create_connector("sql", cluster.postgres, table=f"{cluster.prefix}_records")
+    async with connector:
+        await connector.write([Snapshot(name, version, data)])
+
+
+async def start_with_slow_reads(cluster: ClusterNodes, proxy: Any) -> None:
+    """Two nodes; node 0 reaches PostgreSQL through ``proxy`` with a long storage timeout (so
+    a held answer is a slow read, not a failed one)."""
+    for _ in range(2):
+        cluster.add()
+    slow = cluster[0]
+    slow.config.write_text(
+        slow.config.read_text()
+        .replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        .replace("storage:\n", "storage:\n  timeout: 90\n")
+    )
+    for node in cluster:
+        await asyncio.to_thread(node.start)
+
+
+async def test_notify_whose_storage_read_was_overtaken_does_not_roll_the_record_back(
+    cluster: ClusterNodes,
+) -> None:
+    """NOTIFY on node 0 re-reads storage; the answer (version 1) is slow to arrive, and
+    meanwhile node 1 writes version 2 (acknowledged: in PostgreSQL). The late answer must not
+    become the cluster's state: node 1's subscriber never sees the version go back, every node
+    reads version 2, and a write of version 2 with other data is refused (VERSION_EXISTS)."""
+    from conformance.netfaults import FaultProxy
+
+    name = "cr/notify-late"
+    async with FaultProxy(("127.0.0.1", 5432)) as proxy:
+        await start_with_slow_reads(cluster, proxy)
+        await stored_put(cluster, name, 1, {"v": 1})
+        watcher = await login(cluster[1].ws_url, "watcher")
+        await watcher.send(rec(R.SUBSCRIBEANDREAD, names=[name], correlation_id="s"))
+        reply = await watcher.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=10)
+        assert reply.version == 1
+        notifier = await login(cluster[0].ws_url, "notifier")
+        proxy.hold_replies(after=name.encode())
+        await notifier.send(rec(R.NOTIFY, names=[name], correlation_id="n"))
+        await asyncio.wait_for(proxy.reply_held.wait(), 20)  # PostgreSQL answered version 1
+        writer = await login(cluster[1].ws_url, "writer")
+        await writer.send(write(name, {"v": 2}, ack="w", version=2))
+        assert (await writer.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+        proxy.release_replies()
+        await notifier.recv_until(Topic.RECORD, R.NOTIFY, timeout=20)
+        seen = [int(msg) for msg in (await drain(watcher)).get(name, [])]
+        assert seen == sorted(seen), f"node 1's subscriber saw the version go back: {seen}"
+        for node in cluster:
+            async with await login(node.ws_url, f"r-{node.name}") as reader:
+                await reader.send(rec(R.READ, name=name))
+                got = await reader.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=10)
+                assert (got.version, json.loads(got.data)) == (2, {"v": 2}), node.name
+        other = await login(cluster[0].ws_url, "other")
+        await other.send(write(name, {"v": "other"}, ack="o", version=2))
+        assert (await other.recv(20)).action == R.VERSION_EXISTS
+        for client in (watcher, notifier, writer, other):
+            await client.close()
