@@ -8,7 +8,14 @@ from typing import Protocol
 from .connection import Connection
 from .protocol import Message
 
-__all__ = ["Handler", "unknown_action"]
+__all__ = ["Handler", "Peer", "unknown_action"]
+
+
+class Peer(Protocol):
+    """Where a handler's messages go: a client's connection, or another node of a cluster
+    (``gateway.cluster``) standing in for its clients."""
+
+    def send(self, msg: Message) -> None: ...
 
 
 class Handler(Protocol):

@@ -54,6 +54,8 @@ _CLUSTER_METRICS = (
         "counter",
         "Records this node flushed after their committer left them (cluster.orphan_after).",
     ),
+    ("listen_coordinated", "gauge", "Subscribed names whose listen search this node runs."),
+    ("listen_pending", "gauge", "Listen changes of this node not yet in Redis."),
 )
 
 

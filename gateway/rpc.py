@@ -41,7 +41,7 @@ from typing import Protocol
 
 from .connection import Connection
 from .exceptions import InvalidJSON, LimitExceeded
-from .handler import unknown_action
+from .handler import Peer, unknown_action
 from .protocol import Message, RpcAction, Topic, payload
 from .subscriptions import SubscriptionRegistry
 
@@ -52,12 +52,6 @@ log = logging.getLogger(__name__)
 _ANSWERS = frozenset(
     {RpcAction.ACCEPT, RpcAction.REJECT, RpcAction.RESPONSE, RpcAction.REQUEST_ERROR}
 )
-
-
-class Peer(Protocol):
-    """Where RPC messages go: a client's connection, or another node of a cluster."""
-
-    def send(self, msg: Message) -> None: ...
 
 
 class RpcCluster(Protocol):

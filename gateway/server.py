@@ -234,10 +234,13 @@ class Server:
             local_users=self.presence.local_users,
             records=records,
             subscribed_records=self.records.subscriptions.names,
+            limits=self.config.limits,
         )
         self.events.cluster_publish = cluster.publish_event
         self.presence.shared = cluster.presence
         cluster.serve_rpc(self.rpc, self.trips)
+        cluster.serve_listen(self.events.listen)
+        cluster.serve_listen(self.records.listen)
         if records is not None:
             records.on_change = self.records.cluster_change
             records.interested = self.records.subscriptions.has_subscribers

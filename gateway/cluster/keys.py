@@ -65,3 +65,20 @@ class Keys:
         """Sorted set of record keys with versions not yet in storage, scored by the time
         (ms, Redis clock) of their oldest such version."""
         return f"{self.tag}:dirty"
+
+    def wanted(self, topic: str, node_id: str) -> str:
+        """Set of the names with subscribers on ``node_id`` that a listen pattern matches
+        (``topic``: ``e`` events, ``r`` records)."""
+        return f"{self.tag}:lw:{topic}:{node_id}"
+
+    def wanted_counts(self, topic: str) -> str:
+        """Hash name -> on how many nodes it has subscribers (names in ``wanted`` sets)."""
+        return f"{self.tag}:lwc:{topic}"
+
+    def coordinators(self, topic: str) -> str:
+        """Hash name -> the node that runs its listen search and holds its provider."""
+        return f"{self.tag}:lwo:{topic}"
+
+    def provided(self, topic: str) -> str:
+        """Hash name -> 1 while the name has a provider (records: for hasProvider)."""
+        return f"{self.tag}:lwp:{topic}"

@@ -38,6 +38,7 @@ class Membership:
         timeout: float,
         on_registered_again: Callable[[], None],
         offer_kinds: tuple[str, ...] = (),
+        listen_topics: tuple[str, ...] = (),
         known: Callable[[], set[str]] = set,
         on_gone: Callable[[set[str]], None] | None = None,
     ) -> None:
@@ -49,6 +50,8 @@ class Membership:
         self._on_registered_again = on_registered_again
         self._offer_kinds = offer_kinds
         """Kinds of ``Keys.offers`` sets a node holds (deleted when it is reaped)."""
+        self._listen_topics = listen_topics
+        """Topics whose ``Keys.wanted`` set a node holds (undone when it is reaped)."""
         self._known = known
         self._on_gone = on_gone
         self._heartbeat = redis.register_script(scripts.HEARTBEAT)
@@ -124,8 +127,18 @@ class Membership:
                 keys.members,
                 keys.heartbeat(node_id),
                 *(keys.offers(kind, node_id) for kind in self._offer_kinds),
+                *(
+                    key
+                    for topic in self._listen_topics
+                    for key in (
+                        keys.wanted(topic, node_id),
+                        keys.wanted_counts(topic),
+                        keys.coordinators(topic),
+                        keys.provided(topic),
+                    )
+                ),
             ],
-            args=[node_id],
+            args=[node_id, len(self._offer_kinds)],
         )
         if removed and node_id != self.node_id:
             self.reaped += 1

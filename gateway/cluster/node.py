@@ -2,8 +2,8 @@
 
 The server hands it three callbacks (deliver an event from another node, announce a presence
 notice, list this node's users) and calls ``publish_event`` and ``presence`` in return, and
-lets ``rpc`` serve its RPC handler (``serve_rpc``); the node knows nothing else of the
-handlers.
+lets ``rpc`` serve its RPC handler (``serve_rpc``) and ``listening`` its listen registries
+(``serve_listen``); the node knows nothing else of the handlers.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import ClusterConfig
+from ..config import ClusterConfig, LimitsConfig
 from ..exceptions import ClusterUnavailable, DriverMissing
 from ..limits import LimitTrips, ThrottledLog
+from ..listen import ListenRegistry
+from ..protocol import Topic
 from ..rpc import RpcHandler
 from .bus import Bus
 from .directory import Directory
 from .keys import Keys
+from .listen import ClusterListen
 from .membership import Membership
 from .presence import ClusterPresence
 from .rpc import ClusterRpc
@@ -36,8 +39,8 @@ __all__ = ["ClusterNode", "ClusterStats"]
 log = logging.getLogger(__name__)
 _throttled = ThrottledLog(log)
 
-_OFFER_KINDS = ("rpc",)
-"""Directories a node offers in (``Keys.offers``)."""
+_OFFER_KINDS = ("rpc", "le", "lr")
+"""Directories a node offers in (``Keys.offers``): RPC names, event and record patterns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class ClusterStats:
     presence_pending: int
     rpc_remote_open: int
     rpc_remote_names: int
+    listen_coordinated: int
+    listen_pending: int
     record_commits: int = 0
     record_commit_conflicts: int = 0
     record_flush_busy: int = 0
@@ -70,6 +75,7 @@ class ClusterNode:
         local_users: Callable[[], Iterable[str]],
         records: ClusterRecords | None = None,
         subscribed_records: Callable[[], Iterable[str]] | None = None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         try:
             import redis.asyncio as aioredis  # only a cluster node needs the driver
@@ -111,6 +117,7 @@ class ClusterNode:
             timeout=config.node_timeout,
             on_registered_again=self._rejoin,
             offer_kinds=_OFFER_KINDS,
+            listen_topics=("e", "r"),
             known=self._known_nodes,
             on_gone=self._gone,
         )
@@ -122,14 +129,33 @@ class ClusterNode:
             max_remote=config.max_remote_rpcs,
             connected=lambda: self.membership.connected,
         )
-        self._directories = [self.rpc.directory]
+        self.listening = {
+            topic: ClusterListen(
+                self._redis,
+                self.bus,
+                self.keys,
+                self.node_id,
+                topic,
+                limits=limits or LimitsConfig(),
+            )
+            for topic in (Topic.EVENT, Topic.RECORD)
+        }
+        self._directories = [
+            self.rpc.directory,
+            *(listen.directory for listen in self.listening.values()),
+        ]
         self._tasks: list[asyncio.Task[None]] = []
         self._catching_up: asyncio.Task[None] | None = None
+        self._resync: asyncio.Task[None] | None = None
 
     def serve_rpc(self, handler: RpcHandler, trips: LimitTrips) -> None:
         """Route ``handler``'s requests to providers on other nodes and back."""
         self.rpc.serve(handler, trips)
-        self._resync: asyncio.Task[None] | None = None
+
+    def serve_listen(self, registry: ListenRegistry) -> None:
+        """Offer ``registry``'s subscriptions to listeners on every node, one provider per
+        name cluster-wide."""
+        self.listening[registry.topic].serve(registry)
 
     async def start(self) -> None:
         """Connect, subscribe to the bus, register; raises ClusterUnavailable without Redis."""
@@ -140,8 +166,7 @@ class ClusterNode:
             await self.bus.start()
             await self.membership.register()
             await self.membership.sweep()
-            for directory in self._directories:
-                await directory.load()
+            await self._load()
         except ClusterUnavailable:
             await self._close_connections()
             raise
@@ -153,6 +178,7 @@ class ClusterNode:
             asyncio.create_task(self.membership.run()),
             asyncio.create_task(self.presence.run()),
             *(asyncio.create_task(directory.run()) for directory in self._directories),
+            *(asyncio.create_task(listen.run()) for listen in self.listening.values()),
         ]
         log.info("cluster: node %s joined (%d alive)", self.node_id, self.membership.alive_nodes)
 
@@ -189,6 +215,8 @@ class ClusterNode:
             presence_pending=self.presence.pending,
             rpc_remote_open=self.rpc.remote_open,
             rpc_remote_names=len(self.rpc.directory.names()),
+            listen_coordinated=sum(listen.coordinating for listen in self.listening.values()),
+            listen_pending=sum(listen.pending for listen in self.listening.values()),
             **self._record_stats(),
         )
 
@@ -204,11 +232,16 @@ class ClusterNode:
         }
 
     def _received(self, message: list[Any]) -> None:
-        """``[kind, name, data?]`` from another node (or a script); ``["r", ...]`` sent to
-        this node alone."""
+        """``[kind, name, data?]`` from another node (or a script); ``["r" / "ls" / "lv",
+        ...]`` sent to this node alone (RPC, listening); ``["lp", ...]`` to all."""
         kind, name = message[0], message[1]
         if kind == "r":
             self.rpc.received(message)
+            return
+        if kind == "ls" or kind == "lv" or kind == "lp":
+            listen = self.listening.get(message[2]) if len(message) > 2 else None
+            if listen is not None:
+                listen.received(message)
             return
         if not isinstance(name, str):
             return
@@ -217,27 +250,43 @@ class ClusterNode:
             self._on_event(name, data if isinstance(data, str) else None)
         elif kind == "j" or kind == "l":
             self._on_presence(name, kind == "j")
-        elif (kind == "rpc+" or kind == "rpc-") and len(message) > 2:
+        elif isinstance(kind, str) and kind[-1:] in "+-" and len(message) > 2:
             node = message[2]
-            if isinstance(node, str):
-                self.rpc.directory.notice(kind == "rpc+", name, node)
+            if not isinstance(node, str):
+                return
+            if kind[:-1] == "rpc":
+                self.rpc.directory.notice(kind[-1] == "+", name, node)
+            elif kind[:-1] in ("le", "lr"):
+                topic = Topic.EVENT if kind[1] == "e" else Topic.RECORD
+                self.listening[topic].notice(kind[-1] == "+", name, node)
         elif kind == "rec" and self.records is not None:
             self.records.received(message)
 
     def _rejoin(self) -> None:
         for user in self._local_users():
             self.presence.joined(user)
-        for directory in self._directories:
-            directory.offer_again()
+        self.rpc.directory.offer_again()
+        for listen in self.listening.values():
+            listen.rejoin()
         self._catch_up()
 
     def _known_nodes(self) -> set[str]:
-        return self.rpc.directory.known_nodes() | self.rpc.peers()
+        known = self.rpc.directory.known_nodes() | self.rpc.peers()
+        for listen in self.listening.values():
+            known |= listen.known()
+        return known
 
     def _gone(self, nodes: set[str]) -> None:
         for node in sorted(nodes):
-            log.warning("cluster: node %s is gone; its RPC providers are chosen no more", node)
+            log.warning("cluster: node %s is gone; its providers and listeners move on", node)
             self.rpc.gone(node)
+            for listen in self.listening.values():
+                listen.gone(node)
+
+    async def _load(self) -> None:
+        await self.rpc.directory.load()
+        for listen in self.listening.values():
+            await listen.load()
 
     def _catch_up(self) -> None:
         """Notices may have been lost (the bus resubscribed, Redis restarted): read the
@@ -253,8 +302,7 @@ class ClusterNode:
         delay = 0.1
         while True:
             try:
-                for directory in self._directories:
-                    await directory.load()
+                await self._load()
                 return
             except Exception as exc:
                 _throttled.warning("cluster: cannot re-read the directories (%s); retrying", exc)

@@ -7,7 +7,18 @@ Their bus messages are ``["", kind, user]`` (see ``bus``).
 
 from __future__ import annotations
 
-__all__ = ["HEARTBEAT", "JOIN", "LEAVE", "OFFER", "REAP", "WITHDRAW"]
+__all__ = [
+    "HEARTBEAT",
+    "JOIN",
+    "LEAVE",
+    "OFFER",
+    "PROVIDED",
+    "REAP",
+    "TAKE_OVER",
+    "UNWANT",
+    "WANT",
+    "WITHDRAW",
+]
 
 HEARTBEAT = """
 -- KEYS: heartbeat. ARGV: ttl ms. 1 if extended; 0 if gone (this node was presumed dead).
@@ -48,17 +59,35 @@ return 1
 REAP = (
     _LEAVE_BODY
     + """
--- KEYS: node presence set, presence counts, bus, members, heartbeat, then the node's offer
--- sets (``OFFER``). ARGV: node id.
--- Removes a node and everything it held. Idempotent: a second run finds nothing. The offers
--- go without notices: every node drops a dead node's offers when its own sweep finds it dead.
+-- KEYS: node presence set, presence counts, bus, members, heartbeat; then ARGV[2] offer sets
+-- (``OFFER``); then for each listen topic: the node's wanted set, wanted counts, coordinators,
+-- provided flags.
+-- ARGV: node id, number of offer sets.
+-- Removes a node and everything it held. Idempotent: a second run finds nothing. Offers and
+-- coordinators go without notices: every node drops a dead node's offers, and takes over the
+-- names it coordinated, when its own sweep finds it dead.
 for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   leave(KEYS[1], KEYS[2], KEYS[3], user)
 end
-for i = 5, #KEYS do
+local offers = tonumber(ARGV[2])
+for i = 6, 5 + offers do
   redis.call('DEL', KEYS[i])
 end
-redis.call('DEL', KEYS[1])
+local i = 6 + offers
+while i + 3 <= #KEYS do
+  for _, name in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    if redis.call('HINCRBY', KEYS[i + 1], name, -1) <= 0 then
+      redis.call('HDEL', KEYS[i + 1], name)
+      redis.call('HDEL', KEYS[i + 2], name)
+      redis.call('HDEL', KEYS[i + 3], name)
+    elseif redis.call('HGET', KEYS[i + 2], name) == ARGV[1] then
+      redis.call('HDEL', KEYS[i + 2], name)
+    end
+  end
+  redis.call('DEL', KEYS[i])
+  i = i + 4
+end
+redis.call('DEL', KEYS[1], KEYS[5])
 return redis.call('SREM', KEYS[4], ARGV[1])
 """
 )
@@ -77,5 +106,64 @@ WITHDRAW = """
 if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('PUBLISH', KEYS[2], cjson.encode({'', ARGV[2] .. '-', ARGV[1], ARGV[3]}))
 end
+return 1
+"""
+
+WANT = """
+-- KEYS: the node's wanted set, wanted counts, coordinators, provided flags. ARGV: name, node id.
+-- ``name`` has subscribers on the node; returns {its coordinator (the node, if it had none),
+-- 1 if it has a provider}.
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+local owner = redis.call('HGET', KEYS[3], ARGV[1])
+if not owner then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  owner = ARGV[2]
+end
+return {owner, redis.call('HEXISTS', KEYS[4], ARGV[1])}
+"""
+
+UNWANT = """
+-- KEYS: the node's wanted set, wanted counts, coordinators, provided flags. ARGV: name.
+-- ``name`` lost its last subscriber on the node. Returns {nodes still wanting it, coordinator};
+-- at 0 the coordinator is removed too (the caller tells it).
+local owner = redis.call('HGET', KEYS[3], ARGV[1]) or ''
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then
+  return {tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'), owner}
+end
+local n = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
+if n <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  return {0, owner}
+end
+return {n, owner}
+"""
+
+TAKE_OVER = """
+-- KEYS: the node's wanted set, coordinators. ARGV: name, dead node id, node id.
+-- The coordinator of ``name`` died: the first survivor wanting it takes over. Returns the
+-- coordinator now ('' if the node does not want the name).
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if (not owner or owner == ARGV[2]) and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  return ARGV[3]
+end
+return owner or ''
+"""
+
+PROVIDED = """
+-- KEYS: provided flags, bus. ARGV: name, '1' (has a provider) or '0', origin, topic.
+-- The coordinator's word on a record's provider, kept for nodes that want the name later and
+-- announced to the nodes that want it now: ``["lp", origin, topic, name, has provider]``.
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1], 1)
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[2],
+  cjson.encode({'', 'lp', ARGV[3], tonumber(ARGV[4]), ARGV[1], ARGV[2] == '1'}))
 return 1
 """

@@ -150,3 +150,38 @@ def test_rpc_across_three_nodes(node: str, tmp_path: Path) -> None:
     assert metrics["recordgate_cluster_rpc_remote_open"] == 0
     errors = [e for e in r["errors"] if e["topic"] != "CONNECTION"]
     assert errors == [], errors
+
+
+def test_listening_across_three_nodes(node: str, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis", appendonly=False).start()
+    nodes = ClusterNodes(tmp_path, redis)
+    try:
+        nodes.start(3)
+        r = _scenario_with_kill(node, nodes, "cluster_listen", "KILL-NODE1", 1)
+        metrics = nodes[0].metrics()
+    finally:
+        nodes.stop()
+        redis.kill()
+    # offered on node 1 a name subscribed on node 2; its emit reached node 2's subscriber;
+    # node 0 subscribing too is no second offer; REMOVED only after the last one anywhere left
+    assert len(r["a"]["found"]) == 1 and r["a"]["found"][0].endswith("/a/x")
+    assert r["a"]["received"] == [f"provided {r['a']['found'][0]}"]
+    assert r["a"]["stoppedWhileSubscribed"] == []
+    assert r["a"]["stopped"] == r["a"]["found"] and r["a"]["foundAfter"] == 1
+    # a subscription made before the listener arrived, on another node
+    assert len(r["b"]) == 1 and r["b"][0].endswith("/b/early")
+    # two listeners on two nodes, six names subscribed on three nodes: one provider each,
+    # offered once (the first asked accepts)
+    assert r["c"] == [{"offered": 1, "active": 1}] * 6
+    # records: offered on node 1, subscribers on nodes 2 and 0 (the later one too) saw a
+    # provider, REMOVED once both discarded
+    assert len(r["r"]["found"]) == 1 and r["r"]["found"][0].endswith("/r/x")
+    assert r["r"]["stoppedWhileSubscribed"] == [] and r["r"]["stopped"] == r["r"]["found"]
+    # the provider's node killed: the listener on node 2 is offered the name
+    assert r["dBefore"] == {"1": 1, "2": r["dBefore"]["2"]} and r["dBefore"]["2"] <= 1
+    assert r["dAfter"]["names"][-1].endswith("/d/z")
+    assert r["dAfter"]["ms"] < 8000
+    print(f"the name was offered again {r['dAfter']['ms']} ms after its provider's node died")
+    assert metrics["recordgate_cluster_listen_pending"] == 0
+    errors = [e for e in r["errors"] if e["topic"] != "CONNECTION"]
+    assert errors == [], errors
