@@ -61,6 +61,11 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._replies = asyncio.Event()
+        self._replies.set()
+        self._hold_after = b""
+        self.reply_held = asyncio.Event()
+        """Set once ``hold_replies`` holds bytes the upstream answered."""
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -85,6 +90,18 @@ class FaultProxy:
     def thaw(self) -> None:
         self._flowing.set()
 
+    def hold_replies(self, after: bytes = b"") -> None:
+        """Forward requests upstream but hold its answers (a reply delayed in the network,
+        or a client paused right after the server answered): the upstream acts at once, the
+        client learns of it only at ``release_replies``. With ``after``, answers flow until
+        a request containing those bytes went upstream (a query naming a record)."""
+        self.reply_held.clear()
+        self._hold_after = after
+        self._replies.clear()
+
+    def release_replies(self) -> None:
+        self._replies.set()
+
     def cut(self) -> None:
         """Close every connection now (a reset for the client), frozen or not."""
         for writer in list(self._writers):
@@ -108,7 +125,7 @@ class FaultProxy:
         self._writers.add(up_writer)
         pumps = [
             asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
+            asyncio.create_task(self._pump(up_reader, writer, self._replies)),
         ]
         self._tasks.update(pumps)
         try:
@@ -121,7 +138,12 @@ class FaultProxy:
                 self._writers.discard(w)
                 w.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        replies: asyncio.Event | None = None,
+    ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while True:
                 await self._flowing.wait()
@@ -129,5 +151,10 @@ class FaultProxy:
                 if not data:
                     return
                 await self._flowing.wait()  # frozen while reading: hold what was read
+                if replies is None and self._hold_after and self._hold_after in data:
+                    self._hold_after = b""  # the awaited request: hold the answers from here
+                if replies is not None and not replies.is_set() and not self._hold_after:
+                    self.reply_held.set()
+                    await replies.wait()
                 writer.write(data)
                 await writer.drain()

@@ -324,8 +324,8 @@ class ClusterConfig:
     that only another node could serve gets REQUEST_ERROR naming this limit."""
     record_ttl: float = 300.0
     """Seconds a record's state stays in Redis once storage holds it (a record read again
-    within it is not read from storage). Must outlast any storage read (they are bounded by
-    the connector's timeout): a read that began before the state expired must not re-seed it."""
+    within it is not read from storage). A storage read that began longer ago than this is
+    not made the state (the node reads again): a state may have been stored and expired since."""
     flush_lease: float = 10.0
     """Seconds one node may flush a record before another may take over (its lease). Longer
     than a storage write can take (the connector's timeout)."""

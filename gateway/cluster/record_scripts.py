@@ -59,11 +59,17 @@ return {'ok', seq}
 )
 
 SEED = """
--- KEYS: record. ARGV: name, ttl ms, '1' if storage holds the record, its version, its data.
--- Makes what storage held the cluster state only if the record has none (a concurrent commit
--- or seed wins); returns the state.
+-- KEYS: record. ARGV: name, ttl ms, '1' if storage holds the record, its version, its data,
+-- the Redis time (ms) taken before the storage read began. Makes what storage held the cluster
+-- state only if the record has none (a concurrent commit or seed wins); returns the state, or
+-- {'retry'} if the read began a ttl or more ago: a state may have been committed, stored and
+-- expired since, and storage's answer may be older than it (a paused node, a slow reply).
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
+      >= tonumber(ARGV[2]) then
+    return {'retry'}
+  end
   local s = now[1] .. string.sub('00000' .. now[2], -6)
   if ARGV[3] == '1' then
     redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', ARGV[4], 'd', ARGV[5], 'x', '0')
@@ -77,12 +83,20 @@ return {cur[1], cur[2], cur[3], cur[4] or ''}
 """
 
 REPLACE = """
--- KEYS: record, bus. ARGV: as SEED. NOTIFY: storage changed behind the cluster's back. Unless
--- the cluster holds changes of the record not yet stored (they win, and will overwrite storage),
--- what storage holds becomes the state, as a commit announced to every node.
+-- KEYS: record, bus. ARGV: as SEED, then the sequence read before the storage read ('': none).
+-- NOTIFY: storage changed behind the cluster's back. Unless the cluster holds changes of the
+-- record not yet stored (they win, and will overwrite storage), what storage holds becomes the
+-- state, as a commit announced to every node. {'retry'} if the state changed during the
+-- storage read (a commit there may be newer than storage's answer: never roll it back) or,
+-- for a record Redis lacked, if the read began a ttl or more ago (as SEED).
 local st = redis.call('HMGET', KEYS[1], 's', 'f')
+if (st[1] or '') ~= ARGV[7] then return {'retry'} end
 if not st[1] then
   local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
+      >= tonumber(ARGV[2]) then
+    return {'retry'}
+  end
   local s = now[1] .. string.sub('00000' .. now[2], -6)
   redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', '0', 'x', '1')
 end

@@ -50,6 +50,14 @@ __all__ = ["ClusterRecords"]
 
 log = logging.getLogger(__name__)
 
+_READ_TRIES = 3
+"""Storage reads of a record whose answer was overtaken (see SEED and REPLACE) before giving
+up with ``RecordsUnavailable``."""
+_LATE = (
+    "cluster: {names} records changed in the cluster during each of {tries} storage reads in a "
+    "row (or the reads took longer than cluster.record_ttl); not read"
+)
+
 _RESYNC_BATCH = 500
 """Records re-read per Redis pipeline after the bus was lost."""
 
@@ -201,22 +209,32 @@ class ClusterRecords:
             reading[name] = reading.get(name, 0) + 1
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.time()  # before any storage read: SEED refuses an answer a ttl old
                 for key in keys:
                     pipe.hmget(key, "s", "v", "x", "d")
-                states: list[Any] = await pipe.execute()
+                now, *states = await pipe.execute()
             absent = [i for i, state in enumerate(states) if state[0] is None]
-            if absent:
+            for _ in range(_READ_TRIES):
+                if not absent:
+                    break
                 stored = await self._storage_read_many([missing[i] for i in absent])
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for i in absent:
                         snapshot = stored.get(missing[i])
                         await self._seed(
                             keys=[keys[i]],
-                            args=_seed_args(missing[i], self._ttl_ms, snapshot),
+                            args=[*_seed_args(missing[i], self._ttl_ms, snapshot), _ms(now)],
                             client=pipe,
                         )
+                    late = []
                     for i, state in zip(absent, await pipe.execute(), strict=True):
-                        states[i] = state
+                        if state[0] == b"retry":
+                            late.append(i)
+                        else:
+                            states[i] = state
+                absent = late
+                if absent:
+                    now = await self._redis.time()
         except StorageError:
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
@@ -234,6 +252,8 @@ class ClusterRecords:
                     reading[name] -= 1
                     if name in self._seen:
                         seen[name] = self._seen[name]
+        if absent:
+            raise RecordsUnavailable(_LATE.format(names=len(absent), tries=_READ_TRIES))
         for name, state in zip(missing, states, strict=True):
             entry = _decode(name, state)
             newer = seen.get(name)
@@ -263,13 +283,23 @@ class ClusterRecords:
         key = self.keys.record(name)
         refresh = name in self._refresh
         self._refresh.discard(name)
+        state: Any = None
         try:
-            state = None if refresh else await self._redis.hmget(key, "s", "v", "x", "d")
-            if state is None or state[0] is None:
+            for _ in range(_READ_TRIES):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.time()  # before the storage read: see SEED and REPLACE
+                    pipe.hmget(key, "s", "v", "x", "d")
+                    now, state = await pipe.execute()
+                if state[0] is not None and not refresh:
+                    break
                 stored = await self._storage_read(name)
-                script = self._replace if refresh else self._seed
-                keys = [key, self.keys.bus] if refresh else [key]
-                state = await script(keys=keys, args=_seed_args(name, self._ttl_ms, stored))
+                args = [*_seed_args(name, self._ttl_ms, stored), _ms(now), state[0] or b""]
+                if refresh:
+                    state = await self._replace(keys=[key, self.keys.bus], args=args)
+                else:
+                    state = await self._seed(keys=[key], args=args)
+                if state[0] != b"retry":
+                    break
         except StorageError:
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
@@ -278,6 +308,8 @@ class ClusterRecords:
             ) from exc
         finally:
             seen = self._seen.pop(name, None)
+        if state[0] == b"retry":
+            raise RecordsUnavailable(_LATE.format(names=1, tries=_READ_TRIES))
         entry = _decode(name, state)
         if seen is not None and seen.seq > entry.seq:
             entry = seen
@@ -480,6 +512,11 @@ def _seed_args(name: str, ttl_ms: int, stored: Snapshot | None) -> list[Any]:
     if stored is None:
         return [name, ttl_ms, "0", 0, ""]
     return [name, ttl_ms, "1", stored.version, payload.dumps(stored.data)]
+
+
+def _ms(time: tuple[int, int]) -> int:
+    """Redis ``TIME`` in milliseconds."""
+    return int(time[0]) * 1000 + int(time[1]) // 1000
 
 
 def _text(value: Any) -> str:

@@ -1,6 +1,6 @@
-"""Records across real cluster nodes under faults a reviewer aimed at the promises of issue 10:
-a node whose bus subscription dropped must not serve stale records. Private redis-server,
-PostgreSQL storage, raw protocol (``tests/wire.py``) to see versions exactly."""
+"""Records across real cluster nodes under faults a reviewer aimed at the promises of issue 10
+(a node whose bus dropped, storage answers overtaken by commits on another node). Private
+redis-server, PostgreSQL storage, raw protocol (``tests/wire.py``) to see versions exactly."""
 
 from __future__ import annotations
 
@@ -157,3 +157,48 @@ async def test_notify_whose_storage_read_was_overtaken_does_not_roll_the_record_
         assert (await other.recv(20)).action == R.VERSION_EXISTS
         for client in (watcher, notifier, writer, other):
             await client.close()
+
+
+async def test_a_storage_read_older_than_record_ttl_does_not_seed_an_old_version(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """Node 0 reads a record Redis does not hold; PostgreSQL's answer (version 1) is slow to
+    arrive (a held reply: a GC pause or SIGSTOP of the node would do the same). Meanwhile node
+    1 writes version 2 (acknowledged: in PostgreSQL) and the record's state, clean, expires from
+    Redis after ``cluster.record_ttl``. The late answer must not become the cluster's state:
+    node 0's reader gets version 2, and version 2 with other data is refused everywhere."""
+    import redis.asyncio as aioredis
+
+    from conformance.netfaults import FaultProxy
+    from gateway.cluster.keys import Keys
+
+    cluster.options["record_ttl"] = 30
+    name = "cr/seed-late"
+    async with FaultProxy(("127.0.0.1", 5432)) as proxy:
+        await start_with_slow_reads(cluster, proxy)
+        await stored_put(cluster, name, 1, {"v": 1})
+        reader = await login(cluster[0].ws_url, "reader")
+        proxy.hold_replies(after=name.encode())
+        await reader.send(rec(R.READ, name=name))
+        await asyncio.wait_for(proxy.reply_held.wait(), 20)  # PostgreSQL answered version 1
+        writer = await login(cluster[1].ws_url, "writer")
+        await writer.send(write(name, {"v": 2}, ack="w", version=2))
+        assert (await writer.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+        admin = aioredis.Redis.from_url(redis.url)
+        try:
+            key = Keys(cluster.prefix).record(name)
+            ttl_ms = await admin.pttl(key)
+            assert 0 < ttl_ms <= 30_000  # clean: it expires after record_ttl
+            await asyncio.sleep(ttl_ms / 1000 + 0.5)
+            assert not await admin.exists(key)
+        finally:
+            await admin.aclose()
+        proxy.release_replies()
+        got = await reader.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=30)
+        assert (got.version, json.loads(got.data)) == (2, {"v": 2})
+        for node in cluster:
+            async with await login(node.ws_url, f"o-{node.name}") as other:
+                await other.send(write(name, {"v": "other"}, ack="o", version=2))
+                assert (await other.recv(20)).action == R.VERSION_EXISTS, node.name
+        await reader.close()
+        await writer.close()
