@@ -147,6 +147,7 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._catching_up: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
+        self._resync_again = False
 
     def serve_rpc(self, handler: RpcHandler, trips: LimitTrips) -> None:
         """Route ``handler``'s requests to providers on other nodes and back."""
@@ -293,10 +294,19 @@ class ClusterNode:
         directories again, retrying until Redis answers."""
         if self._catching_up is None or self._catching_up.done():
             self._catching_up = asyncio.create_task(self._reload())
-        if self.records is not None and (self._resync is None or self._resync.done()):
-            # Record changes may have been missed too: records re-read what they serve.
+        if self.records is not None:
+            # Record changes may have been missed too: records re-read what they serve. A
+            # re-read already running may have read some records before this gap: run again.
+            self._resync_again = True
+            if self._resync is None or self._resync.done():
+                self._resync = asyncio.create_task(self._resync_records())
+
+    async def _resync_records(self) -> None:
+        assert self.records is not None
+        while self._resync_again:
+            self._resync_again = False
             names = list(self._subscribed_records()) if self._subscribed_records else []
-            self._resync = asyncio.create_task(self.records.resync(names))
+            await self.records.resync(names)
 
     async def _reload(self) -> None:
         delay = 0.1

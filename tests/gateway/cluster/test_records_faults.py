@@ -202,3 +202,50 @@ async def test_a_storage_read_older_than_record_ttl_does_not_seed_an_old_version
                 assert (await other.recv(20)).action == R.VERSION_EXISTS, node.name
         await reader.close()
         await writer.close()
+
+
+async def test_bus_dropped_again_while_catching_up_is_caught_up_again(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """Node 0's bus drops and it re-reads its subscribed records; one of them (``x``) is no
+    longer in Redis (its clean state expired) and storage is slow to answer, so the re-read is
+    still running when the bus drops a second time and node 1 writes ``y`` in that gap. The
+    re-read had read ``y`` before the gap: node 0 must catch up again, or ``y``'s subscriber
+    stays on the old version for good."""
+    import redis.asyncio as aioredis
+
+    from conformance.netfaults import FaultProxy
+    from gateway.cluster.keys import Keys
+
+    x, y = "cr/again/x", "cr/again/y"
+    async with FaultProxy(("127.0.0.1", 5432)) as proxy:
+        await start_with_slow_reads(cluster, proxy)
+        writer = await login(cluster[1].ws_url, "writer")
+        for name in (x, y):
+            await writer.send(write(name, {"v": 1}, ack=name, version=1))
+            assert (await writer.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+        watcher = await login(cluster[0].ws_url, "watcher")
+        await watcher.send(rec(R.SUBSCRIBEANDHEAD, names=[x, y], correlation_id="s"))
+        await watcher.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=10)
+        admin = aioredis.Redis.from_url(redis.url)
+        try:
+            key = Keys(cluster.prefix).record(x)
+            assert await admin.pttl(key) > 0  # clean: expiring; expire it now
+            assert await admin.delete(key) == 1
+            proxy.hold_replies(after=x.encode())
+            assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
+            await asyncio.wait_for(proxy.reply_held.wait(), 20)  # node 0 is re-reading x
+            for _ in range(400):  # both buses subscribed again (Redis has no event for it)
+                if len(await admin.client_list(_type="pubsub")) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
+            await writer.send(write(y, {"v": 2}, ack="y2", version=2))  # in the second gap
+            assert (await writer.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            proxy.release_replies()
+            seen = await drain(watcher, quiet=3.0)
+            assert seen.get(y, [1])[-1] == 2, f"node 0's subscriber of y saw {seen.get(y)}"
+        finally:
+            await admin.aclose()
+        await watcher.close()
+        await writer.close()
