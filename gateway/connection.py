@@ -687,6 +687,7 @@ class Connection(asyncio.Protocol):
         if protocol.state is _OPEN:
             if self._timer is not None:
                 self._timer.cancel()
+                self._timer = None  # a cancelled handle and its context: ~250 B a connection
             self._opened = True
             self._service.opened(self, request)
             # websockets' parser keeps the handshake request for the connection's life; its

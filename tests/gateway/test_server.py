@@ -224,11 +224,13 @@ async def test_messages_wait_behind_a_slow_one_and_reading_pauses(server: Server
 async def test_an_idle_connection_keeps_neither_a_waiting_line_nor_the_handshake_headers(
     server: Server, connect
 ) -> None:
-    """What an idle connection costs (issue 11): no deque until a message must wait, and the
-    handshake request, which websockets' parser keeps, without its headers."""
+    """What an idle connection costs (issue 11): no deque until a message must wait, no
+    cancelled timer, and the handshake request, which websockets' parser keeps, without its
+    headers."""
     peer = await connect()
     conn = the_connection(server)
     assert conn._queue is None
+    assert conn._timer is None  # the opening handshake's deadline, cancelled, is not kept
     kept = conn.protocol.parser.gi_frame  # the parser generator: its frame holds the request
     assert kept is not None
     request = kept.f_locals["request"]
