@@ -104,6 +104,13 @@ async def stored_put(cluster: ClusterNodes, name: str, version: int, data: Any) 
         await connector.write([Snapshot(name, version, data)])
 
 
+def flush_outcomes(node: Any) -> float:
+    """Storage operations the node's flusher saw end: applied, superseded or refused."""
+    metrics = node.metrics()
+    kinds = ("flushed", "conflicts", "failed")
+    return sum(metrics.get(f"recordgate_store_{kind}_total", 0.0) for kind in kinds)
+
+
 async def start_with_slow_reads(cluster: ClusterNodes, proxy: Any) -> None:
     """Two nodes; node 0 reaches PostgreSQL through ``proxy`` with a long storage timeout (so
     a held answer is a slow read, not a failed one)."""
@@ -249,3 +256,57 @@ async def test_bus_dropped_again_while_catching_up_is_caught_up_again(
             await admin.aclose()
         await watcher.close()
         await writer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="no fencing of storage writes: a flush lease holder stalled past cluster.flush_lease "
+    "(GC, SIGSTOP, a slow network) writes its stale state after the next holder stored a delete "
+    "and a re-create, and a conditional put of an older life's higher version applies over the "
+    "new life (a storage compare on the version the flusher knows storage holds would fence it)",
+)
+async def test_a_stalled_flush_of_a_deleted_life_does_not_overwrite_the_next_life(
+    cluster: ClusterNodes,
+) -> None:
+    """Node 0 stores versions 1-4 of a record, then its storage path freezes with its flush of
+    version 5 in flight (its lease, ``flush_lease`` 2 s, lapses). Node 1 deletes the record and
+    creates it again at version 1, both acknowledged (in PostgreSQL) once node 1 took the
+    lease. When node 0's held write reaches PostgreSQL, storage must still hold the new life's
+    version 1: the delete and the re-create must not be undone by the old life's version 5."""
+    from conformance.netfaults import FaultProxy
+
+    cluster.options.update({"flush_lease": 2.0, "orphan_after": 1.0})
+    name = "cr/stalled-life"
+    async with FaultProxy(("127.0.0.1", 5432)) as proxy:
+        await start_with_slow_reads(cluster, proxy)
+        old = await login(cluster[0].ws_url, "old")
+        for version in range(1, 5):
+            await old.send(write(name, {"life": 1, "v": version}, ack=str(version)))
+            assert (await old.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+        proxy.freeze()
+        await old.send(write(name, {"life": 1, "v": 5}))  # committed; its flush is held
+        new = await login(cluster[1].ws_url, "new")
+        async with asyncio.timeout(30):  # until node 1 sees version 5
+            while True:
+                await new.send(rec(R.HEAD, name=name))
+                head = await new.recv_until(Topic.RECORD, R.HEAD_RESPONSE, timeout=10)
+                if head.version == 5:
+                    break
+        await new.send(rec(R.DELETE, name=name, correlation_id="d"))
+        await new.recv_until(Topic.RECORD, R.DELETE_SUCCESS, timeout=30)
+        await new.send(write(name, {"life": 2}, ack="c", version=1))
+        assert (await new.recv(30)).action == R.WRITE_ACKNOWLEDGEMENT
+        from tests.gateway.cluster.test_records import stored
+
+        snapshot = await stored(cluster, name)
+        assert snapshot is not None and (snapshot.version, snapshot.data) == (1, {"life": 2})
+        done = await asyncio.to_thread(flush_outcomes, cluster[0])
+        proxy.thaw()  # node 0's stalled write of version 5 reaches PostgreSQL now
+        for _ in range(600):  # until node 0 learns how its write ended (applied or refused)
+            if await asyncio.to_thread(flush_outcomes, cluster[0]) > done:
+                break
+            await asyncio.sleep(0.05)
+        snapshot = await stored(cluster, name)
+        assert snapshot is not None and (snapshot.version, snapshot.data) == (1, {"life": 2})
+        await old.close()
+        await new.close()
