@@ -326,6 +326,10 @@ class ClusterConfig:
     """Seconds a record's state stays in Redis once storage holds it (a record read again
     within it is not read from storage). A storage read that began longer ago than this is
     not made the state (the node reads again): a state may have been stored and expired since."""
+    absent_ttl: float = 5.0
+    """Seconds Redis keeps the state of a record read while it exists nowhere (what makes its
+    creation compare-and-set): reads of absent names, which any reader can make at will, hold
+    Redis memory only this long, not ``record_ttl``. At most ``record_ttl``."""
     flush_lease: float = 10.0
     """Seconds one node may flush a record before another may take over (its lease). Longer
     than a storage write can take (the connector's timeout)."""
@@ -355,6 +359,10 @@ class ClusterConfig:
         _require(self.max_bus_queue >= 1, "cluster.max_bus_queue must be at least 1")
         _require(self.max_remote_rpcs >= 1, "cluster.max_remote_rpcs must be at least 1")
         _require(self.record_ttl >= 30, "cluster.record_ttl must be at least 30 seconds")
+        _require(
+            0 < self.absent_ttl <= self.record_ttl,
+            "cluster.absent_ttl must be positive and at most cluster.record_ttl",
+        )
         _require(self.flush_lease > 0, "cluster.flush_lease must be positive")
         _require(self.orphan_after > 0, "cluster.orphan_after must be positive")
         _require(self.max_commit_retries >= 1, "cluster.max_commit_retries must be at least 1")

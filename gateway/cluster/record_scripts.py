@@ -60,7 +60,8 @@ return {'ok', seq}
 
 SEED = """
 -- KEYS: record. ARGV: name, ttl ms, '1' if storage holds the record, its version, its data,
--- the Redis time (ms) taken before the storage read began. Makes what storage held the cluster
+-- the Redis time (ms) taken before the storage read began, (unused), the ttl ms of a record
+-- storage lacks (absent: reads of any name may make those). Makes what storage held the cluster
 -- state only if the record has none (a concurrent commit or seed wins); returns the state, or
 -- {'retry'} if the read began a ttl or more ago: a state may have been committed, stored and
 -- expired since, and storage's answer may be older than it (a paused node, a slow reply).
@@ -73,17 +74,19 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   local s = now[1] .. string.sub('00000' .. now[2], -6)
   if ARGV[3] == '1' then
     redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', ARGV[4], 'd', ARGV[5], 'x', '0')
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
   else
     redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', '0', 'x', '1')
+    redis.call('PEXPIRE', KEYS[1], ARGV[8])
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 local cur = redis.call('HMGET', KEYS[1], 's', 'v', 'x', 'd')
 return {cur[1], cur[2], cur[3], cur[4] or ''}
 """
 
 REPLACE = """
--- KEYS: record, bus. ARGV: as SEED, then the sequence read before the storage read ('': none).
+-- KEYS: record, bus. ARGV: as SEED, ARGV[7] the sequence read before the storage read ('':
+-- none).
 -- NOTIFY: storage changed behind the cluster's back. Unless the cluster holds changes of the
 -- record not yet stored (they win, and will overwrite storage), what storage holds becomes the
 -- state, as a commit announced to every node. {'retry'} if the state changed during the
@@ -110,7 +113,11 @@ if not st[1] or st[1] == st[2] then
   redis.call('HINCRBY', KEYS[1], 's', 1)
   local seq = redis.call('HGET', KEYS[1], 's')
   redis.call('HSET', KEYS[1], 'f', seq)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if ARGV[3] == '1' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  else
+    redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  end
   local data = false
   if ARGV[3] == '1' then data = ARGV[5] end
   redis.call('PUBLISH', KEYS[2], cjson.encode({'', 'rec', ARGV[1], seq, ARGV[4], data, ''}))

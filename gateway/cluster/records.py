@@ -94,6 +94,7 @@ class ClusterRecords:
             connector, self.keys, cluster=cluster, write_behind=self._write_behind
         )
         self._ttl_ms = int(cluster.record_ttl * 1000)
+        self._absent_ms = int(cluster.absent_ttl * 1000)
         self._redis: Any = None
         self.node_id = ""
         self.on_external_change: Callable[[str, Record | None], None] | None = None
@@ -223,7 +224,12 @@ class ClusterRecords:
                         snapshot = stored.get(missing[i])
                         await self._seed(
                             keys=[keys[i]],
-                            args=[*_seed_args(missing[i], self._ttl_ms, snapshot), _ms(now)],
+                            args=[
+                                *self._seed_args(missing[i], snapshot),
+                                _ms(now),
+                                b"",
+                                self._absent_ms,
+                            ],
                             client=pipe,
                         )
                     late = []
@@ -293,7 +299,7 @@ class ClusterRecords:
                 if state[0] is not None and not refresh:
                     break
                 stored = await self._storage_read(name)
-                args = [*_seed_args(name, self._ttl_ms, stored), _ms(now), state[0] or b""]
+                args = [*self._seed_args(name, stored), _ms(now), state[0] or b"", self._absent_ms]
                 if refresh:
                     state = await self._replace(keys=[key, self.keys.bus], args=args)
                 else:
@@ -340,6 +346,12 @@ class ClusterRecords:
             return await self.connector.get_many(names)
         finally:
             self._slots.release()
+
+    def _seed_args(self, name: str, stored: Snapshot | None) -> list[Any]:
+        """The first ``SEED`` / ``REPLACE`` arguments for what storage holds of ``name``."""
+        if stored is None:
+            return [name, self._ttl_ms, "0", 0, ""]
+        return [name, self._ttl_ms, "1", stored.version, payload.dumps(stored.data)]
 
     # -- commits -------------------------------------------------------------------------
 
@@ -505,13 +517,6 @@ def _decode(name: str, state: list[Any]) -> _Entry:
         return _Entry(None, int(seq))
     text = data.decode() if isinstance(data, bytes) else str(data)
     return _Entry(Record(name, int(version), json.loads(text), len(text)), int(seq))
-
-
-def _seed_args(name: str, ttl_ms: int, stored: Snapshot | None) -> list[Any]:
-    """``SEED`` / ``REPLACE`` arguments for what storage holds of ``name``."""
-    if stored is None:
-        return [name, ttl_ms, "0", 0, ""]
-    return [name, ttl_ms, "1", stored.version, payload.dumps(stored.data)]
 
 
 def _ms(time: tuple[int, int]) -> int:

@@ -310,3 +310,43 @@ async def test_a_stalled_flush_of_a_deleted_life_does_not_overwrite_the_next_lif
         assert snapshot is not None and (snapshot.version, snapshot.data) == (1, {"life": 2})
         await old.close()
         await new.close()
+
+
+async def test_reads_of_names_that_do_not_exist_do_not_fill_redis(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """A read-only client asks the HEAD of 5,000 names that exist nowhere. On one node that
+    costs at most its bounded cache; in a cluster each read leaves a state in Redis, which must
+    not outlive ``cluster.absent_ttl`` (default 5 s): else any client can fill Redis (which
+    must not evict) at its read rate times ``record_ttl`` (300 s). A create after they expired
+    is still one version, one value across nodes."""
+    import redis.asyncio as aioredis
+
+    nodes = cluster.start(2)
+    names = [f"cr/absent/{i}" for i in range(5000)]
+    reader = await login(nodes[0].ws_url, "reader")
+    await reader.send(rec(R.HEAD_BULK, names=names, correlation_id="h"))
+    reply = await reader.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=60)
+    assert set(reply.versions.values()) == {-1}
+    admin = aioredis.Redis.from_url(redis.url)
+
+    async def record_keys() -> int:
+        return sum([1 async for _ in admin.scan_iter(f"{{{cluster.prefix}}}:r:*", count=1000)])
+
+    try:
+        assert await record_keys() >= 5000
+        for _ in range(300):  # 30 s: a generous bound over the 5 s
+            if await record_keys() == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await record_keys() == 0, "reads of absent names still hold Redis"
+    finally:
+        await admin.aclose()
+    writer = await login(nodes[1].ws_url, "writer")
+    await writer.send(write(names[0], {"by": "writer"}, ack="w", version=1))
+    assert (await writer.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    await reader.send(write(names[0], {"by": "reader"}, ack="r", version=1))
+    lost = await reader.recv_until(Topic.RECORD, R.VERSION_EXISTS, timeout=20)
+    assert (lost.version, json.loads(lost.data)) == (1, {"by": "writer"})
+    await reader.close()
+    await writer.close()
