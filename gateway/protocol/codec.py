@@ -139,11 +139,19 @@ def _encode_payload(msg: Message, errors: str) -> bytes:
     return bytes(out)
 
 
+_HEADS = {topic: b"\x10" + _varint(topic) + b"\x1a" for topic in SCHEMAS}
+"""Per topic, the envelope up to the message's length: topic = 2, then the tag of message = 3."""
+
+
 def encode(msg: Message) -> bytes:
     """One complete frame: what goes into one binary WebSocket message."""
-    payload = encode_payload(msg)
-    head = b"\x10" + _varint(msg.topic) + b"\x1a" + _varint(len(payload))
-    return b"".join((_varint(len(head) + len(payload)), head, payload))
+    try:
+        payload = _encode_payload(msg, "strict")
+    except UnicodeEncodeError:
+        payload = encode_payload(msg)  # a lone surrogate, echoed in an error reply
+    size = len(payload)
+    head = _HEADS[msg.topic] + (_SMALL[size] if size < 0x80 else _varint(size))
+    return _varint(len(head) + size) + head + payload
 
 
 # Decoding reads one-byte varints inline (nearly every tag, length and action is one) and
