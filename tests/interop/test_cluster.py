@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.cluster.nodes import ClusterNodes
+from tests.gateway.cluster.nodes import ClusterNodes, wait_until
 from tests.interop.conftest import HERE, scenario_runner
 from tests.redis_server import RedisServer
 
@@ -127,7 +127,7 @@ def test_rpc_across_three_nodes(node: str, tmp_path: Path) -> None:
     assert (calls["rejects1"], calls["rejects2a"], calls["rejects2b"]) == (1, 1, 1)
     # the local provider first, then whichever node: node 2 answers every time
     assert r["mixed"] == [{"ok": "node2"}] * 3
-    assert calls["mixed0"] == 3 and calls["mixed2"] == 3 and calls["mixed1"] <= 3
+    assert calls["mixed0"] == 3 and calls["mixed2"] == 3 and calls.get("mixed1", 0) <= 3
     assert r["noProvider"] == {"error": "NO_RPC_PROVIDER"}
     # node 2 handed the request to its second provider: the deadline restarted (7 s > 6 s)
     assert r["slowDecider"]["ok"] == "decided" and r["slowDecisions"] == 2
@@ -158,7 +158,11 @@ def test_listening_across_three_nodes(node: str, tmp_path: Path) -> None:
     try:
         nodes.start(3)
         r = _scenario_with_kill(node, nodes, "cluster_listen", "KILL-NODE1", 1)
-        metrics = nodes[0].metrics()
+        # names node 1 coordinated are being taken over: nothing stays pending for Redis
+        wait_until(
+            "node 0's listen changes to reach Redis",
+            lambda: nodes[0].metrics()["recordgate_cluster_listen_pending"] == 0,
+        )
     finally:
         nodes.stop()
         redis.kill()
@@ -182,6 +186,5 @@ def test_listening_across_three_nodes(node: str, tmp_path: Path) -> None:
     assert r["dAfter"]["names"][-1].endswith("/d/z")
     assert r["dAfter"]["ms"] < 8000
     print(f"the name was offered again {r['dAfter']['ms']} ms after its provider's node died")
-    assert metrics["recordgate_cluster_listen_pending"] == 0
     errors = [e for e in r["errors"] if e["topic"] != "CONNECTION"]
     assert errors == [], errors

@@ -117,3 +117,42 @@ async def test_offers_wait_for_redis_and_happen_when_it_returns(
     await _until("REMOVED", lambda: "jobs/during" not in provider.active)
     for client in (listener, subscriber):
         await client.close()
+
+
+async def test_a_provider_that_leaves_is_replaced_by_a_listener_on_another_node(
+    cluster: ClusterNodes,
+) -> None:
+    a, b, c = cluster.start(3)
+    providers = {node.name: Provider() for node in (b, c)}
+    listeners = {}
+    for node in (b, c):
+        client = Client(node.ws_url, auth={"username": f"listener-{node.name}"})
+        await client.connect()
+        provider = providers[node.name]
+        await client.event.listen("^feed/.*", provider.found, provider.removed)
+        listeners[node.name] = client
+    subscriber = Client(a.ws_url, auth={"username": "subscriber"})
+    await subscriber.connect()
+    await asyncio.sleep(0.5)
+    await subscriber.event.subscribe("feed/1", lambda data: None)
+
+    def active() -> list[str]:
+        return [name for name, p in providers.items() if "feed/1" in p.active]
+
+    await _until("a provider", lambda: len(active()) == 1)
+    first = active()[0]
+    other = next(name for name in providers if name != first)
+    await listeners[first].event.unlisten("^feed/.*")  # the provider leaves: UNLISTEN
+    providers[first].active.clear()  # it provides nothing now (UNLISTEN has no REMOVED)
+    await _until("the other node's listener to provide", lambda: active() == [other])
+    assert providers[first].log == [("found", "feed/1")]  # the server does not tell who left
+    # and when that one disconnects, the first (listening again) is offered the name again
+    await listeners[first].event.listen(
+        "^feed/.*", providers[first].found, providers[first].removed
+    )
+    await listeners[other].close()
+    await _until("the first listener to provide again", lambda: "feed/1" in providers[first].active)
+    await asyncio.sleep(0.5)
+    assert active() == [first]
+    for client in (listeners[first], subscriber):
+        await client.close()
