@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from connectors.base import Connector, Delete, Outcome, Snapshot, WriteResult
@@ -40,6 +40,13 @@ _throttled = ThrottledLog(log)
 
 _BUSY_RETRY = 0.05
 """Seconds before asking again about a record another node is flushing."""
+
+
+def _lost() -> StorageUnavailable:
+    return StorageUnavailable(
+        "the cluster's Redis lost this record's state before storage had it "
+        "(Redis restarted without its data); the write may be lost"
+    )
 
 
 class Flusher:
@@ -77,6 +84,9 @@ class Flusher:
         """Claims that found another node flushing the record."""
         self.errors: dict[str, int] = {}
         self.flush_seconds = Histogram()
+        self.on_overtaken: Callable[[str], None] | None = None
+        """Called with a record's name when storage got a write of a state Redis has lost
+        since, and the record's new state may be older than storage's (re-read it)."""
 
     def bind(self, redis: Any, node_id: str) -> None:
         self._redis = redis
@@ -221,17 +231,10 @@ class Flusher:
             status = reply[0]
             if status == b"missing":
                 self._settle(key, self._stored.pop(key, -1))  # what storage has: acked
-                self._settle(
-                    key,
-                    1 << 62,
-                    StorageUnavailable(
-                        "the cluster's Redis lost this record's state before storage had it "
-                        "(Redis restarted without its data); the write may be lost"
-                    ),
-                )
+                self._settle(key, 1 << 62, _lost())
             elif status == b"busy":
                 self.busy += 1
-                self._settle(key, int(reply[1]))
+                self._settle_from(key, int(reply[2]), int(reply[1]), self._stored.get(key, -1))
                 later.append(key)
             else:
                 claimed.append((key, reply[1:]))
@@ -240,18 +243,18 @@ class Flusher:
         return later
 
     async def _write_claimed(self, claimed: list[tuple[str, list[bytes]]]) -> None:
-        # state: n, s, v, x, d, dv, f
+        # state: n, s, v, x, d, dv, f, o
         deletes: list[tuple[str, Delete]] = []
         puts: list[tuple[str, Snapshot]] = []
-        done: list[tuple[str, int]] = []
-        for key, (n, s, v, x, d, dv, f) in claimed:
+        done: list[tuple[str, str, int, int]] = []
+        for key, (n, s, v, x, d, dv, f, o) in claimed:
             name, seq = n.decode(), int(s)
             if seq > int(f):
                 if dv:
                     deletes.append((key, Delete(name, int(dv))))
                 if x == b"0":
                     puts.append((key, Snapshot(name, int(v), json.loads(d), len(d))))
-            done.append((key, seq))
+            done.append((key, name, seq, int(o)))
         failed: set[str] = set()
         if deletes:
             failed |= await self._write(deletes)
@@ -268,21 +271,46 @@ class Flusher:
         puts = [(key, op) for key, op in puts if key not in failed]
         if puts:
             failed |= await self._write(puts)
-        cleaned = [(key, seq) for key, seq in done if key not in failed]
-        for key, seq in cleaned:
+        cleaned = [entry for entry in done if entry[0] not in failed]
+        earlier = {key: self._stored.get(key, -1) for key, *_ in cleaned}
+        for key, _, seq, _ in cleaned:
             self._stored[key] = seq
-        if cleaned:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, seq in cleaned:
-                    await self._clean(
-                        keys=[key, self._keys.dirty, self._keys.lease(key)],
-                        args=[self._node_id, seq, self._ttl_ms],
-                        client=pipe,
-                    )
-                await pipe.execute()
-        for key, seq in cleaned:
+        if not cleaned:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, _, seq, _ in cleaned:
+                await self._clean(
+                    keys=[key, self._keys.dirty, self._keys.lease(key)],
+                    args=[self._node_id, seq, self._ttl_ms],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        for (key, name, seq, origin), result in zip(cleaned, results, strict=True):
             self._stored.pop(key, None)
-            self._settle(key, seq)
+            if result == 2:
+                # Redis lost the state written here and the key was seeded again, perhaps
+                # from storage before this write landed: storage holds it, the cluster may
+                # not. Re-read storage as NOTIFY does.
+                self._settle(key, seq)
+                self._overtaken(name)
+                continue
+            if 0 <= earlier[key] < origin:  # stored in an earlier round, then Redis lost it
+                self._overtaken(name)
+            self._settle_from(key, origin, seq, earlier[key])
+
+    def _overtaken(self, name: str) -> None:
+        if self.on_overtaken is not None:
+            self.on_overtaken(name)
+
+    def _settle_from(self, key: str, origin: int, seq: int, stored: int = -1) -> None:
+        """Resolve this node's waiters of ``key`` up to ``seq`` of the key's current state,
+        seeded at sequence ``origin``. Waiters below ``origin`` committed a state that Redis
+        lost (the key was seeded again since): acknowledged only up to ``stored`` (what this
+        node wrote to storage), the others fail; the new state's ``f`` says nothing of them."""
+        if origin > 0:
+            self._settle(key, min(stored, origin - 1))
+            self._settle(key, origin - 1, _lost())
+        self._settle(key, seq)
 
     async def _write(self, ops: Sequence[tuple[str, Snapshot | Delete]]) -> set[str]:
         """Write ``ops``; the keys whose operation storage refused for good (their waiters

@@ -6,8 +6,10 @@ commit, a put or a delete; a seeded record starts at the Redis clock in microsec
 sequence never repeats across the key's expiry and re-seeding), ``v`` (version), ``x`` ("1":
 a tombstone, the record reads as absent), ``d`` (data, JSON text; absent on a tombstone),
 ``dv`` (a storage delete of every version up to ``dv`` still to be written before anything
-else of the record) and ``f`` (the sequence storage is known to hold: acknowledgements wait
-for ``f >= `` their commit's sequence). Sequences and versions travel as decimal strings and are
+else of the record), ``f`` (the sequence storage is known to hold: acknowledgements wait
+for ``f >= `` their commit's sequence) and ``o`` (the sequence the key was seeded with: a
+commit's sequence below it belongs to a state Redis lost, and is acknowledged only by the node
+that stored it). Sequences and versions travel as decimal strings and are
 compared as strings (equality) or by length then text (order): Lua numbers are doubles.
 """
 
@@ -73,10 +75,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   end
   local s = now[1] .. string.sub('00000' .. now[2], -6)
   if ARGV[3] == '1' then
-    redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', ARGV[4], 'd', ARGV[5], 'x', '0')
+    redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'o', s, 'v', ARGV[4], 'd', ARGV[5],
+      'x', '0')
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
   else
-    redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', '0', 'x', '1')
+    redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'o', s, 'v', '0', 'x', '1')
     redis.call('PEXPIRE', KEYS[1], ARGV[8])
   end
 end
@@ -101,7 +104,7 @@ if not st[1] then
     return {'retry'}
   end
   local s = now[1] .. string.sub('00000' .. now[2], -6)
-  redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'v', '0', 'x', '1')
+  redis.call('HSET', KEYS[1], 'n', ARGV[1], 's', s, 'f', s, 'o', s, 'v', '0', 'x', '1')
 end
 if not st[1] or st[1] == st[2] then
   if ARGV[3] == '1' then
@@ -128,14 +131,15 @@ return {cur[1], cur[2], cur[3], cur[4] or ''}
 
 CLAIM = """
 -- KEYS: record, lease. ARGV: node id, lease ms. Take (or extend) the record's flush lease and
--- return the state to write: {'ok', n, s, v, x, d, dv, f}; {'busy', f} while another node
--- holds the lease; {'missing'} if Redis lost the record.
-local st = redis.call('HMGET', KEYS[1], 'n', 's', 'v', 'x', 'd', 'dv', 'f')
+-- return the state to write: {'ok', n, s, v, x, d, dv, f, o}; {'busy', f, o} while another
+-- node holds the lease; {'missing'} if Redis lost the record.
+local st = redis.call('HMGET', KEYS[1], 'n', 's', 'v', 'x', 'd', 'dv', 'f', 'o')
 if not st[2] then return {'missing'} end
 local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then return {'busy', st[7] or '0'} end
+if holder and holder ~= ARGV[1] then return {'busy', st[7] or '0', st[8] or '0'} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return {'ok', st[1] or '', st[2], st[3], st[4], st[5] or '', st[6] or '', st[7] or '0'}
+return {'ok', st[1] or '', st[2], st[3], st[4], st[5] or '', st[6] or '', st[7] or '0',
+  st[8] or '0'}
 """
 
 DROP_DV = """
@@ -149,10 +153,13 @@ return 1
 CLEAN = """
 -- KEYS: record, dirty, lease. ARGV: node id, seq written, ttl ms. Storage holds the state of
 -- sequence ARGV[2]: raise f; if nothing newer was committed, the record is clean (it leaves the
--- dirty set and expires after the ttl). Releases the lease.
+-- dirty set and expires after the ttl). Releases the lease. Returns 2 if the state was seeded
+-- again after that sequence (Redis lost it): storage changed behind the new state's back.
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then return 0 end
+local o = redis.call('HGET', KEYS[1], 'o')
+if o and tonumber(o) > tonumber(ARGV[2]) then return 2 end
 local f = redis.call('HGET', KEYS[1], 'f')
 if not f or tonumber(f) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'f', ARGV[2]) end
 if s == ARGV[2] then

@@ -93,6 +93,8 @@ class ClusterRecords:
         self.flusher = Flusher(
             connector, self.keys, cluster=cluster, write_behind=self._write_behind
         )
+        self.flusher.on_overtaken = self._overtaken
+        self._refreshing: set[asyncio.Task[None]] = set()
         self._ttl_ms = int(cluster.record_ttl * 1000)
         self._absent_ms = int(cluster.absent_ttl * 1000)
         self._redis: Any = None
@@ -430,6 +432,21 @@ class ClusterRecords:
         holds the cluster's state (announced to every node)."""
         self._drop(name)
         self._refresh.add(name)
+
+    def _overtaken(self, name: str) -> None:
+        """Storage got a write of a state Redis lost, after the record was seeded again:
+        storage changed behind the new state's back. Re-read it as NOTIFY does (``REPLACE``
+        makes it the state, announced to every node, unless newer changes are not stored)."""
+        self.forget(name)
+        task = asyncio.create_task(self._refresh_now(name))
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _refresh_now(self, name: str) -> None:
+        try:
+            await self._entry(name)
+        except Exception as exc:
+            log.warning("cluster: cannot re-read record %r from storage (%s)", name, exc)
 
     # -- the bus -------------------------------------------------------------------------
 

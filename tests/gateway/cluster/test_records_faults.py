@@ -350,3 +350,71 @@ async def test_reads_of_names_that_do_not_exist_do_not_fill_redis(
     assert (lost.version, json.loads(lost.data)) == (1, {"by": "writer"})
     await reader.close()
     await writer.close()
+
+
+@pytest.mark.parametrize("lands", [True, False], ids=["write-lands-late", "write-never-lands"])
+async def test_a_write_redis_lost_is_not_acknowledged_after_another_node_read_it_again(
+    cluster: ClusterNodes, redis: RedisServer, lands: bool
+) -> None:
+    """Node 0 commits version 2 while its path to storage is frozen (the ack waits); Redis is
+    killed and restarted empty, losing version 2; node 1 reads the record at once, so Redis
+    holds it again as storage has it (version 1), before node 0's flusher asks. Then node 0's
+    held write either lands late (its connection is reset and the connector writes again) or
+    never does (storage stays unreachable past the connector's timeout). Node 0's writer is
+    acknowledged only if PostgreSQL holds version 2, and every node then reads what PostgreSQL
+    holds (before: acknowledged while PostgreSQL held version 1; or version 2 acknowledged and
+    in PostgreSQL while every node read version 1)."""
+    from conformance.netfaults import FaultProxy
+
+    name = "cr/lost-reseeded"
+    cluster.options.update({"orphan_after": 120, "flush_lease": 120})  # node 0 alone flushes
+    async with FaultProxy(("127.0.0.1", 5432)) as proxy:
+        for _ in range(2):
+            cluster.add()
+        node = cluster[0]
+        node.config.write_text(
+            node.config.read_text().replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        )
+        for each in cluster:
+            await asyncio.to_thread(each.start)
+        a = await login(cluster[0].ws_url, "a")
+        await a.send(write(name, {"v": 1}, ack="1", version=1))
+        assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+        proxy.freeze()
+        await a.send(write(name, {"v": 2}, ack="2", version=2))
+        with pytest.raises(TimeoutError):  # committed in Redis, waiting for storage
+            await a.recv(1.0)
+        await asyncio.to_thread(redis.kill)
+        await asyncio.to_thread(redis.start)
+        b = await login(cluster[1].ws_url, "b")
+        async with asyncio.timeout(20):  # node 1 reads it again from PostgreSQL: version 1
+            while True:
+                await b.send(rec(R.READ, name=name))
+                msg = await b.recv(10)
+                if msg.action == R.READ_RESPONSE:
+                    assert (msg.version, json.loads(msg.data)) == (1, {"v": 1})
+                    break
+        proxy.cut()  # the frozen write is reset before it reaches PostgreSQL
+        if lands:
+            proxy.thaw()  # new connections work: the connector writes it again
+        reply = await a.recv(60)
+        proxy.thaw()
+        from tests.gateway.cluster.test_records import stored
+
+        snapshot = await stored(cluster, name)
+        assert snapshot is not None and reply.correlation_id == "2", reply
+        print(f"outcome: {reply.action!r}, stored version {snapshot.version}")
+        if reply.action == R.WRITE_ACKNOWLEDGEMENT:  # then PostgreSQL holds it
+            expected = (2, {"v": 2})
+        else:
+            assert reply.action == R.RECORD_UPDATE_ERROR, reply
+            assert "may be lost" in json.loads(reply.data)
+            expected = (1, {"v": 1})
+        assert (snapshot.version, snapshot.data) == expected
+        for node in cluster:  # and the cluster reads what storage holds, on every node
+            async with await login(node.ws_url, f"r-{node.name}") as reader:
+                await reader.send(rec(R.READ, name=name))
+                got = await reader.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=20)
+                assert (got.version, json.loads(got.data)) == expected, node.name
+        await a.close()
+        await b.close()
