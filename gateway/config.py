@@ -319,6 +319,9 @@ class ClusterConfig:
     max_bus_queue: int = 10_000
     """Messages waiting to be published to other nodes; beyond, cross-node emits are dropped
     (and counted) while local subscribers are still served."""
+    max_bus_queue_bytes: int = 64 * 1_048_576
+    """Bytes (JSON) of those waiting messages; beyond, they are dropped and counted the same
+    way: emits may be up to ``server.max_message_size`` each."""
     max_remote_rpcs: int = 10_000
     """RPC requests of this node's clients open at other nodes at once; beyond, a request
     that only another node could serve gets REQUEST_ERROR naming this limit."""
@@ -357,6 +360,7 @@ class ClusterConfig:
             "cluster.node_timeout must be at least twice cluster.heartbeat_interval",
         )
         _require(self.max_bus_queue >= 1, "cluster.max_bus_queue must be at least 1")
+        _require(self.max_bus_queue_bytes >= 1, "cluster.max_bus_queue_bytes must be at least 1")
         _require(self.max_remote_rpcs >= 1, "cluster.max_remote_rpcs must be at least 1")
         _require(self.record_ttl >= 30, "cluster.record_ttl must be at least 30 seconds")
         _require(

@@ -34,7 +34,12 @@ _CLUSTER_METRICS = (
     ("redis_connected", "gauge", "1 while the last heartbeat reached Redis."),
     ("bus_published", "counter", "Messages this node published to the other nodes."),
     ("bus_received", "counter", "Messages received from the other nodes."),
-    ("bus_dropped", "counter", "Messages to other nodes dropped (cluster.max_bus_queue full)."),
+    (
+        "bus_dropped",
+        "counter",
+        "Messages to other nodes dropped (cluster.max_bus_queue or max_bus_queue_bytes full).",
+    ),
+    ("bus_queued_bytes", "gauge", "JSON bytes waiting to be published (max_bus_queue_bytes)."),
     ("presence_pending", "gauge", "Presence changes of this node not yet in Redis."),
     (
         "rpc_remote_open",

@@ -45,6 +45,7 @@ class Bus:
         *,
         node_id: str,
         max_queue: int,
+        max_queue_bytes: int = 64 * 1_048_576,
         receive: Receiver,
         own_channel: str | None = None,
     ) -> None:
@@ -63,6 +64,9 @@ class Bus:
         self._own = self._head.encode()
         """... so they are skipped unread when they come back."""
         self._max_queue = max_queue
+        self._max_bytes = max_queue_bytes
+        self.queued_bytes = 0
+        """JSON bytes waiting in the queue."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         """Set while nothing waits to be published."""
@@ -95,16 +99,19 @@ class Bus:
     def publish(self, message: list[Any], channel: str | None = None) -> None:
         """Queue ``message`` (a JSON array ``[kind, name, ...]``) for the other nodes, or for
         the one node whose own ``channel`` it is."""
-        if len(self._queue) >= self._max_queue:
+        text = json.dumps(message, separators=(",", ":"))
+        if len(self._queue) >= self._max_queue or self.queued_bytes + len(text) > self._max_bytes:
             self.dropped += 1
             _throttled.warning(
-                "cluster bus queue full (cluster.max_bus_queue %d): a message to other nodes "
-                "was dropped (Redis slow or unreachable)",
+                "cluster bus queue full (cluster.max_bus_queue %d) or over "
+                "cluster.max_bus_queue_bytes (%d): a message to other nodes was dropped "
+                "(Redis slow or unreachable)",
                 self._max_queue,
+                self._max_bytes,
             )
             return
-        text = json.dumps(message, separators=(",", ":"))
         self._queue.append((channel or self.channel, text))
+        self.queued_bytes += len(text)
         self._idle.clear()
         self._wake.set()
 
@@ -132,7 +139,7 @@ class Bus:
                     continue
                 delay = 0.1
                 for _ in range(count):
-                    self._queue.popleft()
+                    self.queued_bytes -= len(self._queue.popleft()[1])
                 self.published += count
             self._idle.set()
 

@@ -53,6 +53,7 @@ class ClusterStats:
     bus_published: int
     bus_received: int
     bus_dropped: int
+    bus_queued_bytes: int
     presence_pending: int
     rpc_remote_open: int
     rpc_remote_names: int
@@ -100,6 +101,7 @@ class ClusterNode:
             self.keys.bus,
             node_id=self.node_id,
             max_queue=config.max_bus_queue,
+            max_queue_bytes=config.max_bus_queue_bytes,
             receive=self._received,
             own_channel=self.keys.node_channel(self.node_id),
         )
@@ -213,6 +215,7 @@ class ClusterNode:
             bus_published=self.bus.published,
             bus_received=self.bus.received,
             bus_dropped=self.bus.dropped,
+            bus_queued_bytes=self.bus.queued_bytes,
             presence_pending=self.presence.pending,
             rpc_remote_open=self.rpc.remote_open,
             rpc_remote_names=len(self.rpc.directory.names()),

@@ -115,3 +115,34 @@ async def test_a_frozen_node_is_reaped_then_rejoins_with_its_users(cluster: Clus
     wait_until("both alive", lambda: a.metrics()["recordgate_cluster_alive_nodes"] == 2)
     for client in (watcher, sleeper):
         await client.close()
+
+
+async def test_the_bus_queue_is_bounded_in_bytes_too(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """While Redis is away, emits wait in the bus queue. Counting messages alone let 10,000
+    (the default cluster.max_bus_queue) of up to 1 MB each be held: ~10 GB of node memory
+    from one client within seconds. ``cluster.max_bus_queue_bytes`` bounds what waits; beyond,
+    emits are dropped and counted as for a full queue, and /metrics shows the bytes."""
+    import json
+
+    from gateway.protocol import EventAction, Message, Topic
+    from tests.wire import WireClient
+
+    cluster.options["max_bus_queue_bytes"] = 8 * 1_048_576
+    node = cluster.start(1)[0]
+    emitter = await WireClient.connect(node.ws_url, login={"username": "emitter"})
+    await asyncio.to_thread(redis.kill)
+    blob = json.dumps("x" * 900_000)
+    for _ in range(20):  # 18 MB of emits for other nodes
+        await emitter.send(Message(Topic.EVENT, EventAction.EMIT, name="big", data=blob))
+    await asyncio.to_thread(
+        wait_until,
+        "drops counted",
+        lambda: node.metrics()["recordgate_cluster_bus_dropped_total"] >= 10,
+    )
+    metrics = node.metrics()
+    assert 0 < metrics["recordgate_cluster_bus_queued_bytes"] <= 8 * 1_048_576
+    assert "cluster.max_bus_queue_bytes" in node.log_text()
+    await asyncio.to_thread(redis.start)
+    await emitter.close()
