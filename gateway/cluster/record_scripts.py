@@ -92,11 +92,13 @@ REPLACE = """
 -- none).
 -- NOTIFY: storage changed behind the cluster's back. Unless the cluster holds changes of the
 -- record not yet stored (they win, and will overwrite storage), what storage holds becomes the
--- state, as a commit announced to every node. {'retry'} if the state changed during the
--- storage read (a commit there may be newer than storage's answer: never roll it back) or,
--- for a record Redis lacked, if the read began a ttl or more ago (as SEED).
+-- state, as a commit announced to every node. {'retry'} if the state changed and was stored
+-- during the storage read (that commit may be newer than storage's answer: never roll it
+-- back) or, for a record Redis lacked, if the read began a ttl or more ago (as SEED).
 local st = redis.call('HMGET', KEYS[1], 's', 'f')
-if (st[1] or '') ~= ARGV[7] then return {'retry'} end
+if (st[1] or '') ~= ARGV[7] and (not st[1] or st[1] == st[2]) then
+  return {'retry'}  -- changed and stored meanwhile (unstored changes would win anyway)
+end
 if not st[1] then
   local now = redis.call('TIME')
   if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
