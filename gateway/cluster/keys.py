@@ -61,6 +61,12 @@ class Keys:
         return f"{self.tag}:lease:{record_key.rpartition(':')[2]}"
 
     @property
+    def position(self) -> str:
+        """Counter of record changes, raised by every commit: each bus message of a change
+        carries its value, so a node knows how far its bus has come (``records``)."""
+        return f"{self.tag}:pos"
+
+    @property
     def dirty(self) -> str:
         """Sorted set of record keys with versions not yet in storage, scored by the time
         (ms, Redis clock) of their oldest such version."""

@@ -167,6 +167,8 @@ class ClusterNode:
             if self.records is not None:
                 await self.records.check_redis()
             await self.bus.start()
+            if self.records is not None:
+                await self.records.subscribed()
             await self.membership.register()
             await self.membership.sweep()
             await self._load()

@@ -15,7 +15,7 @@ compared as strings (equality) or by length then text (order): Lua numbers are d
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "CLEAN", "COMMIT", "DROP_DV", "REPLACE", "SEED"]
+__all__ = ["CLAIM", "CLEAN", "COMMIT", "DROP_DV", "READ", "REPLACE", "SEED"]
 
 _GT = """
 local function gt(a, b)  -- a > b for decimal strings without leading zeros
@@ -27,15 +27,15 @@ end
 COMMIT = (
     _GT
     + """
--- KEYS: record, dirty, bus. ARGV: expected seq, 'p' (put) or 'd' (delete), version, data, name,
--- tag. The compare-and-set that is the version authority: applies only over the state the node
--- computed from; publishes the change on the bus from inside, so every node receives a
--- record's changes in the order Redis ran them.
+-- KEYS: record, dirty, bus, position. ARGV: expected seq, 'p' (put) or 'd' (delete), version,
+-- data, name, tag. The compare-and-set that is the version authority: applies only over the
+-- state the node computed from; publishes the change on the bus from inside, so every node
+-- receives a record's changes in the order Redis ran them, each with the position counter.
 local s = redis.call('HGET', KEYS[1], 's')
-if not s then return {'missing'} end
+if not s then return {'missing', redis.call('GET', KEYS[4]) or '0'} end
 if s ~= ARGV[1] then
   local cur = redis.call('HMGET', KEYS[1], 's', 'v', 'x', 'd')
-  return {'stale', cur[1], cur[2], cur[3], cur[4] or ''}
+  return {'stale', cur[1], cur[2], cur[3], cur[4] or '', redis.call('GET', KEYS[4]) or '0'}
 end
 local version, data = ARGV[3], ARGV[4]
 if ARGV[2] == 'd' then
@@ -55,18 +55,21 @@ redis.call('PERSIST', KEYS[1])  -- kept until storage has it
 local now = redis.call('TIME')
 redis.call('ZADD', KEYS[2], 'NX', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000),
   KEYS[1])
-redis.call('PUBLISH', KEYS[3], cjson.encode({'', 'rec', ARGV[5], seq, version, data, ARGV[6]}))
-return {'ok', seq}
+local pos = tostring(redis.call('INCR', KEYS[4]))
+redis.call('PUBLISH', KEYS[3],
+  cjson.encode({'', 'rec', ARGV[5], seq, version, data, ARGV[6], pos}))
+return {'ok', seq, pos}
 """
 )
 
 SEED = """
--- KEYS: record. ARGV: name, ttl ms, '1' if storage holds the record, its version, its data,
--- the Redis time (ms) taken before the storage read began, (unused), the ttl ms of a record
--- storage lacks (absent: reads of any name may make those). Makes what storage held the cluster
--- state only if the record has none (a concurrent commit or seed wins); returns the state, or
--- {'retry'} if the read began a ttl or more ago: a state may have been committed, stored and
--- expired since, and storage's answer may be older than it (a paused node, a slow reply).
+-- KEYS: record, position. ARGV: name, ttl ms, '1' if storage holds the record, its version, its
+-- data, the Redis time (ms) taken before the storage read began, (unused), the ttl ms of a
+-- record storage lacks (absent: reads of any name may make those). Makes what storage held the
+-- cluster state only if the record has none (a concurrent commit or seed wins); returns the
+-- state and the position counter, or {'retry'} if the read began a ttl or more ago: a state may
+-- have been committed, stored and expired since, and storage's answer may be older than it (a
+-- paused node, a slow reply).
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local now = redis.call('TIME')
   if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
@@ -84,17 +87,23 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   end
 end
 local cur = redis.call('HMGET', KEYS[1], 's', 'v', 'x', 'd')
-return {cur[1], cur[2], cur[3], cur[4] or ''}
+return {cur[1], cur[2], cur[3], cur[4] or '', redis.call('GET', KEYS[2]) or '0'}
+"""
+
+READ = """
+-- KEYS: record, position. The state ({s, v, x, d}; s false if Redis does not hold the record)
+-- and the position counter, read at one instant.
+local cur = redis.call('HMGET', KEYS[1], 's', 'v', 'x', 'd')
+return {cur[1], cur[2], cur[3], cur[4] or '', redis.call('GET', KEYS[2]) or '0'}
 """
 
 REPLACE = """
--- KEYS: record, bus. ARGV: as SEED, ARGV[7] the sequence read before the storage read ('':
--- none).
--- NOTIFY: storage changed behind the cluster's back. Unless the cluster holds changes of the
--- record not yet stored (they win, and will overwrite storage), what storage holds becomes the
--- state, as a commit announced to every node. {'retry'} if the state changed and was stored
--- during the storage read (that commit may be newer than storage's answer: never roll it
--- back) or, for a record Redis lacked, if the read began a ttl or more ago (as SEED).
+-- KEYS: record, bus, position. ARGV: as SEED, ARGV[7] the sequence read before the storage
+-- read ('': none). NOTIFY: storage changed behind the cluster's back. Unless the cluster holds
+-- changes of the record not yet stored (they win, and will overwrite storage), what storage
+-- holds becomes the state, as a commit announced to every node. {'retry'} if the state changed
+-- and was stored during the storage read (that commit may be newer than storage's answer: never
+-- roll it back) or, for a record Redis lacked, if the read began a ttl or more ago (as SEED).
 local st = redis.call('HMGET', KEYS[1], 's', 'f')
 if (st[1] or '') ~= ARGV[7] and (not st[1] or st[1] == st[2]) then
   return {'retry'}  -- changed and stored meanwhile (unstored changes would win anyway)
@@ -125,10 +134,11 @@ if not st[1] or st[1] == st[2] then
   end
   local data = false
   if ARGV[3] == '1' then data = ARGV[5] end
-  redis.call('PUBLISH', KEYS[2], cjson.encode({'', 'rec', ARGV[1], seq, ARGV[4], data, ''}))
+  local pos = tostring(redis.call('INCR', KEYS[3]))
+  redis.call('PUBLISH', KEYS[2], cjson.encode({'', 'rec', ARGV[1], seq, ARGV[4], data, '', pos}))
 end
 local cur = redis.call('HMGET', KEYS[1], 's', 'v', 'x', 'd')
-return {cur[1], cur[2], cur[3], cur[4] or ''}
+return {cur[1], cur[2], cur[3], cur[4] or '', redis.call('GET', KEYS[3]) or '0'}
 """
 
 CLAIM = """

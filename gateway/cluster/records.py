@@ -8,12 +8,15 @@ Invariants (docs/cluster.md, "Records"):
   record handler runs the operation again on it, so its client gets what one node would answer.
 * Every commit is published by the script on the bus, so every node receives a record's changes
   in the order Redis ran them; ``received`` hands each one to ``on_change`` (the handler serves
-  its subscribers) exactly once while the bus subscription lasts. A node's own commits are
-  served from the bus too: its subscribers never see a version that lost, nor versions out of
-  order.
-* The node's cache holds only states Redis had, each with its sequence; it follows the bus. When
-  the bus subscription was lost (some changes may have been missed), ``resync`` drops the cache
-  and re-reads the records this node's clients are subscribed to.
+  its subscribers) once, in that order. A node's own commits are served from the bus too.
+* Nothing this node answers is ahead of what it served: every change carries the value of the
+  position counter its commit raised, and whatever this node learns from Redis directly (a
+  read, a commit's reply) carries the counter's value then; it is used only once the bus has
+  delivered up to that position (``_caught_up``). So no client sees a version, then an older
+  one; a VERSION_EXISTS never names a version its subscribers have not been sent.
+* The cache holds states Redis had, each with its sequence, and follows the bus; records with
+  local subscribers are never evicted. When the bus subscription was lost, ``resync`` drops the
+  cache and re-reads the records this node's clients are subscribed to.
 * A record unknown to Redis is read from storage and made the cluster state with ``SEED``
   (only if still absent). Storage is written behind by ``flusher``; acknowledgements wait for it.
 * Redis unreachable: commits and cache misses fail with ``RecordsUnavailable`` (a clear error to
@@ -23,6 +26,8 @@ Invariants (docs/cluster.md, "Records"):
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import json
 import logging
 from collections import OrderedDict
@@ -107,17 +112,25 @@ class ClusterRecords:
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
-        self._seen: dict[str, _Entry] = {}
-        """Changes received for a name while it was being read: the newer one wins."""
-        self._reading: dict[str, int] = {}
-        """Names ``load_many`` is reading (how many times at once)."""
         self._refresh: set[str] = set()
         """Names to re-read from storage (NOTIFY) on their next load."""
+        self._reads: dict[str, int] = {}
+        """Names being read from Redis (how many reads at once) ..."""
+        self._seen: dict[str, _Entry] = {}
+        """... and the newest change of each received meanwhile: newer than what a read
+        returns if it came after the read."""
         self._local: dict[str, Any] = {}
         """What this node's commits in flight registered, by tag, for their bus delivery."""
         self._tags = 0
         self._slots = FairSlots(max_concurrent_loads)
         self._loads_waiting = 0
+        self._position = 0
+        """How far this node's bus has come: the position of the last change received."""
+        self._latest = 0
+        """The highest position received since ``subscribed`` last asked Redis."""
+        self._position_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._bus_wait = max(2.0, cluster.node_timeout)
         self.commits = 0
         self.commit_conflicts = 0
         """Commits that lost the compare-and-set (and were run again on the current state)."""
@@ -127,6 +140,7 @@ class ClusterRecords:
         self._redis = redis
         self.node_id = node_id
         self._commit = redis.register_script(record_scripts.COMMIT)
+        self._read_script = redis.register_script(record_scripts.READ)
         self._seed = redis.register_script(record_scripts.SEED)
         self._replace = redis.register_script(record_scripts.REPLACE)
         self.flusher.bind(redis, node_id)
@@ -151,6 +165,16 @@ class ClusterRecords:
                 f"{config['maxmemory']}): it holds record versions not yet in storage; set "
                 "maxmemory-policy noeviction (or maxmemory 0)"
             )
+
+    async def subscribed(self) -> None:
+        """The bus is subscribed (at start, or again): every change from the counter's value
+        now on reaches this node; the ones before are in what Redis holds."""
+        self._latest = 0
+        found = await self._redis.get(self.keys.position)
+        # Not below a change received while asking (published after the GET ran); possibly
+        # below what came before (Redis restarted: its counter began again).
+        self._position = max(int(found or 0), self._latest)
+        self._wake_position()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -186,6 +210,11 @@ class ClusterRecords:
         entry = self._cache.get(name)
         return None if entry is None else entry.record
 
+    def current(self, name: str, default: Record | None) -> Record | None:
+        """The newest state this node has served of ``name``; ``default`` if not cached."""
+        entry = self._cache.get(name)
+        return default if entry is None else entry.record
+
     async def load(self, name: str) -> Record | None:
         entry = self._cache.get(name)
         if entry is not None:
@@ -207,16 +236,15 @@ class ClusterRecords:
         if not missing:
             return result
         keys = [self.keys.record(name) for name in missing]
-        reading = self._reading
-        for name in missing:
-            reading[name] = reading.get(name, 0) + 1
+        position = self.keys.position
+        self._start_reads(missing)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.time()  # before any storage read: SEED refuses an answer a ttl old
                 for key in keys:
-                    pipe.hmget(key, "s", "v", "x", "d")
+                    await self._read_script(keys=[key, position], client=pipe)
                 now, *states = await pipe.execute()
-            absent = [i for i, state in enumerate(states) if state[0] is None]
+            absent = [i for i, state in enumerate(states) if not state[0]]
             for _ in range(_READ_TRIES):
                 if not absent:
                     break
@@ -225,7 +253,7 @@ class ClusterRecords:
                     for i in absent:
                         snapshot = stored.get(missing[i])
                         await self._seed(
-                            keys=[keys[i]],
+                            keys=[keys[i], position],
                             args=[
                                 *self._seed_args(missing[i], snapshot),
                                 _ms(now),
@@ -246,36 +274,21 @@ class ClusterRecords:
         except StorageError:
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
+            self._end_reads(missing)
             raise RecordsUnavailable(
                 f"cluster: Redis unreachable, records cannot be read ({exc})"
             ) from exc
+        except BaseException:
+            self._end_reads(missing)
+            raise
+        try:
+            if absent:
+                raise RecordsUnavailable(_LATE.format(names=len(absent), tries=_READ_TRIES))
+            await self._caught_up(max(int(state[4]) for state in states))
+            for name, state in zip(missing, states, strict=True):
+                result[name] = self._adopt(name, _decode(name, state)).record
         finally:
-            seen = {}
-            for name in missing:
-                if reading[name] == 1:
-                    del reading[name]
-                    if name in self._seen and name not in self._loading:
-                        seen[name] = self._seen.pop(name)
-                else:
-                    reading[name] -= 1
-                    if name in self._seen:
-                        seen[name] = self._seen[name]
-        if absent:
-            raise RecordsUnavailable(_LATE.format(names=len(absent), tries=_READ_TRIES))
-        for name, state in zip(missing, states, strict=True):
-            entry = _decode(name, state)
-            newer = seen.get(name)
-            if newer is not None and newer.seq > entry.seq:
-                entry = newer  # a change received while reading
-            current = self._cache.get(name)
-            if current is not None and current.seq >= entry.seq:
-                entry = current
-            elif name in self._refresh:  # NOTIFYed meanwhile: leave it to the next load
-                result[name] = entry.record
-                continue
-            else:
-                self._install(name, entry)
-            result[name] = entry.record
+            self._end_reads(missing)
         return result
 
     async def _entry(self, name: str) -> _Entry:
@@ -288,42 +301,70 @@ class ClusterRecords:
         return await asyncio.shield(task)
 
     async def _read(self, name: str) -> _Entry:
-        key = self.keys.record(name)
+        key, position = self.keys.record(name), self.keys.position
         refresh = name in self._refresh
         self._refresh.discard(name)
+        self._start_reads([name])
         state: Any = None
         try:
             for _ in range(_READ_TRIES):
                 async with self._redis.pipeline(transaction=False) as pipe:
                     pipe.time()  # before the storage read: see SEED and REPLACE
-                    pipe.hmget(key, "s", "v", "x", "d")
+                    await self._read_script(keys=[key, position], client=pipe)
                     now, state = await pipe.execute()
-                if state[0] is not None and not refresh:
+                if state[0] and not refresh:
                     break
                 stored = await self._storage_read(name)
                 args = [*self._seed_args(name, stored), _ms(now), state[0] or b"", self._absent_ms]
                 if refresh:
-                    state = await self._replace(keys=[key, self.keys.bus], args=args)
+                    state = await self._replace(keys=[key, self.keys.bus, position], args=args)
                 else:
-                    state = await self._seed(keys=[key], args=args)
+                    state = await self._seed(keys=[key, position], args=args)
                 if state[0] != b"retry":
                     break
         except StorageError:
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
+            self._end_reads([name])
             raise RecordsUnavailable(
                 f"cluster: Redis unreachable, the record cannot be read ({exc})"
             ) from exc
+        except BaseException:
+            self._end_reads([name])
+            raise
+        try:
+            if state[0] == b"retry":
+                raise RecordsUnavailable(_LATE.format(names=1, tries=_READ_TRIES))
+            await self._caught_up(int(state[4]))
+            return self._adopt(name, _decode(name, state))
         finally:
-            seen = self._seen.pop(name, None)
-        if state[0] == b"retry":
-            raise RecordsUnavailable(_LATE.format(names=1, tries=_READ_TRIES))
-        entry = _decode(name, state)
+            self._end_reads([name])
+
+    def _start_reads(self, names: list[str]) -> None:
+        reads = self._reads
+        for name in names:
+            reads[name] = reads.get(name, 0) + 1
+
+    def _end_reads(self, names: list[str]) -> None:
+        reads = self._reads
+        for name in names:
+            if reads[name] > 1:
+                reads[name] -= 1
+            else:
+                del reads[name]
+                self._seen.pop(name, None)
+
+    def _adopt(self, name: str, entry: _Entry) -> _Entry:
+        """``entry``, read from Redis once the bus caught up with it, or the cached state if
+        that is as new (the bus brought it, or a newer one, meanwhile)."""
+        seen = self._seen.get(name)
         if seen is not None and seen.seq > entry.seq:
-            entry = seen
+            entry = seen  # changed after it was read
         current = self._cache.get(name)
         if current is not None and current.seq >= entry.seq:
             return current
+        if name in self._refresh:  # NOTIFYed meanwhile: the next load re-reads storage
+            return entry
         self._install(name, entry)
         return entry
 
@@ -362,11 +403,11 @@ class ClusterRecords:
     ) -> asyncio.Future[None] | None:
         """Make ``new`` (None: delete) the record's state if ``base`` is still current.
 
-        ``local`` travels to ``on_change`` with this change's bus delivery. Returns, with
-        ``ack``, a future resolved once storage holds this version or newer. Raises
-        ``CommitConflict`` (with the current record) if ``base`` is stale,
-        ``RecordsUnavailable`` if Redis cannot be reached (the change may or may not have
-        been made: if it was, every node, this one too, receives it from the bus),
+        ``local`` travels to ``on_change`` with this change's bus delivery; this returns once
+        that delivery happened. Returns, with ``ack``, a future resolved once storage holds
+        this version or newer. Raises ``CommitConflict`` (with the current record) if ``base``
+        is stale, ``RecordsUnavailable`` if Redis cannot be reached (the change may or may not
+        have been made: if it was, every node, this one too, receives it from the bus),
         ``BackPressure`` at ``write_behind.max_pending``.
         """
         entry = self._cache.get(name)
@@ -384,8 +425,9 @@ class ClusterRecords:
             args = [entry.seq, "d", 0, "", name, tag]
         else:
             args = [entry.seq, "p", new.version, payload.dumps(new.data), name, tag]
+        keys = [key, self.keys.dirty, self.keys.bus, self.keys.position]
         try:
-            reply = await self._commit(keys=[key, self.keys.dirty, self.keys.bus], args=args)
+            reply = await self._commit(keys=keys, args=args)
         except Exception as exc:
             self._local.pop(tag, None)
             raise RecordsUnavailable(
@@ -396,21 +438,39 @@ class ClusterRecords:
         if status == b"ok":
             seq = int(reply[1])
             self.commits += 1
-            current = self._cache.get(name)
-            if current is None or current.seq < seq:
-                self._install(name, _Entry(new, seq))
+            await self._caught_up(int(reply[2]))  # served here, in order, before we answer
+            self._adopt(name, _Entry(new, seq))
             return self.flusher.committed(key, seq, wait=ack)
         self._local.pop(tag, None)
         self.commit_conflicts += 1
         if status == b"missing":  # Redis lost it (expired after flush, or restarted): re-read
             self._drop(name)
             raise CommitConflict((await self._entry(name)).record)
-        fresh = _decode(name, reply[1:])
-        current = self._cache.get(name)
-        if current is None or current.seq < fresh.seq:
-            self._install(name, fresh)
-            current = fresh
-        raise CommitConflict(current.record)
+        await self._caught_up(int(reply[5]))
+        raise CommitConflict(self._adopt(name, _decode(name, reply[1:])).record)
+
+    async def _caught_up(self, position: int) -> None:
+        """Return once the bus delivered every change up to ``position``; raise
+        ``RecordsUnavailable`` if it does not within the bus wait (the bus is away)."""
+        if self._position >= position:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._position_waiters, (position, next(self._order), future))
+        try:
+            async with asyncio.timeout(self._bus_wait):
+                await future
+        except TimeoutError:
+            raise RecordsUnavailable(
+                f"cluster: the bus is {position - self._position} changes behind Redis "
+                f"after {self._bus_wait:.0f}s (Redis or the connection to it is struggling)"
+            ) from None
+
+    def _wake_position(self) -> None:
+        waiters, position = self._position_waiters, self._position
+        while waiters and waiters[0][0] <= position:
+            future = heapq.heappop(waiters)[2]
+            if not future.done():
+                future.set_result(None)
 
     # -- the protocol's write methods, for callers that do not commit (none in a cluster) --
 
@@ -451,49 +511,58 @@ class ClusterRecords:
     # -- the bus -------------------------------------------------------------------------
 
     def received(self, message: list[Any]) -> None:
-        """``["rec", name, seq, version, data or false, tag]`` from a commit script."""
-        if len(message) < 6:
+        """``["rec", name, seq, version, data or false, tag, position]`` from a commit script.
+
+        Served to ``on_change`` unless this node holds the record at this sequence or newer
+        (a state it read from Redis before the change arrived): its clients have that already.
+        """
+        if len(message) < 7:
             return
-        _, name, seq_text, version, data, tag = message[:6]
-        if not isinstance(name, str):
-            return
-        local = self._local.pop(tag, None) if isinstance(tag, str) and tag else None
-        if (
-            name not in self._cache
-            and name not in self._loading
-            and name not in self._reading
-            and not self.interested(name)
-        ):
-            return
-        seq = int(seq_text)
-        if isinstance(data, str):
-            record: Record | None = Record(name, int(version), json.loads(data), len(data))
-            text: str | None = data
-        else:
-            record, text = None, None
-        entry = _Entry(record, seq)
-        current = self._cache.get(name)
-        if current is not None:
-            if current.seq < seq:
-                self._install(name, entry)
-        elif name in self._loading or name in self._reading:
-            seen = self._seen.get(name)
-            if seen is None or seen.seq < seq:
-                self._seen[name] = entry
-        if self.on_change is not None:
-            self.on_change(name, record, text, local)
+        _, name, seq_text, version, data, tag, position = message[:7]
+        try:
+            if not isinstance(name, str):
+                return
+            local = self._local.pop(tag, None) if isinstance(tag, str) and tag else None
+            current = self._cache.get(name)
+            reading = name in self._reads
+            if current is None and not reading and not self.interested(name):
+                return
+            seq = int(seq_text)
+            if current is not None and current.seq >= seq:
+                return
+            if isinstance(data, str):
+                record: Record | None = Record(name, int(version), json.loads(data), len(data))
+                text: str | None = data
+            else:
+                record, text = None, None
+            if current is not None:
+                self._install(name, _Entry(record, seq))
+            elif reading:
+                self._seen[name] = _Entry(record, seq)
+            if self.on_change is not None:
+                self.on_change(name, record, text, local)
+        finally:
+            if isinstance(position, str) and position.isdigit():
+                reached = int(position)
+                self._latest = max(self._latest, reached)
+                if reached > self._position:
+                    self._position = reached
+                    self._wake_position()
 
     async def resync(self, subscribed: Iterable[str]) -> None:
         """The bus was subscribed again: changes may have been missed meanwhile. Drop the
-        cache, re-read every record in ``subscribed`` (cached or evicted: an evicted record's
-        subscribers were served from the bus all the same), and serve each one's current state
-        to its subscribers (a jump to the current version: complete data, nothing a client
-        must repair)."""
+        cache, re-read every record in ``subscribed``, and serve each one's current state to
+        its subscribers (a jump to the current version: complete data, nothing a client must
+        repair)."""
         names = list(dict.fromkeys(subscribed))
         self._cache.clear()
         self._bytes = 0
         self._seen.clear()
         self._local.clear()  # their bus messages may never come
+        try:
+            await self.subscribed()
+        except Exception as exc:
+            log.warning("cluster: cannot read the change position after a bus outage (%s)", exc)
         for start in range(0, len(names), _RESYNC_BATCH):
             try:
                 states = await self.load_many(names[start : start + _RESYNC_BATCH])
@@ -514,10 +583,19 @@ class ClusterRecords:
         self._cache[name] = entry
         if entry.record is not None:
             self._bytes += entry.record.size
-        cache = self._cache
+        cache, interested = self._cache, self.interested
         max_records, max_bytes = self._cache_config.max_records, self._cache_config.max_bytes
-        while len(cache) > 1 and (len(cache) > max_records or self._bytes > max_bytes):
-            _, evicted = cache.popitem(last=False)
+        # Oldest first; a record with subscribers here stays (its changes must be compared).
+        for _ in range(len(cache)):
+            if len(cache) <= max_records and self._bytes <= max_bytes:
+                break
+            oldest, evicted = next(iter(cache.items()))
+            if oldest == name:
+                break
+            if interested(oldest):
+                cache.move_to_end(oldest)
+                continue
+            del cache[oldest]
             if evicted.record is not None:
                 self._bytes -= evicted.record.size
 

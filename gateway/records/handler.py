@@ -100,6 +100,10 @@ class Authority(Protocol):
         ``CommitConflict`` with the current record if not, ``RecordsUnavailable`` without
         Redis. With ``ack``, what resolves once storage holds the change."""
 
+    def current(self, name: str, default: Record | None) -> Record | None:
+        """The newest state of ``name`` this node served (``default`` if it holds none): what
+        the next operation on the record runs on."""
+
 
 class RecordHandler:
     """Every RECORD action; subscriptions and listening live here, snapshots in ``store``."""
@@ -532,7 +536,8 @@ class RecordHandler:
                     # Several nodes hammering one record: a random pause lets one of them
                     # through instead of all losing again at the next round trip.
                     await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
-                    record = self.store.cached(name)  # what the bus brought meanwhile
+                    assert self.authority is not None
+                    record = self.authority.current(name, record)  # the bus's news meanwhile
             raise StorageError(
                 f"the record changed on other nodes during {self.commit_retries} attempts "
                 "(cluster.max_commit_retries)"
@@ -551,10 +556,10 @@ class RecordHandler:
             durable = await self.authority.commit(name, new, base, local=(msg, conn), ack=ack)
         except (BackPressure, RecordsUnavailable) as exc:
             self._refuse_change(conn, msg, name, exc, R.RECORD_UPDATE_ERROR)
-            return base
+            return self.authority.current(name, base)
         if durable is not None and msg.correlation_id is not None:
             self._spawn(self._acknowledge(conn, name, new.version, durable, msg.correlation_id))
-        return new
+        return self.authority.current(name, new)
 
     async def _create(self, conn: Connection, msg: Message, name: str, answer: Op) -> Record | None:
         """SUBSCRIBECREATEANDREAD of a missing record on a cluster node: commit version 0,
@@ -565,8 +570,9 @@ class RecordHandler:
             await self.authority.commit(name, record, None, local=None, ack=False)
         except (BackPressure, RecordsUnavailable) as exc:
             self._refuse_change(conn, msg, name, exc, R.RECORD_CREATE_ERROR)
-            return None
-        result = answer(record)
+            return self.authority.current(name, None)
+        # What the cluster holds now: a change after the create was served here already.
+        result = answer(self.authority.current(name, record))
         return await result if isinstance(result, Awaitable) else result
 
     def _refuse_change(
@@ -587,13 +593,9 @@ class RecordHandler:
         writes (the writer is not sent its own change, and the change goes out as written:
         a PATCH stays a PATCH), ``(None, deleter)`` for its deletes."""
 
-        def op(_: Record | None) -> Record | None:
-            self._serve_change(name, record, text, local)
-            return self.store.cached(name)
-
-        # Behind a lane: operations waiting there see the change, in order.
-        if not self._lanes.defer(name, op):
-            self._serve_change(name, record, text, local)
+        # Served at once, even while operations on the record wait in its lane: each of them
+        # runs on the newest state served (``Authority.current``), so none answers older.
+        self._serve_change(name, record, text, local)
 
     def _serve_change(self, name: str, record: Record | None, text: str | None, local: Any) -> None:
         msg, writer = local if local is not None else (None, None)
@@ -685,10 +687,10 @@ class RecordHandler:
             stored = await self.authority.commit(name, None, record, local=(None, conn), ack=True)
         except (BackPressure, RecordsUnavailable) as exc:
             self._refuse_change(conn, msg, name, exc, R.RECORD_DELETE_ERROR)
-            return record
+            return self.authority.current(name, record)
         assert stored is not None
         self._spawn(self._confirm_delete(conn, name, stored))
-        return None
+        return self.authority.current(name, None)
 
     async def _confirm_delete(self, conn: Connection, name: str, stored: Awaitable[None]) -> None:
         """DELETE_SUCCESS once storage has the deletion, RECORD_DELETE_ERROR if it never will."""

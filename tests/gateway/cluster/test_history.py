@@ -4,14 +4,12 @@ a private redis-server and PostgreSQL): Python and official JS clients on every 
 one value per version, rising versions per client, no gaps, acknowledged writes present and
 storage at the version everyone converged on (``tests/history/checker.py``).
 
-Known, reported to the lead (issue 10) and expected to fail until fixed: two ordering rules.
-``increasing``: a writer that lost the race for version N+1 gets VERSION_EXISTS with the
-record's current version (N+2, read from Redis) before its node delivered the updates N+1 and
-N+2 from the bus, so it sees N+2 then N+1 (on one node the updates come first). ``no-gap``: a
-client that reads a record (the subscription's READ, or the READ after a reconnect) can then get
-the update of the version it just read again from the bus (version 0 of a record the read
-created, every time). Every other rule (one value per version, acknowledged writes present,
-refused writes absent, convergence, storage) is asserted strictly first.
+Every rule holds strictly. (Two ordering rules once broke and were marked as expected failures
+until fixed: ``increasing``, a writer that lost the race for version N+1 got VERSION_EXISTS with
+the current version read from Redis before its node had delivered the updates before it; and
+``no-gap``, a client that read a record could then get the update of the version it had just
+read again from the bus. A node now answers nothing from Redis before its bus has delivered up
+to that point: docs/cluster.md, "Records".)
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.history.checker import Violation
 from tests.history.conftest import node
 from tests.history.run import Outcome, Size, history_run, started
 
@@ -29,30 +26,13 @@ __all__ = ["node"]
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
 CI_SIZE = Size(records=4, subscribers=6, writers=6, forcers=3, js_subscribers=2, js_writers=2)
-ORDERING = frozenset({"increasing", "no-gap"})
-
-
-class OrderingViolated(AssertionError):
-    """Only the known ordering rules broke (see the module docstring)."""
-
-
-KNOWN = pytest.mark.xfail(
-    strict=True,
-    raises=OrderingViolated,
-    reason="cluster records: VERSION_EXISTS overtakes the bus updates before it, and a READ "
-    "is followed by the update of the version it returned (issue 10; reported to the lead)",
-)
 
 
 def verdict(outcome: Outcome) -> None:
     print(outcome.report())
-    serious: list[Violation] = [v for v in outcome.violations if v.rule not in ORDERING]
-    assert serious == [], outcome.report()
-    if outcome.violations:
-        raise OrderingViolated(outcome.report())
+    assert outcome.violations == [], outcome.report()
 
 
-@KNOWN
 async def test_three_nodes_keep_every_rule(node: str, tmp_path: Path) -> None:
     with started(tmp_path, 3) as nodes:
         outcome = await history_run(nodes, CI_SIZE, node_bin=node)
@@ -64,7 +44,6 @@ async def test_three_nodes_keep_every_rule(node: str, tmp_path: Path) -> None:
     verdict(outcome)
 
 
-@KNOWN
 async def test_three_nodes_keep_every_rule_through_a_sigkill(node: str, tmp_path: Path) -> None:
     """Node 2 is SIGKILLed half-way: its writes in flight end unknown, its clients reconnect to
     a survivor (as through a load balancer) and must converge there; its acknowledged writes

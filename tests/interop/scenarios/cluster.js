@@ -94,11 +94,14 @@ run(async () => {
   merged[0].set({ fromA: true })
   merged[1].set({ fromB: true })
   const both = (data) => data.fromA === true && data.fromB === true && Object.keys(data).length === 2
-  await waitFor('the merge on every node', () => merged.every((r) => r.version === merged[0].version && both(r.get())), 10000)
+  // (data, not versions: after a merge the official client may keep a stale version locally,
+  // as it does on one node; see merge.js)
+  await waitFor('the merge on every node', () => merged.every((r) => both(r.get())), 10000)
     .catch((error) => { throw new Error(`${error.message}: ${JSON.stringify(merged.map((r) => [r.version, r.get()]))} calls=${mergeCalls}`) })
   await sleep(200)
   const mergedEverywhere = merged.map((r) => [r.version, r.get()])
   const mergedServer = (await outcome(subscribers[2].client.record.snapshot(mname))).ok
+  const mergedHead = (await outcome(subscribers[2].client.record.head(mname))).ok
 
   // lists are records: entries added on two nodes, seen on the third
   const lname = `${id}/list`
@@ -131,6 +134,7 @@ run(async () => {
     mergeCalls,
     mergedEverywhere,
     mergedServer,
+    mergedHead,
     list,
     deleted,
     deletedOn: deletedOn.sort(),
