@@ -59,6 +59,7 @@ _CLUSTER_METRICS = (
         "counter",
         "Records this node flushed after their committer left them (cluster.orphan_after).",
     ),
+    ("record_reads_open", "gauge", "Record names this node is reading from Redis or storage now."),
     ("listen_coordinated", "gauge", "Subscribed names whose listen search this node runs."),
     ("listen_pending", "gauge", "Listen changes of this node not yet in Redis."),
 )

@@ -272,6 +272,7 @@ class ClusterRecords:
                 if absent:
                     now = await self._redis.time()
         except StorageError:
+            self._end_reads(missing)
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
             self._end_reads(missing)
@@ -323,6 +324,7 @@ class ClusterRecords:
                 if state[0] != b"retry":
                     break
         except StorageError:
+            self._end_reads([name])
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
             self._end_reads([name])
@@ -344,6 +346,11 @@ class ClusterRecords:
         reads = self._reads
         for name in names:
             reads[name] = reads.get(name, 0) + 1
+
+    @property
+    def reads_open(self) -> int:
+        """Names being read now (changes that arrive meanwhile are kept for them)."""
+        return len(self._reads)
 
     def _end_reads(self, names: list[str]) -> None:
         reads = self._reads

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.protocol import Message, RecordAction, Topic
-from tests.gateway.cluster.nodes import ClusterNodes
+from tests.gateway.cluster.nodes import ClusterNodes, wait_until
 from tests.redis_server import RedisServer
 from tests.wire import WireClient, write
 
@@ -418,3 +418,38 @@ async def test_a_write_redis_lost_is_not_acknowledged_after_another_node_read_it
                 assert (got.version, json.loads(got.data)) == expected, node.name
         await a.close()
         await b.close()
+
+
+async def test_reads_that_storage_failed_leave_nothing_behind(cluster: ClusterNodes) -> None:
+    """Storage is unreachable; a client asks the HEAD of 2,000 names Redis does not hold, and
+    each read fails (RECORD_LOAD_ERROR naming storage). The node's bookkeeping of reads in
+    flight (``recordgate_cluster_record_reads_open``) must return to 0: a failed read that
+    stayed counted would keep every later change of that name decoded and held, and a client
+    repeating such reads would grow the node's memory without bound."""
+    from tests.proxy import TcpProxy
+
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        node = cluster.add()
+        node.config.write_text(
+            node.config.read_text().replace("storage:\n", "storage:\n  timeout: 2\n")
+        )
+        node.config.write_text(proxy.url_for(node.config.read_text()))
+        await asyncio.to_thread(node.start)
+        reader = await login(node.ws_url, "reader")
+        await proxy.cut()  # PostgreSQL unreachable from the node
+        names = [f"cr/unread/{i}" for i in range(2000)]
+        await reader.send(rec(R.HEAD_BULK, names=names, correlation_id="h"))
+        reply = await reader.recv(60)
+        assert reply.action != R.HEAD_RESPONSE_BULK, reply
+        for name in names[:50]:
+            await reader.send(rec(R.READ, name=name))
+            reply = await reader.recv(60)
+            assert reply.action != R.READ_RESPONSE, reply
+        await asyncio.to_thread(  # reads of the bulk's other batches may still be failing
+            wait_until,
+            "no read left open",
+            lambda: node.metrics()["recordgate_cluster_record_reads_open"] == 0,
+            30.0,
+        )
+        await proxy.restore()
+        await reader.close()
