@@ -356,7 +356,8 @@ class ListenRegistry:
         """Whether a pattern listened to here matches ``name``."""
         return any(regex.search(name) for regex in self._patterns.values())
 
-    def _start_search(self, name: str) -> None:
+    def _start_search(self, name: str, first: _Offer | None = None) -> None:
+        """Offer ``name`` to every matching listener in turn (``first`` first, if it is one)."""
         offers = [
             _Offer(conn, pattern)
             for pattern, regex in self._patterns.items()
@@ -369,6 +370,9 @@ class ListenRegistry:
             return
         if self.shuffle:
             random.shuffle(offers)
+        if first is not None:
+            same = [o for o in offers if o.conn is first.conn and o.pattern == first.pattern]
+            offers = same + [o for o in offers if o not in same]
         search = _Search(offers[0], offers[1:])
         self._searches[name] = search
         self._ask(name, search)
@@ -521,6 +525,15 @@ class ListenRegistry:
         """Nobody anywhere subscribes to ``name`` any more (this node coordinated it)."""
         if name in self._providers or name in self._searches:
             self._on_last_subscriber(name)
+
+    def reconfirm(self) -> None:
+        """Messages from other nodes may have been lost (the bus reconnected): ask each other
+        node that provides a name coordinated here again. It accepts at once while its
+        listener still provides (the listener hears nothing); else the search goes on."""
+        for name, offer in list(self._providers.items()):
+            if offer.remote and self._mine(name):
+                self._drop_provider(name)
+                self._start_search(name, first=offer)
 
     def remote_listener(self, node: Peer, pattern: str, regex: re2._Regexp) -> None:
         """``node`` listens to ``pattern`` now: offer it the names this node coordinates (or

@@ -90,6 +90,7 @@ class ClusterListen:
     ) -> None:
         self.topic = topic
         self.letter = "r" if topic == Topic.RECORD else "e"
+        self._redis = redis
         self._bus = bus
         self._keys = keys
         self.node_id = node_id
@@ -207,6 +208,24 @@ class ClusterListen:
             for node in list(self.directory.nodes(pattern)):
                 if (pattern, node) not in before:
                     self._offer_names(pattern, node)
+
+    async def verify(self) -> None:
+        """Messages to this node may have been lost (the bus subscribed again): names it
+        coordinates that no node wants any more end (a lost ``lv``), and the nodes providing
+        names for it are asked again (a lost REMOVED)."""
+        registry = self.registry
+        if registry is None:
+            return
+        names = list(self._coordinated)
+        counts_key = self._keys.wanted_counts(self.letter)
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            counts = await self._redis.hmget(counts_key, chunk)
+            for name, count in zip(chunk, counts, strict=True):
+                if count is None and name in self._coordinated and name not in self._pending:
+                    self._coordinated.discard(name)
+                    registry.vacated(name)
+        registry.reconfirm()
 
     def received(self, message: list[Any]) -> None:
         """``["ls", origin, topic, action, pattern, name]`` or ``["lv", origin, topic, name]``."""

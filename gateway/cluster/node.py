@@ -297,8 +297,9 @@ class ClusterNode:
             await listen.load()
 
     def _catch_up(self) -> None:
-        """Notices may have been lost (the bus resubscribed, Redis restarted): read the
-        directories again, retrying until Redis answers."""
+        """Notices and messages may have been lost (the bus resubscribed, Redis restarted):
+        read the directories again and check what this node coordinates for listening,
+        retrying until Redis answers."""
         if self._catching_up is None or self._catching_up.done():
             self._catching_up = asyncio.create_task(self._reload())
         if self.records is not None:
@@ -320,6 +321,8 @@ class ClusterNode:
         while True:
             try:
                 await self._load()
+                for listen in self.listening.values():
+                    await listen.verify()
                 return
             except Exception as exc:
                 _throttled.warning("cluster: cannot re-read the directories (%s); retrying", exc)

@@ -15,6 +15,7 @@ import pytest
 
 from gateway.client import Client
 from tests.gateway.cluster.nodes import ClusterNodes
+from tests.proxy import TcpProxy
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -156,3 +157,96 @@ async def test_a_provider_that_leaves_is_replaced_by_a_listener_on_another_node(
     assert active() == [first]
     for client in (listeners[first], subscriber):
         await client.close()
+
+
+async def test_a_lost_message_to_the_coordinator_is_made_up_after_its_bus_returns(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """The coordinator's Redis path is cut while the last subscriber (on another node) leaves:
+    the notice to the coordinator is lost with its bus connection. Once the bus is back, the
+    coordinator checks what it coordinates and the provider hears REMOVED all the same."""
+    async with TcpProxy("127.0.0.1", redis.port) as proxy:
+        coordinator = cluster.add()  # node0: reaches Redis through the proxy
+        config = coordinator.config.read_text()
+        coordinator.config.write_text(config.replace(redis.url, proxy.url_for(redis.url)))
+        await asyncio.to_thread(coordinator.start)  # the proxy forwards in this loop
+        other, listening = cluster.add(), cluster.add()
+        await asyncio.to_thread(other.start)
+        await asyncio.to_thread(listening.start)
+        provider = Provider()
+        listener = Client(listening.ws_url, auth={"username": "listener"})
+        first = Client(coordinator.ws_url, auth={"username": "first"})
+        last = Client(other.ws_url, auth={"username": "last"})
+        for client in (listener, first, last):
+            await client.connect()
+        await listener.event.listen("^lost/.*", provider.found, provider.removed)
+        await asyncio.sleep(0.5)
+        await first.event.subscribe("lost/1", lambda data: None)  # node0 coordinates
+        await _until("the offer", lambda: provider.active == {"lost/1"})
+        await last.event.subscribe("lost/1", lambda data: None)
+        await first.event.unsubscribe("lost/1")  # node0 still coordinates, for node1
+        await asyncio.sleep(0.5)
+        assert provider.active == {"lost/1"}
+
+        connections = proxy.connections
+        await proxy.cut()  # shorter than node_timeout: node0 is not presumed dead
+        await last.event.unsubscribe("lost/1")  # node1 tells node0, whose bus is down
+        await _until(
+            "node1 to have told node0",
+            lambda: other.metrics()["recordgate_cluster_listen_pending"] == 0,
+        )
+        await asyncio.sleep(0.2)
+        await proxy.restore()
+        await _until("node0 to reconnect", lambda: proxy.connections > connections + 1)
+        took = await _until("REMOVED after node0's bus returned", lambda: not provider.active)
+        print(f"REMOVED {took:.1f} s after the proxy was restored")
+        assert provider.log == [("found", "lost/1"), ("removed", "lost/1")]
+        assert "lost Redis" in coordinator.log_text()
+        assert "heartbeat had lapsed" not in coordinator.log_text()
+        for client in (listener, first, last):
+            await client.close()
+        await asyncio.to_thread(coordinator.stop)  # while the proxy still forwards
+
+
+async def test_a_lost_provider_notice_is_made_up_after_the_coordinators_bus_returns(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """The provider on node1 leaves while the coordinator's Redis path is cut: node1's notice
+    is lost. Once its bus is back, the coordinator asks node1 again, hears it has no provider
+    any more, and offers the name to the listener on node2 (rematch is 30 s: not that)."""
+    async with TcpProxy("127.0.0.1", redis.port) as proxy:
+        coordinator = cluster.add()
+        config = coordinator.config.read_text()
+        coordinator.config.write_text(config.replace(redis.url, proxy.url_for(redis.url)))
+        await asyncio.to_thread(coordinator.start)
+        nodes = [cluster.add(), cluster.add()]
+        for node in nodes:
+            await asyncio.to_thread(node.start)
+        subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
+        await subscriber.connect()
+        providers, listeners = [Provider(), Provider()], []
+        for i, node in enumerate(nodes):
+            client = Client(node.ws_url, auth={"username": f"listener{i}"})
+            await client.connect()
+            listeners.append(client)
+        await listeners[0].event.listen("^gone/.*", providers[0].found, providers[0].removed)
+        await asyncio.sleep(0.5)
+        await subscriber.event.subscribe("gone/1", lambda data: None)
+        await _until("node1's listener to provide", lambda: providers[0].active == {"gone/1"})
+        await listeners[1].event.listen("^gone/.*", providers[1].found, providers[1].removed)
+        await asyncio.sleep(0.5)
+        assert providers[1].log == []  # provided already: not offered
+
+        connections = proxy.connections
+        await proxy.cut()
+        await listeners[0].event.unlisten("^gone/.*")  # node1 tells node0: lost
+        await asyncio.sleep(0.3)
+        await proxy.restore()
+        await _until("node0 to reconnect", lambda: proxy.connections > connections + 1)
+        took = await _until("the offer to node2's listener", lambda: providers[1].active)
+        print(f"offered to node2 {took:.1f} s after node0 reconnected")
+        assert providers[1].log == [("found", "gone/1")]
+        assert "heartbeat had lapsed" not in coordinator.log_text()
+        for client in (subscriber, *listeners):
+            await client.close()
+        await asyncio.to_thread(coordinator.stop)
