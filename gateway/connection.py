@@ -89,6 +89,11 @@ _HIGH_WATER = 64 * 1024
 """Socket buffers above this count toward the outbox's budget (asyncio's default high-water
 mark: below it the transport writes as fast as the peer reads)."""
 _BINARY, _TEXT, _CONT, _CLOSE = Opcode.BINARY, Opcode.TEXT, Opcode.CONT, Opcode.CLOSE
+_READ_VIEW = memoryview(bytearray(256 * 1024))
+"""Where every connection's reads land (``Connection.get_buffer``): the loop reads into it and
+hands it over in the same callback, which copies the bytes read out, so one buffer serves all.
+With ``data_received`` asyncio allocates 256 KiB per read, which glibc maps and unmaps each
+time (an mmap, a page fault and a munmap per read)."""
 _AT_EOF = StreamReader.at_eof.__code__
 """Where websockets' parser waits between frames (``Connection._take_framing``)."""
 
@@ -219,7 +224,7 @@ class Outbox:
             conn._flush()
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     __slots__ = (
         "_busy",
         "_done",
@@ -447,7 +452,13 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # -- asyncio.Protocol ------------------------------------------------------------------
+    # -- asyncio.BufferedProtocol ----------------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_READ_VIEW[:nbytes]))  # out before the next read lands
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
