@@ -25,7 +25,9 @@ __all__ = ["node"]
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
-CI_SIZE = Size(records=4, subscribers=6, writers=6, forcers=3, js_subscribers=2, js_writers=2)
+# two records shared by six writers: many cross-node conflicts per run (16 to 21 ordering
+# violations per run before the fix)
+CI_SIZE = Size(records=2, subscribers=6, writers=6, forcers=3, js_subscribers=2, js_writers=2)
 
 
 def verdict(outcome: Outcome) -> None:
