@@ -535,6 +535,13 @@ class ListenRegistry:
                 self._drop_provider(name)
                 self._start_search(name, first=offer)
 
+    def reannounce(self) -> None:
+        """Messages from coordinators may have been lost (the bus reconnected): tell each
+        coordinator again which of its names a listener here provides. One that does not
+        want it so any more answers REMOVED, which the listener then hears."""
+        for name, origin in list(self._origins.items()):
+            origin.send(self._reply(self._actions.LISTEN_ACCEPT, name))
+
     def remote_listener(self, node: Peer, pattern: str, regex: re2._Regexp) -> None:
         """``node`` listens to ``pattern`` now: offer it the names this node coordinates (or
         has subscribers of), as to a listener that just arrived here."""
@@ -571,9 +578,12 @@ class ListenRegistry:
                 self._offer_here(node, msg.name, name)
         elif action in (actions.LISTEN_ACCEPT, actions.LISTEN_REJECT):
             search = self._searches.get(name)
+            provider = self._providers.get(name)
             if search is not None and search.current.conn is node:
                 self._answer(node, msg)
-            elif action == actions.LISTEN_ACCEPT:  # too late: void it there
+            elif provider is not None and provider.conn is node:
+                pass  # it says again that it provides (``reannounce``): so it does
+            elif action == actions.LISTEN_ACCEPT:  # too late, or not wanted: void it there
                 node.send(self._reply(actions.SUBSCRIPTION_FOR_PATTERN_REMOVED, name))
         elif action == actions.SUBSCRIPTION_FOR_PATTERN_REMOVED:
             provider = self._providers.get(name)
@@ -592,6 +602,8 @@ class ListenRegistry:
                 search.current.conn.send(
                     Message(self.topic, actions.LISTEN_RESPONSE_TIMEOUT, subscription=name)
                 )
+            elif self._origins.get(name) is node:  # its accept came too late there
+                self._void(name)
 
     def _offer_here(self, node: Peer, pattern: str, name: str) -> None:
         """The coordinator ``node`` offers ``name`` to this node's listeners of ``pattern``."""

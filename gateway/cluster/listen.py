@@ -211,8 +211,9 @@ class ClusterListen:
 
     async def verify(self) -> None:
         """Messages to this node may have been lost (the bus subscribed again): names it
-        coordinates that no node wants any more end (a lost ``lv``), and the nodes providing
-        names for it are asked again (a lost REMOVED)."""
+        coordinates that no node wants any more end (a lost ``lv``), the nodes providing
+        names for it are asked again (a lost REMOVED from them), and the coordinators of
+        names provided here are told again (a lost REMOVED from them)."""
         registry = self.registry
         if registry is None:
             return
@@ -226,6 +227,7 @@ class ClusterListen:
                     self._coordinated.discard(name)
                     registry.vacated(name)
         registry.reconfirm()
+        registry.reannounce()
 
     def received(self, message: list[Any]) -> None:
         """``["ls", origin, topic, action, pattern, name]`` or ``["lv", origin, topic, name]``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,3 +251,101 @@ async def test_a_lost_provider_notice_is_made_up_after_the_coordinators_bus_retu
         for client in (subscriber, *listeners):
             await client.close()
         await asyncio.to_thread(coordinator.stop)
+
+
+async def test_a_lost_removed_is_made_up_after_the_listeners_bus_returns(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """The listener's node reaches Redis through a proxy, cut while the last subscriber leaves:
+    the coordinator's REMOVED is lost. Once the listener's bus is back, its node tells the
+    coordinator again what it provides, hears REMOVED, and the listener hears it."""
+    async with TcpProxy("127.0.0.1", redis.port) as proxy:
+        coordinator = cluster.add()
+        await asyncio.to_thread(coordinator.start)
+        listening = cluster.add()
+        config = listening.config.read_text()
+        listening.config.write_text(config.replace(redis.url, proxy.url_for(redis.url)))
+        await asyncio.to_thread(listening.start)
+        provider = Provider()
+        listener = Client(listening.ws_url, auth={"username": "listener"})
+        subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
+        await listener.connect()
+        await subscriber.connect()
+        await listener.event.listen("^void/.*", provider.found, provider.removed)
+        await asyncio.sleep(0.5)
+        await subscriber.event.subscribe("void/1", lambda data: None)
+        await _until("the offer", lambda: provider.active == {"void/1"})
+
+        connections = proxy.connections
+        await proxy.cut()
+        await subscriber.event.unsubscribe("void/1")  # the coordinator's REMOVED: lost
+        await _until(
+            "the coordinator to have given the name up",
+            lambda: coordinator.metrics()["recordgate_cluster_listen_coordinated"] == 0,
+        )
+        await asyncio.sleep(0.2)
+        assert provider.active == {"void/1"}
+        await proxy.restore()
+        await _until(
+            "the listener's node to reconnect", lambda: proxy.connections > connections + 1
+        )
+        took = await _until(
+            "REMOVED after the listener's bus returned", lambda: not provider.active
+        )
+        print(f"REMOVED {took:.1f} s after the listener's node reconnected")
+        assert provider.log == [("found", "void/1"), ("removed", "void/1")]
+        assert "heartbeat had lapsed" not in listening.log_text()
+        for client in (listener, subscriber):
+            await client.close()
+        await asyncio.to_thread(listening.stop)
+
+
+async def test_an_accept_lost_on_the_way_is_voided_when_the_coordinator_gave_up(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """The coordinator's Redis path is cut while its listener (on another node) accepts: the
+    accept is lost, the coordinator's wait ends. Its LISTEN_RESPONSE_TIMEOUT, sent once Redis
+    is back, voids the listener's provision: it hears REMOVED instead of providing a name the
+    coordinator believes unprovided (it would offer it to another listener)."""
+    cluster = ClusterNodes(tmp_path, redis, node_timeout=3.0)  # a cut of 1.5 s is no death
+    release = asyncio.Event()
+    provider = Provider()
+
+    async def slow_found(name: str) -> bool:
+        provider.log.append(("asked", name))
+        await release.wait()
+        return provider.found(name)
+
+    try:
+        async with TcpProxy("127.0.0.1", redis.port) as proxy:
+            coordinator = cluster.add()
+            config = coordinator.config.read_text()
+            coordinator.config.write_text(config.replace(redis.url, proxy.url_for(redis.url)))
+            await asyncio.to_thread(coordinator.start)
+            listening = cluster.add()
+            await asyncio.to_thread(listening.start)
+            listener = Client(listening.ws_url, auth={"username": "listener"})
+            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
+            await listener.connect()
+            await subscriber.connect()
+            await listener.event.listen("^late/.*", slow_found, provider.removed)
+            await asyncio.sleep(1.0)
+            await subscriber.event.subscribe("late/1", lambda data: None)
+            await _until("the offer", lambda: ("asked", "late/1") in provider.log)
+            await proxy.cut()
+            release.set()  # the accept goes to the coordinator, whose bus is down
+            await asyncio.sleep(1.5)  # the coordinator waits 2 x listen.response_timeout
+            await proxy.restore()
+            await _until(
+                "REMOVED once the coordinator's answer arrived", lambda: not provider.active
+            )
+            assert provider.log == [
+                ("asked", "late/1"),
+                ("found", "late/1"),
+                ("removed", "late/1"),
+            ]
+            for client in (listener, subscriber):
+                await client.close()
+            await asyncio.to_thread(coordinator.stop)
+    finally:
+        cluster.stop()
