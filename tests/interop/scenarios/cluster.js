@@ -72,6 +72,7 @@ run(async () => {
     ra.set({ writer: 'a', round })
     rb.set({ writer: 'b', round })
     await waitFor(`round ${round} converged`, () => handles.every((r) => r.version === ra.version && same(r.get(), ra.get())) && ra.version > 20 + round, 10000)
+      .catch((error) => { throw new Error(`${error.message}: ${JSON.stringify(handles.map((r) => [r.version, r.get()]))}`) })
     rounds.push([ra.version, ra.get()])
   }
   await sleep(200)
