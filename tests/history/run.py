@@ -36,7 +36,7 @@ from typing import Any
 
 from tests.gateway.cluster.nodes import ClusterNode, ClusterNodes
 from tests.redis_server import RedisServer
-from tests.servers import POSTGRES_URL
+from tests.servers import POSTGRES_URL, require_postgres
 
 from .checker import STORAGE, History, Observation, Violation, Write, check
 from .workload import HistoryClient
@@ -86,7 +86,8 @@ class Nodes(list[ClusterNode]):
         self.cluster: ClusterNodes | None = None
         if count == 0:  # one node, no cluster section: a single server
             self.table = f"h{uuid.uuid4().hex[:10]}_records"
-            config = f"storage:\n  type: sql\n  url: {POSTGRES_URL}\n  table: {self.table}\n"
+            url = require_postgres()  # skips without PostgreSQL, fails under CI
+            config = f"storage:\n  type: sql\n  url: {url}\n  table: {self.table}\n"
             self.append(ClusterNode(root / "single", config, "single").start())
             return
         self.redis = RedisServer(root / "redis", appendonly=False).start()
