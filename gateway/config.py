@@ -323,8 +323,9 @@ class ClusterConfig:
     """Bytes (JSON) of those waiting messages; beyond, they are dropped and counted the same
     way: emits may be up to ``server.max_message_size`` each."""
     max_remote_rpcs: int = 10_000
-    """RPC requests of this node's clients open at other nodes at once; beyond, a request
-    that only another node could serve gets REQUEST_ERROR naming this limit."""
+    """RPC requests of this node's clients open at other nodes at once, and requests of
+    other nodes held here at once; beyond, a request that only another node could serve (or
+    that another node sends here) gets REQUEST_ERROR naming this limit."""
     record_ttl: float = 300.0
     """Seconds a record's state stays in Redis once storage holds it (a record read again
     within it is not read from storage). A storage read that began longer ago than this is

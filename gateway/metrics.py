@@ -47,6 +47,11 @@ _CLUSTER_METRICS = (
         "RPC requests of this node's clients open at other nodes (cluster.max_remote_rpcs).",
     ),
     ("rpc_remote_names", "gauge", "RPC names other nodes provide, as this node knows them."),
+    (
+        "rpc_remote_held",
+        "gauge",
+        "RPC requests of other nodes held here for local providers (cluster.max_remote_rpcs).",
+    ),
     ("record_commits", "counter", "Record changes this node committed in Redis."),
     (
         "record_commit_conflicts",

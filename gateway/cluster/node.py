@@ -57,6 +57,7 @@ class ClusterStats:
     presence_pending: int
     rpc_remote_open: int
     rpc_remote_names: int
+    rpc_remote_held: int
     listen_coordinated: int
     listen_pending: int
     record_commits: int = 0
@@ -222,6 +223,7 @@ class ClusterNode:
             presence_pending=self.presence.pending,
             rpc_remote_open=self.rpc.remote_open,
             rpc_remote_names=len(self.rpc.directory.names()),
+            rpc_remote_held=self.rpc.held,
             listen_coordinated=sum(listen.coordinating for listen in self.listening.values()),
             listen_pending=sum(listen.pending for listen in self.listening.values()),
             **self._record_stats(),

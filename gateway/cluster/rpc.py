@@ -8,14 +8,17 @@ to that node's own channel as ``["r", origin, action, name, correlation id, data
 arrives there reaches the handler's ``from_node`` from the sender's peer.
 
 Bounds: at most ``cluster.max_remote_rpcs`` requests of this node's clients are open at other
-nodes at once; past it the client gets REQUEST_ERROR naming the limit (counted in
-``/metrics``). A node only routes to peers while its heartbeat reaches Redis: a node cut off
-from Redis answers from its own providers or NO_RPC_PROVIDER rather than sending requests
-into a queue that may never drain.
+nodes at once, and at most as many requests of other nodes are held here; past either the
+client gets REQUEST_ERROR naming the limit (counted in ``/metrics``). A request held here ends
+with one of ``_FINAL`` sent back (this node's deadlines see to that) or with its node's death.
+A node only routes to peers while its heartbeat reaches Redis: a node cut off from Redis
+answers from its own providers or NO_RPC_PROVIDER rather than sending requests into a queue
+that may never drain.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable, Collection
@@ -23,7 +26,7 @@ from typing import Any
 
 from ..exceptions import LimitExceeded
 from ..limits import LimitTrips, ThrottledLog
-from ..protocol import Message, Topic
+from ..protocol import Message, RpcAction, Topic
 from ..rpc import Peer, RpcHandler
 from .bus import Bus
 from .directory import Directory
@@ -36,19 +39,37 @@ _throttled = ThrottledLog(log)
 
 LIMIT = "cluster.max_remote_rpcs"
 
+_FINAL = frozenset(
+    {
+        RpcAction.RESPONSE,
+        RpcAction.REQUEST_ERROR,
+        RpcAction.NO_RPC_PROVIDER,
+        RpcAction.ACCEPT_TIMEOUT,
+        RpcAction.RESPONSE_TIMEOUT,
+        RpcAction.INVALID_MESSAGE_DATA,
+    }
+)
+"""Answers that end a request another node made here."""
+
 
 class NodePeer:
     """Another node, as the provider or the requester of RPCs."""
 
-    __slots__ = ("_bus", "_channel", "_origin", "node_id")
+    __slots__ = ("_bus", "_channel", "_held", "_origin", "node_id")
 
-    def __init__(self, bus: Bus, channel: str, origin: str, node_id: str) -> None:
+    def __init__(
+        self, bus: Bus, channel: str, origin: str, node_id: str, held: set[tuple[str, str]]
+    ) -> None:
         self._bus = bus
         self._channel = channel
         self._origin = origin
         self.node_id = node_id
+        self._held = held
+        """(node, correlation id) of the requests other nodes made here (``ClusterRpc``)."""
 
     def send(self, msg: Message) -> None:
+        if msg.action in _FINAL and msg.correlation_id is not None:
+            self._held.discard((self.node_id, msg.correlation_id))
         self._bus.publish(
             ["r", self._origin, msg.action, msg.name, msg.correlation_id, msg.data], self._channel
         )
@@ -75,6 +96,7 @@ class ClusterRpc:
         self.max_remote = max_remote
         self._connected = connected
         self._peers: dict[str, NodePeer] = {}
+        self._held: set[tuple[str, str]] = set()
         self.handler: RpcHandler | None = None
         self.trips = LimitTrips()
 
@@ -115,7 +137,8 @@ class ClusterRpc:
         peer = self._peers.get(node_id)
         if peer is None:
             channel = self._keys.node_channel(node_id)
-            peer = self._peers[node_id] = NodePeer(self._bus, channel, self.node_id, node_id)
+            peer = NodePeer(self._bus, channel, self.node_id, node_id, self._held)
+            self._peers[node_id] = peer
         return peer
 
     def peers(self) -> set[str]:
@@ -135,8 +158,35 @@ class ClusterRpc:
             and (data is None or isinstance(data, str))
         ):
             return
+        peer = self.peer(origin)
+        if action == RpcAction.REQUEST:
+            if len(self._held) >= self.max_remote:
+                self._refuse(peer, name, correlation_id)
+                return
+            self._held.add((origin, correlation_id))
         msg = Message(Topic.RPC, action, name=name, correlation_id=correlation_id, data=data)
-        self.handler.from_node(self.peer(origin), msg)
+        self.handler.from_node(peer, msg)
+
+    @property
+    def held(self) -> int:
+        """Requests of other nodes held here."""
+        return len(self._held)
+
+    def _refuse(self, peer: NodePeer, name: str, correlation_id: str) -> None:
+        self.trips.trip(LIMIT)
+        _throttled.warning(
+            "%s (%d) reached: a request from %r was refused", LIMIT, self.max_remote, peer
+        )
+        reason = str(LimitExceeded(LIMIT, "too many requests of other nodes held here"))
+        peer.send(
+            Message(
+                Topic.RPC,
+                RpcAction.REQUEST_ERROR,
+                name=name,
+                correlation_id=correlation_id,
+                data=json.dumps(reason),
+            )
+        )
 
     def gone(self, node_id: str) -> None:
         """``node_id`` is dead: its providers are chosen no more; what it held moves on or
@@ -145,3 +195,5 @@ class ClusterRpc:
         peer = self._peers.pop(node_id, None)
         if peer is not None and self.handler is not None:
             self.handler.provider_gone(peer)
+        for key in [key for key in self._held if key[0] == node_id]:
+            self._held.discard(key)  # its answers go nowhere; this node's deadlines end them

@@ -115,3 +115,46 @@ async def test_requests_open_at_other_nodes_are_bounded(tmp_path: Path, redis: R
 
 async def _metric(node: Any, name: str, value: float) -> bool:
     return node.metrics().get(name) == value
+
+
+async def test_requests_held_for_other_nodes_are_bounded(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    nodes = ClusterNodes(tmp_path, redis)
+    try:
+        a, b = nodes.start(2)
+        c = nodes.add()  # the providers' node holds at most 2 requests of other nodes
+        config = c.config.read_text().replace("cluster:\n", "cluster:\n  max_remote_rpcs: 2\n")
+        c.config.write_text(config)
+        c.start()
+        callers = [Client(node.ws_url, auth={"username": f"caller-{node.name}"}) for node in (a, b)]
+        provider = Client(c.ws_url, auth={"username": "provider"})
+        for client in (*callers, provider):
+            await client.connect()
+        release = asyncio.Event()
+
+        async def slow(data: Any) -> Any:
+            await release.wait()
+            return data
+
+        await provider.rpc.provide("slow", slow)
+        await provider.rpc.provide("fast", lambda data: data)
+        for caller in callers:
+            await _until("the provider on node c", lambda caller=caller: _is(caller, "fast", None))
+        held = [asyncio.ensure_future(callers[0].rpc.make("slow", n, timeout=10)) for n in range(2)]
+        await _until(
+            "two requests held at node c",
+            lambda: _metric(c, "recordgate_cluster_rpc_remote_held", 2),
+        )
+        # node b is far from its own limit; node c refuses, naming the limit, and counts it
+        code = await _answer(callers[1], "slow")
+        assert "cluster.max_remote_rpcs" in code and "held here" in code
+        assert c.metrics()['recordgate_limit_trips_total{limit="cluster.max_remote_rpcs"}'] == 1
+        release.set()
+        assert await asyncio.gather(*held) == [0, 1]
+        assert await _answer(callers[1], "fast") is None  # room again
+        assert c.metrics()["recordgate_cluster_rpc_remote_held"] == 0
+        for client in (*callers, provider):
+            await client.close()
+    finally:
+        nodes.stop()
