@@ -3,8 +3,9 @@ then the check (``checker.check``) of everything they saw plus what PostgreSQL h
 
 The phases: clients connect (Python ones from ``workload``, official JS ones from
 ``tests/interop/scenarios/history.js``, spread round-robin over the nodes) and hold the records;
-writers write for ``Size.seconds`` (optionally one node is SIGKILLed half-way: its clients
-reconnect to a survivor, as through a load balancer); writers stop; a fresh reader per live node
+writers write for ``Size.seconds`` (optionally one node is SIGKILLed half-way: its Python
+clients reconnect to a survivor, the JS ones, behind a TCP balancer (``balancer.py``) for that
+run, reconnect through it); writers stop; a fresh reader per live node
 reads every record until every running client holds the newest version seen anywhere; storage is
 read directly once it reached those versions (or after a timeout: then the check says what it
 holds). By hand, bigger (the README's "Running a cluster" shows it):
@@ -38,6 +39,7 @@ from tests.gateway.cluster.nodes import ClusterNode, ClusterNodes
 from tests.redis_server import RedisServer
 from tests.servers import POSTGRES_URL, require_postgres
 
+from .balancer import Balancer
 from .checker import STORAGE, History, Observation, Violation, Write, check
 from .workload import HistoryClient
 
@@ -67,11 +69,15 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     js: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    routed: list[str] = field(default_factory=list)
+    """With a balancer (JS clients in a kill run): the node of each connection, in order."""
 
     def report(self) -> str:
         lines = [f"counts: {json.dumps(self.counts)} in {self.seconds:.1f} s"]
         if self.js:
             lines.append(f"js: {json.dumps(self.js)}")
+        if self.routed:
+            lines.append(f"balancer routed JS connections to: {', '.join(self.routed)}")
         lines += [f"client error: {e}" for e in self.errors[:20]]
         lines += [str(v) for v in self.violations]
         return "\n".join(lines)
@@ -146,7 +152,15 @@ def started(root: Path, count: int) -> Iterator[Nodes]:
 class JsClients:
     """The official JS clients of the run: one node process driven over stdin/stdout."""
 
-    def __init__(self, node_bin: str, urls: list[str], records: list[str], size: Size, log: Path):
+    def __init__(
+        self,
+        node_bin: str,
+        urls: list[str],
+        names: list[str],
+        records: list[str],
+        size: Size,
+        log: Path,
+    ) -> None:
         self.log = log
         self.args = [
             node_bin,
@@ -159,6 +173,7 @@ class JsClients:
             str(log),
             f"js{uuid.uuid4().hex[:4]}",
             str(int(size.pause * 1000)),
+            ",".join(names),
         ]
         self.process: asyncio.subprocess.Process | None = None
 
@@ -257,13 +272,17 @@ async def history_run(
                 )
             )
     js: JsClients | None = None
+    balancer: Balancer | None = None
     workdir = Path(tempfile.mkdtemp(prefix="history-"))
     try:
         for client in clients:  # one by one: the records exist before many race to create them
             await client.start()
         if node_bin is not None and (size.js_subscribers or size.js_writers):
-            urls = [n.url for i, n in enumerate(nodes) if i != victim]  # JS: no failover
-            js = JsClients(node_bin, urls, records, size, workdir / "js.jsonl")
+            urls, names = [n.url for n in nodes], [n.name for n in nodes]
+            if victim is not None:  # through a balancer: the victim's JS clients come back
+                balancer = await Balancer([n.port for n in nodes]).start()
+                urls, names = [f"127.0.0.1:{balancer.port}/deepstream"], ["balancer"]
+            js = JsClients(node_bin, urls, names, records, size, workdir / "js.jsonl")
             await js.start()
         stop = asyncio.Event()
         tasks = [asyncio.create_task(c.run(stop)) for c in clients]
@@ -318,6 +337,8 @@ async def history_run(
                 Observation(STORAGE, "postgresql", name, version, data, "storage")
             )
         errors = [f"{c.name}: {e}" for c in everyone for e in c.errors]
+        by_port = {n.port: n.name for n in nodes}
+        routed = [by_port[p] for p in balancer.routed] if balancer is not None else []
         return Outcome(
             history,
             check(history),
@@ -325,10 +346,13 @@ async def history_run(
             errors,
             summary,
             time.monotonic() - began,
+            routed,
         )
     finally:
         if js is not None:
             js.kill()
+        if balancer is not None:
+            await balancer.close()
         for client in clients:
             await client.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -2,9 +2,10 @@
 // History-check clients (tests/history): official JS clients that log, from the wire, every
 // RECORD message they receive and every write they send, for the Python checker.
 //
-//   node history.js URL0 URLS RECORDS SUBSCRIBERS WRITERS LOGFILE PREFIX [PAUSE_MS]
+//   node history.js URL0 URLS RECORDS SUBSCRIBERS WRITERS LOGFILE PREFIX [PAUSE_MS [NAMES]]
 //
-// URLS and RECORDS are comma-separated. Client i connects to URLS[i % n]. Subscribers hold
+// URLS, RECORDS and NAMES are comma-separated. Client i connects to URLS[i % n], the node it
+// logs is NAMES[i % n] (default node0, node1, ...); a URL may be a load balancer's. Subscribers hold
 // every record and write nothing; writer k holds every record and writes at its version + 1
 // (record.set with a callback: acknowledged) when k is even, and holds nothing and writes at
 // version -1 (setDataWithAck: forced) when k is odd. Driven over stdin/stdout, a line each:
@@ -29,16 +30,19 @@ async function nextLine () {
 }
 
 run(async () => {
-  const [urlList, recordList, subs, writers, logfile, prefix, pauseMs] = args
+  const [urlList, recordList, subs, writers, logfile, prefix, pauseMs, nameList] = args
   const urls = urlList.split(',')
+  const names = nameList ? nameList.split(',') : urls.map((_, i) => `node${i}`)
   const records = recordList.split(',')
   const pause = Number(pauseMs || 20)
   const log = []
   const clients = []
 
   async function start (name, role, index) {
-    const node = `node${index % urls.length}`
-    const client = await connect({ username: name }, { maxReconnectAttempts: Infinity }, urls[index % urls.length])
+    const node = names[index % urls.length]
+    // reconnect soon and forever: a killed node's clients come back through the balancer
+    const options = { maxReconnectAttempts: Infinity, reconnectIntervalIncrement: 200, maxReconnectInterval: 1000 }
+    const client = await connect({ username: name }, options, urls[index % urls.length])
     const me = { name, role, node, conn: 0, client, live: [], sent: new Map(), count: 0, last: {} }
     client.on('connectionStateChanged', (state) => { if (state === 'RECONNECTING') me.conn++ })
     const connection = client.services.connection
