@@ -341,6 +341,10 @@ class ClusterConfig:
     """Seconds a committed record may wait for storage before any node flushes it (the
     committing node died or stalled)."""
     max_commit_retries: int = 16
+    max_bus_lag: float = 2.0
+    """Seconds a node waits for its bus to deliver the changes before a state it read from
+    Redis (a read, a commit's reply) before answering with it; past it the client gets
+    RECORD_UPDATE_ERROR / RECORD_LOAD_ERROR rather than an answer ahead of its updates."""
     """Runs of a write that keeps losing the race for its version (other nodes wrote first),
     each on the current state after a short random pause, before the client gets
     RECORD_UPDATE_ERROR."""
@@ -371,6 +375,7 @@ class ClusterConfig:
         _require(self.flush_lease > 0, "cluster.flush_lease must be positive")
         _require(self.orphan_after > 0, "cluster.orphan_after must be positive")
         _require(self.max_commit_retries >= 1, "cluster.max_commit_retries must be at least 1")
+        _require(self.max_bus_lag > 0, "cluster.max_bus_lag must be positive")
 
 
 def _require(condition: bool, message: str) -> None:

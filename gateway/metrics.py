@@ -64,6 +64,11 @@ _CLUSTER_METRICS = (
         "counter",
         "Records this node flushed after their committer left them (cluster.orphan_after).",
     ),
+    (
+        "record_bus_lagged",
+        "counter",
+        "Record answers refused because the bus lagged past cluster.max_bus_lag.",
+    ),
     ("record_reads_open", "gauge", "Record names this node is reading from Redis or storage now."),
     ("listen_coordinated", "gauge", "Subscribed names whose listen search this node runs."),
     ("listen_pending", "gauge", "Listen changes of this node not yet in Redis."),

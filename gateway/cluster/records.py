@@ -130,7 +130,9 @@ class ClusterRecords:
         """The highest position received since ``subscribed`` last asked Redis."""
         self._position_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
-        self._bus_wait = max(2.0, cluster.node_timeout)
+        self._bus_wait = cluster.max_bus_lag
+        self.bus_lagged = 0
+        """Answers refused because the bus lagged past ``cluster.max_bus_lag``."""
         self.commits = 0
         self.commit_conflicts = 0
         """Commits that lost the compare-and-set (and were run again on the current state)."""
@@ -467,9 +469,11 @@ class ClusterRecords:
             async with asyncio.timeout(self._bus_wait):
                 await future
         except TimeoutError:
+            self.bus_lagged += 1
             raise RecordsUnavailable(
                 f"cluster: the bus is {position - self._position} changes behind Redis "
-                f"after {self._bus_wait:.0f}s (Redis or the connection to it is struggling)"
+                f"after {self._bus_wait:g}s (cluster.max_bus_lag; Redis or the connection to "
+                "it is struggling)"
             ) from None
 
     def _wake_position(self) -> None:

@@ -103,6 +103,10 @@ async def test_writes_on_one_node_reach_subscribers_on_every_node_in_order(
         assert reply.version == 60
         await watcher.close()
     await writer.close()
+    for node in nodes:  # no answer had to wait past cluster.max_bus_lag
+        metrics = node.metrics()
+        assert metrics["recordgate_cluster_record_bus_lagged_total"] == 0
+        assert metrics["recordgate_cluster_record_commits_total"] >= (60 if node is nodes[1] else 0)
 
 
 async def test_concurrent_writers_on_two_nodes_one_version_one_winner(
