@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import statistics
@@ -106,6 +107,14 @@ async def recordgate(
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 60)
+
+
+def on_loops(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``config`` on each event loop to compare, named: the standard loop always, uvloop when
+    installed (``server.event_loop`` set explicitly, whatever the default is)."""
+    loops = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
+    server = config.get("server", {})
+    return [(loop, {**config, "server": {**server, "event_loop": loop}}) for loop in loops]
 
 
 def workdir() -> tempfile.TemporaryDirectory[str]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import Running, median, recordgate, workdir
+from common import Running, median, on_loops, recordgate, workdir
 from websockets.exceptions import ConnectionClosed
 
 from gateway.protocol import ConnectionAction, EventAction, Message, RecordAction, Topic
@@ -422,6 +422,9 @@ def print_scaling(scale: dict[str, dict[str, dict[str, float]]], args: argparse.
         )
 
 
+SCALED = ("reference", "recordgate-asyncio", "recordgate-uvloop")  # in the scaling check
+
+
 async def main(args: argparse.Namespace) -> None:
     task = asyncio.current_task()
     assert task is not None
@@ -432,8 +435,9 @@ async def main(args: argparse.Namespace) -> None:
         where = Path(tmp)
         targets = [
             Target("reference", lambda: reference_server(node)),
-            Target("recordgate-memory", recordgate_server({"storage": {"type": "memory"}}, where)),
         ]
+        for loop, on_loop in on_loops({"storage": {"type": "memory"}}):
+            targets.append(Target(f"recordgate-{loop}", recordgate_server(on_loop, where)))
         if args.sqlite:  # the defaults: an SQLite file in ./recordgate-data (the temp dir)
             targets.append(Target("recordgate-sqlite", recordgate_server({}, where)))
         if args.before:  # another tree, e.g. main before a change: same run, same rounds
@@ -441,7 +445,8 @@ async def main(args: argparse.Namespace) -> None:
             env = {"PYTHONPATH": args.before}
             targets.append(Target("recordgate-before", recordgate_server(memory, where, env)))
         results = await side_by_side(node, targets, args)
-        scale = {} if args.skip_scaling else await scaling(node, targets[:2], args)
+        scaled = [t for t in targets if t.label in SCALED]
+        scale = {} if args.skip_scaling else await scaling(node, scaled, args)
     print_table(results, "reference", args)
     if scale:
         print_scaling(scale, args)

@@ -18,10 +18,11 @@ import os
 import resource
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from common import median, recordgate, spread, workdir
+from common import median, on_loops, recordgate, spread, workdir
 from fanout import Target, ensure_reference, reference_server, rotated, status_kb
 
 from tests.wire import WireClient
@@ -59,8 +60,9 @@ async def main(args: argparse.Namespace) -> None:
         where = Path(tmp)
         targets = [
             Target("reference", lambda: reference_server(node)),
-            Target("recordgate", lambda: recordgate(memory, where)),
         ]
+        for loop, on_loop in on_loops(memory):
+            targets.append(Target(f"recordgate-{loop}", partial(recordgate, on_loop, where)))
         if args.before:
             env = {"PYTHONPATH": args.before}
             targets.append(Target("recordgate-before", lambda: recordgate(memory, where, env)))

@@ -33,10 +33,11 @@ import resource
 import signal
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from common import Running, median, recordgate, workdir
+from common import Running, median, on_loops, recordgate, workdir
 from fanout import (
     REFERENCE,
     Target,
@@ -222,8 +223,9 @@ async def main(args: argparse.Namespace) -> None:
         where = Path(tmp)
         targets = [
             Target("reference", lambda: reference_server(node)),
-            Target("recordgate", lambda: recordgate(config, where)),
         ]
+        for loop, on_loop in on_loops(config):
+            targets.append(Target(f"recordgate-{loop}", partial(recordgate, on_loop, where)))
         if args.before:
             env = {"PYTHONPATH": args.before}
             targets.append(Target("recordgate-before", lambda: recordgate(config, where, env)))

@@ -5,11 +5,15 @@ on uvloop when it is importable (``pip install 'recordgate[uvloop]'``), else on 
 loop; ``uvloop`` insists on it: startup fails, naming the extra, if it is missing. uvloop is
 imported lazily, only when asked for.
 
-uvloop is not the default because of what happens at the file-descriptor limit: libuv accepts
-and closes the connections waiting in the backlog (its EMFILE trick), so those clients see the
-socket close unanswered, where the standard loop leaves them waiting and answers each 503
-(``server.max_connections``) as slots free up (``tests/faults/test_limits.py``). Below that
-limit both behave the same (the connection layer's tests run on both in CI)."""
+uvloop is not the default because of what happens at the file-descriptor limit, which
+``server.max_connections`` alone does not keep the server from: a refused socket keeps its
+descriptor until the client reads its 503 (up to ``REFUSAL_TIMEOUT``), so a burst of refused
+clients that do not read reaches the limit. libuv then accepts and closes the connections
+waiting in the backlog (its EMFILE trick): those clients see the socket close unanswered,
+where the standard loop leaves them waiting and answers each 503 as descriptors free up
+(``tests/faults/test_limits.py::test_past_the_fd_limit_no_waiting_client_is_closed_unanswered``,
+an expected failure on uvloop). Below that limit both behave the same (the connection
+layer's tests run on both in CI)."""
 
 from __future__ import annotations
 
