@@ -110,6 +110,11 @@ class ClusterRecords:
         """Whether this node serves someone the changes of ``name`` (its subscribers): a change
         of a record this node neither caches, reads nor serves is not even decoded."""
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._evicted: dict[str, int] = {}
+        self._evicted_prune = self._cache_config.max_records
+        """Sequences of subscribed records evicted from the cache (their data is not kept):
+        what this node served of them, to compare changes with. Dropped when a change finds
+        no subscriber, or the record is cached again."""
         self._bytes = 0
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
         self._refresh: set[str] = set()
@@ -537,10 +542,15 @@ class ClusterRecords:
             current = self._cache.get(name)
             reading = name in self._reads
             if current is None and not reading and not self.interested(name):
+                self._evicted.pop(name, None)
                 return
             seq = int(seq_text)
             if current is not None and current.seq >= seq:
                 return
+            if current is None and name in self._evicted:  # served here, data evicted
+                if self._evicted[name] >= seq:
+                    return
+                self._evicted[name] = seq
             if isinstance(data, str):
                 record: Record | None = Record(name, int(version), json.loads(data), len(data))
                 text: str | None = data
@@ -567,6 +577,7 @@ class ClusterRecords:
         repair)."""
         names = list(dict.fromkeys(subscribed))
         self._cache.clear()
+        self._evicted.clear()
         self._bytes = 0
         self._seen.clear()
         self._local.clear()  # their bus messages may never come
@@ -596,21 +607,22 @@ class ClusterRecords:
             self._bytes += entry.record.size
         cache, interested = self._cache, self.interested
         max_records, max_bytes = self._cache_config.max_records, self._cache_config.max_bytes
-        # Oldest first; a record with subscribers here stays (its changes must be compared).
-        for _ in range(len(cache)):
-            if len(cache) <= max_records and self._bytes <= max_bytes:
-                break
-            oldest, evicted = next(iter(cache.items()))
-            if oldest == name:
-                break
-            if interested(oldest):
-                cache.move_to_end(oldest)
-                continue
-            del cache[oldest]
+        self._evicted.pop(name, None)
+        # Oldest first. A record with subscribers here keeps only its sequence (its changes
+        # must still be compared with what this node served), not its data: the cache's
+        # bounds hold whatever clients subscribe to.
+        while len(cache) > 1 and (len(cache) > max_records or self._bytes > max_bytes):
+            oldest, evicted = cache.popitem(last=False)
             if evicted.record is not None:
                 self._bytes -= evicted.record.size
+            if interested(oldest):
+                self._evicted[oldest] = evicted.seq
+        if len(self._evicted) > self._evicted_prune:  # unsubscribed since: forget them
+            self._evicted = {n: seq for n, seq in self._evicted.items() if interested(n)}
+            self._evicted_prune = max(max_records, 2 * len(self._evicted))
 
     def _drop(self, name: str) -> None:
+        self._evicted.pop(name, None)
         old = self._cache.pop(name, None)
         if old is not None and old.record is not None:
             self._bytes -= old.record.size

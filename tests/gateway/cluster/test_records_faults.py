@@ -453,3 +453,37 @@ async def test_reads_that_storage_failed_leave_nothing_behind(cluster: ClusterNo
         )
         await proxy.restore()
         await reader.close()
+
+
+async def test_subscribed_records_do_not_hold_the_cache_past_its_bounds(
+    cluster: ClusterNodes,
+) -> None:
+    """``cache.max_bytes`` bounds the record data a node holds, as on one node: a client that
+    subscribes to 40 records of 100 kB on a node whose cache may hold 1 MB must not make it
+    hold 4 MB (subscribed records were never evicted). Changes still reach the subscriber in
+    order, once, after their records left the cache."""
+    cluster.extra = "cache:\n  max_bytes: 1048576\n"
+    nodes = cluster.start(2)
+    names = [f"cr/big/{i}" for i in range(40)]
+    writer = await login(nodes[1].ws_url, "writer")
+    for name in names:
+        await writer.send(write(name, {"blob": "x" * 100_000, "n": 1}, ack=name, version=1))
+    for _ in names:
+        assert (await writer.recv(30)).action == R.WRITE_ACKNOWLEDGEMENT
+    watcher = await login(nodes[0].ws_url, "watcher")
+    await watcher.send(rec(R.SUBSCRIBEANDHEAD, names=names, correlation_id="s"))
+    await watcher.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=30)
+    for name in names:  # node 0 reads each (as a subscriber's client would)
+        await watcher.send(rec(R.READ, name=name))
+        await watcher.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=30)
+    metrics = await asyncio.to_thread(nodes[0].metrics)
+    assert metrics["recordgate_store_cached_bytes"] <= 1_048_576
+    for version in (2, 3):
+        for name in names:
+            await writer.send(write(name, {"n": version}, version=version))
+    seen = await drain(watcher)
+    assert all(seen.get(name) == [2, 3] for name in names), seen
+    metrics = await asyncio.to_thread(nodes[0].metrics)
+    assert metrics["recordgate_store_cached_bytes"] <= 1_048_576
+    await watcher.close()
+    await writer.close()
