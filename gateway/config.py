@@ -342,13 +342,18 @@ class ClusterConfig:
     """Seconds a committed record may wait for storage before any node flushes it (the
     committing node died or stalled)."""
     max_commit_retries: int = 16
+    """Runs of a write that keeps losing the race for its version (other nodes wrote first),
+    each on the current state after a short random pause, before the client gets
+    RECORD_UPDATE_ERROR."""
     max_bus_lag: float = 2.0
     """Seconds a node waits for its bus to deliver the changes before a state it read from
     Redis (a read, a commit's reply) before answering with it; past it the client gets
     RECORD_UPDATE_ERROR / RECORD_LOAD_ERROR rather than an answer ahead of its updates."""
-    """Runs of a write that keeps losing the race for its version (other nodes wrote first),
-    each on the current state after a short random pause, before the client gets
-    RECORD_UPDATE_ERROR."""
+    max_redis_connections: int = 32
+    """Connections this node opens to Redis for commands (commits, reads, flushes, presence;
+    the bus has one more of its own). Commands beyond wait for a free one, up to 5 s, then
+    fail as Redis being unreachable: a burst of writes to many records cannot open a
+    connection per record."""
 
     def __post_init__(self) -> None:
         _require(self.type == "redis", "cluster.type must be redis (the only cluster engine)")
@@ -368,6 +373,9 @@ class ClusterConfig:
         _require(self.max_bus_queue >= 1, "cluster.max_bus_queue must be at least 1")
         _require(self.max_bus_queue_bytes >= 1, "cluster.max_bus_queue_bytes must be at least 1")
         _require(self.max_remote_rpcs >= 1, "cluster.max_remote_rpcs must be at least 1")
+        _require(
+            self.max_redis_connections >= 2, "cluster.max_redis_connections must be at least 2"
+        )
         _require(self.record_ttl >= 30, "cluster.record_ttl must be at least 30 seconds")
         _require(
             0 < self.absent_ttl <= self.record_ttl,

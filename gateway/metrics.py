@@ -42,6 +42,11 @@ _CLUSTER_METRICS = (
     ("bus_queued_bytes", "gauge", "JSON bytes waiting to be published (max_bus_queue_bytes)."),
     ("presence_pending", "gauge", "Presence changes of this node not yet in Redis."),
     (
+        "redis_connections",
+        "gauge",
+        "Command connections this node holds to Redis (cluster.max_redis_connections).",
+    ),
+    (
         "rpc_remote_open",
         "gauge",
         "RPC requests of this node's clients open at other nodes (cluster.max_remote_rpcs).",

@@ -66,6 +66,7 @@ class ClusterStats:
     record_orphans_flushed: int = 0
     record_bus_lagged: int = 0
     record_reads_open: int = 0
+    redis_connections: int = 0
 
 
 class ClusterNode:
@@ -93,7 +94,14 @@ class ClusterNode:
         """Unique per process: a restarted node is a new member, its old self is reaped."""
         self.keys = Keys(config.prefix)
         options: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 5}
-        self._redis = aioredis.from_url(config.url, socket_timeout=5.0, **options)
+        self._pool = aioredis.BlockingConnectionPool.from_url(
+            config.url,
+            max_connections=config.max_redis_connections,
+            timeout=5.0,  # waiting for a free connection; then it fails as Redis unreachable
+            socket_timeout=5.0,
+            **options,
+        )
+        self._redis = aioredis.Redis.from_pool(self._pool)
         self._subscriber = aioredis.from_url(config.url, **options)  # blocks on reads: no timeout
         self._on_event = on_event
         self._on_presence = on_presence
@@ -217,6 +225,7 @@ class ClusterNode:
             alive_nodes=self.membership.alive_nodes,
             reaped_nodes=self.membership.reaped,
             redis_connected=self.membership.connected,
+            redis_connections=self._pool_size(),
             bus_published=self.bus.published,
             bus_received=self.bus.received,
             bus_dropped=self.bus.dropped,
@@ -332,6 +341,13 @@ class ClusterNode:
                 _throttled.warning("cluster: cannot re-read the directories (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _pool_size(self) -> int:
+        """Command connections open now (the driver's pool keeps no public count)."""
+        pool = self._pool
+        return len(getattr(pool, "_available_connections", ())) + len(
+            getattr(pool, "_in_use_connections", ())
+        )
 
     def _where(self) -> str:
         """The URL without its user and password: those are never logged."""

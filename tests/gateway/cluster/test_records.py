@@ -559,3 +559,49 @@ async def test_permissions_see_the_cluster_state(cluster: ClusterNodes, tmp_path
     print(f"denied after a lost race: {outcomes.count(R.MESSAGE_DENIED)} of {len(outcomes)}")
     for client in (a, b, c, watcher):
         await client.close()
+
+
+async def test_redis_connections_of_a_node_are_bounded(tmp_path: Path, redis: RedisServer) -> None:
+    """Commits of many records at once share ``cluster.max_redis_connections`` connections:
+    a burst of writes cannot make a node open one Redis connection per record in flight."""
+    import threading
+
+    import redis as redis_driver
+
+    cluster = ClusterNodes(tmp_path, redis, options={"max_redis_connections": 3})
+    admin = redis_driver.Redis.from_url(redis.url)
+    peak, done = [0], threading.Event()
+
+    def watch(baseline: int) -> None:  # a thread: counts while the test's loop is busy
+        while not done.is_set():
+            peak[0] = max(peak[0], len(admin.client_list()) - baseline)
+            done.wait(0.002)
+
+    try:
+        (node,) = cluster.start(1)
+        watcher = threading.Thread(target=watch, args=(len(admin.client_list()),))
+        watcher.start()
+        writers = [await login(node.ws_url, f"burst{i}") for i in range(4)]
+        for i, writer in enumerate(writers):
+            for n in range(150):
+                await writer.send(update(f"pool/{i}/{n}", 1, {"n": n}, ack=str(n)))
+        for writer in writers:
+            acked = 0
+            async with asyncio.timeout(60):
+                while acked < 150:
+                    msg = await writer.recv(60)
+                    assert msg.action == R.WRITE_ACKNOWLEDGEMENT, msg
+                    acked += 1
+            await writer.close()
+        done.set()
+        watcher.join(10)
+        # At rest the node holds at least one command connection, so 3 in all is 2 more.
+        assert peak[0] <= 2, f"the node held {peak[0]} more Redis connections than at rest"
+        metrics = node.metrics()
+        assert 1 <= metrics["recordgate_cluster_redis_connections"] <= 3
+        snapshot = await stored(cluster, "pool/3/149")
+        assert snapshot is not None and snapshot.data == {"n": 149}
+    finally:
+        done.set()
+        admin.close()
+        cluster.stop()
