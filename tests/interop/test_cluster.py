@@ -49,6 +49,9 @@ def test_events_presence_and_records_across_three_nodes(node: str, tmp_path: Pat
     # same-tick writers on nodes 0 and 1: every round ends with one version and one value on
     # all three nodes, and the server answers it alike from every node
     versions = [version for version, _ in r["rounds"]]
+    # each round one loser, whose client merged twice: the winner's update, then the
+    # VERSION_EXISTS answering its write (the scenario waits for both before the next round)
+    assert r["roundMerges"] == 2 * len(r["rounds"]) == 12
     assert versions == sorted(set(versions)) and versions[0] > 20
     assert r["agreed"] == [r["agreed"][0]] * 3
     version, data = r["agreed"][0]

@@ -65,17 +65,28 @@ run(async () => {
   const live = handles.map((r) => [r.version, r.get()])
   const seenVersions = versions.map((v) => v.slice())
 
-  // two writers on different nodes in the same tick, round after round: one value per version
+  // two writers on different nodes in the same tick, round after round: one value per version.
+  // The loser's client calls its merge strategy twice a round: for the winner's update (its
+  // own write had already raised its version) and for the VERSION_EXISTS answering its write.
+  // The next round waits for both: the update can reach the client before that answer (the
+  // server sends it first), and the official client sets its version to a VERSION_EXISTS's even
+  // after a newer write of its own, so an answer arriving after the next round's set would
+  // lower that client's version below the one it just wrote (and is not sent back to it).
   const [ra, rb] = handles
+  let roundMerges = 0
+  const remoteWins = (local, localVersion, remote, remoteVersion, done) => { roundMerges++; done(null, remote) }
+  ra.setMergeStrategy(remoteWins) // the client's default (REMOTE_WINS), counted
+  rb.setMergeStrategy(remoteWins)
   const rounds = []
   for (let round = 0; round < 6; round++) {
     ra.set({ writer: 'a', round })
     rb.set({ writer: 'b', round })
-    await waitFor(`round ${round} converged`, () => handles.every((r) => r.version === ra.version && same(r.get(), ra.get())) && ra.version > 20 + round, 10000)
-      .catch((error) => { throw new Error(`${error.message}: ${JSON.stringify(handles.map((r) => [r.version, r.get()]))}`) })
+    await waitFor(`round ${round} converged`, () => roundMerges >= 2 * (round + 1) && handles.every((r) => r.version === ra.version && same(r.get(), ra.get())) && ra.version > 20 + round, 10000)
+      .catch((error) => { throw new Error(`${error.message}: ${JSON.stringify(handles.map((r) => [r.version, r.get()]))} merges=${roundMerges}`) })
     rounds.push([ra.version, ra.get()])
   }
   await sleep(200)
+  const merges = roundMerges
   const server = []
   for (const { client } of subscribers) {
     server.push([(await outcome(client.record.snapshot(rname))).ok, (await outcome(client.record.head(rname))).ok, (await outcome(client.record.has(rname))).ok])
@@ -130,6 +141,7 @@ run(async () => {
     live,
     versions: seenVersions,
     rounds,
+    roundMerges: merges,
     agreed,
     server,
     mergeCalls,
