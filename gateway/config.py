@@ -79,10 +79,8 @@ class ServerConfig:
     root so a PATCH counts its path; AUTH data). Deeper gets INVALID_MESSAGE_DATA."""
     event_loop: str = "asyncio"
     """``asyncio``: the standard loop; ``auto``: uvloop when installed (the ``uvloop`` extra),
-    else the standard loop; ``uvloop``: uvloop or refuse to start. Not the default: at the
-    file-descriptor limit (which a burst of refused clients can still reach: each keeps its
-    socket until it reads its 503) libuv closes waiting connections unanswered, where the
-    standard loop answers them 503 as descriptors free up."""
+    else the standard loop; ``uvloop``: uvloop or refuse to start. Not yet the default (see
+    ``gateway/loops.py``)."""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port must be between 0 and 65535")

@@ -108,6 +108,10 @@ class Service(Protocol):
     def admit(self, conn: Connection, peer: str) -> str | None:
         """A new TCP connection from address ``peer``: why it must be refused, or None."""
 
+    def refusals_full(self) -> bool:
+        """True when refused sockets already hold the descriptors set aside for them: the
+        next refusal is answered and closed at once instead of waiting to be read."""
+
     def respond(self, protocol: ServerProtocol, request: Request) -> Response | None:
         """The HTTP response to ``request``, or None to open the WebSocket."""
 
@@ -472,6 +476,12 @@ class Connection(asyncio.BufferedProtocol):
         response = self.protocol.reject(503, self.refusal)
         response.headers["Server"] = SERVER
         self.protocol.send_response(response)  # then discards whatever the client sends
+        if self._service.refusals_full():
+            # A burst of refusals would otherwise hold descriptors up to the process's limit;
+            # the 503 is written before the close (the socket buffer takes it at once).
+            self._flush()
+            self.transport.close()
+            return
         self._flush_soon()
         self._drop_after(REFUSAL_TIMEOUT)
 

@@ -5,15 +5,15 @@ on uvloop when it is importable (``pip install 'recordgate[uvloop]'``), else on 
 loop; ``uvloop`` insists on it: startup fails, naming the extra, if it is missing. uvloop is
 imported lazily, only when asked for.
 
-uvloop is not the default because of what happens at the file-descriptor limit, which
-``server.max_connections`` alone does not keep the server from: a refused socket keeps its
-descriptor until the client reads its 503 (up to ``REFUSAL_TIMEOUT``), so a burst of refused
-clients that do not read reaches the limit. libuv then accepts and closes the connections
-waiting in the backlog (its EMFILE trick): those clients see the socket close unanswered,
-where the standard loop leaves them waiting and answers each 503 as descriptors free up
-(``tests/faults/test_limits.py::test_past_the_fd_limit_no_waiting_client_is_closed_unanswered``,
-an expected failure on uvloop). Below that limit both behave the same (the connection
-layer's tests run on both in CI)."""
+At the file-descriptor limit libuv accepts and closes the connections waiting in the
+backlog unanswered (its EMFILE trick), where the standard loop leaves them waiting and answers
+each 503 as descriptors free up. ``server.max_connections`` stays below the limit and the
+server bounds the refused sockets it holds while their clients read the 503
+(``refusals_held_max`` in ``server.py``), so the process stays off the limit on both loops
+(``tests/faults/test_limits.py::test_past_the_fd_limit_no_waiting_client_is_closed_unanswered``).
+uvloop is still not the default: ``auto`` as the default also needs the suite's
+``recordgate start`` processes to keep covering the standard loop, which is not done yet.
+Below the limit both behave the same (the connection layer's tests run on both in CI)."""
 
 from __future__ import annotations
 

@@ -110,6 +110,17 @@ def _throttled_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[
     )
 
 
+def refusals_held_max(cap: int) -> int:
+    """Refused sockets kept open at once (each until its client reads its 503): half of the
+    descriptors the limit leaves beyond ``cap``, so the rest stay for storage and logs and
+    the process never reaches the limit, where uvloop's accept would close waiting clients
+    unanswered (libuv's EMFILE trick)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return FD_RESERVE
+    return max(0, (soft - cap) // 2)
+
+
 def connection_cap(configured: int) -> int:
     """``server.max_connections``, lowered to stay below the file-descriptor limit."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -209,6 +220,7 @@ class Server:
         self._outbox = Outbox(max_total=self.config.server.max_send_buffer_total, trips=self.trips)
         self._per_ip: dict[str, int] = {}
         self.max_connections = connection_cap(self.config.server.max_connections)
+        self._refusals_held_max = refusals_held_max(self.max_connections)
         self._max_name = limits.max_name_length
         self._max_name_chars = limits.max_name_length // 4  # no longer string can be too long
         self._max_names = limits.max_names_per_message
@@ -425,6 +437,10 @@ class Server:
         self.trips.trip(key)
         _throttled.warning("refusing a connection from %s: %s reached", peer, key)
         return f"Too many connections ({key}).\n"
+
+    def refusals_full(self) -> bool:
+        # Refused sockets stay in ``_sockets`` until they close: those past the cap are them.
+        return len(self._sockets) - self.max_connections > self._refusals_held_max
 
     def _forget_socket(self, conn: Connection) -> None:
         self._sockets.discard(conn)
