@@ -114,10 +114,10 @@ def refusals_held_max(cap: int) -> int:
     """Refused sockets kept open at once (each until its client reads its 503): half of the
     descriptors the limit leaves beyond ``cap``, so the rest stay for storage and logs and
     the process never reaches the limit, where uvloop's accept would close waiting clients
-    unanswered (libuv's EMFILE trick)."""
+    unanswered (libuv's EMFILE trick). No limit: no bound either."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return FD_RESERVE
+        return 1 << 62
     return max(0, (soft - cap) // 2)
 
 
