@@ -18,6 +18,8 @@ from conformance.target import Address
 __all__ = ["FaultProxy", "SilentServer"]
 
 _CHUNK = 65536
+_SENT_KEPT = 65536
+"""Bytes of each connection's first requests kept for ``hold_replies_on``."""
 
 
 class SilentServer:
@@ -64,6 +66,9 @@ class FaultProxy:
         self._replies = asyncio.Event()
         self._replies.set()
         self._hold_after = b""
+        self._marked_replies = asyncio.Event()
+        self._marked_replies.set()
+        self._marker = b""
         self.reply_held = asyncio.Event()
         """Set once ``hold_replies`` holds bytes the upstream answered."""
         self._writers: set[asyncio.StreamWriter] = set()
@@ -102,6 +107,16 @@ class FaultProxy:
     def release_replies(self) -> None:
         self._replies.set()
 
+    def hold_replies_on(self, marker: bytes) -> None:
+        """Hold the answers (and pushed messages) only on connections whose requests, so far
+        or later, contain ``marker`` (``b"SUBSCRIBE"``: a Redis client's Pub/Sub connection);
+        the other connections flow. Until ``release_marked``."""
+        self._marker = marker
+        self._marked_replies.clear()
+
+    def release_marked(self) -> None:
+        self._marked_replies.set()
+
     def cut(self) -> None:
         """Close every connection now (a reset for the client), frozen or not."""
         for writer in list(self._writers):
@@ -123,9 +138,10 @@ class FaultProxy:
             self._writers.discard(writer)
             return
         self._writers.add(up_writer)
+        sent = bytearray()  # this connection's requests, for ``hold_replies_on``
         pumps = [
-            asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer, self._replies)),
+            asyncio.create_task(self._pump(reader, up_writer, sent=sent)),
+            asyncio.create_task(self._pump(up_reader, writer, self._replies, sent=sent)),
         ]
         self._tasks.update(pumps)
         try:
@@ -143,6 +159,8 @@ class FaultProxy:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         replies: asyncio.Event | None = None,
+        *,
+        sent: bytearray,
     ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while True:
@@ -151,10 +169,14 @@ class FaultProxy:
                 if not data:
                     return
                 await self._flowing.wait()  # frozen while reading: hold what was read
+                if replies is None and len(sent) < _SENT_KEPT:
+                    sent += data[: _SENT_KEPT - len(sent)]
                 if replies is None and self._hold_after and self._hold_after in data:
                     self._hold_after = b""  # the awaited request: hold the answers from here
                 if replies is not None and not replies.is_set() and not self._hold_after:
                     self.reply_held.set()
                     await replies.wait()
+                if replies is not None and self._marker and self._marker in sent:
+                    await self._marked_replies.wait()
                 writer.write(data)
                 await writer.drain()

@@ -452,9 +452,20 @@ class ClusterRecords:
         if status == b"ok":
             seq = int(reply[1])
             self.commits += 1
-            await self._caught_up(int(reply[2]))  # served here, in order, before we answer
+            # Queued before the wait for the bus: the change is made whether or not this node
+            # can answer in order, and must reach storage now, not after orphan_after.
+            durable = self.flusher.committed(key, seq, wait=ack)
+            try:
+                await self._caught_up(int(reply[2]))  # served here, in order, before we answer
+            except RecordsUnavailable as exc:
+                if durable is not None:
+                    durable.cancel()  # the client is answered with this error instead
+                raise RecordsUnavailable(
+                    f"cluster: the change was made (it reaches every node and storage) but "
+                    f"could not be confirmed in order: {str(exc).removeprefix('cluster: ')}"
+                ) from None
             self._adopt(name, _Entry(new, seq))
-            return self.flusher.committed(key, seq, wait=ack)
+            return durable
         self._local.pop(tag, None)
         self.commit_conflicts += 1
         if status == b"missing":  # Redis lost it (expired after flush, or restarted): re-read

@@ -487,3 +487,45 @@ async def test_subscribed_records_do_not_hold_the_cache_past_its_bounds(
     assert metrics["recordgate_store_cached_bytes"] <= 1_048_576
     await watcher.close()
     await writer.close()
+
+
+async def test_a_change_the_bus_did_not_confirm_in_time_is_stored_without_waiting_for_orphans(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """The node's bus (its Pub/Sub connection, through a proxy) is held while a write commits:
+    Redis made the change, but the bus does not deliver it within ``cluster.max_bus_lag``. The
+    writer is told the change was made but not confirmed in order (not a plain failure), and
+    the node queues it for storage at once: PostgreSQL holds it long before ``orphan_after``
+    (120 s here), the only other way it would get there (before: stored after 120 s)."""
+    from conformance.netfaults import FaultProxy
+    from tests.gateway.cluster.test_records import stored
+
+    name = "cr/bus-lagged"
+    cluster.options.update({"orphan_after": 120, "max_bus_lag": 0.5})
+    async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
+        node = cluster.add()
+        node.config.write_text(
+            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
+        )
+        await asyncio.to_thread(node.start)
+        async with await login(node.ws_url, "a") as a:
+            await a.send(write(name, {"v": 1}, ack="1", version=1))
+            assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            proxy.hold_replies_on(b"SUBSCRIBE")  # the bus alone: commands still flow
+            await a.send(write(name, {"v": 2}, ack="2", version=2))
+            reply = await a.recv_until(Topic.RECORD, R.RECORD_UPDATE_ERROR, timeout=20)
+            text = json.loads(reply.data)
+            assert "change was made" in text and "max_bus_lag" in text, text
+            proxy.release_marked()
+            async with asyncio.timeout(30):  # well before orphan_after (120 s)
+                while True:
+                    snapshot = await stored(cluster, name)
+                    if snapshot is not None and snapshot.version == 2:
+                        break
+                    await asyncio.sleep(0.2)
+            assert snapshot.data == {"v": 2}
+            assert node.metrics()["recordgate_cluster_record_bus_lagged_total"] >= 1
+            assert node.metrics().get("recordgate_cluster_record_orphans_flushed_total", 0) == 0
+            await a.send(rec(R.READ, name=name))
+            got = await a.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=20)
+            assert (got.version, json.loads(got.data)) == (2, {"v": 2})
