@@ -75,6 +75,11 @@ _CLUSTER_METRICS = (
         "Record answers refused because the bus lagged past cluster.max_bus_lag.",
     ),
     ("record_reads_open", "gauge", "Record names this node is reading from Redis or storage now."),
+    (
+        "record_position_waiters",
+        "gauge",
+        "Record answers waiting for the bus to deliver their position (cluster.max_bus_lag).",
+    ),
     ("listen_coordinated", "gauge", "Subscribed names whose listen search this node runs."),
     ("listen_pending", "gauge", "Listen changes of this node not yet in Redis."),
 )

@@ -66,6 +66,7 @@ class ClusterStats:
     record_orphans_flushed: int = 0
     record_bus_lagged: int = 0
     record_reads_open: int = 0
+    record_position_waiters: int = 0
     redis_connections: int = 0
 
 
@@ -250,6 +251,7 @@ class ClusterNode:
             "record_orphans_flushed": records.flusher.orphans,
             "record_bus_lagged": records.bus_lagged,
             "record_reads_open": records.reads_open,
+            "record_position_waiters": records.position_waiters,
         }
 
     def _received(self, message: list[Any]) -> None:

@@ -26,6 +26,7 @@ Invariants (docs/cluster.md, "Records"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import json
@@ -177,10 +178,13 @@ class ClusterRecords:
         """The bus is subscribed (at start, or again): every change from the counter's value
         now on reaches this node; the ones before are in what Redis holds."""
         self._latest = 0
-        found = await self._redis.get(self.keys.position)
+        before = self._position
+        found = int(await self._redis.get(self.keys.position) or 0)
+        if found < before:
+            self._counter_restarted()
         # Not below a change received while asking (published after the GET ran); possibly
         # below what came before (Redis restarted: its counter began again).
-        self._position = max(int(found or 0), self._latest)
+        self._position = max(found, self._latest)
         self._wake_position()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -455,15 +459,12 @@ class ClusterRecords:
             # Queued before the wait for the bus: the change is made whether or not this node
             # can answer in order, and must reach storage now, not after orphan_after.
             durable = self.flusher.committed(key, seq, wait=ack)
-            try:
-                await self._caught_up(int(reply[2]))  # served here, in order, before we answer
-            except RecordsUnavailable as exc:
+            try:  # served here, in order, before we answer
+                await self._caught_up(int(reply[2]), committed=True)
+            except RecordsUnavailable:
                 if durable is not None:
                     durable.cancel()  # the client is answered with this error instead
-                raise RecordsUnavailable(
-                    f"cluster: the change was made (it reaches every node and storage) but "
-                    f"could not be confirmed in order: {str(exc).removeprefix('cluster: ')}"
-                ) from None
+                raise
             self._adopt(name, _Entry(new, seq))
             return durable
         self._local.pop(tag, None)
@@ -474,23 +475,56 @@ class ClusterRecords:
         await self._caught_up(int(reply[5]))
         raise CommitConflict(self._adopt(name, _decode(name, reply[1:])).record)
 
-    async def _caught_up(self, position: int) -> None:
+    async def _caught_up(self, position: int, *, committed: bool = False) -> None:
         """Return once the bus delivered every change up to ``position``; raise
-        ``RecordsUnavailable`` if it does not within the bus wait (the bus is away)."""
+        ``RecordsUnavailable`` if it does not within the bus wait (the bus is away; with
+        ``committed``, the error says the change was made), or Redis restarted meanwhile.
+        A waiter that gives up leaves the queue (positions of a counter that restarted may
+        never come)."""
         if self._position >= position:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._position_waiters, (position, next(self._order), future))
+        waiter = (position, next(self._order), future)
+        heapq.heappush(self._position_waiters, waiter)
         try:
             async with asyncio.timeout(self._bus_wait):
                 await future
         except TimeoutError:
             self.bus_lagged += 1
+            made = (
+                "the change was made (it reaches every node and storage) but could not be "
+                "confirmed in order: "
+                if committed
+                else ""
+            )
             raise RecordsUnavailable(
-                f"cluster: the bus is {position - self._position} changes behind Redis "
+                f"cluster: {made}the bus is {position - self._position} changes behind Redis "
                 f"after {self._bus_wait:g}s (cluster.max_bus_lag; Redis or the connection to "
                 "it is struggling)"
             ) from None
+        finally:
+            if future.cancelled():  # timed out or cancelled: still queued
+                with contextlib.suppress(ValueError):
+                    self._position_waiters.remove(waiter)
+                    heapq.heapify(self._position_waiters)
+
+    @property
+    def position_waiters(self) -> int:
+        """Answers waiting for the bus to deliver up to their position."""
+        return len(self._position_waiters)
+
+    def _counter_restarted(self) -> None:
+        """Redis's change counter began again (Redis restarted empty): the positions waited
+        for belong to the old counter, and the new one may not reach them for a long time."""
+        waiters, self._position_waiters = self._position_waiters, []
+        error = RecordsUnavailable(
+            "cluster: Redis restarted (its change counter began again) before the bus "
+            "delivered the position this answer waited for; try again (a change made just "
+            "before the restart may be lost)"
+        )
+        for _, _, future in waiters:
+            if not future.done():
+                future.set_exception(error)
 
     def _wake_position(self) -> None:
         waiters, position = self._position_waiters, self._position

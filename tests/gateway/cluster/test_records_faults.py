@@ -529,3 +529,98 @@ async def test_a_change_the_bus_did_not_confirm_in_time_is_stored_without_waitin
             await a.send(rec(R.READ, name=name))
             got = await a.recv_until(Topic.RECORD, R.READ_RESPONSE, timeout=20)
             assert (got.version, json.loads(got.data)) == (2, {"v": 2})
+
+
+async def test_answers_that_gave_up_on_the_bus_leave_no_waiter_behind(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """The bus is held while 20 writes of different records commit: each gives up after
+    ``cluster.max_bus_lag`` and must leave the queue of position waiters at once (before, each
+    stayed queued until the bus passed its position, which after a Redis restart may never
+    happen), shown by ``recordgate_cluster_record_position_waiters``. Released, every change is
+    stored."""
+    from conformance.netfaults import FaultProxy
+    from tests.gateway.cluster.test_records import stored
+
+    names = [f"cr/gave-up/{i}" for i in range(20)]
+    cluster.options.update({"orphan_after": 120, "max_bus_lag": 0.5})
+    async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
+        node = cluster.add()
+        node.config.write_text(
+            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
+        )
+        await asyncio.to_thread(node.start)
+        async with await login(node.ws_url, "a") as a:
+            for name in names:  # cached here: the writes below need no read
+                await a.send(write(name, {"v": 1}, ack=name, version=1))
+            for _ in names:
+                assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            proxy.hold_replies_on(b"SUBSCRIBE")
+            for name in names:
+                await a.send(write(name, {"v": 2}, ack=name, version=2))
+            refused = set()
+            for _ in names:
+                reply = await a.recv_until(Topic.RECORD, R.RECORD_UPDATE_ERROR, timeout=30)
+                refused.add(reply.name)
+            assert refused == set(names)
+            metrics = node.metrics()
+            assert metrics["recordgate_cluster_record_bus_lagged_total"] >= len(names)
+            assert metrics["recordgate_cluster_record_position_waiters"] == 0, metrics
+            proxy.release_marked()
+            async with asyncio.timeout(60):
+                for name in names:
+                    while True:
+                        snapshot = await stored(cluster, name)
+                        if snapshot is not None and snapshot.version == 2:
+                            break
+                        await asyncio.sleep(0.2)
+                    assert snapshot.data == {"v": 2}
+
+
+async def test_position_waiters_of_a_counter_that_restarted_fail_at_once(
+    redis: RedisServer,
+) -> None:
+    """A node's answer waits for the bus to reach position 150; Redis restarts empty, so its
+    change counter begins again from 0 and may not reach 150 for a long time. When the node
+    subscribes again (``subscribed``, as after any bus loss) the waiter fails at once with an
+    error naming the restart and leaves the queue (before: it stayed until max_bus_lag, 60 s
+    here, and stayed queued after)."""
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from connectors.registry import create_connector
+    from gateway.cluster.records import ClusterRecords
+    from gateway.config import ClusterConfig
+    from gateway.exceptions import RecordsUnavailable
+    from tests.servers import require_postgres
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    config = ClusterConfig(url=redis.url, prefix=prefix, max_bus_lag=60)
+    connector = create_connector("sql", require_postgres(), table=f"{prefix}_records")
+    records = ClusterRecords(connector, cluster=config)
+    client = aioredis.Redis.from_url(redis.url)
+    try:
+        records.bind(client, "n0")
+        await client.set(records.keys.position, 100)
+        await records.subscribed()
+        waiting = asyncio.create_task(records._caught_up(150))
+        for _ in range(1000):  # queued at its first step
+            if records.position_waiters:
+                break
+            await asyncio.sleep(0.01)
+        assert records.position_waiters == 1
+        await asyncio.to_thread(redis.kill)
+        await asyncio.to_thread(redis.start)
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    await records.subscribed()
+                    break
+                except aioredis.ConnectionError:
+                    await asyncio.sleep(0.1)
+        with pytest.raises(RecordsUnavailable, match="restarted"):
+            await asyncio.wait_for(waiting, 10)
+        assert records.position_waiters == 0
+    finally:
+        await client.aclose()
