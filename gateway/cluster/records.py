@@ -129,7 +129,6 @@ class ClusterRecords:
         """What this node's commits in flight registered, by tag, for their bus delivery."""
         self._tags = 0
         self._slots = FairSlots(max_concurrent_loads)
-        self._loads_waiting = 0
         self._position = 0
         """How far this node's bus has come: the position of the last change received."""
         self._latest = 0
@@ -210,7 +209,7 @@ class ClusterRecords:
             conflicts=flusher.conflicts,
             cached_bytes=self._bytes,
             waiters=flusher.waiting,
-            loads_waiting=self._loads_waiting,
+            loads_waiting=self._slots.waiting,
             flush_seconds=flusher.flush_seconds,
             errors=dict(flusher.errors),
         )
@@ -387,26 +386,12 @@ class ClusterRecords:
         return entry
 
     async def _storage_read(self, name: str) -> Snapshot | None:
-        self._loads_waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._loads_waiting -= 1
-        try:
+        async with self._slots:
             return await self.connector.get(name)
-        finally:
-            self._slots.release()
 
     async def _storage_read_many(self, names: list[str]) -> dict[str, Snapshot]:
-        self._loads_waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._loads_waiting -= 1
-        try:
+        async with self._slots:
             return await self.connector.get_many(names)
-        finally:
-            self._slots.release()
 
     def _seed_args(self, name: str, stored: Snapshot | None) -> list[Any]:
         """The first ``SEED`` / ``REPLACE`` arguments for what storage holds of ``name``."""

@@ -127,7 +127,6 @@ class CachedStore:
         self._max_bytes = self.cache_config.max_bytes
         self._waiting = 0  # futures in durable(): they hold memory the cap must count
         self._load_slots = FairSlots(max_concurrent_loads)
-        self._loads_waiting = 0
         self._forgets = 0  # bulk reads that overlap a forget() do not cache what they found
         self.on_external_change: Callable[[str, Record | None], None] | None = None
         self._clean: OrderedDict[str, Record] = OrderedDict()  # LRU order, evictable
@@ -204,7 +203,7 @@ class CachedStore:
             conflicts=self._conflicts,
             cached_bytes=self._bytes,
             waiters=self._waiting,
-            loads_waiting=self._loads_waiting,
+            loads_waiting=self._load_slots.waiting,
             flush_seconds=self._flush_seconds,
             errors=dict(self._errors),
         )
@@ -247,15 +246,8 @@ class CachedStore:
         if not missing:
             return result
         forgets = self._forgets
-        self._loads_waiting += 1
-        try:
-            await self._load_slots.acquire()
-        finally:
-            self._loads_waiting -= 1
-        try:
+        async with self._load_slots:
             found = await self.connector.get_many(missing)
-        finally:
-            self._load_slots.release()
         for name in missing:
             if name in self._queue or name in self._clean:
                 result[name] = self.cached(name)
@@ -272,15 +264,8 @@ class CachedStore:
         written, deleted or forgotten meanwhile (each of those drops it from ``_loading``)."""
         task = asyncio.current_task()
         try:
-            self._loads_waiting += 1
-            try:
-                await self._load_slots.acquire()
-            finally:
-                self._loads_waiting -= 1
-            try:
+            async with self._load_slots:
                 snapshot = await self.connector.get(name)
-            finally:
-                self._load_slots.release()
         finally:
             current = self._loading.get(name) is task
             if current:

@@ -27,7 +27,14 @@ class FairSlots:
 
     @property
     def waiting(self) -> int:
+        """Callers waiting for a slot now (``/metrics``: loads waiting)."""
         return sum(len(queue) for queue in self._waiting.values())
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
 
     async def acquire(self) -> None:
         if self._free > 0 and not self._waiting:
