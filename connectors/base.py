@@ -89,6 +89,7 @@ Names and scans
 Capabilities (``Connector.capabilities``) name optional features; the suite skips what is absent:
 
 * ``"raw"``: the connector has ``raw_reader()`` returning a :class:`RawReader`.
+* ``"fenced"``: the connector keeps the fencing rules above.
 * ``"network"``: it talks to a server over TCP. The suite aims the connector at servers of its
   own (a refused port, a listener that never answers, a proxy it can freeze or cut) by rewriting
   the URL's address: by default the ``host:port`` of the URL; a connector whose URLs need more
@@ -97,6 +98,28 @@ Capabilities (``Connector.capabilities``) name optional features; the suite skip
   aimed at one TCP ``host:port``; ``None`` for a URL with no server) and
   ``server_address(url) -> tuple[str, int] | str | None`` (where the server of ``url`` listens:
   ``(host, port)``, a unix socket path, or ``None``).
+
+Fencing (the ``"fenced"`` capability; the cluster's guard against a stalled writer)
+
+* A fenced connector keeps, per name, the highest fence of the fenced operations applied to it
+  (``Put.fence``, ``Delete.fence``; ``None`` is an unfenced op). The fence is kept when the
+  record is deleted, and a fenced delete of a missing record records its fence too: a
+  *tombstone*, invisible as a record to ``get``, ``get_many``, ``head``, ``scan`` and the raw
+  reader's ``read_raw`` and ``count_raw``.
+* A fenced op whose fence is lower than the name's stored fence is refused: ``Outcome.FENCED``,
+  ``fence`` = the stored fence, ``current`` as for a conflict (the stored snapshot, or ``None``
+  for a deleted or absent record); nothing stored changes, not even the timestamp or the fence.
+* Otherwise (fence >= stored, or none stored) the version rules apply exactly as unfenced; if
+  the op applies (also an idempotent retry, or deleting nothing) the stored fence becomes
+  ``max(stored, fence)``. A conflict changes nothing, the fence included.
+* The fence check, the version check and the write are one atomic conditional operation in the
+  database: concurrent fenced writers can never apply a lower fence after a higher one.
+* Unfenced ops ignore fences (version rules alone) and leave a stored fence as it is (an
+  unfenced delete may keep it as a tombstone or drop it).
+* Fences are exact integers ``0 .. 2**63 - 1``, compared exactly; committed with the write
+  (they survive a reopen and the database process being killed as the write does). A batch may
+  mix fenced and unfenced ops. Where fences and tombstones live is the connector's choice,
+  documented for data teams in ``docs/connectors.md``.
 
 Stored layout: a record ``user/42`` belongs to collection ``user`` (the part before the first
 ``/``; names without one, or starting with one, go to ``DEFAULT_COLLECTION``), its key is the
@@ -120,6 +143,7 @@ from gateway.exceptions import (
 )
 
 __all__ = [
+    "CAPABILITY_FENCED",
     "CAPABILITY_NETWORK",
     "CAPABILITY_RAW",
     "DEFAULT_COLLECTION",
@@ -147,6 +171,7 @@ DEFAULT_COLLECTION = "_default"
 
 CAPABILITY_RAW = "raw"
 CAPABILITY_NETWORK = "network"
+CAPABILITY_FENCED = "fenced"
 
 
 def collection_of(name: str) -> str:
@@ -189,6 +214,9 @@ class Snapshot:
     size: int = field(default=0, compare=False, repr=False)
     """Length of ``data``'s JSON text if the gateway knows it (an estimate; 0: unknown). It
     bounds record and cache sizes without serialising; connectors ignore it."""
+    fence: int | None = field(default=None, compare=False, repr=False)
+    """As a put to a ``"fenced"`` connector: refuse it if a higher fence was applied to the
+    name. ``None``: unfenced. Snapshots returned by reads always have ``None``."""
 
 
 Put = Snapshot
@@ -198,10 +226,12 @@ caller holding snapshots (the gateway's cache) hands them to ``write`` without a
 
 @dataclass(frozen=True, slots=True)
 class Delete:
-    """Remove the record unless a version newer than ``version`` is stored."""
+    """Remove the record unless a version newer than ``version`` is stored (and, on a
+    ``"fenced"`` connector, unless a fence higher than ``fence`` was applied to the name)."""
 
     name: str
     version: int
+    fence: int | None = None
 
 
 class Outcome(Enum):
@@ -209,6 +239,9 @@ class Outcome(Enum):
     """Written (or deleted); also a same-version retry with equal data, and deleting nothing."""
     CONFLICT = "conflict"
     """Refused: ``current`` holds what is stored (``None`` only if it vanished meanwhile)."""
+    FENCED = "fenced"
+    """Refused because a write with a higher fence was applied to this name: ``fence`` holds
+    the stored fence, ``current`` what is stored (``None`` if the record is deleted or absent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +249,8 @@ class WriteResult:
     op: Put | Delete
     outcome: Outcome
     current: Snapshot | None = None
+    fence: int | None = None
+    """For ``FENCED``: the stored fence. ``None`` for every other outcome."""
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from connectors._common import dump_json, load_json, option_float, option_int
 from connectors.base import (
+    CAPABILITY_FENCED,
     CAPABILITY_RAW,
     Delete,
     Outcome,
@@ -40,6 +41,9 @@ class _Item:
 @dataclass(slots=True)
 class _Store:
     items: dict[str, _Item] = field(default_factory=dict)
+    # The highest fence applied per name, kept apart from the items: a deleted record's fence
+    # (a tombstone) stays here and is never seen as a record.
+    fences: dict[str, int] = field(default_factory=dict)
     # A threading lock, not an asyncio one: critical sections never await, and a store may be
     # shared by connectors living on different event loops (e.g. one per test).
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -49,7 +53,7 @@ class MemoryConnector:
     """Records in a process-wide dict keyed by the URL's name part (``memory://NAME``)."""
 
     name: ClassVar[str] = "memory"
-    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW})
+    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW, CAPABILITY_FENCED})
     default_url: ClassVar[str] = "memory://"
 
     _stores: ClassVar[dict[str, _Store]] = {}
@@ -119,26 +123,32 @@ class MemoryConnector:
         results: list[WriteResult] = []
         with store.lock:
             for i, op in enumerate(ops):
-                stored = store.items.get(op.name)
-                if isinstance(op, Put):
-                    text = texts[i]
-                    if stored is None or stored.version < op.version:
-                        store.items[op.name] = _Item(op.version, text, now)
-                        results.append(WriteResult(op, Outcome.APPLIED))
-                    elif stored.version == op.version and data_equal(
-                        load_json(stored.text), load_json(text)
-                    ):
-                        results.append(WriteResult(op, Outcome.APPLIED))
-                    else:
-                        results.append(
-                            WriteResult(op, Outcome.CONFLICT, _snapshot(op.name, stored))
-                        )
-                elif stored is not None and stored.version > op.version:
-                    results.append(WriteResult(op, Outcome.CONFLICT, _snapshot(op.name, stored)))
-                else:
-                    store.items.pop(op.name, None)
-                    results.append(WriteResult(op, Outcome.APPLIED))
+                results.append(self._apply(store, op, texts.get(i), now))
         return results
+
+    @staticmethod
+    def _apply(store: _Store, op: Put | Delete, text: str | None, now: datetime) -> WriteResult:
+        """One operation under the store's lock: the fence check, the version check, the write."""
+        stored = store.items.get(op.name)
+        kept = store.fences.get(op.name)
+        if op.fence is not None and kept is not None and op.fence < kept:
+            current = None if stored is None else _snapshot(op.name, stored)
+            return WriteResult(op, Outcome.FENCED, current, fence=kept)
+        if isinstance(op, Put):
+            assert text is not None
+            if stored is None or stored.version < op.version:
+                store.items[op.name] = _Item(op.version, text, now)
+            elif not (
+                stored.version == op.version and data_equal(load_json(stored.text), load_json(text))
+            ):
+                return WriteResult(op, Outcome.CONFLICT, _snapshot(op.name, stored))
+        elif stored is not None and stored.version > op.version:
+            return WriteResult(op, Outcome.CONFLICT, _snapshot(op.name, stored))
+        else:
+            store.items.pop(op.name, None)
+        if op.fence is not None and (kept is None or kept < op.fence):
+            store.fences[op.name] = op.fence
+        return WriteResult(op, Outcome.APPLIED)
 
     async def scan(self, prefix: str = "") -> AsyncIterator[Snapshot]:
         store = self._open_store()

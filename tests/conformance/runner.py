@@ -24,6 +24,14 @@ class SuiteRun:
         match = re.search(rf"(\d+) {word}", summaries[-1]) if summaries else None
         return int(match.group(1)) if match else 0
 
+    def skipped_lacking(self, capability: str) -> int:
+        """How many tests were skipped because the connector lacks ``capability`` (from the
+        ``-rs`` summary: ``SKIPPED [n] file:line: connector 'x' lacks capabilities: a, b``)."""
+        pattern = (
+            rf"^SKIPPED \[(\d+)\] .*lacks capabilities: (?:.*, )?{re.escape(capability)}(?:,|$)"
+        )
+        return sum(int(n) for n in re.findall(pattern, self.output, flags=re.MULTILINE))
+
     @property
     def failed_tests(self) -> list[str]:
         # A node id may hold spaces (parametrize ids); pytest ends it with " - " and a message.

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.runner import run_suite
+from connectors.base import CAPABILITY_FENCED
+from connectors.registry import load_connector_class
+from tests.conformance.runner import SuiteRun, run_suite
 from tests.redis_server import RedisServer, valkey_server_binary
 from tests.servers import require_mariadb, require_mariadb_socket, require_postgres
 from tests.standins.mongodb import MongoStandin
@@ -24,11 +26,23 @@ def _assert_passed(run_args: tuple[str, ...], output: str, returncode: int) -> N
     assert returncode == 0, f"suite failed for {run_args}:\n{output[-6000:]}"
 
 
+def _assert_skipped(run: SuiteRun, connector: str, expected: int) -> None:
+    """``expected`` skips besides the fencing tests, which run exactly when the connector
+    declares the "fenced" capability (and are skipped, every one, when it does not)."""
+    fencing = run.skipped_lacking(CAPABILITY_FENCED)
+    if CAPABILITY_FENCED in load_connector_class(connector).capabilities:
+        assert fencing == 0, f"{connector}: {fencing} fencing tests skipped"
+    else:
+        assert fencing >= 10, f"{connector} is not fenced, yet its fencing tests ran"
+    assert run.count("skipped") - fencing == expected, run.output[-3000:]
+
+
 def test_memory() -> None:
     run = run_suite(SUITE, "--connector", "memory")
     _assert_passed(("memory",), run.output, run.returncode)
     assert run.count("passed") > 60
     assert run.failed_tests == []
+    _assert_skipped(run, "memory", 3)  # the three network tests: no server
 
 
 def test_sql_sqlite(tmp_path: Path) -> None:
@@ -36,7 +50,7 @@ def test_sql_sqlite(tmp_path: Path) -> None:
     run = run_suite(SUITE, "--connector", "sql", "--connector-url", url)
     _assert_passed(("sqlite",), run.output, run.returncode)
     assert run.count("passed") > 60
-    assert run.count("skipped") == 3  # only the three network tests: SQLite has no server
+    _assert_skipped(run, "sql", 3)  # only the three network tests: SQLite has no server
 
 
 @pytest.mark.parametrize(
@@ -56,7 +70,7 @@ def test_sql_server(server: Callable[[], str]) -> None:
         asyncio.run(_drop_table(url, table))
     _assert_passed((url,), run.output, run.returncode)
     assert run.count("passed") > 60
-    assert run.count("skipped") == 0  # the network tests run too
+    _assert_skipped(run, "sql", 0)  # the network tests run too
 
 
 @pytest.mark.parametrize("durability", ["aof", "fsync"], ids=["redis aof", "valkey fsync"])
@@ -83,7 +97,7 @@ def test_redis(tmp_path: Path, durability: str) -> None:
                         "--connector-option", f"durability={durability}")  # fmt: skip
         _assert_passed(("redis", durability), run.output, run.returncode)
         assert run.count("passed") > 60
-        assert run.count("skipped") == 0  # the network tests run too
+        _assert_skipped(run, "redis", 0)  # the network tests run too
         assert server.ping()
     finally:
         server.kill()
@@ -131,7 +145,7 @@ def test_rethinkdb_against_the_reqlite_standin() -> None:
         asyncio.run(_drop_rethinkdb_table(url, table))
     _assert_passed((url,), run.output, run.returncode)
     assert run.count("passed") > 60
-    assert run.count("skipped") == len(GAPS)
+    _assert_skipped(run, "rethinkdb", len(GAPS))
     assert "stand-in gap: " in run.output
 
 
@@ -153,7 +167,7 @@ def test_mongodb_against_the_standin(mongodb_standin: MongoStandin) -> None:
                     "--connector-option", "timeout=20", timeout=900)  # fmt: skip
     _assert_passed(("mongodb stand-in",), run.output, run.returncode)
     assert run.count("passed") > 60
-    assert run.count("skipped") == 0  # no stand-in gap needs a skip
+    _assert_skipped(run, "mongodb", 0)  # no stand-in gap needs a skip
 
 
 @pytest.mark.needs_server("elasticsearch")
@@ -171,4 +185,4 @@ def test_elasticsearch() -> None:
                     "--connector-option", "timeout=20", timeout=900)  # fmt: skip
     _assert_passed(("elasticsearch",), run.output, run.returncode)
     assert run.count("passed") > 60
-    assert run.count("skipped") == 0  # no stand-in gap costs a test of the suite
+    _assert_skipped(run, "elasticsearch", 0)  # no stand-in gap costs a test of the suite
