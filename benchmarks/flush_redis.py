@@ -121,8 +121,8 @@ async def raw_script(url: str, docs: Docs, batch: int) -> Timing:
                 argv: list[Any] = [_stamp()]
                 for name, data in docs[start : start + batch]:
                     group = collection_of(name)
-                    keys += (layout.record(name), layout.collection(group))
-                    argv += ("P", name, group, "1", ENCODER.encode(data))
+                    keys += (layout.record(name), layout.collection(group), layout.fence(name))
+                    argv += ("P", name, group, "1", ENCODER.encode(data), "")
                 replies = await client.evalsha(SHA, len(keys), *keys, *argv)
                 assert all(reply == 0 for reply in replies)
     finally:

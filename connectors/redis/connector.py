@@ -11,6 +11,9 @@ round trip. A batch cut off by a lost connection or the timeout either ran whole
 the flusher sends it again, and a same-version put with equal data, or a delete of what is
 gone, is applied again without change. Reads are plain ``HMGET``s, pipelined.
 
+Fenced (capability ``fenced``): each name's highest applied fence is a key of its own in the
+same hash slot (``layout.py``), checked and set by the same script as the write.
+
 Connector instances are safe for concurrent use: each command takes a pooled connection.
 """
 
@@ -24,6 +27,7 @@ from urllib.parse import urlsplit
 
 from connectors._common import import_driver, option_float, option_int, prefix_upper_bound
 from connectors.base import (
+    CAPABILITY_FENCED,
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
     Delete,
@@ -31,6 +35,7 @@ from connectors.base import (
     RawReader,
     Snapshot,
     StorageError,
+    StorageTimeout,
     StorageUnavailable,
     WriteResult,
 )
@@ -44,13 +49,16 @@ __all__ = ["RedisConnector"]
 log = logging.getLogger(__name__)
 
 _SCHEMES = ("redis", "rediss", "unix")
+_SETTLE_ROUNDS = 3
 
 
 class RedisConnector:
     """Records in Redis; see the module docstring for URLs, options and guarantees."""
 
     name: ClassVar[str] = "redis"
-    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW, CAPABILITY_NETWORK})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {CAPABILITY_RAW, CAPABILITY_NETWORK, CAPABILITY_FENCED}
+    )
     default_url: ClassVar[str] = "redis://127.0.0.1:6379/0"
     namespace_option: ClassVar[str] = "prefix"
     """The option that isolates one store from another; the conformance suite varies it."""
@@ -190,7 +198,25 @@ class RedisConnector:
         keys, argv = arguments(self._layout, ops, stamp)  # rejects bad data before any I/O
         async with guard(f"write of {len(ops)} operations", self.timeout):
             replies = await self._script(keys, argv, fsync_ms=self._fsync_ms)
-        return results(ops, argv, replies)
+            out, again = results(ops, argv, replies)
+            for _ in range(_SETTLE_ROUNDS):
+                if not again:
+                    break
+                # Fenced same-version retries whose stored text differs from ours (equal data):
+                # sent again as the stored text, so the script raises their fence.
+                indexes = list(again)
+                sent = [ops[i] for i in indexes]
+                keys, argv = arguments(self._layout, sent, stamp, [again[i] for i in indexes])
+                replies = await self._script(keys, argv, fsync_ms=self._fsync_ms)
+                settled, again_sent = results(sent, argv, replies)
+                for i, result in zip(indexes, settled, strict=True):
+                    out[i] = result
+                again = {indexes[j]: text for j, text in again_sent.items()}
+        if again:
+            raise StorageTimeout(
+                f"{len(again)} fenced retries kept meeting new data of equal value; try again"
+            )
+        return [result for result in out if result is not None]
 
     # -- raw layout ------------------------------------------------------------------------
 

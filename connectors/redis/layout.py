@@ -6,6 +6,11 @@ With the default prefix ``recordgate``, record ``user/42`` is stored as::
     {recordgate}:collection:user     sorted set of the collection's record names, all scores 0
     {recordgate}:names               sorted set of every record name, all scores 0
     {recordgate}:collections         sorted set of the collections holding records, all scores 0
+    {recordgate}:fence:user/42       string: the highest fence applied to the name (decimal)
+
+A fence key exists only for names written with a fence (a cluster's writes, see
+``connectors/base.py``); it outlives the record's hash (a tombstone of a deleted name) and is in
+no index, so listing and reading records never meets it.
 
 Invariants:
 
@@ -65,6 +70,10 @@ class Layout:
         return f"{self.tag}:collection:".encode()
 
     @property
+    def fence_prefix(self) -> bytes:
+        return f"{self.tag}:fence:".encode()
+
+    @property
     def pattern(self) -> bytes:
         """A ``SCAN MATCH`` pattern for every key of the store."""
         return f"{self.tag}:*".encode()
@@ -74,3 +83,6 @@ class Layout:
 
     def collection(self, collection: str) -> bytes:
         return self.collection_prefix + collection.encode()
+
+    def fence(self, name: str) -> bytes:
+        return self.fence_prefix + name.encode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -27,22 +27,41 @@ from connectors.base import (
 )
 from connectors.redis.layout import Layout
 
-__all__ = ["SHA", "SOURCE", "WriteScript", "arguments", "results", "snapshot", "version_of"]
+__all__ = [
+    "MAX_FENCE",
+    "SHA",
+    "SOURCE",
+    "WriteScript",
+    "arguments",
+    "results",
+    "snapshot",
+    "version_of",
+]
 
 SOURCE = files("connectors.redis").joinpath("write.lua").read_text(encoding="utf-8")
 SHA = hashlib.sha1(SOURCE.encode()).hexdigest()
 
 
+MAX_FENCE = 2**63 - 1
+
+ARGS_PER_OP = 6
+"""kind, name, collection, version, data, fence (see ``write.lua``)."""
+
+
 def arguments(
-    layout: Layout, ops: Sequence[Put | Delete], updated_at: str
+    layout: Layout,
+    ops: Sequence[Put | Delete],
+    updated_at: str,
+    texts: Sequence[str] | None = None,
 ) -> tuple[list[bytes], list[str]]:
-    """KEYS and ARGV of ``write.lua`` for ``ops``. Data that is not JSON, and a version that is
-    not an integer, are ``StorageRejected`` here, before anything is sent."""
+    """KEYS and ARGV of ``write.lua`` for ``ops`` (with ``texts``: the puts' data as these JSON
+    texts, one per op, verbatim). Data that is not JSON, a version that is not an integer, and
+    a fence that is not an integer in ``0 .. 2**63 - 1``, are ``StorageRejected`` here, before
+    anything is sent."""
     keys = [layout.names, layout.collections]
     argv = [updated_at]
-    record, collection = layout.record, layout.collection
     try:
-        _add(ops, keys, argv, record, collection)
+        _add(ops, keys, argv, layout, texts)
     except UnicodeEncodeError as exc:  # a lone surrogate: not text Redis (or JSON) can hold
         raise StorageRejected(f"a record name or its data is not valid Unicode: {exc}") from exc
     return keys, argv
@@ -52,49 +71,76 @@ def _add(
     ops: Sequence[Put | Delete],
     keys: list[bytes],
     argv: list[str],
-    record: Callable[[str], bytes],
-    collection: Callable[[str], bytes],
+    layout: Layout,
+    texts: Sequence[str] | None,
 ) -> None:
-    for op in ops:
-        name, version = op.name, op.version
+    record, collection, fence_key = layout.record, layout.collection, layout.fence
+    for index, op in enumerate(ops):
+        name, version, fence = op.name, op.version, op.fence
         if type(version) is not int:
             raise StorageRejected(f"version of {name!r} must be an integer, got {version!r}")
+        if fence is not None and (type(fence) is not int or not 0 <= fence <= MAX_FENCE):
+            raise StorageRejected(f"fence of {name!r} must be an integer 0..2**63-1: {fence!r}")
         group = collection_of(name)
-        keys += (record(name), collection(group))
+        keys += (record(name), collection(group), fence_key(name))
+        fenced = "" if fence is None else str(fence)
         if isinstance(op, Delete):
-            argv += ("D", name, group, str(version), "")
+            argv += ("D", name, group, str(version), "", fenced)
         else:
-            argv += ("P", name, group, str(version), dump_json(op.data))
+            text = dump_json(op.data) if texts is None else texts[index]
+            argv += ("P", name, group, str(version), text, fenced)
 
 
 def results(
     ops: Sequence[Put | Delete], argv: Sequence[str], replies: Sequence[Any]
-) -> list[WriteResult]:
-    """One result per op from the script's reply: 0 for applied, else the stored snapshot.
+) -> tuple[list[WriteResult | None], dict[int, str]]:
+    """One result per op from the script's reply (see ``write.lua``), and the fenced puts to
+    send again (by index, with the text to send).
 
     The script settles a same-version put as applied only when the JSON texts are identical;
     a stored text that differs but decodes to equal data (``data_equal``: keys in another
     order, written by another gateway or by hand) is an idempotent retry too, settled here.
+    Such a retry of a fenced put must still raise the stored fence, which the script did not
+    do: its result is ``None``, and the caller sends it again with the stored text itself
+    (equal data) for the script to settle it as an identical retry, raising the fence.
     """
     if len(replies) != len(ops):
         raise StorageRejected(f"write script answered {len(replies)} results for {len(ops)} ops")
-    out = []
+    out: list[WriteResult | None] = []
+    again: dict[int, str] = {}
     for index, (op, reply) in enumerate(zip(ops, replies, strict=True)):
         if reply == 0:
             out.append(WriteResult(op, Outcome.APPLIED))
             continue
-        if not isinstance(reply, list) or len(reply) != 2:
+        kind = reply[0] if isinstance(reply, list) and reply else None
+        if kind == b"F" and len(reply) in (2, 4):
+            stored = snapshot(op.name, reply[2], reply[3]) if len(reply) == 4 else None
+            fence = version_of(op.name, reply[1])
+            out.append(WriteResult(op, Outcome.FENCED, stored, fence=fence))
+            continue
+        if kind != b"C" or len(reply) != 3:
             raise StorageRejected(f"record {op.name!r} is stored without a version or data")
-        stored = snapshot(op.name, reply[0], reply[1])
-        if (
+        stored = snapshot(op.name, reply[1], reply[2])
+        if not (
             isinstance(op, Put)
             and stored.version == op.version
-            and data_equal(stored.data, load_json(argv[5 + 5 * index]))
+            and data_equal(stored.data, load_json(argv[5 + ARGS_PER_OP * index]))
         ):
+            out.append(WriteResult(op, Outcome.CONFLICT, stored))
+        elif op.fence is None:
             out.append(WriteResult(op, Outcome.APPLIED))
         else:
-            out.append(WriteResult(op, Outcome.CONFLICT, stored))
-    return out
+            out.append(None)
+            again[index] = text_of(op.name, reply[2])
+    return out, again
+
+
+def text_of(name: str, text: bytes | str) -> str:
+    """A stored JSON text as ``str``."""
+    try:
+        return text if isinstance(text, str) else text.decode()
+    except UnicodeDecodeError as exc:
+        raise StorageRejected(f"record {name!r} holds data that is not UTF-8: {exc}") from exc
 
 
 def version_of(name: str, version: bytes | str) -> int:

@@ -1,13 +1,21 @@
 -- recordgate: one conditional batch write, atomic (no other command runs meanwhile).
 --
--- KEYS[1] names index, KEYS[2] collections index; op i (1-based): KEYS[1 + 2i] its record hash,
--- KEYS[2 + 2i] its collection's sorted set.
--- ARGV[1] updated_at; op i: ARGV[5i - 3 .. 5i + 1] = kind ('P' put, 'D' delete), name,
--- collection, version (decimal text), data (JSON text; empty for a delete).
--- Reply, per op: 0 if applied, else {stored version, stored data} (a conflict).
+-- KEYS[1] names index, KEYS[2] collections index; op i (1-based): KEYS[3i] its record hash,
+-- KEYS[3i + 1] its collection's sorted set, KEYS[3i + 2] its fence key.
+-- ARGV[1] updated_at; op i: ARGV[6i - 4 .. 6i + 1] = kind ('P' put, 'D' delete), name,
+-- collection, version (decimal text), data (JSON text; empty for a delete), fence (decimal
+-- text; empty for an unfenced op).
+-- Reply, per op: 0 if applied; {'C', stored version, stored data} a conflict; {'F', stored
+-- fence, stored version, stored data} (the last two absent if no record is stored) fenced.
 --
--- Versions stay decimal text from end to end: Lua numbers are doubles, exact only up to 2^53,
--- so they are compared as digit strings (sign, then length, then text).
+-- Fences: the fence key holds the highest fence applied to the name, kept when the record is
+-- deleted (a tombstone: no hash, no index entry). A fenced op lower than it is refused and
+-- changes nothing; otherwise the version rules decide, and an applied fenced op (also an
+-- idempotent retry, or deleting nothing) raises the fence key to its fence. Unfenced ops never
+-- read or write the fence key. Checked and written here, in one script: atomic with the write.
+--
+-- Versions and fences stay decimal text from end to end: Lua numbers are doubles, exact only
+-- up to 2^53, so they are compared as digit strings (sign, then length, then text).
 -- Everything is read and checked before the first write, so an error (a key of the wrong type)
 -- stops the script having written nothing: Redis does not roll back a script's earlier writes.
 
@@ -39,13 +47,19 @@ if bad then
   return bad
 end
 
-local count = (#ARGV - 1) / 5
-local replies, actions, checked = {}, {}, {}
+local function require_fence(key, stored)
+  if stored and not stored:match('^%d+$') then
+    return redis.error_reply('WRONGTYPE recordgate fence ' .. key .. ' is not a decimal integer')
+  end
+end
+
+local count = (#ARGV - 1) / 6
+local replies, actions, fences, checked = {}, {}, {}, {}
 
 for i = 1, count do
-  local a = 5 * i - 3
-  local kind, version, data = ARGV[a], ARGV[a + 3], ARGV[a + 4]
-  local set = KEYS[2 + 2 * i]
+  local a = 6 * i - 4
+  local kind, version, data, fence = ARGV[a], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local set = KEYS[3 * i + 1]
   if not checked[set] then
     checked[set] = true
     bad = require_zset(set)
@@ -53,25 +67,45 @@ for i = 1, count do
       return bad
     end
   end
-  local stored = redis.call('HMGET', KEYS[1 + 2 * i], 'version', 'data')
+  local stored = redis.call('HMGET', KEYS[3 * i], 'version', 'data')
   local current = stored[1]
+  local stored_fence = false
+  if fence ~= '' then
+    stored_fence = redis.call('GET', KEYS[3 * i + 2])
+    bad = require_fence(KEYS[3 * i + 2], stored_fence)
+    if bad then
+      return bad
+    end
+  end
   local action = false
-  if kind == 'P' then
+  if stored_fence and compare(stored_fence, fence) > 0 then
+    if current then
+      replies[i] = {'F', stored_fence, current, stored[2]}
+    else
+      replies[i] = {'F', stored_fence}
+    end
+  elseif kind == 'P' then
     if not current then
       action = 'create'
     elseif compare(current, version) < 0 then
       action = 'update'
     elseif current ~= version or stored[2] ~= data then
-      replies[i] = {current, stored[2]}
+      replies[i] = {'C', current, stored[2]}
     end
   elseif current then
     if compare(current, version) > 0 then
-      replies[i] = {current, stored[2]}
+      replies[i] = {'C', current, stored[2]}
     else
       action = 'delete'
     end
   end
-  replies[i] = replies[i] or 0
+  if not replies[i] then
+    replies[i] = 0
+    -- Applied (or an idempotent retry, or deleting nothing): the fence rises to this op's.
+    if fence ~= '' and (not stored_fence or compare(stored_fence, fence) < 0) then
+      fences[i] = fence
+    end
+  end
   actions[i] = action
 end
 
@@ -79,9 +113,12 @@ local now = ARGV[1]
 local listed = {}
 for i = 1, count do
   local action = actions[i]
+  if fences[i] then
+    redis.call('SET', KEYS[3 * i + 2], fences[i])
+  end
   if action then
-    local a = 5 * i - 3
-    local key, set = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+    local a = 6 * i - 4
+    local key, set = KEYS[3 * i], KEYS[3 * i + 1]
     local name, collection = ARGV[a + 1], ARGV[a + 2]
     if action == 'delete' then
       redis.call('DEL', key)
