@@ -17,6 +17,9 @@ Invariants:
 * Durability: a bulk returns once its items are in the translog of every active copy, which the
   index's ``index.translog.durability: request`` (the default) fsyncs before answering. ``open``
   refuses an index set to ``async`` unless ``allow_async_translog`` is set.
+* Fenced (capability ``fenced``): the fence is a field of the record's document, and a deleted
+  fenced name's document becomes a tombstone (``layout.py``), so the same compare-and-set
+  covers fence, version and data (``outcomes.py``).
 * Reads (``get``, ``get_many``, ``head``) are realtime ``mget``s: they see every write that
   returned, refreshed or not. ``scan`` searches, so it refreshes the index first.
 * Every call is bounded by ``timeout`` (the client's own retries are off) and raises only
@@ -33,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from connectors._common import dump_json, option_float, option_int
 from connectors.base import (
+    CAPABILITY_FENCED,
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
     Delete,
@@ -48,13 +52,17 @@ from connectors.elasticsearch.client import ClientSettings, check_driver, hosts_
 from connectors.elasticsearch.errors import guard, status_error
 from connectors.elasticsearch.layout import (
     EXPECTED_TYPES,
+    FENCE_FIELDS,
+    LIVE_RECORDS,
     MAX_VERSION,
     SOURCE_FIELDS,
+    STATE_FIELDS,
     check_index_name,
     doc_id,
     document_line,
     index_body,
     snapshot_from_source,
+    tombstone_line,
 )
 from connectors.elasticsearch.outcomes import (
     Action,
@@ -92,7 +100,9 @@ class ElasticsearchConnector:
     """Records in an Elasticsearch index; see the module docstring for options and guarantees."""
 
     name: ClassVar[str] = "elasticsearch"
-    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW, CAPABILITY_NETWORK})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {CAPABILITY_RAW, CAPABILITY_NETWORK, CAPABILITY_FENCED}
+    )
     namespace_option: ClassVar[str] = "index"
     """The option that isolates one store from another; the conformance suite varies it."""
 
@@ -215,11 +225,17 @@ class ElasticsearchConnector:
             for field, kind in EXPECTED_TYPES.items()
             if properties.get(field, {}).get("type") != kind
         }
-        if wrong:
+        missing = set(FENCE_FIELDS) - set(properties)
+        if wrong and set(wrong) != missing:
             raise StorageRejected(
                 f"index {self.index!r} exists with another layout ({wrong}); expected "
                 f"{EXPECTED_TYPES}: choose another index name"
             )
+        if missing:
+            # An index made before fencing: adding fields is allowed, and idempotent when
+            # several servers open at once.
+            added = {field: FENCE_FIELDS[field] for field in sorted(missing)}
+            await client.indices.put_mapping(index=self.index, properties=added)
         settings: dict[str, Any] = (
             await client.indices.get_settings(
                 index=self.index, name="index.translog.durability", flat_settings=True
@@ -271,9 +287,10 @@ class ElasticsearchConnector:
         record comes at most once, in order.
         """
         client = self._require()
-        query: dict[str, Any] = (
-            {"bool": {"filter": [{"prefix": {"name": prefix}}]}} if prefix else {"match_all": {}}
-        )
+        # Tombstones have no name: a prefix query skips them, and so does LIVE_RECORDS.
+        query: dict[str, Any] = {
+            "bool": {"filter": [{"prefix": {"name": prefix}} if prefix else LIVE_RECORDS]}
+        }
         async with guard("scan", self.timeout):
             await client.indices.refresh(index=self.index)
         after: list[Any] | None = None
@@ -318,6 +335,9 @@ class ElasticsearchConnector:
                 raise StorageRejected(
                     f"record {op.name!r}: version {op.version} is outside 0..2**63-1"
                 )
+            fence = op.fence
+            if fence is not None and (type(fence) is not int or not 0 <= fence <= MAX_VERSION):
+                raise StorageRejected(f"record {op.name!r}: fence {fence!r} is not 0..2**63-1")
             try:
                 op.name.encode()
                 if isinstance(op, Put):
@@ -363,7 +383,7 @@ class ElasticsearchConnector:
             for (i, action), item in zip(actions, items, strict=True):
                 op = ops[i]
                 status = int(item.get("status", 0))
-                searchable = isinstance(op, Put) and op.name not in unsearchable
+                searchable = action.body == "record" and op.name not in unsearchable
                 verdict = item_verdict(action.kind, status, searchable)
                 if verdict is ItemVerdict.APPLIED:
                     results[i] = WriteResult(op, Outcome.APPLIED)
@@ -398,9 +418,19 @@ class ElasticsearchConnector:
                 meta["if_seq_no"] = action.seq_no
                 meta["if_primary_term"] = action.primary_term
             lines.append(dump_json({action.kind: meta}))
-            if isinstance(op, Put):
+            if action.kind == "delete":
+                continue
+            if action.body == "tombstone":
+                assert action.fence is not None
+                lines.append(tombstone_line(op.name, action.fence, now))
+            elif action.body == "fence":  # an idempotent retry raising the fence: only that
+                lines.append(dump_json({"doc": {"fence": action.fence}}))
+            else:
                 searchable = op.name not in unsearchable
-                lines.append(document_line(op.name, op.version, texts[op.name], now, searchable))
+                text = texts[op.name]
+                lines.append(
+                    document_line(op.name, op.version, text, now, searchable, action.fence)
+                )
         lines.append("")
         return "\n".join(lines)
 
@@ -419,15 +449,18 @@ class ElasticsearchConnector:
     async def _read_state(
         self, client: AsyncElasticsearch, names: list[str], *, with_text: bool
     ) -> dict[str, Stored | None]:
-        fields = SOURCE_FIELDS if with_text else ["name", "version"]
+        fields = [*STATE_FIELDS, "data_json"] if with_text else STATE_FIELDS
         state: dict[str, Stored | None] = dict.fromkeys(names)
         for name, source, doc in await self._mget(client, names, fields):
-            if source.get("name") == name:
+            live = source.get("name") == name
+            if live or source.get("tombstone") == name:
+                fence = source.get("fence")
                 state[name] = Stored(
-                    int(source["version"]),
+                    int(source["version"]) if live else None,
                     int(doc["_seq_no"]),
                     int(doc["_primary_term"]),
-                    source.get("data_json") if with_text else None,
+                    source.get("data_json") if with_text and live else None,
+                    None if fence is None else int(fence),
                 )
         return state
 

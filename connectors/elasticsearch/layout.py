@@ -18,6 +18,15 @@ One index (option ``index``, default ``recordgate``) holds every record, one doc
   than ``index.mapping.total_fields.limit``) is stored without ``data`` and with
   ``searchable: false``; ``data_json`` holds it all the same.
 * ``searchable`` (``boolean``): whether ``data`` is there.
+* ``fence`` (``long``): the highest fence applied to the name (only for names written with a
+  fence: a cluster's writes, see ``connectors/base.py``).
+
+A fenced name that is deleted keeps its fence in a *tombstone* document under the same id:
+``tombstone`` (``keyword``, the deleted name), ``fence`` and ``updated_at``, and none of
+``name``, ``collection``, ``version``, ``data``, so a query on any of those never matches one;
+reads, scans and the raw reader skip them, and a query with no such condition (``match_all``)
+adds ``{"exists": {"field": "name"}}`` to see live records only. ``open`` adds the two fields
+to the mapping of an index made before they existed.
 
 Document ids: the name itself when it is 1 to 512 UTF-8 bytes long (Elasticsearch's limit) and
 does not start with ``~``; otherwise ``~`` and the SHA-256 of the name in hex. The two forms
@@ -40,6 +49,7 @@ __all__ = [
     "document_line",
     "index_body",
     "snapshot_from_source",
+    "tombstone_line",
 ]
 
 MAX_VERSION = 2**63 - 1
@@ -53,6 +63,12 @@ _INDEX_NAME_FORBIDDEN = frozenset('\\/*?"<>| ,#:')
 
 SOURCE_FIELDS = ["name", "version", "data_json"]
 """What reads fetch of ``_source``: never the ``data`` copy."""
+
+STATE_FIELDS = ["name", "version", "fence", "tombstone"]
+"""What a write reads of ``_source`` to decide (and ``data_json`` when the data matters)."""
+
+LIVE_RECORDS: dict[str, object] = {"exists": {"field": "name"}}
+"""The query clause matching live records only (no tombstones)."""
 
 _encode_string = json.encoder.encode_basestring  # ensure_ascii=False, as dump_json
 
@@ -120,10 +136,17 @@ def index_body(*, fields_limit: int, shards: int | None, replicas: int | None) -
             "data_json": {"type": "keyword", "index": False, "doc_values": False},
             "searchable": {"type": "boolean"},
             "data": {"type": "object", "dynamic": True},
+            **FENCE_FIELDS,
         },
     }
     return {"settings": {"index": settings}, "mappings": mappings}
 
+
+FENCE_FIELDS: dict[str, dict[str, str]] = {
+    "fence": {"type": "long"},
+    "tombstone": {"type": "keyword"},
+}
+"""Added to an existing index's mapping by ``open`` if missing (made before fencing)."""
 
 EXPECTED_TYPES = {
     "name": "keyword",
@@ -132,20 +155,31 @@ EXPECTED_TYPES = {
     "updated_at": "date",
     "data_json": "keyword",
     "searchable": "boolean",
+    "fence": "long",
+    "tombstone": "keyword",
 }
 """Field types an existing index must have for the connector to use it."""
 
 
-def document_line(name: str, version: int, text: str, updated_at: str, searchable: bool) -> str:
+def document_line(
+    name: str, version: int, text: str, updated_at: str, searchable: bool, fence: int | None = None
+) -> str:
     """The bulk source line of one record; ``text`` is the data's JSON (spliced in verbatim as
     ``data``, encoded as a string for ``data_json``)."""
     head = (
         f'{{"name":{_encode_string(name)},"collection":{_encode_string(collection_of(name))},'
         f'"version":{version},"updated_at":"{updated_at}","data_json":{_encode_string(text)}'
     )
+    if fence is not None:
+        head += f',"fence":{fence}'
     if searchable:
         return f'{head},"searchable":true,"data":{text}}}'
     return f'{head},"searchable":false}}'
+
+
+def tombstone_line(name: str, fence: int, updated_at: str) -> str:
+    """The bulk source line of a deleted name's tombstone."""
+    return f'{{"tombstone":{_encode_string(name)},"fence":{fence},"updated_at":"{updated_at}"}}'
 
 
 def snapshot_from_source(name: str, source: dict[str, Any]) -> Snapshot | None:

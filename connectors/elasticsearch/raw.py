@@ -57,7 +57,8 @@ class ElasticsearchRawReader:
         }
 
     async def count_raw(self, prefix: str = "") -> int:
-        query = {"prefix": {"name": prefix}} if prefix else {"match_all": {}}
+        # Live records only: tombstones have no name (connectors/elasticsearch/layout.py).
+        query = {"prefix": {"name": prefix}} if prefix else {"exists": {"field": "name"}}
         total = (await self._search(query, 0))["hits"]["total"]
         return int(total["value"])
 

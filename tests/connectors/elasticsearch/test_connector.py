@@ -46,6 +46,8 @@ async def test_open_creates_the_explicit_mapping(
         "data_json": "keyword",
         "searchable": "boolean",
         "data": "object",
+        "fence": "long",
+        "tombstone": "keyword",
     }
     assert mapping["properties"]["data_json"]["index"] is False
     settings = (await es.indices.get_settings(index=index_name, flat_settings=True))[index_name]
@@ -315,8 +317,11 @@ async def test_data_team_query(
                 Put("user/dave", 1, {"age": 30}),
                 Put("user/erin", 1, {"age": "unknown"}),  # a type clash: stored, not matched
                 Put("pet/rex", 1, {"age": 99}),  # another collection
+                Put("user/frank", 1, {"age": 60}, fence=1),
             ]
         )
+        # Deleted with a fence: a tombstone document, which the query must not match.
+        assert (await connector.write([Delete("user/frank", 1, fence=2)]))[0].ok
         readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
         assert f"```console\n{DATA_TEAM_QUERY}\n```" in readme
         request_line, _, body = DATA_TEAM_QUERY.partition("\n")

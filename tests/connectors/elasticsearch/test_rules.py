@@ -72,6 +72,56 @@ def test_decide(op: Put | Delete, stored: Stored | None, expected: object) -> No
     assert decide(op, stored, text) == expected
 
 
+FENCED_AT_7 = Stored(5, 11, 2, '{"a":1,"b":[2]}', fence=7)
+FENCED_BLIND = Stored(5, 11, 2, fence=7)
+TOMBSTONE = Stored(None, 11, 2, fence=7)  # a deleted name's fence
+
+
+def _fenced(op: Put | Delete, current: Snapshot | None = CURRENT) -> WriteResult:
+    return WriteResult(op, Outcome.FENCED, current, fence=7)
+
+
+@pytest.mark.parametrize(
+    ("op", "stored", "expected"),
+    [
+        # Below the stored fence: refused, with the stored record (fetched if need be).
+        (Put("r", 9, {}, fence=6), FENCED_AT_7, _fenced(Put("r", 9, {}, fence=6))),
+        (Put("r", 9, {}, fence=6), FENCED_BLIND, NeedData.TOKEN),
+        (Delete("r", 9, fence=0), FENCED_AT_7, _fenced(Delete("r", 9, fence=0))),
+        (Put("r", 1, {}, fence=6), TOMBSTONE, _fenced(Put("r", 1, {}, fence=6), None)),
+        (Delete("r", 1, fence=6), TOMBSTONE, _fenced(Delete("r", 1, fence=6), None)),
+        # At or above it: the version rules, and the document carries the higher fence.
+        (Put("r", 6, {}, fence=7), FENCED_BLIND, Action("index", 11, 2, fence=7)),
+        (Put("r", 6, {}, fence=8), FENCED_BLIND, Action("index", 11, 2, fence=8)),
+        (Put("r", 4, {}, fence=8), FENCED_AT_7, _conflict(Put("r", 4, {}, fence=8))),
+        (Put("r", 1, {}, fence=3), None, Action("create", fence=3)),
+        (Put("r", 1, {}, fence=7), TOMBSTONE, Action("index", 11, 2, fence=7)),
+        (Put("r", 5, {"a": 1, "b": [2]}, fence=7), FENCED_AT_7,
+         _applied(Put("r", 5, {"a": 1, "b": [2]}, fence=7))),
+        # An idempotent retry with a higher fence raises only the fence.
+        (Put("r", 5, {"b": [2], "a": 1}, fence=9), FENCED_AT_7,
+         Action("update", 11, 2, "fence", 9)),
+        (Put("r", 5, {"a": 1, "b": [2]}, fence=1), STORED, Action("update", 11, 2, "fence", 1)),
+        # A fenced delete leaves a tombstone: over the record, over nothing, over a tombstone.
+        (Delete("r", 5, fence=8), FENCED_BLIND, Action("index", 11, 2, "tombstone", 8)),
+        (Delete("r", 5, fence=8), BLIND, Action("index", 11, 2, "tombstone", 8)),
+        (Delete("r", 5, fence=8), None, Action("create", body="tombstone", fence=8)),
+        (Delete("r", 5, fence=8), TOMBSTONE, Action("index", 11, 2, "tombstone", 8)),
+        (Delete("r", 5, fence=7), TOMBSTONE, _applied(Delete("r", 5, fence=7))),
+        (Delete("r", 4, fence=9), FENCED_AT_7, _conflict(Delete("r", 4, fence=9))),
+        # Unfenced ops ignore fences and carry the stored one on.
+        (Put("r", 6, {}), FENCED_BLIND, Action("index", 11, 2, fence=7)),
+        (Put("r", 1, {}), TOMBSTONE, Action("index", 11, 2, fence=7)),
+        (Put("r", 5, {"a": 1, "b": [2]}), FENCED_AT_7, _applied(Put("r", 5, {"a": 1, "b": [2]}))),
+        (Delete("r", 5), FENCED_BLIND, Action("index", 11, 2, "tombstone", 7)),
+        (Delete("r", 5), TOMBSTONE, _applied(Delete("r", 5))),
+        (Delete("r", 4), FENCED_AT_7, _conflict(Delete("r", 4))),
+    ],
+)  # fmt: skip
+def test_decide_with_fences(op: Put | Delete, stored: Stored | None, expected: object) -> None:
+    test_decide(op, stored, expected)  # WriteResult equality includes the fence
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "searchable", "verdict"),
     [
@@ -84,6 +134,9 @@ def test_decide(op: Put | Delete, stored: Stored | None, expected: object) -> No
         ("index", 400, True, ItemVerdict.UNSEARCHABLE),
         ("index", 400, False, ItemVerdict.FAILED),  # already sent without data: a real refusal
         ("create", 404, True, ItemVerdict.FAILED),
+        ("update", 409, False, ItemVerdict.REREAD),
+        ("update", 404, False, ItemVerdict.REREAD),  # gone since read: read again
+        ("update", 400, True, ItemVerdict.FAILED),
         ("index", 429, True, ItemVerdict.FAILED),
         ("index", 503, True, ItemVerdict.FAILED),
     ],
