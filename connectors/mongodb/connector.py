@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from connectors._common import import_driver, prefix_upper_bound
 from connectors.base import (
+    CAPABILITY_FENCED,
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
     Delete,
@@ -32,7 +33,14 @@ from connectors.base import (
     StorageUnavailable,
     WriteResult,
 )
-from connectors.mongodb.documents import PROJECTION, Encoded, encode_put, snapshot_of
+from connectors.mongodb.documents import (
+    LIVE,
+    PROJECTION,
+    Encoded,
+    encode_put,
+    encode_tombstone,
+    snapshot_of,
+)
 from connectors.mongodb.settings import DEFAULT_COLLECTION_NAME, Settings, parse_settings
 
 if TYPE_CHECKING:
@@ -52,7 +60,9 @@ class MongoConnector:
     """Records in a MongoDB collection; see the module docstring for URL, options, guarantees."""
 
     name: ClassVar[str] = "mongodb"
-    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW, CAPABILITY_NETWORK})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {CAPABILITY_RAW, CAPABILITY_NETWORK, CAPABILITY_FENCED}
+    )
     namespace_option: ClassVar[str] = "collection"
     """The option that isolates one store from another; the conformance suite varies it."""
 
@@ -174,7 +184,7 @@ class MongoConnector:
 
         collection = self._parts()
         async with guard("get", self.timeout):
-            document = await collection.find_one({"_id": name}, PROJECTION)
+            document = await collection.find_one({"_id": name, **LIVE}, PROJECTION)
         return None if document is None else snapshot_of(document)
 
     async def get_many(self, names: Iterable[str]) -> dict[str, Snapshot]:
@@ -189,7 +199,8 @@ class MongoConnector:
             # In chunks: a query is one BSON document of at most 16 MB, and names can be long.
             for start in range(0, len(wanted), _CHUNK):
                 chunk = wanted[start : start + _CHUNK]
-                async for document in collection.find({"_id": {"$in": chunk}}, PROJECTION):
+                query = {"_id": {"$in": chunk}, **LIVE}
+                async for document in collection.find(query, PROJECTION):
                     snapshot = snapshot_of(document)
                     found[snapshot.name] = snapshot
         return found
@@ -199,7 +210,7 @@ class MongoConnector:
 
         collection = self._parts()
         async with guard("head", self.timeout):
-            document = await collection.find_one({"_id": name}, {"_id": 0, "version": 1})
+            document = await collection.find_one({"_id": name, **LIVE}, {"_id": 0, "version": 1})
         return None if document is None else int(document["version"])
 
     async def scan(self, prefix: str = "") -> AsyncIterator[Snapshot]:
@@ -216,7 +227,8 @@ class MongoConnector:
             if upper is not None:
                 bounds["$lt"] = upper
             async with guard("scan", self.timeout):
-                cursor = collection.find({"_id": bounds}, PROJECTION).sort("_id", 1).limit(size)
+                query = {"_id": bounds, **LIVE}
+                cursor = collection.find(query, PROJECTION).sort("_id", 1).limit(size)
                 page = await cursor.to_list()
             for document in page:
                 yield snapshot_of(document)
@@ -235,14 +247,17 @@ class MongoConnector:
             return []
         now = datetime.now(UTC)
         int64 = self._int64
-        # Encoded up front: data that is not JSON is refused before anything is written.
-        encoded: dict[int, Encoded] = {
-            index: encode_put(op.name, op.version, op.data, now, int64)
-            for index, op in enumerate(ops)
-            if not isinstance(op, Delete)
-        }
+        # Encoded up front: data that is not JSON (or a bad fence) is refused before anything
+        # is written.
+        encoded: dict[int, Encoded] = {}
+        tombstones: dict[int, dict[str, Any]] = {}
+        for index, op in enumerate(ops):
+            if not isinstance(op, Delete):
+                encoded[index] = encode_put(op.name, op.version, op.data, now, int64, op.fence)
+            elif op.fence is not None:
+                tombstones[index] = encode_tombstone(op.name, op.fence, int64)
         async with guard(f"write of {len(ops)} operations", self.timeout):
-            return await Batch(ops, encoded).run(collection)
+            return await Batch(ops, encoded, tombstones).run(collection)
 
     # -- raw layout ------------------------------------------------------------------------
 

@@ -5,6 +5,11 @@ One document per record, ``_id`` the full record name::
     {"_id": "user/42", "collection": "user", "version": Int64(7),
      "data": {...native...}, "updated_at": ISODate(...)}
 
+A fenced write adds ``"fence": Int64(f)`` (the highest fence applied to the name), and a fenced
+delete leaves a tombstone in place of the record, ``{"_id": "user/42", "tombstone": true,
+"fence": Int64(f)}``: no ``collection``, ``version`` or ``data``, so it is never a record.
+Reads select ``LIVE`` documents only (no ``tombstone`` field).
+
 Invariant: reading a document gives back exactly the JSON that was written. ``data`` is the
 native document whenever BSON holds it faithfully. When it cannot, ``data`` is ``null`` and
 ``data_json`` holds the exact JSON text instead; that is the case for data with
@@ -28,10 +33,14 @@ from connectors._common import dump_json, load_json
 from connectors.base import JSON, Snapshot, StorageRejected, collection_of
 
 __all__ = [
+    "LIVE",
     "MAX_NATIVE_DEPTH",
     "PROJECTION",
+    "TOMBSTONE",
     "Encoded",
+    "check_fence",
     "encode_put",
+    "encode_tombstone",
     "is_native",
     "snapshot_of",
 ]
@@ -44,6 +53,12 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 PROJECTION = {"_id": 1, "version": 1, "data": 1, "data_json": 1}
 """The fields a snapshot is read from."""
+
+TOMBSTONE = "tombstone"
+"""The field (``true``) that marks a tombstone: what a fenced delete leaves to keep the fence."""
+
+LIVE: dict[str, Any] = {TOMBSTONE: {"$exists": False}}
+"""The filter term of every read: records, not tombstones (data teams use it too)."""
 
 
 def is_native(data: Any) -> bool:
@@ -118,38 +133,59 @@ class Encoded:
         return self._text
 
 
-def encode_put(name: str, version: int, data: JSON, now: datetime, int64: type[int]) -> Encoded:
-    """The document for ``Put(name, version, data)``; ``StorageRejected`` for data that is not
-    JSON, text that is not valid UTF-8 (lone surrogates) or a version outside int64.
+def check_fence(name: str, fence: object) -> int:
+    """``fence`` if it is an integer in 0..2**63-1 (it is stored as int64), else
+    ``StorageRejected``."""
+    if type(fence) is not int or not 0 <= fence <= _INT64_MAX:
+        raise StorageRejected(f"fence {fence!r} of {name!r} is not an integer in 0..2**63-1")
+    return fence
 
-    ``int64`` is ``bson.Int64``: the version is stored as a 64-bit integer whatever its size, so
-    its BSON type never changes between writes of one record.
+
+def encode_put(
+    name: str,
+    version: int,
+    data: JSON,
+    now: datetime,
+    int64: type[int],
+    fence: int | None = None,
+) -> Encoded:
+    """The document for ``Put(name, version, data, fence=fence)``; ``StorageRejected`` for data
+    that is not JSON, text that is not valid UTF-8 (lone surrogates), or a version or fence
+    outside int64.
+
+    ``int64`` is ``bson.Int64``: versions and fences are stored as 64-bit integers whatever their
+    size, so their BSON type never changes between writes of one record (and they compare
+    exactly, as integers).
     """
     if not (name.isascii() or _utf8(name)):
         raise StorageRejected(f"record name {name!r} is not valid unicode (a lone surrogate?)")
     if not 0 <= version <= _INT64_MAX:
         raise StorageRejected(f"version {version} of {name!r} is outside 0..2**63-1")
+    document: dict[str, Any] = {
+        "_id": name,
+        "collection": collection_of(name),
+        "version": int64(version),
+    }
+    if fence is not None:
+        document["fence"] = int64(check_fence(name, fence))
     if is_native(data):
-        document = {
-            "_id": name,
-            "collection": collection_of(name),
-            "version": int64(version),
-            "data": data,
-            "updated_at": now,
-        }
+        document["data"] = data
+        document["updated_at"] = now
         return Encoded(document, data, None)
     text = dump_json(data)  # StorageRejected for NaN, sets, objects, cycles
     if not (text.isascii() or _utf8(text)):
         raise StorageRejected(f"record data of {name!r} is not valid unicode (a lone surrogate?)")
-    document = {
-        "_id": name,
-        "collection": collection_of(name),
-        "version": int64(version),
-        "data": None,
-        "data_json": text,
-        "updated_at": now,
-    }
+    document["data"] = None
+    document["data_json"] = text
+    document["updated_at"] = now
     return Encoded(document, data, text)
+
+
+def encode_tombstone(name: str, fence: int, int64: type[int]) -> dict[str, Any]:
+    """The tombstone a fenced delete leaves: the name and its fence, nothing of a record."""
+    if not (name.isascii() or _utf8(name)):
+        raise StorageRejected(f"record name {name!r} is not valid unicode (a lone surrogate?)")
+    return {"_id": name, TOMBSTONE: True, "fence": int64(check_fence(name, fence))}
 
 
 def snapshot_of(document: dict[str, Any]) -> Snapshot:

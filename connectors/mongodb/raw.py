@@ -38,8 +38,8 @@ class MongoRawReader:
     async def read_raw(self, name: str) -> dict[str, Any] | None:
         async with asyncio.timeout(self._settings.timeout):
             document = await self._collection().find_one({"_id": name})
-        if document is None:
-            return None
+        if document is None or "tombstone" in document:
+            return None  # a tombstone is not a record
         text = document.get("data_json")
         return {
             "name": document["_id"],
@@ -54,7 +54,8 @@ class MongoRawReader:
         # An anchored regular expression, not the connector's range query.
         pattern = "^" + re.escape(prefix)
         async with asyncio.timeout(self._settings.timeout):
-            return int(await self._collection().count_documents({"_id": {"$regex": pattern}}))
+            query = {"_id": {"$regex": pattern}, "tombstone": {"$exists": False}}
+            return int(await self._collection().count_documents(query))
 
     async def close(self) -> None:
         client, self._client = self._client, None

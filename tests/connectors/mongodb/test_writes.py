@@ -80,10 +80,11 @@ async def test_writes_carry_the_write_concern(
     for command in (update, delete):
         assert command["writeConcern"] == expected
         assert command["ordered"] is False
-    # One replace-upsert per put, filtered on _id and a lower version, _id in the replacement.
+    # One replace-upsert per put, filtered on _id, no fence stored (an unfenced put keeps one,
+    # see test_fencing.py) and a lower version, _id in the replacement.
     assert [u["q"] for u in update["updates"]] == [
-        {"_id": "a/1", "version": {"$lt": 1}},
-        {"_id": "a/2", "version": {"$lt": 1}},
+        {"_id": "a/1", "fence": {"$exists": False}, "version": {"$lt": 1}},
+        {"_id": "a/2", "fence": {"$exists": False}, "version": {"$lt": 1}},
     ]
     assert all(u["upsert"] and u["u"]["_id"] == u["q"]["_id"] for u in update["updates"])
     assert delete["deletes"][0]["q"] == {"_id": "a/3", "version": {"$lte": 1}}
