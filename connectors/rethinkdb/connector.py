@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from connectors._common import dump_json, option_float, option_int, prefix_upper_bound
 from connectors.base import (
+    CAPABILITY_FENCED,
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
     Delete,
@@ -29,7 +30,7 @@ from connectors.base import (
 )
 from connectors.rethinkdb.driver import reql
 from connectors.rethinkdb.errors import guard
-from connectors.rethinkdb.layout import record_id, snapshot_of
+from connectors.rethinkdb.layout import TOMBSTONE, is_record, live, record_id, snapshot_of
 from connectors.rethinkdb.schema import check_name
 from connectors.rethinkdb.session import Session
 from connectors.rethinkdb.url import parse_url
@@ -39,14 +40,17 @@ __all__ = ["DURABILITIES", "RethinkDBConnector"]
 log = logging.getLogger(__name__)
 
 DURABILITIES = ("hard", "soft")
-_FIELDS = ("name", "version_key", "data_json")  # what reads fetch: the exact fields
+# What reads fetch: the exact fields, and the mark of a tombstone (which reads skip).
+_FIELDS = ("name", "version_key", "data_json", TOMBSTONE)
 
 
 class RethinkDBConnector:
     """Records in a RethinkDB table; see the module docstring for the URL and options."""
 
     name: ClassVar[str] = "rethinkdb"
-    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW, CAPABILITY_NETWORK})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {CAPABILITY_RAW, CAPABILITY_NETWORK, CAPABILITY_FENCED}
+    )
     namespace_option: ClassVar[str] = "table"
 
     def __init__(
@@ -137,14 +141,15 @@ class RethinkDBConnector:
         docs = await self._parts().run(
             self.table.get_all(r.args(r.json(ids))).pluck(*_FIELDS).coerce_to("array"), "get"
         )
-        found = (snapshot_of(doc) for doc in docs)
+        found = (snapshot_of(doc) for doc in docs if is_record(doc))
         return {snapshot.name: snapshot for snapshot in found}
 
     async def head(self, name: str) -> int | None:
         docs = await self._parts().run(
-            self.table.get_all(record_id(name)).pluck("version_key").coerce_to("array"), "head"
+            self.table.get_all(record_id(name)).pluck("version_key", TOMBSTONE).coerce_to("array"),
+            "head",
         )
-        return int(docs[0]["version_key"]) if docs else None
+        return int(docs[0]["version_key"]) if docs and is_record(docs[0]) else None
 
     async def scan(self, prefix: str = "") -> AsyncIterator[Snapshot]:
         r = reql()
@@ -159,6 +164,7 @@ class RethinkDBConnector:
                     lower, r.maxval if upper is None else upper, index="name", left_bound=left
                 )
                 .order_by(index="name")
+                .filter(live)
                 .limit(self.page_size)
                 .pluck(*_FIELDS)
                 .coerce_to("array"),

@@ -39,6 +39,7 @@ class RethinkDBRawReader:
 
     async def read_raw(self, name: str) -> dict[str, Any] | None:
         docs = await self._run(self._target().get_all(name, index="name").coerce_to("array"))
+        docs = [doc for doc in docs if "tombstone" not in doc]  # a tombstone is not a record
         if not docs:
             return None
         doc = docs[0]
@@ -61,6 +62,7 @@ class RethinkDBRawReader:
         count = await self._run(
             self._target()
             .between(prefix, r.maxval if upper is None else upper, index="name")
+            .filter(lambda doc: doc.has_fields("tombstone").not_())
             .count()
         )
         return int(count)

@@ -6,22 +6,36 @@ The query is ``r.json(ops).for_each(step)``, each step one atomic single-documen
 (removes it) unless a newer ``version_key`` is stored. RethinkDB calls ``fn`` with ``null`` for
 a missing document, so a put inserts it.
 
+Fences (``fence=f``) are checked by the same ``fn``, so fence check, version check and write are
+one atomic operation on one document: a stored ``fence_key`` above ``f`` returns the stored
+document unchanged (``FENCED``). Otherwise the version rules apply, a tombstone counting as
+nothing stored: a put writes its document with ``fence_key`` ``f`` (the new maximum); a fenced
+delete writes the tombstone (layout.py) with ``fence_key`` ``f``, also where nothing is stored;
+the idempotent retry of a fenced put (stored version and data JSON text equal to its own)
+raises a lower ``fence_key`` to ``f`` and changes nothing else. Unfenced ops keep what is
+stored: a put copies the stored ``fence_key`` into its document, a delete of a record with a
+fence leaves a tombstone with that fence, a delete of a tombstone leaves it. A put whose retry
+has data equal to what is stored but not the same text (key order) goes round again with the
+stored text to compare (``match``), so its fence is raised by the same atomic ``fn``.
+
 Puts of first versions (0 and 1: most often records not stored yet) go instead, in the same
 query, into one plain bulk ``insert``, RethinkDB's cheapest write, which applies per document
-where none exists and is refused where one does; it answers the ids it inserted (applied), and
-the refused ops take the conditional replace in the next round. (The reqlite stand-in's
-``replace`` skips a missing document instead of calling ``fn``: such a put, having no change
-entry, is inserted in the next round; on RethinkDB this does not happen.)
+where none exists and is refused where one does (a tombstone too); it answers the ids it
+inserted (applied), and the refused ops take the conditional replace in the next round. (The
+reqlite stand-in's ``replace`` skips a missing document instead of calling ``fn``: such a put,
+or a fenced delete (its tombstone), having no change entry, is inserted in the next round; on
+RethinkDB this does not happen.)
 
 Both with ``durability`` (``hard``: the server answers once the write is on disk). The
 replaces run with ``return_changes="always"``: an entry per document with ``old_val`` and
 ``new_val``, also for documents left unchanged, so the result of each op comes from the write
-itself: the put's own document is stored -> applied (written now, or an idempotent retry with
-equal data); anything else stored -> conflict, with that snapshot. An op with no entry
-(possible in the stand-in, see docs/connectors.md, and for a delete of a missing document) is
-settled by reading its document back after the batch (absent, or not newer, for a delete ->
-applied; newer -> conflict), or, for a put, goes round again. Rounds are bounded: ops still
-unsettled after them are a ``StorageTimeout`` (contention), and the flusher retries the batch.
+itself: a stored fence above the op's -> fenced; the put's own document is stored -> applied
+(written now, or an idempotent retry with equal data); anything else stored -> conflict, with
+that snapshot. An unfenced delete with no entry (possible in the stand-in, see
+docs/connectors.md, and for a delete of a missing document) is settled by reading its document
+back after the batch (absent, a tombstone, or not newer -> applied; newer -> conflict). Rounds
+are bounded: ops still unsettled after them are a ``StorageTimeout`` (contention), and the
+flusher retries the batch.
 """
 
 from __future__ import annotations
@@ -42,7 +56,16 @@ from connectors.base import (
     data_equal,
 )
 from connectors.rethinkdb.driver import reql
-from connectors.rethinkdb.layout import document_fields, record_id, snapshot_of, version_key
+from connectors.rethinkdb.layout import (
+    TOMBSTONE,
+    document_fields,
+    fence_key,
+    is_record,
+    record_id,
+    snapshot_of,
+    tombstone_fields,
+    version_key,
+)
 from connectors.rethinkdb.session import Session
 
 __all__ = ["write_batch"]
@@ -60,19 +83,29 @@ in the next round)."""
 
 @dataclass(frozen=True, slots=True)
 class _Encoded:
-    """One operation as JSON text: ``item`` for the ``for_each`` step, ``doc`` (puts) for
-    ``insert``."""
+    """One operation as JSON text: ``item`` for the ``for_each`` step, ``doc`` for ``insert``
+    (a put's document; a fenced delete's tombstone)."""
 
     op: Put | Delete
-    item: str
+    head: str
+    """The item's fields but ``match``, as JSON text without its closing brace."""
     doc: str | None
+
+    @property
+    def item(self) -> str:
+        return self.item_matching(None)
+
+    def item_matching(self, text: str | None) -> str:
+        """The item, its put comparing the stored data JSON with ``text`` (default: its own)."""
+        match = "null" if text is None else dump_json([text])[1:-1]
+        return f'{self.head},"match":{match}}}'
 
 
 def encode_ops(ops: Sequence[Put | Delete], now: datetime) -> tuple[list[_Encoded], dict[str, str]]:
     """Each operation as JSON text, and each put's data JSON by name.
 
-    Non-JSON data, bad versions and reserved keys raise ``StorageRejected`` here, before the
-    database is touched.
+    Non-JSON data, bad versions or fences and reserved keys raise ``StorageRejected`` here,
+    before the database is touched.
     """
     stamp = dump_json({"$reql_type$": "TIME", "epoch_time": now.timestamp(), "timezone": "+00:00"})
     encoded: list[_Encoded] = []
@@ -80,15 +113,18 @@ def encode_ops(ops: Sequence[Put | Delete], now: datetime) -> tuple[list[_Encode
     for op in ops:
         rid = dump_json([record_id(op.name)])[1:-1]
         key = version_key(op.version)
+        fence = "null" if op.fence is None else f'"{fence_key(op.fence)}"'
         if isinstance(op, Put):
             text = dump_json(op.data)
             texts[op.name] = text
-            doc = f'{document_fields(op.name, op.version, text)[:-1]},"updated_at":{stamp}}}'
-            item = f'{{"id":{rid},"key":"{key}","del":false,"doc":{doc}}}'
-            encoded.append(_Encoded(op, item, doc))
+            fields = document_fields(op.name, op.version, text, op.fence)
+            doc = f'{fields[:-1]},"updated_at":{stamp}}}'
+            head = f'{{"id":{rid},"key":"{key}","fence":{fence},"del":false,"doc":{doc}'
+            encoded.append(_Encoded(op, head, doc))
         else:
-            item = f'{{"id":{rid},"key":"{key}","del":true,"doc":null}}'
-            encoded.append(_Encoded(op, item, None))
+            tomb = tombstone_fields(op.name, op.fence)
+            head = f'{{"id":{rid},"key":"{key}","fence":{fence},"del":true,"doc":{tomb}'
+            encoded.append(_Encoded(op, head, None if op.fence is None else tomb))
     return encoded, texts
 
 
@@ -97,13 +133,93 @@ def _conditional(table: Any, items: list[str], durability: str) -> Any:
     r = reql()
 
     def step(op: Any) -> Any:
-        def keep_or_replace(cur: Any) -> Any:
-            # Nested two-way branches: the stand-in does not take r.branch's multi-way form.
+        # Nested two-way branches throughout: the stand-in does not take r.branch's multi-way
+        # form, and a branch evaluates only the arm taken (cur may be null, fields absent).
+        unfenced = op["fence"].eq(None)
+
+        def fenced_out(cur: Any) -> Any:
+            """A stored fence above the op's."""
             return r.branch(
-                op["del"],
-                r.branch(cur.eq(None).or_(cur["version_key"].le(op["key"])), None, cur),
-                r.branch(cur.eq(None).or_(cur["version_key"].lt(op["key"])), op["doc"], cur),
+                unfenced,
+                False,
+                r.branch(
+                    cur.eq(None),
+                    False,
+                    r.branch(cur.has_fields("fence_key"), cur["fence_key"].gt(op["fence"]), False),
+                ),
             )
+
+        def kept(doc: Any, cur: Any) -> Any:
+            """``doc`` (a put's document, a tombstone) with the stored fence if the op has none."""
+            return r.branch(
+                unfenced,
+                r.branch(
+                    cur.has_fields("fence_key"),
+                    doc.merge(r.object("fence_key", cur["fence_key"])),
+                    doc,
+                ),
+                doc,
+            )
+
+        def delete(cur: Any) -> Any:
+            tomb = op["doc"]
+            return r.branch(
+                cur.eq(None),
+                r.branch(unfenced, None, tomb),
+                r.branch(
+                    cur.has_fields("tombstone"),
+                    r.branch(unfenced, cur, tomb),
+                    r.branch(
+                        cur["version_key"].le(op["key"]),
+                        r.branch(
+                            unfenced.and_(cur.has_fields("fence_key").not_()),
+                            None,
+                            kept(tomb, cur),
+                        ),
+                        cur,
+                    ),
+                ),
+            )
+
+        def raises(cur: Any) -> Any:
+            """A fenced put's idempotent retry of what is stored, whose fence is lower."""
+            match = r.branch(op["match"].eq(None), op["doc"]["data_json"], op["match"])
+            return r.branch(
+                unfenced,
+                False,
+                r.branch(
+                    cur["version_key"].eq(op["key"]),
+                    r.branch(
+                        cur["data_json"].eq(match),
+                        r.branch(
+                            cur.has_fields("fence_key"),
+                            cur["fence_key"].lt(op["fence"]),
+                            True,
+                        ),
+                        False,
+                    ),
+                    False,
+                ),
+            )
+
+        def put(cur: Any) -> Any:
+            doc = op["doc"]
+            return r.branch(
+                cur.eq(None),
+                doc,
+                r.branch(
+                    cur.has_fields("tombstone"),
+                    kept(doc, cur),
+                    r.branch(
+                        cur["version_key"].lt(op["key"]),
+                        kept(doc, cur),
+                        r.branch(raises(cur), cur.merge(r.object("fence_key", op["fence"])), cur),
+                    ),
+                ),
+            )
+
+        def keep_or_replace(cur: Any) -> Any:
+            return r.branch(fenced_out(cur), cur, r.branch(op["del"], delete(cur), put(cur)))
 
         return table.get(op["id"]).replace(
             keep_or_replace, durability=durability, return_changes="always"
@@ -141,13 +257,21 @@ async def write_batch(
 ) -> list[WriteResult]:
     encoded, texts = encode_ops(ops, now)
     results: dict[str, WriteResult] = {}
-    # The way each put goes next: a bulk insert (first versions at first; puts whose document
-    # the stand-in's replace found missing) or the conditional replace (everything else).
-    inserting = {e.op.name for e in encoded if e.doc is not None and e.op.version <= FIRST_VERSIONS}
+    # The way each op goes next: a bulk insert (first versions of puts at first; puts and
+    # fenced deletes whose document the stand-in's replace found missing) or the conditional
+    # replace (everything else).
+    inserting = {
+        e.op.name
+        for e in encoded
+        if isinstance(e.op, Put) and e.op.version <= FIRST_VERSIONS and e.doc is not None
+    }
+    matches: dict[str, str] = {}  # name -> the stored data text a put's retry compares
     pending = encoded
     for _ in range(ROUNDS):
         inserts = [e.doc for e in pending if e.op.name in inserting and e.doc is not None]
-        items = [e.item for e in pending if e.op.name not in inserting]
+        items = [
+            e.item_matching(matches.get(e.op.name)) for e in pending if e.op.name not in inserting
+        ]
         answer = await session.run(
             _query(table, inserts, items, durability), f"write of {len(pending)} operations"
         )
@@ -166,15 +290,17 @@ async def write_batch(
                 continue
             entry = by_id.get(rid)
             result = None if entry is None else _settle(e.op, entry, texts)
-            if result is not None:
+            if isinstance(result, WriteResult):
                 results[e.op.name] = result
                 continue
-            if entry is None and isinstance(e.op, Put):
+            if isinstance(result, Rematch):
+                matches[e.op.name] = result.text
+            elif entry is None and e.doc is not None:
                 # No entry: the document was missing and the stand-in's replace skips those
                 # (RethinkDB inserts): an insert next.
                 inserting.add(e.op.name)
             unsettled.append(e)
-        deletes = [e.op for e in unsettled if isinstance(e.op, Delete)]
+        deletes = [e.op for e in unsettled if isinstance(e.op, Delete) and e.op.fence is None]
         if deletes:
             stored = await _read_back(session, table, deletes)
             for op in deletes:
@@ -186,7 +312,7 @@ async def write_batch(
                     results[op.name] = WriteResult(op, Outcome.APPLIED)
                 else:
                     results[op.name] = WriteResult(op, Outcome.CONFLICT, current)
-        pending = [e for e in unsettled if isinstance(e.op, Put)]
+        pending = [e for e in unsettled if e.op.name not in results]
         if not pending:
             return [results[op.name] for op in ops]
     raise StorageTimeout(
@@ -208,22 +334,44 @@ def _entries(answer: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _settle(op: Put | Delete, entry: dict[str, Any], texts: dict[str, str]) -> WriteResult | None:
+@dataclass(frozen=True, slots=True)
+class Rematch:
+    """A fenced put whose data equals what is stored, in other JSON text, and whose fence is
+    higher: sent again comparing ``text``, so the same atomic write raises the fence."""
+
+    text: str
+
+
+def _settle(
+    op: Put | Delete, entry: dict[str, Any], texts: dict[str, str]
+) -> WriteResult | Rematch | None:
     """The op's result from its change entry; ``None``: not settled by it."""
     after = entry.get("new_val")
+    record = after is not None and is_record(after)
+    if op.fence is not None and after is not None and "fence_key" in after:
+        # What the write left: the op's own fence if it applied, a higher one if refused.
+        stored = int(after["fence_key"])
+        if stored > op.fence:
+            return WriteResult(op, Outcome.FENCED, snapshot_of(after) if record else None, stored)
     if isinstance(op, Delete):
-        if after is None:
-            return WriteResult(op, Outcome.APPLIED)
+        if not record:
+            if op.fence is None or after is not None:
+                return WriteResult(op, Outcome.APPLIED)  # removed, or a tombstone (this one)
+            return None  # a fenced delete leaves a tombstone: not done
+        assert after is not None
         current = snapshot_of(after)
         if current.version > op.version:
             return WriteResult(op, Outcome.CONFLICT, current)
         return None
-    if after is None:
+    if not record:
         return None  # removed meanwhile by another writer's delete: go round again
+    assert after is not None
     if after["version_key"] == version_key(op.version):
         text = texts[op.name]
-        stored = after["data_json"]
-        if stored == text or data_equal(load_json(stored), op.data):
+        stored_text = after["data_json"]
+        if stored_text == text or data_equal(load_json(stored_text), op.data):
+            if op.fence is not None and after.get("fence_key", "") < fence_key(op.fence):
+                return Rematch(stored_text)  # equal data, other text: its fence not raised
             return WriteResult(op, Outcome.APPLIED)
     return WriteResult(op, Outcome.CONFLICT, snapshot_of(after))
 
@@ -231,12 +379,13 @@ def _settle(op: Put | Delete, entry: dict[str, Any], texts: dict[str, str]) -> W
 async def _read_back(
     session: Session, table: Any, ops: Sequence[Put | Delete]
 ) -> dict[str, Snapshot]:
+    """The records stored under the names of ``ops`` (tombstones are not records)."""
     r = reql()
     ids = dump_json([record_id(op.name) for op in ops])
     docs = await session.run(
         table.get_all(r.args(r.json(ids)))
-        .pluck("name", "version_key", "data_json")
+        .pluck("name", "version_key", "data_json", TOMBSTONE)
         .coerce_to("array"),
         f"read back {len(ops)} deletes",
     )
-    return {doc["name"]: snapshot_of(doc) for doc in docs}
+    return {doc["name"]: snapshot_of(doc) for doc in docs if is_record(doc)}

@@ -68,7 +68,12 @@ def test_batch_text_carries_ops_and_one_time() -> None:
         "timezone": "+00:00",
     }
     assert put["doc"]["data"] == {"x": [1]} and texts == {"a/1": '{"x":[1]}'}
-    assert delete == {"id": record_id("b"), "key": version_key(4), "del": True, "doc": None}
+    assert put["fence"] is None and put["match"] is None and "fence_key" not in put["doc"]
+    # An unfenced delete's tombstone (written only over a record with a fence, which it keeps)
+    # has no fence of its own, and an unfenced delete is never an insert.
+    tomb = {"id": record_id("b"), "name": "b", "tombstone": True}
+    assert delete == {"id": record_id("b"), "key": version_key(4), "fence": None, "del": True,
+                      "doc": tomb, "match": None}  # fmt: skip
 
 
 def test_non_json_and_reserved_keys_are_rejected_before_anything_is_sent() -> None:
