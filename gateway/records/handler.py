@@ -487,7 +487,7 @@ class RecordHandler:
             outcome = writes.apply(msg, name, change, record, max_size=self._max_size)
             fanout = None
             if self.authority is None and self.subscriptions.has_subscribers(name):
-                fanout = encode(writes.broadcast(msg, outcome)) if type(outcome) is Record else None
+                fanout = writes.broadcast_frame(msg, outcome) if type(outcome) is Record else None
         except InvalidData as exc:
             self._invalid(conn, msg, exc)
             return record
@@ -605,7 +605,7 @@ class RecordHandler:
         if record.version == 0 or not self.subscriptions.has_subscribers(name):
             return  # version 0 is a create (SUBSCRIBECREATEANDREAD): one node tells no one
         if msg is not None:
-            update = encode(writes.broadcast(msg, record))
+            update = writes.broadcast_frame(msg, record)
         else:
             update = encode(
                 Message(Topic.RECORD, R.UPDATE, name=name, version=record.version, data=text)

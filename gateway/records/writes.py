@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import InvalidData, LimitExceeded
-from ..protocol import Message, RecordAction, Topic, payload
+from ..protocol import Message, RecordAction, Topic, encode, payload
+from ..protocol.codec import encode_change
 from ..store import Record
 from .messages import dumps, routed_error, snapshot
 from .paths import MAX_INDEX_GAP, MAX_TOKENS, Owned, Token, parse_path, patch
@@ -35,6 +36,7 @@ __all__ = [
     "WriteLimits",
     "apply",
     "broadcast",
+    "broadcast_frame",
     "json_size",
     "parse_change",
 ]
@@ -178,6 +180,17 @@ def broadcast(msg: Message, new: Record) -> Message:
     )
 
 
+def broadcast_frame(msg: Message, new: Record) -> bytes:
+    """``encode(broadcast(msg, new))``, without building the message: once per write."""
+    action = msg.action
+    if action == R.PATCH_MULTI:
+        return encode(broadcast(msg, new))
+    if msg.path is None:
+        return encode_change(R.UPDATE, new.name, new.version, msg.data, None)
+    data = None if action == R.ERASE else msg.data
+    return encode_change(R.PATCH, new.name, new.version, data, msg.path)
+
+
 def _as_sent(msg: Message) -> int:
     """``originalAction`` as the reference reports it: writes are PATCH or UPDATE by path."""
     if msg.action == R.PATCH_MULTI:
@@ -185,8 +198,23 @@ def _as_sent(msg: Message) -> int:
     return R.PATCH if msg.path is not None else R.UPDATE
 
 
+_PATHS: dict[tuple[str, int, int], tuple[Token, ...]] = {}
+"""Paths parsed lately, by (path, depth limit, index limit): clients write the same few paths
+over and over. The tokens are an immutable tuple, so sharing them is safe."""
+MAX_PATHS_CACHED = 1024
+
+
 def _path(path: str | None, limits: WriteLimits) -> tuple[Token, ...]:
-    return parse_path(path, max_depth=limits.max_path_depth, max_index=limits.max_array_index)
+    if path is None:
+        return parse_path(path)  # refused
+    key = (path, limits.max_path_depth, limits.max_array_index)
+    tokens = _PATHS.get(key)
+    if tokens is None:
+        tokens = parse_path(path, max_depth=key[1], max_index=key[2])  # raises if refused
+        if len(_PATHS) >= MAX_PATHS_CACHED:
+            _PATHS.clear()  # a client writing ever new paths: start over, bounded
+        _PATHS[key] = tokens
+    return tokens
 
 
 def _patch_multi(value: Any, text: int, limits: WriteLimits) -> Change:

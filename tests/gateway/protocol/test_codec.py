@@ -16,7 +16,7 @@ from gateway.exceptions import (
     UnknownTopic,
 )
 from gateway.protocol import Message, Topic, decode, encode
-from gateway.protocol.codec import BOOL, INT, MAP, SCHEMAS, STR, STRS
+from gateway.protocol.codec import BOOL, INT, MAP, SCHEMAS, STR, STRS, encode_change
 
 # Frames produced by protobuf.js, the reference's own builder:
 # require('@deepstream/protobuf/dist/src/message-builder').getMessage(msg, false)
@@ -146,6 +146,61 @@ def test_unknown_fields_are_skipped(extra: bytes) -> None:
 def test_unknown_envelope_fields_are_skipped() -> None:
     body = bytes.fromhex("0a0178") + bytes.fromhex("1004") + bytes.fromhex("1a020802")
     assert decode(bytes([len(body)]) + body) == Message(Topic.EVENT, 2)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "1a0208021004",  # message before topic
+        "10051a0208021004",  # the topic twice: the last one counts
+        "10041a0208021a020803",  # the message twice: the last one counts
+        "10041a020802",  # the plain envelope, below with extra fields after it
+        "10041a0208020a0178",
+        "10041a0208021803",
+        "1084001a020802",  # a topic written in two bytes
+    ],
+)
+def test_every_envelope_decodes_as_protobuf_reads_it(body: str) -> None:
+    """Frames as clients write them (topic, then message, nothing else) take a shorter path;
+    any other envelope must decode exactly as before: fields in any order, repeated ones last
+    wins, unknown ones skipped."""
+    raw = bytes.fromhex(body)
+    expected = {
+        "1a0208021004": Message(Topic.EVENT, 2),
+        "10051a0208021004": Message(Topic.EVENT, 2),
+        "10041a0208021a020803": Message(Topic.EVENT, 3),
+        "10041a020802": Message(Topic.EVENT, 2),
+        "10041a0208020a0178": Message(Topic.EVENT, 2),
+        "10041a0208021803": Message(Topic.EVENT, 2),
+        "1084001a020802": Message(Topic.EVENT, 2),
+    }[body]
+    assert decode(bytes([len(raw)]) + raw) == expected
+
+
+def test_a_long_message_in_the_plain_envelope_decodes() -> None:
+    msg = Message(Topic.RECORD, 6, name="r", data='"' + "x" * 300 + '"', path="a.b", version=7)
+    frame = encode(msg)
+    assert frame[4] == 0x1A and frame[5] >= 0x80  # two-byte lengths of the frame and message
+    assert decode(frame) == msg
+
+
+@given(
+    action=st.integers(0, 200),
+    name=st.text(max_size=200),
+    version=st.integers(-(2**31), 2**31 - 1),
+    data=st.none() | st.text(max_size=300),
+    path=st.none() | st.text(max_size=20),
+)
+def test_encode_change_writes_what_encode_writes(
+    action: int, name: str, version: int, data: str | None, path: str | None
+) -> None:
+    msg = Message(Topic.RECORD, action, name=name, version=version, data=data, path=path)
+    assert encode_change(action, name, version, data, path) == encode(msg)
+
+
+def test_encode_change_writes_a_lone_surrogate_as_encode_does() -> None:
+    msg = Message(Topic.RECORD, 6, name="r", version=2, data='"\ud800"', path="a\udc00")
+    assert encode_change(6, "r", 2, '"\ud800"', "a\udc00") == encode(msg)
 
 
 def test_unknown_map_entry_fields_are_skipped() -> None:

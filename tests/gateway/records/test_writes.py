@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from gateway.exceptions import InvalidData
-from gateway.protocol import Message, RecordAction, Topic
-from gateway.records.writes import apply, broadcast, parse_change
+from gateway.exceptions import InvalidData, LimitExceeded
+from gateway.protocol import Message, RecordAction, Topic, encode
+from gateway.records import writes
+from gateway.records.writes import apply, broadcast, broadcast_frame, parse_change
 from gateway.store import Record
 
 R = RecordAction
@@ -191,3 +192,27 @@ def test_subscribers_get_the_write_as_sent_and_patch_multi_as_the_whole_result(
     msg.correlation_id, msg.is_write_ack = "c", True  # the writer's own, never broadcast
     new = Record("doc", 4, {"a": "é", "b": 2})
     assert broadcast(msg, new) == expected
+    assert broadcast_frame(msg, new) == encode(expected)
+
+
+def test_a_parsed_path_is_reused_only_under_the_limits_it_was_checked_against() -> None:
+    deep = write(R.PATCH, version=4, path="a.b.c.d", data="1")
+    parse_change(deep)  # allowed, and remembered, under the default limits
+    with pytest.raises(LimitExceeded):
+        parse_change(deep, writes.WriteLimits(max_path_depth=3))
+    wide = write(R.PATCH, version=4, path="a[900]", data="1")
+    parse_change(wide)
+    with pytest.raises(LimitExceeded):
+        parse_change(wide, writes.WriteLimits(max_array_index=899))
+    for bad in ("", "a..b", "__proto__"):  # refused every time, never remembered
+        for _ in range(2):
+            with pytest.raises(InvalidData):
+                parse_change(write(R.PATCH, version=4, path=bad, data="1"))
+
+
+def test_remembered_paths_stay_bounded() -> None:
+    for i in range(writes.MAX_PATHS_CACHED * 3):
+        parse_change(write(R.PATCH, version=4, path=f"p{i}", data="1"))
+        assert len(writes._PATHS) <= writes.MAX_PATHS_CACHED
+    change = parse_change(write(R.PATCH, version=4, path="x.y", data="1"))
+    assert change({"x": {"z": 0}}, 12)[0] == {"x": {"z": 0, "y": 1}}
