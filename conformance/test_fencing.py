@@ -356,8 +356,10 @@ async def test_concurrent_fenced_writers(make_connector: MakeConnector, name_pre
     and lands after a higher fence applied: two or more apply."""
     writers = [await make_connector() for _ in range(WRITERS)]
     rng = random.Random(11)
-    for round_ in range(3):
+    for round_ in range(4):
         name = f"{name_prefix}/race{round_}"
+        if round_ % 2:  # a name with a fence stored already, as well as a new one
+            await writers[0].write([Put(name, 0, {"f": 0}, fence=0)])
         fences = list(range(1, WRITERS + 1))
         rng.shuffle(fences)
 

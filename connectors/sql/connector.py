@@ -15,6 +15,10 @@ rows not known to be written are read back in the same transaction to tell an id
 from a conflict. A batch is one transaction; a name may appear only once per batch (PostgreSQL
 refuses a batch that repeats one with ``StorageRejected``).
 
+Fencing (capability ``"fenced"``): fences live in ``<table>_fences`` (name, fence), written in
+the batch's transaction after a lock on the fence rows (``fences.py``); the records table holds
+live records only. Batches without a fenced operation never touch the fence table.
+
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed write survives the process
 being killed (SIGKILL), but may be lost if the operating system crashes or power fails.
 """
@@ -33,6 +37,7 @@ from connectors._common import (
     prefix_upper_bound,
 )
 from connectors.base import (
+    CAPABILITY_FENCED,
     CAPABILITY_NETWORK,
     CAPABILITY_RAW,
     Delete,
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+    from connectors.sql.fences import PostgresFences
     from connectors.sql.mysql import MySQLWriter
     from connectors.sql.sqlite import SQLiteWriter
     from connectors.sql.statements import Upsert
@@ -85,7 +91,9 @@ class SQLConnector:
 
     name: ClassVar[str] = "sql"
     # "network" applies to server URLs; for SQLite the suite finds no host to make unreachable.
-    capabilities: ClassVar[frozenset[str]] = frozenset({CAPABILITY_RAW, CAPABILITY_NETWORK})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {CAPABILITY_RAW, CAPABILITY_NETWORK, CAPABILITY_FENCED}
+    )
     namespace_option: ClassVar[str] = "table"
     """The option that isolates one store from another; the conformance suite varies it."""
 
@@ -100,11 +108,11 @@ class SQLConnector:
         pool_size: int | str = 5,
         synchronous: str = "normal",
     ) -> None:
-        from connectors.sql.schema import check_identifier
+        from connectors.sql.schema import check_identifier, check_table_name
 
         _import_sql_driver(url)
         self.url = url
-        self.table_name = check_identifier(table, "table")
+        self.table_name = check_table_name(table)
         self.schema = None if schema in (None, "") else check_identifier(str(schema), "schema")
         self.timeout = option_float(timeout, "timeout")
         self.page_size = option_int(page_size, "page_size")
@@ -120,6 +128,7 @@ class SQLConnector:
         self._sqlite: SQLiteWriter | None = None  # the SQLite write path, on SQLite
         self._mysql: MySQLWriter | None = None  # the MariaDB/MySQL write path, on those
         self._delete: SADelete | None = None
+        self._fences: PostgresFences | None = None  # the fence table's statements (PostgreSQL)
         self._serialize: Callable[[str], str] = str
 
     @classmethod
@@ -159,7 +168,7 @@ class SQLConnector:
     async def open(self) -> None:
         from connectors.sql.engine import build_engine, serialize
         from connectors.sql.errors import guard
-        from connectors.sql.schema import MYSQL_FAMILY, build_table
+        from connectors.sql.schema import MYSQL_FAMILY, build_table, fence_table
         from connectors.sql.statements import build_delete, build_upsert
 
         if self._engine is not None:
@@ -186,14 +195,14 @@ class SQLConnector:
                 if engine.dialect.name == "sqlite":
                     from connectors.sql.sqlite import SQLiteWriter
 
-                    target = engine.dialect.identifier_preparer.format_table(table)
-                    sqlite = SQLiteWriter(target)
+                    quote = engine.dialect.identifier_preparer.format_table
+                    sqlite = SQLiteWriter(quote(table), quote(fence_table(table)))
                     await sqlite.open(engine)
                 elif engine.dialect.name in MYSQL_FAMILY:
                     from connectors.sql.mysql import MySQLWriter
 
-                    target = engine.dialect.identifier_preparer.format_table(table)
-                    mysql = MySQLWriter(target)
+                    quote = engine.dialect.identifier_preparer.format_table
+                    mysql = MySQLWriter(quote(table), quote(fence_table(table)))
                     await mysql.open(engine)
             except BaseException:
                 if mysql is not None:
@@ -206,6 +215,11 @@ class SQLConnector:
         self._mysql = mysql
         if sqlite is None:
             self._upsert = build_upsert(engine, table)
+        if engine.dialect.name == "postgresql":
+            from connectors.sql.fences import PostgresFences
+
+            quote = engine.dialect.identifier_preparer.format_table
+            self._fences = PostgresFences(quote(fence_table(table)))
         self._delete = build_delete(table)
         self._serialize = serialize(engine.dialect.name)
 
@@ -295,6 +309,7 @@ class SQLConnector:
 
     async def write(self, ops: Sequence[Put | Delete]) -> list[WriteResult]:
         from connectors.sql.errors import guard
+        from connectors.sql.fences import fenced_names, is_fenced, refusals, settlement
         from connectors.sql.outcomes import outcomes
 
         engine, _ = self._parts()
@@ -311,34 +326,55 @@ class SQLConnector:
         # In name order: rows are locked in the order they are written, so concurrent batches
         # sharing names (two gateways, a retry) lock them in one order and cannot deadlock.
         by_name = sorted(ops, key=lambda op: op.name)
-        puts = [op for op in by_name if isinstance(op, Put)]
-        deletes = [op for op in by_name if isinstance(op, Delete)]
         # Serialise up front: non-JSON data is rejected before the database is touched, and the
         # engine's serializer passes these strings through unchanged.
-        texts = {op.name: dump_json(op.data) for op in puts}
-        serialize = self._serialize
+        texts = {op.name: dump_json(op.data) for op in by_name if isinstance(op, Put)}
         async with guard(f"write of {len(ops)} operations", self.timeout), engine.begin() as conn:
-            applied: set[str] | None = None  # None: every put written
-            unresolved: list[str] = []
-            if puts:
-                assert self._upsert is not None
-                rows = [
-                    (op.name, collection_of(op.name), op.version, serialize(texts[op.name]), now)
-                    for op in puts
-                ]
-                written = await self._upsert(conn, rows)
-                if written is None or len(written) < len(puts):
-                    # Some rows were refused; which ones, the read-back tells.
-                    applied = written or set()
-                    unresolved = [op.name for op in puts if op.name not in applied]
-            if deletes:
-                await conn.execute(
-                    self._delete,  # type: ignore[arg-type]
-                    [{"b_name": op.name, "b_version": op.version} for op in deletes],
-                )
-                unresolved += [op.name for op in deletes]
-            stored = await self._select(conn, unresolved) if unresolved else {}
-        return outcomes(ops, texts, applied, stored)
+            if self._fences is None or not is_fenced(ops):
+                applied, stored = await self._write_rows(conn, by_name, texts, now, [])
+                return outcomes(ops, texts, applied, stored)
+            # Fence rows first (locked until the commit), then the records; see fences.py.
+            kept = await self._fences.lock(conn, fenced_names(ops))
+            refused = refusals(by_name, kept)
+            todo = [op for op in by_name if op.name not in refused] if refused else by_name
+            applied, stored = await self._write_rows(conn, todo, texts, now, list(refused))
+            results = outcomes(ops, texts, applied, stored, refused)
+            await self._fences.settle(conn, *settlement(results, kept))
+            return results
+
+    async def _write_rows(
+        self,
+        conn: AsyncConnection,
+        by_name: list[Put | Delete],
+        texts: dict[str, str],
+        now: datetime,
+        unresolved: list[str],
+    ) -> tuple[set[str] | None, dict[str, Snapshot]]:
+        """The conditional upsert and delete of ``by_name`` (PostgreSQL), and the read-back of
+        the names not known written (and of ``unresolved``)."""
+        puts = [op for op in by_name if isinstance(op, Put)]
+        deletes = [op for op in by_name if isinstance(op, Delete)]
+        serialize = self._serialize
+        applied: set[str] | None = None  # None: every put written
+        if puts:
+            assert self._upsert is not None
+            rows = [
+                (op.name, collection_of(op.name), op.version, serialize(texts[op.name]), now)
+                for op in puts
+            ]
+            written = await self._upsert(conn, rows)
+            if written is None or len(written) < len(puts):
+                # Some rows were refused; which ones, the read-back tells.
+                applied = written or set()
+                unresolved += [op.name for op in puts if op.name not in applied]
+        if deletes:
+            await conn.execute(
+                self._delete,  # type: ignore[arg-type]
+                [{"b_name": op.name, "b_version": op.version} for op in deletes],
+            )
+            unresolved += [op.name for op in deletes]
+        stored = await self._select(conn, unresolved) if unresolved else {}
+        return applied, stored
 
     # -- raw layout ------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from connectors._common import load_json
 from connectors.base import Delete, Outcome, Put, Snapshot, WriteResult, data_equal
@@ -17,22 +17,32 @@ def outcomes(
     texts: dict[str, str],
     applied: set[str] | None,
     stored: dict[str, Snapshot],
+    refused: Mapping[str, int] | None = None,
 ) -> list[WriteResult]:
     """Results in the order of ``ops``.
 
     ``applied``: names of puts known written (``None``: all of them); ``stored``: the read-back,
-    in the write's transaction, of every other operation's name; ``texts``: each put's JSON.
+    in the write's transaction, of every other operation's name; ``texts``: each put's JSON;
+    ``refused``: the stored fence of each name whose fenced op was refused (not written).
     """
-    if applied is None and not stored:  # every put written, no deletes: the common case
+    if applied is None and not stored and not refused:  # all puts written: the common case
         # `current` passed although it is the default: a call with every argument given takes
         # CPython's faster path (about 0.1 us per result).
         return [WriteResult(op, _APPLIED, None) for op in ops]
-    return [_outcome(op, applied, stored.get(op.name), texts) for op in ops]
+    refused = refused or {}
+    return [_outcome(op, applied, stored.get(op.name), texts, refused) for op in ops]
 
 
 def _outcome(
-    op: Put | Delete, applied: set[str] | None, stored: Snapshot | None, texts: dict[str, str]
+    op: Put | Delete,
+    applied: set[str] | None,
+    stored: Snapshot | None,
+    texts: dict[str, str],
+    refused: Mapping[str, int],
 ) -> WriteResult:
+    fence = refused.get(op.name)
+    if fence is not None:
+        return WriteResult(op, Outcome.FENCED, stored, fence)
     if isinstance(op, Put):
         if applied is None or op.name in applied:
             return WriteResult(op, _APPLIED)

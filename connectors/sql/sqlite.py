@@ -14,6 +14,10 @@ functions queued on it one after another, so concurrent batches need no lock of 
 
 The summed row count proves every put written when it equals the number of rows (a refused row
 counts 0); only otherwise, and for deletes, are the names read back in the same transaction.
+
+A batch with fenced operations runs ``_fenced_transaction`` instead: the fence rows first (see
+``fences.py``; SQLite's single writer makes the insert of the placeholders the lock), then the
+records, the outcomes and the fences, all in the thread and the one transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors._common import dump_json, load_json
 from connectors.base import Delete, Put, Snapshot, WriteResult, collection_of
+from connectors.sql.fences import (
+    FenceSQL,
+    fenced_names,
+    is_fenced,
+    kept_fences,
+    refusals,
+    settlement,
+)
 from connectors.sql.outcomes import outcomes
 
 __all__ = ["SQLiteWriter"]
@@ -42,7 +54,8 @@ _CHUNK = 500  # names per IN (...) list of the read-back; SQLite allows 32766 pa
 class SQLiteWriter:
     """Writes batches into ``target`` (a quoted table name); ``open`` before, ``close`` after."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, fences: str) -> None:
+        self._fences = FenceSQL(fences, "?", mysql=False)
         self._upsert = (
             f"INSERT INTO {target} AS cur (name, collection, version, data, updated_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
@@ -78,6 +91,12 @@ class SQLiteWriter:
         # Serialised before the database is touched: non-JSON data is StorageRejected up front.
         # Timestamps as SQLAlchemy's SQLite DateTime stores them (UTC, ISO-like text).
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if is_fenced(ops):
+            texts = {op.name: dump_json(op.data) for op in ops if isinstance(op, Put)}
+            results: list[WriteResult] = await db._execute(
+                self._fenced_transaction, db._conn, ops, texts, stamp
+            )
+            return results
         rows = [
             (op.name, collection_of(op.name), op.version, dump_json(op.data), stamp)
             for op in ops
@@ -101,22 +120,69 @@ class SQLiteWriter:
         """In aiosqlite's thread: the batch's transaction. Returns whether every put was
         written, and the stored rows of the names that need reading back."""
         try:
-            unresolved: list[str] = []
-            all_written = True
-            # sqlite3 opens the transaction (BEGIN DEFERRED) before the first write statement.
-            if rows and db.executemany(self._upsert, rows).rowcount != len(rows):
-                all_written = False
-                unresolved = [row[0] for row in rows]
-            if deletes:
-                db.executemany(self._delete, deletes)
-                unresolved += [name for name, _ in deletes]
-            stored: Stored = []
-            for start in range(0, len(unresolved), _CHUNK):
-                chunk = unresolved[start : start + _CHUNK]
-                query = f"{self._select}({', '.join('?' * len(chunk))})"
-                stored += db.execute(query, chunk).fetchall()
+            all_written, stored = self._rows(db, rows, deletes, [])
             db.commit()
         except BaseException:
             db.rollback()
             raise
         return all_written, stored
+
+    def _rows(
+        self,
+        db: sqlite3.Connection,
+        rows: list[Row],
+        deletes: list[tuple[str, int]],
+        unresolved: list[str],
+    ) -> tuple[bool, Stored]:
+        """The conditional upserts and deletes, and the read-back of the names not known
+        written (and of ``unresolved``), in the caller's transaction."""
+        all_written = True
+        # sqlite3 opens the transaction (BEGIN DEFERRED) before the first write statement.
+        if rows and db.executemany(self._upsert, rows).rowcount != len(rows):
+            all_written = False
+            unresolved += [row[0] for row in rows]
+        if deletes:
+            db.executemany(self._delete, deletes)
+            unresolved += [name for name, _ in deletes]
+        stored: Stored = []
+        for start in range(0, len(unresolved), _CHUNK):
+            chunk = unresolved[start : start + _CHUNK]
+            query = f"{self._select}({', '.join('?' * len(chunk))})"
+            stored += db.execute(query, chunk).fetchall()
+        return all_written, stored
+
+    def _fenced_transaction(
+        self, db: sqlite3.Connection, ops: Sequence[Put | Delete], texts: dict[str, str], stamp: str
+    ) -> list[WriteResult]:
+        """In aiosqlite's thread: a batch with fenced operations, fence rows first."""
+        fences = self._fences
+        try:
+            names = fenced_names(ops)
+            # The first statement writes: the transaction holds SQLite's write lock from here.
+            for query, chunk in fences.insert_queries(names):
+                db.execute(query, chunk)
+            locked: list[tuple[str, int | None]] = []
+            for query, chunk in fences.lock_queries(names):
+                locked += db.execute(query, chunk).fetchall()
+            kept = kept_fences(names, locked)
+            refused = refusals(ops, kept)
+            todo = [op for op in ops if op.name not in refused]
+            rows = [
+                (op.name, collection_of(op.name), op.version, texts[op.name], stamp)
+                for op in todo
+                if isinstance(op, Put)
+            ]
+            deletes = [(op.name, op.version) for op in todo if isinstance(op, Delete)]
+            all_written, stored = self._rows(db, rows, deletes, list(refused))
+            found = {n: Snapshot(n, int(v), load_json(d)) for n, v, d in stored}
+            results = outcomes(ops, texts, None if all_written else set(), found, refused)
+            raise_to, placeholders = settlement(results, kept)
+            if raise_to:
+                db.executemany(fences.update, [(f, n) for n, f in raise_to])
+            for query, chunk in fences.delete_queries(placeholders):
+                db.execute(query, chunk)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        return results

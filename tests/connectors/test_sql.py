@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from connectors.base import (
     Delete,
@@ -647,3 +648,151 @@ def test_mysql_error_numbers_are_translated(number: int, expected: type[Exceptio
     wrapper = exc.DBAPIError if number == 1406 else exc.OperationalError
     error = translate(wrapper("stmt", None, driver_error), "write")
     assert type(error) is expected
+
+
+# -- fencing: the fence table beside the records table ----------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+async def fenced_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[SQLConnector, Any]]:
+    """A connector on a private table of each backend, and ``raw(query)``: rows as tuples
+    through the backend's own driver, as a data team would read them."""
+    table = f"rg_fence_{uuid.uuid4().hex[:8]}"
+    if request.param == "sqlite":
+        path = tmp_path / "fences.db"
+        url = f"sqlite+aiosqlite:///{path}"
+
+        async def raw(query: str) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in _sqlite_rows(path, query)]
+
+    elif request.param == "postgresql":
+        url = require_postgres()
+
+        async def raw(query: str) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in await _pg_fetch(url, "public", query)]
+
+    else:
+        url = require_mariadb()
+        database = make_url(url).database
+
+        async def raw(query: str) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in await _maria_fetch(url, database, query)]
+
+    async with SQLConnector(url, table=table, timeout=2) as connector:
+        try:
+            yield connector, raw
+        finally:
+            await connector.drop()
+
+
+async def test_fence_table_holds_fences_and_tombstones_records_only_live_rows(
+    fenced_store: tuple[SQLConnector, Any],
+) -> None:
+    connector, raw = fenced_store
+    table = connector.table_name
+    await connector.write(
+        [Put("f/live", 1, {}, fence=3), Put("f/gone", 1, {}, fence=3), Put("f/plain", 5, {})]
+    )
+    await connector.write([Delete("f/gone", 1, fence=4), Delete("f/never", 1, fence=2**63 - 1)])
+    # Neither a conflict on a name without a fence nor a refused op leaves a row behind.
+    [conflict] = await connector.write([Put("f/plain", 4, {}, fence=9)])
+    assert conflict.outcome is Outcome.CONFLICT
+    [fenced] = await connector.write([Put("f/gone", 9, {}, fence=1)])
+    assert fenced.outcome is Outcome.FENCED and fenced.fence == 4
+    assert await raw(f"SELECT name FROM {table} ORDER BY name") == [("f/live",), ("f/plain",)]
+    assert await raw(f"SELECT name, fence FROM {table}_fences ORDER BY name") == [
+        ("f/gone", 4),
+        ("f/live", 3),
+        ("f/never", 2**63 - 1),
+    ]
+    await connector.drop()
+    with pytest.raises(Exception, match=f"{table}_fences"):
+        await raw(f"SELECT name FROM {table}_fences")
+    await connector.close()
+    await connector.open()  # recreates both tables, for the fixture's drop
+
+
+def test_table_name_leaves_room_for_the_fence_table() -> None:
+    SQLConnector("sqlite+aiosqlite:///x.db", table="t" * 56)
+    with pytest.raises(ValueError, match="fence table"):
+        SQLConnector("sqlite+aiosqlite:///x.db", table="t" * 57)
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+async def test_fenced_write_waits_for_the_fence_row_lock(server: str) -> None:
+    # A fenced write cannot finish while another transaction holds the name's fence row (it
+    # fails as a timeout), an unfenced write of the name is not held up by it.
+    import asyncmy
+    import asyncpg
+
+    url = require_postgres() if server == "postgresql" else require_mariadb()
+    table = f"rg_flock_{uuid.uuid4().hex[:8]}"
+    lock = f"SELECT fence FROM {table}_fences WHERE name = 'lock/f' FOR UPDATE"
+    async with SQLConnector(url, table=table, timeout=2) as connector:
+        try:
+            await connector.write([Put("lock/f", 1, {}, fence=1)])
+            parsed = make_url(url)
+            if server == "postgresql":
+                blocker: Any = await asyncpg.connect(_dsn(url))
+                tx = blocker.transaction()
+                await tx.start()
+                assert await blocker.fetchval(lock) == 1
+            else:
+                blocker = await asyncmy.connect(
+                    host=parsed.host,
+                    port=parsed.port or 3306,
+                    user=parsed.username,
+                    database=parsed.database,
+                )
+                async with blocker.cursor() as cursor:
+                    await cursor.execute(lock)
+            try:
+                started = time.monotonic()
+                with pytest.raises(StorageTimeout):
+                    await connector.write([Put("lock/f", 2, {}, fence=2)])
+                assert time.monotonic() - started < 5
+                [result] = await connector.write([Put("lock/f", 3, {"unfenced": 1})])
+                assert result.ok
+            finally:
+                if server == "postgresql":
+                    await tx.rollback()
+                    await blocker.close()
+                else:
+                    await blocker.rollback()
+                    await blocker.ensure_closed()
+            [result] = await connector.write([Put("lock/f", 4, {}, fence=2)])
+            assert result.ok
+            [result] = await connector.write([Put("lock/f", 5, {}, fence=1)])
+            assert result.outcome is Outcome.FENCED and result.fence == 2
+        finally:
+            await connector.drop()
+
+
+def test_sqlite_fence_survives_sigkill(sqlite_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from connectors.base import Delete, Put
+        from connectors.sql import SQLConnector
+        async def main():
+            c = SQLConnector("sqlite+aiosqlite:///{sqlite_path}")
+            await c.open()
+            [r] = await c.write([Put("crash/f", 5, {{}}, fence=5)])
+            [d] = await c.write([Delete("crash/f", 5, fence=6)])
+            assert r.ok and d.ok
+            os.kill(os.getpid(), signal.SIGKILL)
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+    async def stale_put() -> None:
+        async with SQLConnector(f"sqlite+aiosqlite:///{sqlite_path}") as connector:
+            [result] = await connector.write([Put("crash/f", 9, {"stale": 1}, fence=5)])
+            assert result.outcome is Outcome.FENCED and result.fence == 6
+            assert await connector.get("crash/f") is None
+
+    asyncio.run(stale_put())
