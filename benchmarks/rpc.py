@@ -28,13 +28,14 @@ from typing import Any
 from common import Running, median, recordgate, spread, workdir
 from fanout import REFERENCE, Target, ensure_reference, reference_server, rotated, stop
 
-METRICS = ("round_trips_per_s", "cpu_us", "p50_ms", "p99_ms")
+METRICS = ("round_trips_per_s", "cpu_us", "client_cpu_us", "p50_ms", "p99_ms")
+CLIENTS = {"raw": "rawrpc.js", "official": "rpc.js"}
 
 
 async def run_rpc(node: str, server: Running, args: argparse.Namespace) -> dict[str, float]:
     process = await asyncio.create_subprocess_exec(
         node,
-        "rpc.js",
+        CLIENTS[args.client],
         server.url,
         cwd=REFERENCE,
         env={**os.environ, "REQUESTS": str(args.requests), "IN_FLIGHT": str(args.in_flight)},
@@ -62,6 +63,7 @@ async def run_rpc(node: str, server: Running, args: argparse.Namespace) -> dict[
     return {
         "round_trips_per_s": report["round_trips_per_s"],
         "cpu_us": (cpu["rpc-end"] - cpu["rpc"]) / report["answered"] * 1e6,
+        "client_cpu_us": report["client_cpu_us"],
         "p50_ms": report["p50_ms"],
         "p99_ms": report["p99_ms"],
     }
@@ -98,16 +100,18 @@ async def main(args: argparse.Namespace) -> None:
                 print(
                     f"  round {round_ + 1} {target.label:<18} "
                     f"{sample['round_trips_per_s']:>8.0f} rt/s {sample['cpu_us']:7.2f} us CPU/rt"
+                    f" (client {sample['client_cpu_us']:.2f})"
                     f"  p50 {sample['p50_ms']:.2f} p99 {sample['p99_ms']:.2f} ms",
                     flush=True,
                 )
     base = {m: median([s[m] for s in samples["reference"]]) for m in METRICS}
     print(
-        f"\nrpc: 1 provider, 1 requester, {args.in_flight} in flight, {args.requests} requests, "
+        f"\nrpc: {args.client} client, 1 provider, 1 requester, {args.in_flight} in flight, "
+        f"{args.requests} requests, "
         f"rounds={args.rounds} (median [lowest-highest]; ratio = target / reference of the "
         "medians: higher is better for rt/s, lower for the rest)"
     )
-    head = ("round trips/s", "CPU us/rt", "p50 ms", "p99 ms")
+    head = ("round trips/s", "CPU us/rt", "client CPU us/rt", "p50 ms", "p99 ms")
     print(f"{'server':<20}" + "".join(f"{h:>22}{'ratio':>7}" for h in head))
     summary: dict[str, Any] = {"params": vars(args), "results": {}, "ratios": {}}
     for label, found in samples.items():
@@ -129,6 +133,12 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--in-flight", type=int, default=50)
+    parser.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="raw",
+        help="raw sockets and pre-built messages (default), or the official JS client",
+    )
     parser.add_argument("--before", help="another tree to run recordgate from, as a target")
     parsed = parser.parse_args()
     if parsed.before:

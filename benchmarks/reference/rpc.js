@@ -2,7 +2,8 @@
 // usage: node rpc.js HOST:PORT/PATH   env: REQUESTS IN_FLIGHT
 // The requester keeps IN_FLIGHT requests outstanding until REQUESTS have been answered; the
 // provider answers each with its data (the client accepts it first, as it does by default).
-// Prints "PHASE rpc" / "PHASE rpc-end" around the measured part, then one JSON line.
+// Prints "PHASE rpc" / "PHASE rpc-end" around the measured part, then one JSON line (with
+// this process's CPU time per round trip).
 const { DeepstreamClient } = require('@deepstream/client')
 const url = process.argv[2] || 'localhost:6020/deepstream'
 const REQUESTS = +(process.env.REQUESTS || 20000), IN_FLIGHT = +(process.env.IN_FLIGHT || 50)
@@ -32,10 +33,10 @@ async function main() {
   // warm-up, not measured
   await new Promise(r => { let n = 0; for (let i = 0; i < 200; i++) requester.rpc.make(name, i, () => { if (++n === 200) r() }) })
   console.log('PHASE rpc')
-  const t0 = now()
+  const cpu0 = process.cpuUsage(), t0 = now()
   for (let i = 0; i < IN_FLIGHT; i++) one()
   await finished
-  const t1 = now()
+  const t1 = now(), cpu = process.cpuUsage(cpu0)
   console.log('PHASE rpc-end')
   lat.sort((a, b) => a - b)
   const pct = p => +lat[Math.min(lat.length - 1, Math.floor(p * lat.length))].toFixed(3)
@@ -43,6 +44,8 @@ async function main() {
     url, requests: REQUESTS, in_flight: IN_FLIGHT, answered, failed,
     round_trips_per_s: Math.round(answered / ((t1 - t0) / 1000)),
     p50_ms: pct(0.5), p99_ms: pct(0.99),
+    client_cpu_us: +((cpu.user + cpu.system) / answered).toFixed(2),
+    client_sys_us: +(cpu.system / answered).toFixed(2),
   }))
   provider.close(); requester.close()
   setTimeout(() => process.exit(0), 200)
