@@ -26,6 +26,11 @@ restart), ACCEPT_TIMEOUT / RESPONSE_TIMEOUT end the request. This node keeps the
 the requests its own clients made, so a node that dies or a lost message costs a timeout,
 never a hang.
 
+The messages of a request's life (REQUEST to the provider, ACCEPT, RESPONSE and the errors
+to the requester) are encoded from parts made once per request: each ends with the same
+correlation id and name fields (``_Request.to_requester``, ``name_field``), so no ``Message``
+is built and no schema walked for them.
+
 Invariant: ``_requests[id].provider`` holds ``id`` in ``_assigned[provider]`` and vice versa.
 """
 
@@ -43,9 +48,10 @@ from .connection import Connection
 from .exceptions import InvalidJSON, LimitExceeded
 from .handler import Peer, unknown_action
 from .protocol import Message, RpcAction, Topic, payload
+from .protocol.codec import SCHEMAS, encode_field, encode_frame, encode_payload
 from .subscriptions import SubscriptionRegistry
 
-__all__ = ["Peer", "RpcCluster", "RpcHandler"]
+__all__ = ["Peer", "RpcCluster", "RpcHandler", "RpcPeer"]
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +60,16 @@ _ANSWERS = frozenset(
 )
 
 
+class RpcPeer(Peer, Protocol):
+    """A requester or provider of RPCs; it also takes RPC messages already encoded."""
+
+    def send_frame(self, frame: bytes) -> None: ...
+
+
 class RpcCluster(Protocol):
     """The other nodes of a cluster as providers (``gateway.cluster.rpc``)."""
 
-    def provider(self, name: str, tried: Collection[Peer]) -> Peer | None:
+    def provider(self, name: str, tried: Collection[RpcPeer]) -> RpcPeer | None:
         """A node providing ``name`` not in ``tried``, or None; raises LimitExceeded when
         no further request may go to another node."""
 
@@ -86,6 +98,22 @@ def _limited(name: str, correlation_id: str | None, exc: LimitExceeded) -> Messa
     return _message(RpcAction.REQUEST_ERROR, name, correlation_id, json.dumps(str(exc)))
 
 
+_FIELD = {attr: number for number, attr, _ in SCHEMAS[Topic.RPC]}
+_DATA, _CORRELATION_ID, _NAME = _FIELD["data"], _FIELD["correlation_id"], _FIELD["name"]
+_ACTION_FIELD: dict[int, bytes] = {
+    action: encode_payload(Message(Topic.RPC, action)) for action in RpcAction
+}
+
+
+def _frame(action: int, tail: bytes, data: str | None = None) -> bytes:
+    """The RPC message ``action`` with ``data``, ending with ``tail`` (a request's
+    correlation id and name fields): what ``encode(_message(...))`` gives, fields in schema
+    order (action 1, data 2, correlation id 3, name 7)."""
+    if data is None:
+        return encode_frame(Topic.RPC, _ACTION_FIELD[action] + tail)
+    return encode_frame(Topic.RPC, _ACTION_FIELD[action] + encode_field(_DATA, data) + tail)
+
+
 class _Request:
     __slots__ = (
         "correlation_id",
@@ -93,9 +121,11 @@ class _Request:
         "from_node",
         "id",
         "name",
+        "name_field",
         "provider",
         "requester",
         "sent",
+        "to_requester",
         "tried",
     )
 
@@ -105,8 +135,8 @@ class _Request:
         name: str,
         correlation_id: str | None,
         data: str | None,
-        requester: Peer,
-        provider: Peer,
+        requester: RpcPeer,
+        provider: RpcPeer,
         from_node: bool = False,
     ) -> None:
         self.id = id
@@ -116,7 +146,11 @@ class _Request:
         self.requester = requester
         self.provider = provider
         self.sent = 0.0  # when it was sent to ``provider``: the deadlines count from here
-        self.tried: tuple[Peer, ...] = ()  # providers that had it before ``provider``
+        self.tried: tuple[RpcPeer, ...] = ()  # providers that had it before ``provider``
+        self.name_field = encode_field(_NAME, name)
+        self.to_requester = self.name_field  # what ends each message to the requester
+        if correlation_id is not None:
+            self.to_requester = encode_field(_CORRELATION_ID, correlation_id) + self.name_field
         self.from_node = from_node  # requested by another node: local providers only
 
 
@@ -134,7 +168,7 @@ class RpcHandler:
         self.providers = SubscriptionRegistry(duplicate_action=RpcAction.MULTIPLE_PROVIDERS)
         self._requests: dict[str, _Request] = {}  # by when sent to their provider
         self._unaccepted: dict[str, _Request] = {}  # the same order
-        self._assigned: dict[Peer, set[str]] = {}
+        self._assigned: dict[RpcPeer, set[str]] = {}
         self._ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None  # at the earliest deadline, if any
         self.cluster: RpcCluster | None = None
@@ -151,7 +185,7 @@ class RpcHandler:
         else:
             conn.send(unknown_action(msg, RpcAction.ERROR))
 
-    def from_node(self, node: Peer, msg: Message) -> None:
+    def from_node(self, node: RpcPeer, msg: Message) -> None:
         """A message from another node of the cluster (``node`` answers to it)."""
         action = msg.action
         if action == RpcAction.REQUEST:
@@ -174,7 +208,7 @@ class RpcHandler:
         self.providers.remove_connection(conn)
         self.provider_gone(conn)
 
-    def provider_gone(self, provider: Peer) -> None:
+    def provider_gone(self, provider: RpcPeer) -> None:
         """``provider`` (a connection, or a node of the cluster that died) answers no more:
         what it had not accepted moves on, what it had accepted times out now."""
         for request_id in list(self._assigned.get(provider, ())):
@@ -184,18 +218,18 @@ class RpcHandler:
             else:
                 self._reroute(request)
 
-    def open_at(self, provider: Peer) -> int:
+    def open_at(self, provider: RpcPeer) -> int:
         """Requests open at ``provider``."""
         return len(self._assigned.get(provider, ()))
 
     # -- requests ------------------------------------------------------------------------
 
-    def _request(self, conn: Peer, msg: Message, *, from_node: bool = False) -> None:
+    def _request(self, conn: RpcPeer, msg: Message, *, from_node: bool = False) -> None:
         name = msg.name
         if name is None or not self._forwardable(msg):
             conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
             return
-        providers: Collection[Peer] = self.providers.subscribers(name)
+        providers: Collection[RpcPeer] = self.providers.subscribers(name)
         if not providers:
             provider = None
             if not from_node and self.cluster is not None:
@@ -216,12 +250,13 @@ class RpcHandler:
         )
         self._send_to(request, provider)
 
-    def _send_to(self, request: _Request, provider: Peer) -> None:
+    def _send_to(self, request: _Request, provider: RpcPeer) -> None:
         """(Re)start the provider leg: both deadlines count from here, as in the reference."""
         self._track(request, provider)
-        provider.send(_message(RpcAction.REQUEST, request.name, request.id, request.data))
+        to_provider = encode_field(_CORRELATION_ID, request.id) + request.name_field
+        provider.send_frame(_frame(RpcAction.REQUEST, to_provider, request.data))
 
-    def _track(self, request: _Request, provider: Peer) -> None:
+    def _track(self, request: _Request, provider: RpcPeer) -> None:
         """Assign ``request`` to ``provider`` with deadlines counted from now."""
         request.provider = provider
         request.sent = asyncio.get_running_loop().time()
@@ -261,7 +296,7 @@ class RpcHandler:
                 self._fail(request, action)
         self._arm()
 
-    def _answer(self, conn: Peer, msg: Message) -> None:
+    def _answer(self, conn: RpcPeer, msg: Message) -> None:
         request = self._requests.get(msg.correlation_id or "")
         if request is None or request.provider is not conn:
             conn.send(_error(msg, RpcAction.INVALID_RPC_CORRELATION_ID))
@@ -327,4 +362,4 @@ class RpcHandler:
                 del self._assigned[request.provider]
 
     def _to_requester(self, request: _Request, action: int, data: str | None = None) -> None:
-        request.requester.send(_message(action, request.name, request.correlation_id, data))
+        request.requester.send_frame(_frame(action, request.to_requester, data))

@@ -26,8 +26,8 @@ from typing import Any
 
 from ..exceptions import LimitExceeded
 from ..limits import LimitTrips, ThrottledLog
-from ..protocol import Message, RpcAction, Topic
-from ..rpc import Peer, RpcHandler
+from ..protocol import Message, RpcAction, Topic, decode
+from ..rpc import RpcHandler, RpcPeer
 from .bus import Bus
 from .directory import Directory
 from .keys import Keys
@@ -74,6 +74,10 @@ class NodePeer:
             ["r", self._origin, msg.action, msg.name, msg.correlation_id, msg.data], self._channel
         )
 
+    def send_frame(self, frame: bytes) -> None:
+        """An RPC message the handler encoded for a connection: sent as ``send`` sends it."""
+        self.send(decode(frame))
+
     def __repr__(self) -> str:
         return f"<node {self.node_id}>"
 
@@ -110,7 +114,7 @@ class ClusterRpc:
 
     # -- RpcCluster ----------------------------------------------------------------------
 
-    def provider(self, name: str, tried: Collection[Peer]) -> Peer | None:
+    def provider(self, name: str, tried: Collection[RpcPeer]) -> RpcPeer | None:
         nodes = self.directory.nodes(name)
         if not nodes or not self._connected():
             return None

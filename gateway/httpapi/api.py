@@ -25,7 +25,7 @@ from ..auth import Authenticator, AuthResult
 from ..config import HttpConfig
 from ..exceptions import InvalidJSON
 from ..limits import LimitTrips, ThrottledLog
-from ..protocol import EventAction, Message, Topic, payload
+from ..protocol import EventAction, Message, Topic, decode, payload
 from .ops import BadOperation, to_message, to_result
 from .request import HttpRequest, HttpResponse
 from .tokens import TokenStore
@@ -113,7 +113,9 @@ class VirtualConnection:
             self.result.set_result(result)
 
     def send_frame(self, frame: bytes) -> None:
-        """Only fan-outs send encoded frames, and this connection subscribes to nothing."""
+        """An encoded message (an RPC's answer; this connection subscribes to nothing, so
+        no fan-out comes here): taken as ``send`` takes it."""
+        self.send(decode(frame))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         pass

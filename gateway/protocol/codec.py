@@ -11,7 +11,15 @@ from __future__ import annotations
 from .constants import ACTIONS, Topic
 from .message import Message
 
-__all__ = ["SCHEMAS", "decode", "encode", "encode_change", "encode_payload"]
+__all__ = [
+    "SCHEMAS",
+    "decode",
+    "encode",
+    "encode_change",
+    "encode_field",
+    "encode_frame",
+    "encode_payload",
+]
 
 from ..exceptions import (
     LoneSurrogateText,
@@ -149,8 +157,14 @@ def encode(msg: Message) -> bytes:
         payload = _encode_payload(msg, "strict")
     except UnicodeEncodeError:
         payload = encode_payload(msg)  # a lone surrogate, echoed in an error reply
+    return encode_frame(msg.topic, payload)
+
+
+def encode_frame(topic: int, payload: bytes) -> bytes:
+    """The frame around ``payload``, the bytes of a message of ``topic``: ``encode`` of a
+    message is ``encode_frame(msg.topic, encode_payload(msg))``."""
     size = len(payload)
-    head = _HEADS[msg.topic] + (_SMALL[size] if size < 0x80 else _varint(size))
+    head = _HEADS[topic] + (_SMALL[size] if size < 0x80 else _varint(size))
     return _varint(len(head) + size) + head + payload
 
 
@@ -195,6 +209,16 @@ def encode_change(
     size = len(out)
     head = _HEADS[Topic.RECORD] + (_SMALL[size] if size < 0x80 else _varint(size))
     return _varint(len(head) + size) + head + out
+
+
+def encode_field(number: int, value: str) -> bytes:
+    """One string field of a message's payload, as ``encode_payload`` writes it (text that
+    came from a decoded message: a lone surrogate raises UnicodeEncodeError). For callers
+    that build a payload from parts they reuse: fields in schema order give ``encode``'s
+    bytes."""
+    raw = value.encode()
+    size = len(raw)
+    return _varint(number << 3 | 2) + (_SMALL[size] if size < 0x80 else _varint(size)) + raw
 
 
 # Decoding reads one-byte varints inline (nearly every tag, length and action is one) and

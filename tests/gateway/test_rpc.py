@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import pytest
 
-from gateway.protocol import Message, RpcAction, Topic
+from gateway import rpc
+from gateway.protocol import Message, RpcAction, Topic, encode
+from gateway.protocol.codec import encode_field
 from gateway.server import Server
 from tests.conftest import ServerFactory, url_of
 from tests.wire import WireClient
@@ -122,6 +125,51 @@ async def test_request_accept_response_round_trip(connect) -> None:
         True,
     )
     await caller.expect_silence(0.1)
+
+
+# Names, ids and data whose lengths need a two-byte varint, and text that is not ASCII: the
+# handler encodes its messages from parts (rpc._frame), not through codec.encode.
+LONG_NAME = "rpc/" + "名前" * 70
+LONG_DATA = '{"text":"' + "é" * 100 + '"}'
+
+
+@pytest.mark.parametrize(
+    ("action", "cid", "data"),
+    [
+        (RpcAction.ACCEPT, "r1", None),
+        (RpcAction.RESPONSE, "r1", '"ok"'),
+        (RpcAction.RESPONSE, "ü" * 130, LONG_DATA),
+        (RpcAction.REQUEST_ERROR, None, '"boom"'),
+        (RpcAction.RESPONSE_TIMEOUT, "r1", None),
+        (RpcAction.NO_RPC_PROVIDER, None, None),
+    ],
+)
+@pytest.mark.parametrize("name", ["f", LONG_NAME])
+def test_encoded_messages_are_what_the_codec_gives(
+    action: int, name: str, cid: str | None, data: str | None
+) -> None:
+    """Byte for byte what ``encode`` gives for the same message, to the requester (its
+    correlation id) and to the provider (the server's id)."""
+    request = rpc._Request("12345", name, cid, data, cast(Any, None), cast(Any, None))
+    assert rpc._frame(action, request.to_requester, data) == encode(
+        Message(RPC, action, name=name, correlation_id=cid, data=data)
+    )
+    to_provider = encode_field(3, request.id) + request.name_field
+    assert rpc._frame(RpcAction.REQUEST, to_provider, data) == encode(
+        Message(RPC, RpcAction.REQUEST, name=name, correlation_id="12345", data=data)
+    )
+
+
+async def test_long_and_non_ascii_names_ids_and_data_round_trip(connect) -> None:
+    provider, caller = await connect(), await connect()
+    await provide(provider, LONG_NAME)
+    cid = "ü" * 130
+    await request(caller, LONG_NAME, cid, LONG_DATA)
+    server_cid = await incoming(provider, LONG_NAME, LONG_DATA)
+    await reply(provider, RpcAction.ACCEPT, LONG_NAME, server_cid)
+    await expect(caller, RpcAction.ACCEPT, LONG_NAME, cid)
+    await reply(provider, RpcAction.RESPONSE, LONG_NAME, server_cid, LONG_DATA)
+    await expect(caller, RpcAction.RESPONSE, LONG_NAME, cid, LONG_DATA)
 
 
 async def test_request_error_reaches_the_requester(connect) -> None:
