@@ -57,6 +57,7 @@ __all__ = [
     "RecordError",
     "RecordgateError",
     "RecordsUnavailable",
+    "RedisUnreachable",
     "RequestTimeout",
     "RpcError",
     "StorageError",
@@ -188,6 +189,11 @@ class WriteDiscarded(StorageError):
 class RecordsUnavailable(StorageUnavailable):
     """A cluster node cannot reach Redis, the authority of record versions: it neither commits
     a change nor reads a record it does not hold (docs/cluster.md)."""
+
+
+class RedisUnreachable(RecordsUnavailable):
+    """A cluster node's read of a record failed because Redis did not answer (not because its
+    bus lagged): the node may serve what it cached instead (docs/cluster.md, "Redis away")."""
 
 
 class BackPressure(StorageError):

@@ -58,6 +58,8 @@ class Bus:
         self._receive = receive
         self.on_resubscribed: Callable[[], None] | None = None
         """Called when the bus is subscribed again after losing Redis."""
+        self._subscriptions = 0
+        self._subscribed = False
         self._queue: deque[tuple[str, str]] = deque()  # (channel, JSON)
         self._head = json.dumps([node_id])[:-1] + ",["
         """How this node's batches begin (``["id",[``)."""
@@ -79,6 +81,7 @@ class Bus:
     async def start(self) -> None:
         """Subscribe (confirmed by Redis) and start the sender and receiver tasks."""
         pubsub = await self._subscribe()
+        self._subscribed_now()
         self._tasks = [
             asyncio.create_task(self._send_loop()),
             asyncio.create_task(self._receive_loop(pubsub)),
@@ -95,6 +98,16 @@ class Bus:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def subscription(self) -> int | None:
+        """Which subscription delivers now (a number that changes each time the bus subscribes
+        again), None from the moment it lost Redis until it is subscribed again: whatever was
+        published in between never reaches this node."""
+        return self._subscriptions if self._subscribed else None
+
+    def _subscribed_now(self) -> None:
+        self._subscriptions += 1
+        self._subscribed = True
 
     def publish(self, message: list[Any], channel: str | None = None) -> None:
         """Queue ``message`` (a JSON array ``[kind, name, ...]``) for the other nodes, or for
@@ -167,6 +180,7 @@ class Bus:
                 await _close_quietly(pubsub)
                 raise
             except Exception as exc:
+                self._subscribed = False
                 _throttled.warning("cluster bus: lost Redis (%s); resubscribing", exc)
                 await _close_quietly(pubsub)
                 while True:
@@ -177,6 +191,7 @@ class Bus:
                         break
                     except Exception as again:
                         _throttled.warning("cluster bus: cannot resubscribe (%s)", again)
+                self._subscribed_now()
                 log.info("cluster bus: subscribed again")
                 delay = 0.1
                 if self.on_resubscribed is not None:

@@ -122,6 +122,7 @@ class ClusterNode:
         self._subscribed_records = subscribed_records
         if records is not None:
             records.bind(self._redis, self.node_id)
+            records.bus_subscription = self.bus.subscription
         self.presence = ClusterPresence(self._redis, self.keys, self.node_id)
         self.membership = Membership(
             self._redis,

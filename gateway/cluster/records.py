@@ -15,8 +15,11 @@ Invariants (docs/cluster.md, "Records"):
   delivered up to that position (``_caught_up``). So no client sees a version, then an older
   one; a VERSION_EXISTS never names a version its subscribers have not been sent.
 * The cache holds states Redis had, each with its sequence, and follows the bus; records with
-  local subscribers are never evicted. When the bus subscription was lost, ``resync`` drops the
-  cache and re-reads the records this node's clients are subscribed to.
+  local subscribers are never evicted. It is trusted only while the bus subscription it was
+  started with (``subscribed``) delivers: from the moment the bus loses Redis until ``resync``
+  dropped the cache after it subscribed again, changes may be made that never reach it (Redis
+  back, the bus not yet), so reads go to Redis, and a cached state is served only when Redis
+  does not answer. States read before a ``resync`` are not cached after it.
 * A record unknown to Redis is read from storage and made the cluster state with ``SEED``
   (only if still absent). Storage is written behind by ``flusher``; acknowledgements wait for it.
 * Redis unreachable: commits and cache misses fail with ``RecordsUnavailable`` (a clear error to
@@ -42,6 +45,7 @@ from gateway.exceptions import (
     ClusterUnavailable,
     CommitConflict,
     RecordsUnavailable,
+    RedisUnreachable,
     StorageError,
 )
 from gateway.protocol import payload
@@ -107,6 +111,13 @@ class ClusterRecords:
         self.node_id = ""
         self.on_external_change: Callable[[str, Record | None], None] | None = None
         self.on_change: Changed | None = None
+        self.bus_subscription: Callable[[], int | None] = lambda: 0
+        """The bus's subscription now, None while it is not subscribed (``Bus.subscription``)."""
+        self._synced: int | None = 0
+        """The bus subscription the cache follows (taken by ``subscribed``): the cache is
+        trusted only while ``bus_subscription()`` still answers it."""
+        self._epoch = 0
+        """Raised each time ``resync`` drops the cache: a state read before is not cached."""
         self.interested: Callable[[str], bool] = lambda name: True
         """Whether this node serves someone the changes of ``name`` (its subscribers): a change
         of a record this node neither caches, reads nor serves is not even decoded."""
@@ -176,6 +187,7 @@ class ClusterRecords:
     async def subscribed(self) -> None:
         """The bus is subscribed (at start, or again): every change from the counter's value
         now on reaches this node; the ones before are in what Redis holds."""
+        self._synced = self.bus_subscription()  # before any await: see resync
         self._latest = 0
         before = self._position
         found = int(await self._redis.get(self.keys.position) or 0)
@@ -216,8 +228,12 @@ class ClusterRecords:
 
     # -- reads ---------------------------------------------------------------------------
 
+    def _trusted(self) -> bool:
+        """Whether the cache follows every change: its bus subscription still delivers."""
+        return self._synced is not None and self.bus_subscription() == self._synced
+
     def cached(self, name: str) -> Record | None:
-        entry = self._cache.get(name)
+        entry = self._cache.get(name) if self._trusted() else None
         return None if entry is None else entry.record
 
     def current(self, name: str, default: Record | None) -> Record | None:
@@ -227,24 +243,44 @@ class ClusterRecords:
 
     async def load(self, name: str) -> Record | None:
         entry = self._cache.get(name)
-        if entry is not None:
+        if entry is not None and self._trusted():
             self._cache.move_to_end(name)
             return entry.record
-        return (await self._entry(name)).record
+        try:
+            return (await self._entry(name)).record
+        except RedisUnreachable:
+            if entry is None:
+                raise
+            return entry.record  # Redis away: nothing is committed without it
 
     async def load_many(self, names: list[str]) -> dict[str, Record | None]:
         """``load`` of each name: the uncached ones in one Redis pipeline, those Redis does not
         hold read from storage in one call and seeded in another pipeline."""
         result: dict[str, Record | None] = {}
         missing: list[str] = []
+        trusted = self._trusted()
         for name in names:
             entry = self._cache.get(name)
-            if entry is not None:
+            if entry is not None and trusted:
                 result[name] = entry.record
             elif name not in missing:
                 missing.append(name)
         if not missing:
             return result
+        try:
+            result.update(await self._read_many(missing))
+        except RedisUnreachable:
+            kept = [self._cache.get(name) for name in missing]
+            if any(entry is None for entry in kept):
+                raise
+            for name, entry in zip(missing, kept, strict=True):
+                result[name] = entry.record if entry is not None else None
+        return result
+
+    async def _read_many(self, missing: list[str]) -> dict[str, Record | None]:
+        """The cluster state of each of ``missing`` (none of them cached), read from Redis."""
+        result: dict[str, Record | None] = {}
+        epoch = self._epoch
         keys = [self.keys.record(name) for name in missing]
         position = self.keys.position
         self._start_reads(missing)
@@ -286,7 +322,7 @@ class ClusterRecords:
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
             self._end_reads(missing)
-            raise RecordsUnavailable(
+            raise RedisUnreachable(
                 f"cluster: Redis unreachable, records cannot be read ({exc})"
             ) from exc
         except BaseException:
@@ -297,7 +333,7 @@ class ClusterRecords:
                 raise RecordsUnavailable(_LATE.format(names=len(absent), tries=_READ_TRIES))
             await self._caught_up(max(int(state[4]) for state in states))
             for name, state in zip(missing, states, strict=True):
-                result[name] = self._adopt(name, _decode(name, state)).record
+                result[name] = self._adopt(name, _decode(name, state), epoch).record
         finally:
             self._end_reads(missing)
         return result
@@ -315,6 +351,7 @@ class ClusterRecords:
         key, position = self.keys.record(name), self.keys.position
         refresh = name in self._refresh
         self._refresh.discard(name)
+        epoch = self._epoch
         self._start_reads([name])
         state: Any = None
         try:
@@ -338,7 +375,7 @@ class ClusterRecords:
             raise
         except Exception as exc:  # the driver's errors: Redis cannot be reached
             self._end_reads([name])
-            raise RecordsUnavailable(
+            raise RedisUnreachable(
                 f"cluster: Redis unreachable, the record cannot be read ({exc})"
             ) from exc
         except BaseException:
@@ -348,7 +385,7 @@ class ClusterRecords:
             if state[0] == b"retry":
                 raise RecordsUnavailable(_LATE.format(names=1, tries=_READ_TRIES))
             await self._caught_up(int(state[4]))
-            return self._adopt(name, _decode(name, state))
+            return self._adopt(name, _decode(name, state), epoch)
         finally:
             self._end_reads([name])
 
@@ -371,15 +408,19 @@ class ClusterRecords:
                 del reads[name]
                 self._seen.pop(name, None)
 
-    def _adopt(self, name: str, entry: _Entry) -> _Entry:
-        """``entry``, read from Redis once the bus caught up with it, or the cached state if
-        that is as new (the bus brought it, or a newer one, meanwhile)."""
+    def _adopt(self, name: str, entry: _Entry, epoch: int) -> _Entry:
+        """``entry``, read from Redis (in ``epoch``) once the bus caught up with it, or the
+        cached state if that is as new (the bus brought it, or a newer one, meanwhile).
+        Cached unless a ``resync`` dropped the cache since it was read: a change the bus
+        missed may be newer, and the cache would keep it unseen."""
+        if epoch != self._epoch:
+            return entry
         seen = self._seen.get(name)
         if seen is not None and seen.seq > entry.seq:
             entry = seen  # changed after it was read
         current = self._cache.get(name)
-        if current is not None and current.seq >= entry.seq:
-            return current
+        if current is not None and current.seq >= entry.seq and self._trusted():
+            return current  # untrusted: what Redis answered is the newest this node knows
         if name in self._refresh:  # NOTIFYed meanwhile: the next load re-reads storage
             return entry
         self._install(name, entry)
@@ -420,6 +461,7 @@ class ClusterRecords:
             self.commit_conflicts += 1
             raise CommitConflict(entry.record)
         self.flusher.admit()
+        epoch = self._epoch
         key = self.keys.record(name)
         self._tags += 1
         tag = f"{self.node_id}#{self._tags}"
@@ -450,7 +492,7 @@ class ClusterRecords:
                 if durable is not None:
                     durable.cancel()  # the client is answered with this error instead
                 raise
-            self._adopt(name, _Entry(new, seq))
+            self._adopt(name, _Entry(new, seq), epoch)
             return durable
         self._local.pop(tag, None)
         self.commit_conflicts += 1
@@ -458,7 +500,7 @@ class ClusterRecords:
             self._drop(name)
             raise CommitConflict((await self._entry(name)).record)
         await self._caught_up(int(reply[5]))
-        raise CommitConflict(self._adopt(name, _decode(name, reply[1:])).record)
+        raise CommitConflict(self._adopt(name, _decode(name, reply[1:]), epoch).record)
 
     async def _caught_up(self, position: int, *, committed: bool = False) -> None:
         """Return once the bus delivered every change up to ``position``; raise
@@ -606,6 +648,7 @@ class ClusterRecords:
         its subscribers (a jump to the current version: complete data, nothing a client must
         repair)."""
         names = list(dict.fromkeys(subscribed))
+        self._epoch += 1  # reads in flight may predate changes the bus missed
         self._cache.clear()
         self._evicted.clear()
         self._bytes = 0

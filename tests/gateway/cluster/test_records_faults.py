@@ -420,6 +420,91 @@ async def test_a_write_redis_lost_is_not_acknowledged_after_another_node_read_it
         await b.close()
 
 
+async def read_once(client: WireClient, name: str) -> tuple[int, Any] | None:
+    """One READ: (version, data), or None if the node refused it (RECORD_LOAD_ERROR)."""
+    await client.send(rec(R.READ, name=name))
+    msg = await client.recv(20)
+    if msg.action != R.READ_RESPONSE:
+        return None
+    return int(msg.version), json.loads(msg.data)
+
+
+async def read_answered(client: WireClient, name: str) -> tuple[int, Any]:
+    """READ until the node answers (it refuses while it cannot read Redis)."""
+    while True:
+        got = await read_once(client, name)
+        if got is not None:
+            return got
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("loss", ["redis-restarted", "bus-killed"])
+async def test_a_node_whose_bus_is_away_does_not_serve_what_the_bus_missed(
+    cluster: ClusterNodes, redis: RedisServer, loss: str
+) -> None:
+    """Node 1's bus loses Redis (Redis restarted empty, or only the bus's connection killed)
+    and cannot subscribe again (its SUBSCRIBE answers are held: a bus in its reconnect backoff,
+    up to 2 s) while Redis serves commands again. Node 1 reads records (caching them, before),
+    node 0 writes them again (acknowledged), the bus never tells node 1. Node 1's reads must
+    then answer node 0's versions or an error, never the versions it read before (before: its
+    cache answered them until its bus subscribed again; the intermittent failure of
+    ``test_a_write_redis_lost...[write-lands-late]``, whose re-read of storage, announced on the
+    bus, was missed this way). Released, every node reads node 0's versions."""
+    import redis.asyncio as aioredis
+
+    from conformance.netfaults import FaultProxy
+
+    names = [f"cr/bus-away/{i}" for i in range(3)]
+    cluster.options.update({"max_bus_lag": 0.5})
+    admin = aioredis.Redis.from_url(redis.url)
+    async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
+        cluster.add()
+        node = cluster.add()
+        node.config.write_text(
+            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
+        )
+        for each in cluster:
+            await asyncio.to_thread(each.start)
+        a = await login(cluster[0].ws_url, "a")
+        b = await login(cluster[1].ws_url, "b")
+        try:
+            for name in names:
+                await a.send(write(name, {"v": 1}, ack=name, version=1))
+                assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            proxy.hold_replies_on(b"SUBSCRIBE")  # node 1's bus alone: its commands flow
+            if loss == "redis-restarted":
+                await asyncio.to_thread(redis.kill)
+                await asyncio.to_thread(redis.start)
+                await admin.aclose()
+                admin = aioredis.Redis.from_url(redis.url)
+                members = f"{{{cluster.prefix}}}:members"
+                async with asyncio.timeout(20):  # both registered again: their re-reads ran
+                    while True:
+                        if await admin.scard(members) >= 2:
+                            break
+                        await asyncio.sleep(0.05)
+            else:
+                assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
+            async with asyncio.timeout(20):  # node 1 reads them (Redis answers again)
+                for name in names:
+                    assert await read_answered(b, name) == (1, {"v": 1}), name
+            for name in names:  # the bus never tells node 1
+                await a.send(write(name, {"v": 2}, ack=name, version=2))
+                reply = await a.recv(20)
+                assert reply.action == R.WRITE_ACKNOWLEDGEMENT, reply
+            for name in names:
+                got = await read_once(b, name)
+                assert got in (None, (2, {"v": 2})), name  # an error, never the version before
+            proxy.release_marked()
+            async with asyncio.timeout(20):  # subscribed again: node 1 reads node 0's versions
+                for name in names:
+                    assert await read_answered(b, name) == (2, {"v": 2}), name
+        finally:
+            await a.close()
+            await b.close()
+            await admin.aclose()
+
+
 async def test_reads_that_storage_failed_leave_nothing_behind(cluster: ClusterNodes) -> None:
     """Storage is unreachable; a client asks the HEAD of 2,000 names Redis does not hold, and
     each read fails (RECORD_LOAD_ERROR naming storage). The node's bookkeeping of reads in
