@@ -353,3 +353,169 @@ async def test_each_request_keeps_its_own_deadlines_behind_others(server: Server
     assert loop.time() - start >= 0.5 - 0.001  # response_timeout from its own send
     await caller.expect_silence(0.6)  # nothing else was open
     assert not server.rpc._requests and not server.rpc._unaccepted
+
+
+# -- deadlines at their boundaries (one timer serves every request: gateway/rpc.py) ----------
+
+# uvloop's clock counts whole milliseconds: a deadline met to the millisecond can read 1 ms early
+CLOCK = 0.001
+LATE = 0.2
+"""How late a timeout may come (the loop's latency on a busy machine); one timer armed for the
+wrong deadline would be later: the two timeouts of these tests are 0.3 s apart."""
+
+
+async def test_answers_around_the_deadline_end_each_request_exactly_once(
+    make_server, connect
+) -> None:
+    """RESPONSEs sent from 15 ms before to 15 ms after their request's response deadline:
+    each request ends once, as RESPONSE or as RESPONSE_TIMEOUT (then the late answer is refused
+    to the provider), a timeout never before the deadline, and nothing is left open."""
+    server: Server = await make_server({"rpc": {"ack_timeout": 5, "response_timeout": 1.0}})
+    provider = await connect(to=url_of(server))
+    caller = await connect(to=url_of(server))
+    await provide(provider, "f")
+    loop = asyncio.get_running_loop()
+    deadlines: dict[str, float] = {}  # requester's correlation id -> response deadline
+    to_server: dict[str, str] = {}
+    for i in range(31):
+        await request(caller, "f", f"r{i}")
+        cid = await incoming(provider, "f")
+        await reply(provider, RpcAction.ACCEPT, "f", cid)
+        await expect(caller, RpcAction.ACCEPT, "f", f"r{i}")
+        deadlines[f"r{i}"] = server.rpc._requests[cid].sent + server.rpc.response_timeout
+        to_server[f"r{i}"] = cid
+    answers = []
+    for i, (rid, deadline) in enumerate(deadlines.items()):
+        at = deadline + (i - 15) / 1000  # -15 ms .. +15 ms around this request's deadline
+        answers.append(
+            loop.call_at(
+                at,
+                lambda cid=to_server[rid]: asyncio.ensure_future(
+                    reply(provider, RpcAction.RESPONSE, "f", cid, '"ok"')
+                ),
+            )
+        )
+    outcome: dict[str, int] = {}
+    while len(outcome) < len(deadlines):
+        msg = await caller.recv(timeout=3)
+        rid = msg.correlation_id
+        assert rid in deadlines and rid not in outcome, msg  # one final message each
+        assert msg.action in (RpcAction.RESPONSE, RpcAction.RESPONSE_TIMEOUT), msg
+        if msg.action == RpcAction.RESPONSE_TIMEOUT:
+            late = loop.time() - deadlines[rid]
+            assert -CLOCK <= late < LATE, (rid, late)
+        else:
+            assert msg.data == '"ok"'
+        outcome[rid] = msg.action
+    timed_out = {to_server[r] for r, action in outcome.items() if action != RpcAction.RESPONSE}
+    refused = set()
+    while len(refused) < len(timed_out):
+        bad = await provider.recv(timeout=3)
+        assert bad.action == RpcAction.INVALID_RPC_CORRELATION_ID, bad
+        refused.add(bad.correlation_id)
+    assert refused == timed_out
+    await caller.expect_silence(0.2)
+    await provider.expect_silence(0.05)
+    assert not server.rpc._requests and not server.rpc._unaccepted and not server.rpc._assigned
+
+
+async def test_many_requests_each_time_out_at_their_own_deadline(make_server, connect) -> None:
+    """30 requests sent 15 ms apart, every other one accepted: the unaccepted get
+    ACCEPT_TIMEOUT at their send + ack_timeout, the accepted RESPONSE_TIMEOUT at their send +
+    response_timeout (the two kinds' deadlines interleave), never before nor much later, each
+    once; three answered in time are not disturbed; the timer disarms when none is left."""
+    server: Server = await make_server({"rpc": {"ack_timeout": 0.3, "response_timeout": 0.6}})
+    provider = await connect(to=url_of(server))
+    caller = await connect(to=url_of(server))
+    await provide(provider, "f")
+    loop = asyncio.get_running_loop()
+    rpc = server.rpc
+    expected: dict[str, tuple[int, float]] = {}  # rid -> (timeout action, its deadline)
+    answered = {"r3", "r8", "r13"}
+    for i in range(30):
+        rid = f"r{i}"
+        await request(caller, "f", rid)
+        cid = await incoming(provider, "f")
+        sent = rpc._requests[cid].sent
+        if i % 2:
+            await reply(provider, RpcAction.ACCEPT, "f", cid)
+            expected[rid] = (RpcAction.RESPONSE_TIMEOUT, sent + rpc.response_timeout)
+        else:
+            expected[rid] = (RpcAction.ACCEPT_TIMEOUT, sent + rpc.ack_timeout)
+        if rid in answered:
+            await reply(provider, RpcAction.RESPONSE, "f", cid, f'"{rid}"')
+        await asyncio.sleep(0.015)
+    seen: dict[str, int] = {}
+    while len(seen) < len(expected):
+        msg = await caller.recv(timeout=3)
+        rid = msg.correlation_id
+        assert rid is not None and rid not in seen, msg
+        seen[rid] = msg.action
+        if msg.action == RpcAction.ACCEPT:
+            del seen[rid]  # the accepts of the odd ones; their end comes later
+            continue
+        if rid in answered:
+            assert (msg.action, msg.data) == (RpcAction.RESPONSE, f'"{rid}"'), msg
+            continue
+        action, deadline = expected[rid]
+        assert msg.action == action, msg
+        assert -CLOCK <= loop.time() - deadline < LATE, (rid, loop.time() - deadline)
+    await caller.expect_silence(0.2)
+    assert not rpc._requests and not rpc._unaccepted and not rpc._assigned
+    assert rpc._timer is None
+
+
+async def test_a_provider_closing_with_requests_pending_ends_them_at_once(
+    make_server, connect
+) -> None:
+    """A provider holding accepted and unaccepted requests closes, no other provider left:
+    the accepted ones get RESPONSE_TIMEOUT and the others NO_RPC_PROVIDER at once (not at
+    their 30 s deadlines), each once, and no timer is left armed for them."""
+    slow: Server = await make_server({"rpc": {"ack_timeout": 30, "response_timeout": 30}})
+    provider = await connect(to=url_of(slow))
+    caller = await connect(to=url_of(slow))
+    await provide(provider, "f")
+    for i in range(10):
+        await request(caller, "f", f"r{i}")
+        cid = await incoming(provider, "f")
+        if i % 2:
+            await reply(provider, RpcAction.ACCEPT, "f", cid)
+            await expect(caller, RpcAction.ACCEPT, "f", f"r{i}")
+    assert slow.rpc._timer is not None
+    await provider.close()
+    ends = {}
+    for _ in range(10):
+        msg = await caller.recv(timeout=3)
+        assert msg.correlation_id not in ends, msg
+        ends[msg.correlation_id] = msg.action
+    assert ends == {
+        f"r{i}": RpcAction.RESPONSE_TIMEOUT if i % 2 else RpcAction.NO_RPC_PROVIDER
+        for i in range(10)
+    }
+    assert not slow.rpc._requests and not slow.rpc._unaccepted and not slow.rpc._assigned
+    await caller.expect_silence(0.2)
+
+
+async def test_a_requester_closing_with_requests_pending_leaves_them_to_time_out(
+    server: Server, connect
+) -> None:
+    """The requester goes with accepted and unaccepted requests open: each still ends at its
+    own deadline (the provider's late answers are refused as for any ended request), and
+    then nothing is left open and the timer is disarmed."""
+    provider, caller = await connect(), await connect()
+    await provide(provider, "f")
+    cids = []
+    for i in range(6):
+        await request(caller, "f", f"r{i}")
+        cids.append(await incoming(provider, "f"))
+        if i % 2:
+            await reply(provider, RpcAction.ACCEPT, "f", cids[-1])
+    await caller.close()
+    await asyncio.sleep(0.1)
+    assert len(server.rpc._requests) == 6  # still open, its deadlines still run
+    await asyncio.sleep(server.rpc.response_timeout)
+    assert not server.rpc._requests and not server.rpc._unaccepted and not server.rpc._assigned
+    assert server.rpc._timer is None
+    await reply(provider, RpcAction.RESPONSE, "f", cids[1], '"late"')
+    bad = await provider.recv()
+    assert (bad.action, bad.correlation_id) == (RpcAction.INVALID_RPC_CORRELATION_ID, cids[1])
