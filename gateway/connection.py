@@ -495,12 +495,16 @@ class Connection(asyncio.BufferedProtocol):
             return
         outbox = self._outbox
         outbox.reading = True
+        # Storage reads the messages of this read start are this connection's (fair shares,
+        # store/slots); tasks created meanwhile inherit it. Set once per read, not per message.
+        token = READER.set(self)
         try:
             if self._inbound is not None or self._take_framing():
                 self._frames_received(data)
             else:
                 self._ws_received(data)
         finally:
+            READER.reset(token)
             outbox.reading = False
             outbox.flush()  # the replies and fan-outs of this read, without waiting a pass
 
@@ -579,8 +583,10 @@ class Connection(asyncio.BufferedProtocol):
                 break
             if not simple or protocol.current_size is not None:
                 self._ws_received(buf[pos:stop])
+            elif head1 == 0x82:  # binary: what clients send
+                self._message(apply_mask(buf[start:stop], buf[start - 4 : start]))
             else:
-                self._data(head1 == 0x82, apply_mask(buf[start:stop], buf[start - 4 : start]))
+                self._data(False, apply_mask(buf[start:stop], buf[start - 4 : start]))
             pos = stop
         if pos == end:
             self._inbound = b""
@@ -765,14 +771,9 @@ class Connection(asyncio.BufferedProtocol):
                 self._paused = True
                 self.transport.pause_reading()
             return
-        # Storage reads this message starts are this connection's (fair shares, store/slots).
-        token = READER.set(self)
-        try:
-            pending = self._service.received(self, data)
-            if pending is not None:
-                self._busy = self._loop.create_task(self._in_order(pending))
-        finally:
-            READER.reset(token)
+        pending = self._service.received(self, data)  # READER is this connection (a read)
+        if pending is not None:
+            self._busy = self._loop.create_task(self._in_order(pending))
 
     async def _in_order(self, pending: Awaitable[None]) -> None:
         """Await ``pending``, then handle the messages that queued behind it, in order."""

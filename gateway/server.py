@@ -515,17 +515,18 @@ class Server:
     def dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
         """Hand ``msg`` from ``conn`` (a client's, or the HTTP API's virtual connection) to
         its topic handler, within ``limits``."""
-        self.messages_received[msg.topic & 0x7F] += 1
-        handler = self.handlers.get(msg.topic)
+        topic = msg.topic
+        self.messages_received[topic & 0x7F] += 1
+        handler = self.handlers.get(topic)
         if handler is None:  # a known topic recordgate does not serve (LOCK, MONITORING, ...)
-            conn.send(Message(Topic.PARSER, ParserAction.UNKNOWN_TOPIC, original_topic=msg.topic))
+            conn.send(Message(Topic.PARSER, ParserAction.UNKNOWN_TOPIC, original_topic=topic))
             return None
         name = msg.name
         if (
             msg.names or (name is not None and len(name) > self._max_name_chars)
         ) and self._over_limits(conn, msg):
             return None
-        registry = self._subscribing.get((msg.topic, msg.action))
+        registry = self._subscribing.get((topic, msg.action))
         if registry is not None and self._too_many_subscriptions(conn, msg, registry):
             return None
         if self.gate is not None:

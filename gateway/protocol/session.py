@@ -106,6 +106,9 @@ class State(Enum):
     CLOSED = auto()
 
 
+_OPEN, _CLOSED = State.OPEN, State.CLOSED  # read for every message
+
+
 @dataclass(frozen=True, slots=True)
 class AuthRequest:
     """The client asked to log in with ``auth_data``; answer with ``auth_succeeded/failed``."""
@@ -137,7 +140,7 @@ class Session:
 
     def receive(self, frame: bytes | str) -> Message | AuthRequest | None:
         """Take one WebSocket message; return what the server must act on, if anything."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return None
         if isinstance(frame, str):
             # Text frames mean another protocol (deepstream's old text one, say), which could
@@ -166,8 +169,11 @@ class Session:
             msg = Message(Topic.PARSER, ParserAction.ERROR)  # as any undecodable frame
         except ProtocolError:
             msg = Message(Topic.PARSER, ParserAction.ERROR)  # what the reference's parser yields
-        if self.state is State.OPEN:
-            return self._open(msg, known_action)
+        if self.state is _OPEN:
+            if known_action and msg.topic not in _NOT_SERVED_AFTER_LOGIN:
+                return msg  # the fast path: a message for the topic handlers
+            self._open(msg)
+            return None
         if msg.topic == Topic.CONNECTION and msg.action == ConnectionAction.CLOSING:
             self._closing()
             return None
@@ -188,10 +194,9 @@ class Session:
             return None
         return self._auth(msg)
 
-    def _open(self, msg: Message, known_action: bool) -> Message | None:
+    def _open(self, msg: Message) -> None:
+        """After login, a message that is not for the topic handlers."""
         topic = msg.topic
-        if known_action and topic not in _NOT_SERVED_AFTER_LOGIN:
-            return msg  # the fast path: a message for the topic handlers
         if topic == Topic.CONNECTION and msg.action == ConnectionAction.PING:
             self._send(Message(Topic.CONNECTION, ConnectionAction.PONG))
         elif topic == Topic.CONNECTION and msg.action == ConnectionAction.CLOSING:
@@ -202,7 +207,6 @@ class Session:
         else:
             # Deviation: the reference drops unknown actions silently.
             self._parser_error(ParserAction.UNKNOWN_ACTION, topic=topic, action_no=msg.action)
-        return None
 
     def _auth(self, msg: Message) -> AuthRequest | None:
         if msg.topic != Topic.AUTH:
