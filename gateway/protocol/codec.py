@@ -301,8 +301,10 @@ def _decode_payload(topic: int, buf: bytes, pos: int, end: int, strict: bool = T
             stop = pos + value
             if stop > end:
                 raise MessageParseError("field runs past the end of the message")
-            raw = buf[pos:stop]
-            setattr(msg, attr, raw.decode() if strict else raw.decode("utf-8", "surrogatepass"))
+            if strict:
+                setattr(msg, attr, str(buf[pos:stop], "utf-8"))
+            else:
+                setattr(msg, attr, buf[pos:stop].decode("utf-8", "surrogatepass"))
             pos = stop
         elif kind == INT:
             setattr(msg, attr, value if value < 0x80000000 else _int32(value))
@@ -338,7 +340,9 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
     if len(frame) > max_size:
         raise MessageTooLarge(len(frame), max_size)
     try:
-        size, pos = _read_varint(frame, 0)
+        size, pos = frame[0], 1
+        if size >= 0x80:
+            size, pos = _varint_rest(frame, 1, size)
         end = pos + size
         if end > len(frame):
             raise MessageParseError("frame shorter than its length prefix")
