@@ -1,16 +1,20 @@
 """RPC round trips, side by side: recordgate vs the reference deepstream server, in one run.
 
-One provider and one requester, both the official deepstream JS client
-(``reference/rpc.js``), the requester keeping ``--in-flight`` requests outstanding until
-``--requests`` have been answered. Per measurement, against a fresh server process: round
-trips/s, the server's CPU time per round trip (user + system from ``/proc``, sampled at the
-script's ``PHASE`` lines: steadier than wall clock on a shared machine), latency p50/p99 as the
-requester sees it. The server order rotates each round; medians [lowest-highest] are reported.
-recordgate runs on the standard loop and, when uvloop is installed, on uvloop
-(``server.event_loop``). ``--before DIR`` adds recordgate run from another tree
-(``PYTHONPATH=DIR``, e.g. a ``git archive`` of main), for before/after in the same run.
+One provider and one requester in one client process, the requester keeping ``--in-flight``
+requests outstanding until ``--requests`` have been answered: raw sockets with pre-built
+messages (``reference/rawrpc.js``, the default: lighter than either server, so the server is
+what bounds the load) or the official deepstream JS client (``--client official``,
+``reference/rpc.js``: heavier than either server). Per measurement, against a fresh server
+process: round trips/s, the server's CPU time per round trip (user + system from ``/proc``,
+sampled at the script's ``PHASE`` lines: steadier than wall clock on a shared machine), the
+client's own CPU time per round trip, latency p50/p99 as the requester sees it. The server
+order rotates each round; medians [lowest-highest] are reported. recordgate runs on the
+standard loop and, when uvloop is installed, on uvloop (``server.event_loop``). ``--before
+DIR`` adds recordgate run from another tree (``PYTHONPATH=DIR``, e.g. a ``git archive`` of
+main), for before/after in the same run.
 
-    python benchmarks/rpc.py [--rounds 5] [--requests 20000] [--in-flight 50] [--before DIR]
+    python benchmarks/rpc.py [--rounds 5] [--requests 20000] [--in-flight 50]
+                             [--client raw|official] [--before DIR]
 """
 
 from __future__ import annotations
