@@ -526,6 +526,33 @@ class ListenRegistry:
         if name in self._providers or name in self._searches:
             self._on_last_subscriber(name)
 
+    def reask(self) -> None:
+        """This node's bus subscribed again: answers from other nodes may have been lost.
+        Each search waiting on another node asks it again (one searching already goes on,
+        one whose listener provides accepts at once: no listener hears a second offer), and
+        names coordinated here that nobody provides and nobody is asked about are searched
+        again (a lost accept made this node give up and void it there)."""
+        for name, search in list(self._searches.items()):
+            if search.origin is None and search.current.remote:
+                self._ask(name, search)
+        if self.cluster is not None:
+            names = [
+                name
+                for name in self.cluster.coordinated()
+                if name not in self._providers and name not in self._searches
+            ]
+            self._rematch_names(names, 0)
+
+    def node_returned(self, node: Peer, patterns: Iterable[tuple[str, re2._Regexp]]) -> None:
+        """``node``'s bus subscribed again (it listens to ``patterns``): what this node sent
+        it meanwhile is lost. Each search waiting on its answer asks it again, and the names
+        nobody provides are offered to it as to a listener that just arrived."""
+        for name, search in list(self._searches.items()):
+            if search.origin is None and search.current.conn is node:
+                self._ask(name, search)
+        for pattern, regex in patterns:
+            self.remote_listener(node, pattern, regex)
+
     def reconfirm(self) -> None:
         """Messages from other nodes may have been lost (the bus reconnected): ask each other
         node that provides a name coordinated here again. It accepts at once while its

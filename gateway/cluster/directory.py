@@ -108,6 +108,10 @@ class Directory:
         """Names some other node offers."""
         return self._nodes.keys()
 
+    def offered_by(self, node: str) -> Collection[str]:
+        """The names ``node`` (another node) offers."""
+        return self._by_node.get(node, _EMPTY)
+
     def known_nodes(self) -> set[str]:
         return set(self._by_node)
 

@@ -13,7 +13,10 @@
   whether or not it still has subscribers itself.
 - Messages between a coordinator and the node of a listener go to the node's own channel as
   ``["ls", origin, topic, action, pattern, name]`` (``ListenPeer``), and reach the registry's
-  ``from_node``.
+  ``from_node``. Those sent while the receiver's bus is away are lost: a node whose bus
+  subscribed again asks its own searches again and, if it listens, tells every node
+  (``["lh", origin, topic]``), whose searches waiting on it ask it again. Asking twice is
+  harmless: a node searching already goes on, one providing accepts at once.
 - A dead node (every node's own sweep): its patterns are dropped, what it was asked or
   provided is searched again, and each survivor that wants a name it coordinated runs
   ``TAKE_OVER``: the first becomes the coordinator and searches again (a listener already
@@ -211,9 +214,12 @@ class ClusterListen:
 
     async def verify(self) -> None:
         """Messages to this node may have been lost (the bus subscribed again): names it
-        coordinates that no node wants any more end (a lost ``lv``), the nodes providing
-        names for it are asked again (a lost REMOVED from them), and the coordinators of
-        names provided here are told again (a lost REMOVED from them)."""
+        coordinates that no node wants any more end (a lost ``lv``), searches waiting on
+        another node ask it again and names nobody provides are searched again (a lost
+        answer), the nodes providing names for it are asked again (a lost REMOVED from
+        them), the coordinators of names provided here are told again (a lost REMOVED from
+        them), and, if it listens, every node hears so (``["lh", origin, topic]``): a
+        coordinator asks it again what it asked meanwhile (a lost offer)."""
         registry = self.registry
         if registry is None:
             return
@@ -226,13 +232,21 @@ class ClusterListen:
                 if count is None and name in self._coordinated and name not in self._pending:
                     self._coordinated.discard(name)
                     registry.vacated(name)
+        registry.reask()
         registry.reconfirm()
         registry.reannounce()
+        if self.directory.local:
+            self._bus.publish(["lh", self.node_id, self.topic])
 
     def received(self, message: list[Any]) -> None:
-        """``["ls", origin, topic, action, pattern, name]`` or ``["lv", origin, topic, name]``."""
+        """``["ls", origin, topic, action, pattern, name]``, ``["lv", origin, topic, name]``,
+        ``["lp", origin, topic, name, has_provider]`` or ``["lh", origin, topic]``."""
         registry = self.registry
         if registry is None:
+            return
+        if message[0] == "lh":
+            if isinstance(message[1], str) and message[1] != self.node_id:
+                self._returned(message[1])
             return
         if message[0] == "lp":
             if len(message) == 5 and isinstance(message[3], str):
@@ -256,6 +270,17 @@ class ClusterListen:
             return
         msg = Message(self.topic, action, name=pattern, subscription=name)
         registry.from_node(self.peer(origin), msg)
+
+    def _returned(self, node: str) -> None:
+        """``node``'s bus subscribed again: ask it again, offer its patterns what nobody
+        provides (``ListenRegistry.node_returned``)."""
+        assert self.registry is not None
+        patterns = [
+            (pattern, regex)
+            for pattern in self.directory.offered_by(node)
+            if (regex := self._regex(pattern)) is not None
+        ]
+        self.registry.node_returned(self.peer(node), patterns)
 
     def _provider_notice(self, name: str, has_provider: bool) -> None:
         registry = self.registry

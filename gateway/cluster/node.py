@@ -257,12 +257,12 @@ class ClusterNode:
 
     def _received(self, message: list[Any]) -> None:
         """``[kind, name, data?]`` from another node (or a script); ``["r" / "ls" / "lv",
-        ...]`` sent to this node alone (RPC, listening); ``["lp", ...]`` to all."""
+        ...]`` sent to this node alone (RPC, listening); ``["lp" / "lh", ...]`` to all."""
         kind, name = message[0], message[1]
         if kind == "r":
             self.rpc.received(message)
             return
-        if kind == "ls" or kind == "lv" or kind == "lp":
+        if kind == "ls" or kind == "lv" or kind == "lp" or kind == "lh":
             listen = self.listening.get(message[2]) if len(message) > 2 else None
             if listen is not None:
                 listen.received(message)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.client import Client
-from tests.gateway.cluster.nodes import ClusterNodes
+from tests.gateway.cluster.nodes import ClusterNode, ClusterNodes
 from tests.proxy import TcpProxy
 from tests.redis_server import RedisServer
 
@@ -46,6 +46,24 @@ class Provider:
     def removed(self, name: str) -> None:
         self.log.append(("removed", name))
         self.active.discard(name)
+
+
+def _behind(proxy: TcpProxy, node: ClusterNode, redis: RedisServer) -> ClusterNode:
+    """``node`` reaches Redis through ``proxy`` (start it with ``asyncio.to_thread``: the
+    proxy forwards in the test's loop)."""
+    node.config.write_text(node.config.read_text().replace(redis.url, proxy.url_for(redis.url)))
+    return node
+
+
+async def _reconnected(proxy: TcpProxy, before: int) -> None:
+    """Until the node behind ``proxy`` has connected again (commands and bus)."""
+    await _until("the node to reconnect", lambda: proxy.connections > before + 1)
+
+
+def _slow_listening(timeout: float) -> str:
+    """Listen options: ``timeout`` per listener (twice that for another node), no rematch
+    (only the remedies under test offer a name again)."""
+    return f"listen:\n  response_timeout: {timeout}\n  rematch_interval: 0\n"
 
 
 async def test_the_coordinating_node_dies(cluster: ClusterNodes) -> None:
@@ -86,15 +104,6 @@ async def test_the_coordinating_node_dies(cluster: ClusterNodes) -> None:
         await client.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, intermittent (1 in 6 to 5 in 8 runs here): when Redis returns empty, "
-    "the coordinating node asks the listener's node before that node's bus has subscribed "
-    "again, the ask is lost, and neither side asks again once both buses are back (the "
-    "listener's node re-announces its patterns only while its bus is away). Fix: re-announce "
-    "patterns and re-ask searches at a remote node after each bus resubscription "
-    "(docs/cluster.md, listening)",
-)
 async def test_offers_wait_for_redis_and_happen_when_it_returns(
     cluster: ClusterNodes, redis: RedisServer
 ) -> None:
@@ -315,8 +324,10 @@ async def test_an_accept_lost_on_the_way_is_voided_when_the_coordinator_gave_up(
     """The coordinator's Redis path is cut while its listener (on another node) accepts: the
     accept is lost, the coordinator's wait ends. Its LISTEN_RESPONSE_TIMEOUT, sent once Redis
     is back, voids the listener's provision: it hears REMOVED instead of providing a name the
-    coordinator believes unprovided (it would offer it to another listener)."""
-    cluster = ClusterNodes(tmp_path, redis, node_timeout=3.0)  # a cut of 1.5 s is no death
+    coordinator believes unprovided (it would offer it to another listener). Then, its bus
+    subscribed again, the coordinator searches again for the name it gave up on: the
+    listener is offered it again and provides it (before: unprovided until the rematch)."""
+    cluster = ClusterNodes(tmp_path, redis, node_timeout=6.0)  # a cut of 1.5 s is no death
     release = asyncio.Event()
     provider = Provider()
 
@@ -345,16 +356,186 @@ async def test_an_accept_lost_on_the_way_is_voided_when_the_coordinator_gave_up(
             release.set()  # the accept goes to the coordinator, whose bus is down
             await asyncio.sleep(1.5)  # the coordinator waits 2 x listen.response_timeout
             await proxy.restore()
-            await _until(
-                "REMOVED once the coordinator's answer arrived", lambda: not provider.active
-            )
+            await _until("the offer again", lambda: len(provider.log) == 5)
             assert provider.log == [
                 ("asked", "late/1"),
                 ("found", "late/1"),
                 ("removed", "late/1"),
+                ("asked", "late/1"),
+                ("found", "late/1"),
             ]
+            await asyncio.sleep(1.0)
+            assert provider.active == {"late/1"} and len(provider.log) == 5
+            assert "heartbeat had lapsed" not in coordinator.log_text()
             for client in (listener, subscriber):
                 await client.close()
             await asyncio.to_thread(coordinator.stop)
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize("restored", ["while-the-coordinator-waits", "after-it-gave-up"])
+async def test_an_offer_lost_while_the_listeners_bus_is_away_is_made_again_once_it_returns(
+    tmp_path: Path, redis: RedisServer, restored: str
+) -> None:
+    """The listener's node is cut from Redis while a name is subscribed on the coordinator:
+    the offer to it is lost. Once its bus is back it tells every node so, and the coordinator
+    asks it again, whether its search still waits on that node (response_timeout 5: it waits
+    10 s) or gave up already (0.5: 1 s). Rematch is off: nothing else offers the name again.
+    The listener is offered the name once."""
+    timeout = 5.0 if restored == "while-the-coordinator-waits" else 0.5
+    cluster = ClusterNodes(tmp_path, redis, node_timeout=6.0, extra=_slow_listening(timeout))
+    provider = Provider()
+    try:
+        async with TcpProxy("127.0.0.1", redis.port) as proxy:
+            coordinator = cluster.add()
+            await asyncio.to_thread(coordinator.start)
+            listening = _behind(proxy, cluster.add(), redis)
+            await asyncio.to_thread(listening.start)
+            listener = Client(listening.ws_url, auth={"username": "listener"})
+            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
+            await listener.connect()
+            await subscriber.connect()
+            await listener.event.listen("^away/.*", provider.found, provider.removed)
+            await asyncio.sleep(0.5)
+
+            connections = proxy.connections
+            await proxy.cut()
+            await subscriber.event.subscribe("away/1", lambda data: None)
+            await _until(
+                "the coordinator to search",
+                lambda: coordinator.metrics()["recordgate_cluster_listen_coordinated"] == 1,
+            )
+            await asyncio.sleep(0.3 if timeout > 1 else 1.5)  # offered; or given up too
+            assert provider.log == []
+            await proxy.restore()
+            await _reconnected(proxy, connections)
+            took = await _until("the offer", lambda: provider.active == {"away/1"})
+            print(f"offered {took:.1f} s after the listener's node reconnected")
+            await asyncio.sleep(1.0)
+            assert provider.log == [("found", "away/1")]
+            assert "heartbeat had lapsed" not in listening.log_text()
+            for client in (listener, subscriber):
+                await client.close()
+            await asyncio.to_thread(listening.stop)
+    finally:
+        cluster.stop()
+
+
+async def test_an_accept_lost_while_the_coordinator_waits_is_asked_for_again(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """The coordinator is cut from Redis while the listener (on another node) accepts: the
+    accept is lost. The coordinator's bus returns before its wait ends (response_timeout 3:
+    it waits 6 s): it asks that node again, which accepts at once for the listener already
+    providing. The listener hears one offer and no REMOVED (before: the coordinator gave up
+    after 6 s and voided the provision)."""
+    cluster = ClusterNodes(tmp_path, redis, node_timeout=6.0, extra=_slow_listening(3.0))
+    release = asyncio.Event()
+    provider = Provider()
+
+    async def slow_found(name: str) -> bool:
+        provider.log.append(("asked", name))
+        await release.wait()
+        return provider.found(name)
+
+    try:
+        async with TcpProxy("127.0.0.1", redis.port) as proxy:
+            coordinator = _behind(proxy, cluster.add(), redis)
+            await asyncio.to_thread(coordinator.start)
+            listening = cluster.add()
+            await asyncio.to_thread(listening.start)
+            listener = Client(listening.ws_url, auth={"username": "listener"})
+            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
+            await listener.connect()
+            await subscriber.connect()
+            await listener.event.listen("^wait/.*", slow_found, provider.removed)
+            await asyncio.sleep(1.0)
+            await subscriber.event.subscribe("wait/1", lambda data: None)
+            await _until("the offer", lambda: ("asked", "wait/1") in provider.log)
+            connections = proxy.connections
+            await proxy.cut()
+            release.set()  # the accept goes to the coordinator, whose bus is down
+            await asyncio.sleep(0.5)
+            await proxy.restore()
+            await _reconnected(proxy, connections)
+            await asyncio.sleep(7.0)  # past the coordinator's wait of 6 s
+            assert provider.log == [("asked", "wait/1"), ("found", "wait/1")]
+            assert provider.active == {"wait/1"}
+            assert coordinator.metrics()["recordgate_cluster_listen_coordinated"] == 1
+            assert "heartbeat had lapsed" not in coordinator.log_text()
+            for client in (listener, subscriber):
+                await client.close()
+            await asyncio.to_thread(coordinator.stop)
+    finally:
+        cluster.stop()
+
+
+async def test_a_node_asked_again_offers_each_name_to_its_listener_once(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """Asking a node again must never make its listener hear a second offer, nor start a
+    second provider. Three names are offered to a slow listener; while it decides, its node's
+    bus goes and returns (every coordinator asks it again: it is searching already), then,
+    once it provides them, its node's bus and the coordinator's go and return (both sides ask
+    and tell again: it provides already). Each name is offered once, provided once, never
+    REMOVED."""
+    cluster = ClusterNodes(tmp_path, redis, node_timeout=6.0, extra=_slow_listening(5.0))
+    names = [f"once/{i}" for i in range(3)]
+    release = asyncio.Event()
+    provider = Provider()
+
+    async def slow_found(name: str) -> bool:
+        provider.log.append(("asked", name))
+        await release.wait()
+        return provider.found(name)
+
+    try:
+        async with (
+            TcpProxy("127.0.0.1", redis.port) as near,
+            TcpProxy("127.0.0.1", redis.port) as far,
+        ):
+            coordinator = _behind(near, cluster.add(), redis)
+            await asyncio.to_thread(coordinator.start)
+            listening = _behind(far, cluster.add(), redis)
+            await asyncio.to_thread(listening.start)
+            listener = Client(listening.ws_url, auth={"username": "listener"})
+            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
+            await listener.connect()
+            await subscriber.connect()
+            await listener.event.listen("^once/.*", slow_found, provider.removed)
+            await asyncio.sleep(1.0)
+            for name in names:
+                await subscriber.event.subscribe(name, lambda data: None)
+            await _until("the offers", lambda: len(provider.log) == len(names))
+
+            connections = far.connections
+            await far.cut()  # while the listener decides: asked again, searching already
+            await asyncio.sleep(0.5)
+            await far.restore()
+            await _reconnected(far, connections)
+            await asyncio.sleep(1.5)  # its catch-up, the coordinator's asks, its answers
+            release.set()
+            await _until("the names provided", lambda: provider.active == set(names))
+
+            for proxy in (far, near):  # provided: each side asks and tells again
+                connections = proxy.connections
+                await proxy.cut()
+                await asyncio.sleep(0.5)
+                await proxy.restore()
+                await _reconnected(proxy, connections)
+            await asyncio.sleep(2.0)
+            for name in names:
+                assert provider.log.count(("asked", name)) == 1, provider.log
+                assert provider.log.count(("found", name)) == 1, provider.log
+            assert not [entry for entry in provider.log if entry[0] == "removed"], provider.log
+            assert provider.active == set(names)
+            assert coordinator.metrics()["recordgate_cluster_listen_coordinated"] == len(names)
+            for node in (coordinator, listening):
+                assert "heartbeat had lapsed" not in node.log_text()
+            for client in (listener, subscriber):
+                await client.close()
+            for node in (coordinator, listening):
+                await asyncio.to_thread(node.stop)
     finally:
         cluster.stop()
