@@ -2,7 +2,10 @@
 
 ``on_found(name)`` decides whether this client provides ``name``: it returns a truth value, or
 an awaitable of one. Accepted names get ``on_removed(name)`` when the last subscriber leaves or
-the connection is lost; patterns are listened to again after a reconnect.
+the connection is lost, and when the server voided the offer (SUBSCRIPTION_FOR_PATTERN_REMOVED,
+or LISTEN_RESPONSE_TIMEOUT: the answer came too late) before or after the accept: the server
+ignores such an accept, so the client must not go on providing. Patterns are listened to
+again after a reconnect.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class _Listen:
     on_found: OnFound
     on_removed: OnRemoved | None
     provided: set[str] = field(default_factory=set)
+    deciding: dict[str, list[bool]] = field(default_factory=dict)
+    """Names whose ``on_found`` has not answered yet -> [the offer still stands]."""
 
 
 class Listener:
@@ -82,11 +87,13 @@ class Listener:
             spawn(self._found(msg.name or "", msg.subscription or ""))
         elif msg.action == a.SUBSCRIPTION_FOR_PATTERN_REMOVED:
             entry = self._patterns.get(msg.name or "")
-            name = msg.subscription or ""
-            if entry is not None and name in entry.provided:
-                entry.provided.discard(name)
-                if entry.on_removed is not None:
-                    invoke(entry.on_removed, name)
+            if entry is not None:
+                self._void(entry, msg.subscription or "")
+        elif msg.action == a.LISTEN_RESPONSE_TIMEOUT:
+            # The server gave up waiting for this client's answer (it names no pattern): an
+            # accept it sends or sent later is ignored there, so this client provides nothing.
+            for entry in self._patterns.values():
+                self._void(entry, msg.subscription or "")
         elif msg.action == a.INVALID_LISTEN_REGEX:
             error = self._error(a.INVALID_LISTEN_REGEX.name, msg.name or "")
             self._patterns.pop(msg.name or "", None)
@@ -96,18 +103,34 @@ class Listener:
             return False
         return True
 
+    def _void(self, entry: _Listen, name: str) -> None:
+        """The server holds no offer or provision of ``name`` for ``entry`` any more."""
+        offer = entry.deciding.get(name)
+        if offer is not None:
+            offer[0] = False  # the answer to come is void: on_removed follows an accept
+        if name in entry.provided:
+            entry.provided.discard(name)
+            if entry.on_removed is not None:
+                invoke(entry.on_removed, name)
+
     async def _found(self, pattern: str, name: str) -> None:
         entry = self._patterns.get(pattern)
         if entry is None:
             accept = False
         else:
+            offer = entry.deciding[name] = [True]
             try:
                 accept = bool(await outcome(entry.on_found, name))
             except Exception:
                 log.exception("listen callback for %r failed; rejecting %r", pattern, name)
                 accept = False
-        if accept and entry is not None:
-            entry.provided.add(name)
+            if entry.deciding.get(name) is offer:
+                del entry.deciding[name]
+            if accept and not offer[0]:  # voided while deciding: it provides nothing
+                if entry.on_removed is not None and name not in entry.provided:
+                    invoke(entry.on_removed, name)
+            elif accept:
+                entry.provided.add(name)
         action = self._a.LISTEN_ACCEPT if accept else self._a.LISTEN_REJECT
         if self._conn.is_open:
             self._conn.send(Message(self._topic, action, name=pattern, subscription=name))

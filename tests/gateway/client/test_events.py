@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from gateway.exceptions import ClientError
+from tests.conftest import url_of
 
-from .conftest import Inbox
+from .conftest import Inbox, settle
 
 
 async def test_emit_reaches_other_clients_and_local_subscribers(make_client) -> None:
@@ -80,6 +81,48 @@ async def test_event_listen_accepts_and_is_told_when_interest_ends(make_client) 
     assert {await found.get(), await found.get()} == {"prices/yes", "prices/no"}
     await unsubscribe()
     assert await removed.get() == "prices/yes"
+    await removed.silent(0.1)
+
+
+async def test_an_accept_the_server_no_longer_waits_for_ends_with_on_removed(
+    make_server, make_client
+) -> None:
+    """The server voids an offer while ``on_found`` decides: it gave up waiting (response
+    timeout, 0.2 s here) or the last subscriber left (REMOVED). The server ignores the accept
+    that follows, so the client provides nothing: ``on_removed`` tells the application to stop
+    (before: it went on believing it provided, and a later offer of the name was a second
+    FOUND without a REMOVED between)."""
+    server = await make_server({"listen": {"response_timeout": 0.2, "rematch_interval": 0}})
+    provider = await make_client("provider", to=url_of(server))
+    consumer = await make_client("consumer", to=url_of(server))
+    found, removed = Inbox(), Inbox()
+    release = asyncio.Event()
+
+    async def on_found(name: str) -> bool:
+        found(name)
+        if name == "slow/timeout":
+            await asyncio.sleep(0.6)  # past the server's response timeout
+        else:
+            await release.wait()
+        return True
+
+    await provider.event.listen("slow/.*", on_found, removed)
+    await consumer.event.subscribe("slow/timeout", lambda data: None)
+    assert await found.get() == "slow/timeout"
+    assert await removed.get() == "slow/timeout"
+    unsubscribe = await consumer.event.subscribe("slow/removed", lambda data: None)
+    assert await found.get() == "slow/removed"
+    await unsubscribe()  # REMOVED while it decides
+    await settle(consumer)  # the server has sent REMOVED ...
+    await settle(provider)  # ... and the provider's client has read it
+    release.set()
+    assert await removed.get() == "slow/removed"
+    # and an offer it answers in time is provided until the last subscriber leaves
+    unsubscribe = await consumer.event.subscribe("slow/removed", lambda data: None)
+    assert await found.get() == "slow/removed"
+    await removed.silent(0.4)
+    await unsubscribe()
+    assert await removed.get() == "slow/removed"
     await removed.silent(0.1)
 
 
