@@ -352,6 +352,10 @@ class ClusterConfig:
     the bus has one more of its own). Commands beyond wait for a free one, up to 5 s, then
     fail as Redis being unreachable: a burst of writes to many records cannot open a
     connection per record."""
+    bus_check_interval: float = 1.0
+    """Seconds of quiet on the bus (this node's Pub/Sub connection) after which it PINGs Redis,
+    and seconds it waits for any answer before counting the connection lost (resubscribe,
+    re-read): a connection that died silently is noticed within twice this."""
 
     def __post_init__(self) -> None:
         _require(self.type == "redis", "cluster.type must be redis (the only cluster engine)")
@@ -373,6 +377,10 @@ class ClusterConfig:
         _require(self.max_remote_rpcs >= 1, "cluster.max_remote_rpcs must be at least 1")
         _require(
             self.max_redis_connections >= 2, "cluster.max_redis_connections must be at least 2"
+        )
+        _require(
+            0.05 <= self.bus_check_interval <= 60,
+            "cluster.bus_check_interval must be between 0.05 and 60 seconds",
         )
         _require(self.record_ttl >= 30, "cluster.record_ttl must be at least 30 seconds")
         _require(

@@ -40,6 +40,12 @@ _CLUSTER_METRICS = (
         "Messages to other nodes dropped (cluster.max_bus_queue or max_bus_queue_bytes full).",
     ),
     ("bus_queued_bytes", "gauge", "JSON bytes waiting to be published (max_bus_queue_bytes)."),
+    ("bus_subscribed", "gauge", "1 while the bus's subscription delivers other nodes' messages."),
+    (
+        "bus_lost",
+        "counter",
+        "Times the bus lost its subscription (failed, or silent past cluster.bus_check_interval).",
+    ),
     ("presence_pending", "gauge", "Presence changes of this node not yet in Redis."),
     (
         "redis_connections",

@@ -11,6 +11,12 @@ task on its own connection, reconnecting (with backoff) when Redis goes away; wh
 published meanwhile is lost (Pub/Sub keeps nothing), so ``on_resubscribed`` lets the node
 re-read what it learns from notices. Directed messages share the queue (one order for
 everything a node sends) and are batched like the rest, by destination.
+
+A connection that dies silently (a partition, a peer that stops answering without a close or
+reset) would otherwise go unnoticed for as long as TCP allows: the receiver PINGs on the
+subscribed connection once it heard nothing for ``check_interval`` and counts Redis lost when
+nothing (the pong or any message) arrives within ``check_interval`` after, exactly as if the
+connection had failed. Nothing heard for ``2 * check_interval`` therefore means resubscribing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..exceptions import ClusterUnavailable
 from ..limits import ThrottledLog
 
 __all__ = ["Bus"]
@@ -32,6 +39,9 @@ _throttled = ThrottledLog(log)
 
 _BATCH_BYTES = 256 * 1024
 """JSON bytes gathered into one PUBLISH (a larger single message goes alone)."""
+
+_PING = b"recordgate-bus"
+"""The argument of the bus's own PINGs (their pongs are only heard, never dispatched)."""
 
 Receiver = Callable[[list[Any]], None]
 
@@ -48,6 +58,7 @@ class Bus:
         max_queue_bytes: int = 64 * 1_048_576,
         receive: Receiver,
         own_channel: str | None = None,
+        check_interval: float = 1.0,
     ) -> None:
         self._redis = redis
         self._subscriber = subscriber
@@ -56,6 +67,7 @@ class Bus:
         """This node's channel for directed messages (``send``), subscribed with the bus."""
         self.node_id = node_id
         self._receive = receive
+        self._check_interval = check_interval
         self.on_resubscribed: Callable[[], None] | None = None
         """Called when the bus is subscribed again after losing Redis."""
         self._subscriptions = 0
@@ -77,6 +89,8 @@ class Bus:
         self.published = 0
         self.dropped = 0
         self.received = 0
+        self.lost = 0
+        """Times the subscription was lost (failed, or silent past ``check_interval``)."""
 
     async def start(self) -> None:
         """Subscribe (confirmed by Redis) and start the sender and receiver tasks."""
@@ -175,12 +189,13 @@ class Bus:
         delay = 0.1
         while True:
             try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                await self._deliver(pubsub)
             except asyncio.CancelledError:
                 await _close_quietly(pubsub)
                 raise
             except Exception as exc:
                 self._subscribed = False
+                self.lost += 1
                 _throttled.warning("cluster bus: lost Redis (%s); resubscribing", exc)
                 await _close_quietly(pubsub)
                 while True:
@@ -199,10 +214,43 @@ class Bus:
                         self.on_resubscribed()
                     except Exception:
                         log.exception("cluster bus: catching up after resubscribing failed")
+
+    async def _deliver(self, pubsub: Any) -> None:
+        """Dispatch what ``pubsub`` receives; returns only by raising: the connection failed,
+        or fell silent (nothing heard within ``check_interval`` of a PING sent after
+        ``check_interval`` of quiet), or was subscribed again underneath (the driver
+        reconnected on its own: what was published in between was lost all the same)."""
+        loop = asyncio.get_running_loop()
+        interval = self._check_interval
+        heard = loop.time()
+        pinged: float | None = None
+        while True:
+            deadline = (heard if pinged is None else pinged) + interval
+            # At least one poll of the socket past the deadline: after a stalled event loop
+            # the answer may wait unread in the kernel.
+            message = await pubsub.get_message(timeout=max(deadline - loop.time(), 0.01))
+            now = loop.time()
+            if message is not None:
+                heard, pinged = now, None
+                kind = message.get("type")
+                if kind == "message":
+                    self._dispatch(message["data"])
+                elif kind != "pong":
+                    raise ClusterUnavailable(f"the bus's connection was reset ({kind})")
+            elif now < deadline:
                 continue
-            if message is None or message.get("type") != "message":
-                continue
-            self._dispatch(message["data"])
+            elif pinged is None:
+                # The connection's own send, not pubsub.ping(): the driver's retries would
+                # reconnect and subscribe again unseen. Written to a dead connection, it
+                # succeeds; its answer never comes.
+                async with asyncio.timeout(interval):
+                    await pubsub.connection.send_command("PING", _PING, check_health=False)
+                pinged = now
+            else:
+                raise ClusterUnavailable(
+                    "Redis did not answer the bus's PING within cluster.bus_check_interval "
+                    f"({interval:g} s)"
+                )
 
     def _dispatch(self, raw: bytes) -> None:
         if raw.startswith(self._own):

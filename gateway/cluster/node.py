@@ -68,6 +68,8 @@ class ClusterStats:
     record_reads_open: int = 0
     record_position_waiters: int = 0
     redis_connections: int = 0
+    bus_subscribed: bool = False
+    bus_lost: int = 0
 
 
 class ClusterNode:
@@ -103,7 +105,9 @@ class ClusterNode:
             **options,
         )
         self._redis = aioredis.Redis.from_pool(self._pool)
-        self._subscriber = aioredis.from_url(config.url, **options)  # blocks on reads: no timeout
+        # No socket timeout (the bus waits for messages) and no driver health check (the
+        # bus's own, cluster.bus_check_interval, demands the answer).
+        self._subscriber = aioredis.from_url(config.url, socket_connect_timeout=2.0)
         self._on_event = on_event
         self._on_presence = on_presence
         self._local_users = local_users
@@ -116,6 +120,7 @@ class ClusterNode:
             max_queue_bytes=config.max_bus_queue_bytes,
             receive=self._received,
             own_channel=self.keys.node_channel(self.node_id),
+            check_interval=config.bus_check_interval,
         )
         self.bus.on_resubscribed = self._catch_up
         self.records = records
@@ -232,6 +237,8 @@ class ClusterNode:
             bus_received=self.bus.received,
             bus_dropped=self.bus.dropped,
             bus_queued_bytes=self.bus.queued_bytes,
+            bus_subscribed=self.bus.subscription() is not None,
+            bus_lost=self.bus.lost,
             presence_pending=self.presence.pending,
             rpc_remote_open=self.rpc.remote_open,
             rpc_remote_names=len(self.rpc.directory.names()),

@@ -171,6 +171,10 @@ def test_cluster_refuses_storage_local_to_one_node(storage: dict[str, str], says
         ({"heartbeat_interval": 0}, "cluster.heartbeat_interval"),
         ({"heartbeat_interval": 2, "node_timeout": 3}, "cluster.node_timeout"),
         ({"max_bus_queue": 0}, "cluster.max_bus_queue"),
+        ({"bus_check_interval": 0}, "cluster.bus_check_interval"),
+        ({"bus_check_interval": -1}, "cluster.bus_check_interval"),
+        ({"bus_check_interval": 61}, "cluster.bus_check_interval"),
+        ({"bus_check_interval": "1s"}, "cluster.bus_check_interval"),
         ({"nodes": 3}, "unknown key(s) nodes"),
     ],
 )
