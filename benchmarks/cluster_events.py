@@ -166,7 +166,7 @@ async def drop_table(table: str) -> None:
 
     connection = await asyncpg.connect(POSTGRES.replace("+asyncpg", ""))
     try:
-        await connection.execute(f'DROP TABLE IF EXISTS "{table}"')
+        await connection.execute(f'DROP TABLE IF EXISTS "{table}", "{table}_fences"')
     finally:
         await connection.close()
 

@@ -213,7 +213,7 @@ async def drop_table(url: str, table: str) -> None:
 
     connection = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
-        await connection.execute(f'DROP TABLE IF EXISTS "{table}"')
+        await connection.execute(f'DROP TABLE IF EXISTS "{table}", "{table}_fences"')
     finally:
         await connection.close()
 

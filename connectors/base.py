@@ -89,7 +89,7 @@ Names and scans
 Capabilities (``Connector.capabilities``) name optional features; the suite skips what is absent:
 
 * ``"raw"``: the connector has ``raw_reader()`` returning a :class:`RawReader`.
-* ``"fenced"``: the connector keeps the fencing rules above.
+* ``"fenced"``: the connector keeps the fencing rules above (a cluster node requires it).
 * ``"network"``: it talks to a server over TCP. The suite aims the connector at servers of its
   own (a refused port, a listener that never answers, a proxy it can freeze or cut) by rewriting
   the URL's address: by default the ``host:port`` of the URL; a connector whose URLs need more

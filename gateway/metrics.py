@@ -71,6 +71,11 @@ _CLUSTER_METRICS = (
     ),
     ("record_flush_busy", "counter", "Flush claims that found another node flushing the record."),
     (
+        "record_flush_fenced",
+        "counter",
+        "Flush writes storage refused for a higher fence (a newer flush stored first).",
+    ),
+    (
         "record_orphans_flushed",
         "counter",
         "Records this node flushed after their committer left them (cluster.orphan_after).",

@@ -85,8 +85,16 @@ def build_engine(
         return engine
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
-        # asyncpg: `timeout` bounds connecting, `command_timeout` each statement.
-        connect_args = {"timeout": timeout, "command_timeout": timeout}
+        # asyncpg: `timeout` bounds connecting, `command_timeout` each statement. A transaction
+        # left open by a client that stalls (a frozen network path, a paused process) would
+        # hold its row locks, fence rows included, until the server notices, blocking every
+        # other writer of those names: the server ends it once idle for the call's timeout,
+        # which no transaction of ours outlives.
+        connect_args = {
+            "timeout": timeout,
+            "command_timeout": timeout,
+            "server_settings": {"idle_in_transaction_session_timeout": str(_idle_ms(timeout))},
+        }
     if backend in MYSQL_FAMILY:
         connect_args = {
             "connect_timeout": timeout,
@@ -124,12 +132,20 @@ def _mysql_session(timeout: float) -> str:
     # mid-protocol (which costs the connection). STRICT_ALL_TABLES: a name longer than the
     # column is refused, never silently truncated (two long names must not become one key).
     # max_statement_time exists on MariaDB only, hence MariaDB's executable comment.
+    # idle_transaction_timeout (MariaDB): as PostgreSQL's idle_in_transaction_session_timeout
+    # in build_engine, the server closes a connection left idle inside a transaction.
     lock_wait = max(1, math.floor(timeout * 0.8))
+    idle = math.ceil(_idle_ms(timeout) / 1000)
     return (
         f"SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}, "
         "sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
-        f"/*M!, max_statement_time = {timeout * 0.8:.3f} */"
+        f"/*M!, max_statement_time = {timeout * 0.8:.3f}, idle_transaction_timeout = {idle} */"
     )
+
+
+def _idle_ms(timeout: float) -> int:
+    """How long a transaction may wait for its client: the call's timeout (at least 1 s)."""
+    return max(1000, math.ceil(timeout * 1000))
 
 
 def _sqlite_pragmas(busy: float, synchronous: str) -> Any:

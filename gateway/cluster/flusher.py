@@ -9,6 +9,12 @@ Invariants (docs/cluster.md, "Write-behind across nodes"):
   connector's conditional writes, first ``Delete(dv)`` if a delete is pending (so a delete on
   one node and a re-create on another reach storage in commit order), then the state itself;
   ``CLEAN`` records the sequence storage now holds (``f``).
+* Every write is fenced (the connector's ``"fenced"`` capability) with the claimed sequence
+  plus the record's fence offset ``fo``: storage refuses it once a write of a later claim is
+  stored, so a holder stalled past its lease cannot undo a delete and a re-create stored by the
+  next holder. A refused (FENCED) write is superseded: this node raises ``fo`` above the fence
+  storage holds if the cluster's fences are behind it (``FENCE_UP``; a Redis restarted empty
+  with a clock behind), and claims the record again; nothing is cleaned or acknowledged by it.
 * An acknowledgement waits for ``f >=`` its commit's sequence: storage holds that version or a
   newer state. A node that finds the lease taken polls ``f`` instead of writing.
 * Storage refusing an operation fails this node's waiters for it (never a silent success) and
@@ -82,6 +88,8 @@ class Flusher:
         """Records this node flushed for a node that did not (dead, or stalled)."""
         self.busy = 0
         """Claims that found another node flushing the record."""
+        self.fenced = 0
+        """Writes storage refused for a higher fence (a newer flush stored first)."""
         self.errors: dict[str, int] = {}
         self.flush_seconds = Histogram()
         self.on_overtaken: Callable[[str], None] | None = None
@@ -94,6 +102,7 @@ class Flusher:
         self._claim = redis.register_script(record_scripts.CLAIM)
         self._clean = redis.register_script(record_scripts.CLEAN)
         self._drop_dv = redis.register_script(record_scripts.DROP_DV)
+        self._fence_up = redis.register_script(record_scripts.FENCE_UP)
 
     def start(self) -> None:
         self._tasks = [
@@ -243,22 +252,28 @@ class Flusher:
         return later
 
     async def _write_claimed(self, claimed: list[tuple[str, list[bytes]]]) -> None:
-        # state: n, s, v, x, d, dv, f, o
+        # state: n, s, v, x, d, dv, f, o, fo
         deletes: list[tuple[str, Delete]] = []
         puts: list[tuple[str, Snapshot]] = []
         done: list[tuple[str, str, int, int]] = []
-        for key, (n, s, v, x, d, dv, f, o) in claimed:
+        claims: dict[str, int] = {}
+        for key, (n, s, v, x, d, dv, f, o, fo) in claimed:
             name, seq = n.decode(), int(s)
             if seq > int(f):
+                # The fence of every write of this claim: the delete of the old life's versions
+                # and the put of the state belong to one flush, after every earlier claim's.
+                fence = seq + int(fo)
+                claims[key] = seq
                 if dv:
-                    deletes.append((key, Delete(name, int(dv))))
+                    deletes.append((key, Delete(name, int(dv), fence)))
                 if x == b"0":
-                    puts.append((key, Snapshot(name, int(v), json.loads(d), len(d))))
+                    puts.append((key, Snapshot(name, int(v), json.loads(d), len(d), fence)))
             done.append((key, name, seq, int(o)))
         failed: set[str] = set()
+        fenced: dict[str, int] = {}
         if deletes:
-            failed |= await self._write(deletes)
-            ok = [(key, op) for key, op in deletes if key not in failed]
+            failed |= await self._write(deletes, fenced)
+            ok = [(key, op) for key, op in deletes if key not in failed and key not in fenced]
             if ok:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for key, op in ok:
@@ -268,9 +283,12 @@ class Flusher:
                             client=pipe,
                         )
                     await pipe.execute()
-        puts = [(key, op) for key, op in puts if key not in failed]
+        puts = [(key, op) for key, op in puts if key not in failed and key not in fenced]
         if puts:
-            failed |= await self._write(puts)
+            failed |= await self._write(puts, fenced)
+        if fenced:
+            await self._superseded(fenced, claims)
+            failed |= set(fenced)
         cleaned = [entry for entry in done if entry[0] not in failed]
         earlier = {key: self._stored.get(key, -1) for key, *_ in cleaned}
         for key, _, seq, _ in cleaned:
@@ -298,6 +316,20 @@ class Flusher:
                 self._overtaken(name)
             self._settle_from(key, origin, seq, earlier[key])
 
+    async def _superseded(self, fenced: dict[str, int], claims: dict[str, int]) -> None:
+        """Storage refused these keys' writes: it holds a fence (the value) above this claim's.
+        Raise the record's fence offset so that this claim's sequence plus it is above the
+        stored fence (a no-op in effect when a later claim stored it: the cluster's fences are
+        above it already), then claim the record again: the next round writes the current
+        state with a fence storage accepts, or finds it stored (or another node flushing)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, stored in fenced.items():
+                offset = stored - claims[key] + 1
+                await self._fence_up(keys=[key], args=[str(offset)], client=pipe)
+            await pipe.execute()
+        for key in fenced:
+            self._queue[key] = None
+
     def _overtaken(self, name: str) -> None:
         if self.on_overtaken is not None:
             self.on_overtaken(name)
@@ -312,9 +344,13 @@ class Flusher:
             self._settle(key, origin - 1, _lost())
         self._settle(key, seq)
 
-    async def _write(self, ops: Sequence[tuple[str, Snapshot | Delete]]) -> set[str]:
+    async def _write(
+        self, ops: Sequence[tuple[str, Snapshot | Delete]], fenced: dict[str, int]
+    ) -> set[str]:
         """Write ``ops``; the keys whose operation storage refused for good (their waiters
-        here are failed, the record stays dirty). Raises while storage is unreachable."""
+        here are failed, the record stays dirty). Keys refused for a higher fence go to
+        ``fenced`` with the stored fence (superseded: their waiters wait). Raises while
+        storage is unreachable."""
         results: list[WriteResult | Exception]
         try:
             results = list(await self.connector.write([op for _, op in ops]))
@@ -339,6 +375,16 @@ class Flusher:
                 failed.add(key)
             elif result.outcome is Outcome.APPLIED:
                 self.flushed += 1
+            elif result.outcome is Outcome.FENCED:
+                self.fenced += 1
+                fenced[key] = result.fence if result.fence is not None else (op.fence or 0) + 1
+                _throttled.warning(
+                    "record %r: storage holds fence %s, above this flush's %s (a newer flush "
+                    "stored first); claiming the record again",
+                    op.name,
+                    result.fence,
+                    op.fence,
+                )
             elif result.current is not None and result.current.version > op.version:
                 # Storage holds a newer version (written by the cluster through an earlier
                 # lease holder, or by someone outside): this state is superseded, and storage

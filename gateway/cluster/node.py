@@ -63,6 +63,7 @@ class ClusterStats:
     record_commits: int = 0
     record_commit_conflicts: int = 0
     record_flush_busy: int = 0
+    record_flush_fenced: int = 0
     record_orphans_flushed: int = 0
     record_bus_lagged: int = 0
     record_reads_open: int = 0
@@ -256,6 +257,7 @@ class ClusterNode:
             "record_commits": records.commits,
             "record_commit_conflicts": records.commit_conflicts,
             "record_flush_busy": records.flusher.busy,
+            "record_flush_fenced": records.flusher.fenced,
             "record_orphans_flushed": records.flusher.orphans,
             "record_bus_lagged": records.bus_lagged,
             "record_reads_open": records.reads_open,

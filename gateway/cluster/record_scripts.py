@@ -9,13 +9,17 @@ a tombstone, the record reads as absent), ``d`` (data, JSON text; absent on a to
 else of the record), ``f`` (the sequence storage is known to hold: acknowledgements wait
 for ``f >= `` their commit's sequence) and ``o`` (the sequence the key was seeded with: a
 commit's sequence below it belongs to a state Redis lost, and is acknowledged only by the node
-that stored it). Sequences and versions travel as decimal strings and are
+that stored it), and ``fo`` (the fence offset, absent: 0): every storage write of the state of
+sequence ``s`` carries the fence ``s + fo`` (added by the flusher, exactly), so fences rise with
+the sequence and across the record's lives (a seed starts at the clock); ``fo`` is raised only
+when storage holds a fence above the cluster's (``FENCE_UP``: a Redis that restarted empty with
+a clock behind the previous one's). Sequences and versions travel as decimal strings and are
 compared as strings (equality) or by length then text (order): Lua numbers are doubles.
 """
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "CLEAN", "COMMIT", "DROP_DV", "READ", "REPLACE", "SEED"]
+__all__ = ["CLAIM", "CLEAN", "COMMIT", "DROP_DV", "FENCE_UP", "READ", "REPLACE", "SEED"]
 
 _GT = """
 local function gt(a, b)  -- a > b for decimal strings without leading zeros
@@ -143,16 +147,30 @@ return {cur[1], cur[2], cur[3], cur[4] or '', redis.call('GET', KEYS[3]) or '0'}
 
 CLAIM = """
 -- KEYS: record, lease. ARGV: node id, lease ms. Take (or extend) the record's flush lease and
--- return the state to write: {'ok', n, s, v, x, d, dv, f, o}; {'busy', f, o} while another
+-- return the state to write: {'ok', n, s, v, x, d, dv, f, o, fo}; {'busy', f, o} while another
 -- node holds the lease; {'missing'} if Redis lost the record.
-local st = redis.call('HMGET', KEYS[1], 'n', 's', 'v', 'x', 'd', 'dv', 'f', 'o')
+local st = redis.call('HMGET', KEYS[1], 'n', 's', 'v', 'x', 'd', 'dv', 'f', 'o', 'fo')
 if not st[2] then return {'missing'} end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return {'busy', st[7] or '0', st[8] or '0'} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return {'ok', st[1] or '', st[2], st[3], st[4], st[5] or '', st[6] or '', st[7] or '0',
-  st[8] or '0'}
+  st[8] or '0', st[9] or '0'}
 """
+
+FENCE_UP = (
+    _GT
+    + """
+-- KEYS: record. ARGV: fence offset. Storage refused a write because it holds a fence above the
+-- one the cluster sent (the sequence plus 'fo'): raise 'fo' to ARGV[1] (computed by the
+-- flusher so that the claimed sequence plus it is above storage's fence; sequences only rise)
+-- unless it is higher already. Returns 0 if Redis lost the record.
+if not redis.call('HGET', KEYS[1], 's') then return 0 end
+local fo = redis.call('HGET', KEYS[1], 'fo')
+if not fo or gt(ARGV[1], fo) then redis.call('HSET', KEYS[1], 'fo', ARGV[1]) end
+return 1
+"""
+)
 
 DROP_DV = """
 -- KEYS: record, lease. ARGV: node id, dv written. Storage no longer holds any version up to dv:

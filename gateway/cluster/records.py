@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import Connector, Snapshot
+from connectors.base import CAPABILITY_FENCED, Connector, Snapshot
 from gateway.config import CacheConfig, ClusterConfig, WriteBehindConfig
 from gateway.exceptions import (
     ClusterUnavailable,
@@ -95,6 +95,16 @@ class ClusterRecords:
         write_behind: WriteBehindConfig | None = None,
         max_concurrent_loads: int = 64,
     ) -> None:
+        if CAPABILITY_FENCED not in getattr(connector, "capabilities", frozenset()):
+            # Without fences a flush lease holder that stalls can undo a delete and a re-create
+            # stored after it (docs/cluster.md, failure analysis): refuse rather than risk it.
+            raise ClusterUnavailable(
+                f"cluster: the storage connector {getattr(connector, 'name', type(connector))!r} "
+                f"({type(connector).__module__}.{type(connector).__qualname__}) does not keep "
+                'fenced writes (capability "fenced"), which a cluster node needs so that a '
+                "stalled node's late write cannot undo a delete and re-create; use a connector "
+                "that has it (sql, mongodb, redis, elasticsearch, rethinkdb)"
+            )
         self.connector = connector
         self.keys = Keys(cluster.prefix)
         self.config = cluster

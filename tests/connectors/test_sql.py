@@ -4,6 +4,7 @@ column types, the data-team queries, lock timeouts, error mapping and crash dura
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -796,3 +797,35 @@ def test_sqlite_fence_survives_sigkill(sqlite_path: Path) -> None:
             assert await connector.get("crash/f") is None
 
     asyncio.run(stale_put())
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+async def test_a_transaction_its_client_left_open_releases_its_locks(server: str) -> None:
+    # A writer stalls inside its transaction (a frozen network path, a paused process) holding
+    # a fence row's lock: the server ends that transaction once idle for the connector's
+    # timeout, so other writers of the name go on (they waited forever before).
+    url = require_postgres() if server == "postgresql" else require_mariadb()
+    table = f"rg_idle_{uuid.uuid4().hex[:8]}"
+    lock = f"SELECT fence FROM {table}_fences WHERE name = 'idle/f' FOR UPDATE"
+    async with (
+        SQLConnector(url, table=table, timeout=2) as stalled,
+        SQLConnector(url, table=table, timeout=2) as other,
+    ):
+        await stalled.write([Put("idle/f", 1, {}, fence=1)])
+        conn = await stalled.engine.connect()
+        try:
+            await conn.begin()
+            await conn.execute(text(lock))
+            started = time.monotonic()
+            result = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(20):
+                    while result is None:
+                        with contextlib.suppress(StorageTimeout):
+                            [result] = await other.write([Put("idle/f", 2, {"v": 2}, fence=2)])
+            assert result is not None, "the stalled transaction still holds the fence row"
+            assert result.ok and time.monotonic() - started < 10
+        finally:
+            with contextlib.suppress(Exception):  # the server closed it (or we do now)
+                await conn.invalidate()
+            await other.drop()

@@ -119,7 +119,7 @@ async def _drop(table: str) -> None:
 
     connection = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""))
     try:
-        await connection.execute(f'DROP TABLE IF EXISTS "{table}"')
+        await connection.execute(f'DROP TABLE IF EXISTS "{table}", "{table}_fences"')
     finally:
         await connection.close()
 

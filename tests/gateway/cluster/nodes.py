@@ -180,6 +180,8 @@ class ClusterNodes(list[ClusterNode]):
         url = self.postgres.replace("postgresql+asyncpg://", "postgresql://")
         connection = await asyncpg.connect(url)
         try:
-            await connection.execute(f'DROP TABLE IF EXISTS "{self.prefix}_records"')
+            await connection.execute(
+                f'DROP TABLE IF EXISTS "{self.prefix}_records", "{self.prefix}_records_fences"'
+            )
         finally:
             await connection.close()

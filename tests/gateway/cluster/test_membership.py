@@ -119,6 +119,26 @@ def test_sqlite_storage_with_a_cluster_is_a_config_error(cluster: ClusterNodes) 
     assert "embedded SQLite" in done.stderr + done.stdout
 
 
+def test_a_storage_connector_without_fencing_is_refused(cluster: ClusterNodes) -> None:
+    """A cluster node needs fenced writes (a stalled flush must not undo a delete and a
+    re-create): a connector without the capability, here the SQL connector as an older
+    release would declare it, is refused at start, naming it."""
+    node = cluster.add()
+    (node.workdir / "unfenced_store.py").write_text(
+        "from connectors.sql import SQLConnector\n\n\n"
+        "class UnfencedSQL(SQLConnector):\n"
+        "    name = 'unfenced-sql'\n"
+        "    capabilities = frozenset({'raw', 'network'})\n"
+    )
+    node.config.write_text(
+        node.config.read_text().replace("  type: sql\n", "  type: unfenced_store:UnfencedSQL\n")
+    )
+    assert node.spawn().wait(30) == 1
+    log = node.log_text()
+    assert "'unfenced-sql'" in log and "unfenced_store.UnfencedSQL" in log, log
+    assert 'capability "fenced"' in log, log
+
+
 async def _has(client: Client, user: str) -> bool:
     return (await client.presence.get([user]))[user]
 

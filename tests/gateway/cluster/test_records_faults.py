@@ -105,10 +105,11 @@ async def stored_put(cluster: ClusterNodes, name: str, version: int, data: Any) 
 
 
 def flush_outcomes(node: Any) -> float:
-    """Storage operations the node's flusher saw end: applied, superseded or refused."""
+    """Storage operations the node's flusher saw end: applied, superseded, refused or fenced."""
     metrics = node.metrics()
     kinds = ("flushed", "conflicts", "failed")
-    return sum(metrics.get(f"recordgate_store_{kind}_total", 0.0) for kind in kinds)
+    ended = sum(metrics.get(f"recordgate_store_{kind}_total", 0.0) for kind in kinds)
+    return ended + metrics.get("recordgate_cluster_record_flush_fenced_total", 0.0)
 
 
 async def start_with_slow_reads(cluster: ClusterNodes, proxy: Any) -> None:
@@ -258,13 +259,6 @@ async def test_bus_dropped_again_while_catching_up_is_caught_up_again(
         await writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no fencing of storage writes: a flush lease holder stalled past cluster.flush_lease "
-    "(GC, SIGSTOP, a slow network) writes its stale state after the next holder stored a delete "
-    "and a re-create, and a conditional put of an older life's higher version applies over the "
-    "new life (a storage compare on the version the flusher knows storage holds would fence it)",
-)
 async def test_a_stalled_flush_of_a_deleted_life_does_not_overwrite_the_next_life(
     cluster: ClusterNodes,
 ) -> None:
@@ -272,7 +266,9 @@ async def test_a_stalled_flush_of_a_deleted_life_does_not_overwrite_the_next_lif
     version 5 in flight (its lease, ``flush_lease`` 2 s, lapses). Node 1 deletes the record and
     creates it again at version 1, both acknowledged (in PostgreSQL) once node 1 took the
     lease. When node 0's held write reaches PostgreSQL, storage must still hold the new life's
-    version 1: the delete and the re-create must not be undone by the old life's version 5."""
+    version 1: the delete and the re-create must not be undone by the old life's version 5
+    (before fencing it was: a conditional put of v5 applies over v1). Storage refuses it for
+    its fence, the sequence node 0 claimed, below node 1's."""
     from conformance.netfaults import FaultProxy
 
     cluster.options.update({"flush_lease": 2.0, "orphan_after": 1.0})
@@ -308,8 +304,77 @@ async def test_a_stalled_flush_of_a_deleted_life_does_not_overwrite_the_next_lif
             await asyncio.sleep(0.05)
         snapshot = await stored(cluster, name)
         assert snapshot is not None and (snapshot.version, snapshot.data) == (1, {"life": 2})
+        # It did reach PostgreSQL, and was refused there for its fence.
+        metrics = await asyncio.to_thread(cluster[0].metrics)
+        assert metrics["recordgate_cluster_record_flush_fenced_total"] >= 1, metrics
         await old.close()
         await new.close()
+
+
+async def test_writes_resume_over_storage_fences_above_a_restarted_redis(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """Redis restarts empty on a clock behind the previous one's (a failover to a host whose
+    clock is behind: sequences are seeded from Redis's clock), so PostgreSQL holds fences above
+    every sequence the new Redis gives; simulated by raising PostgreSQL's fences by 11.6 days of
+    microseconds. Each first flush is then refused for its fence; writes must still resume,
+    acknowledged only once PostgreSQL holds them, a delete and a re-create too (without the
+    fence offset raised above storage's, every flush of these records is refused forever and
+    no write is acknowledged)."""
+    import asyncpg
+
+    nodes = cluster.start(2)
+    a = await login(nodes[0].ws_url, "a")
+    kept, gone = "cr/fenced/kept", "cr/fenced/gone"
+    for name in (kept, gone):
+        for version in (1, 2):
+            await a.send(write(name, {"v": version}, ack=f"{name}{version}", version=version))
+            assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    ahead = 10**12
+    fences = f'"{cluster.prefix}_records_fences"'
+    pg = await asyncpg.connect(cluster.postgres.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        raised = await pg.fetch(
+            f"UPDATE {fences} SET fence = fence + $1 RETURNING name, fence", ahead
+        )
+        assert {row["name"] for row in raised} == {kept, gone}
+        floor = {row["name"]: row["fence"] for row in raised}
+        await asyncio.to_thread(redis.kill)
+        await asyncio.to_thread(redis.start)  # empty
+        async with asyncio.timeout(60):  # writes resume once the nodes reconnect
+            while True:
+                await a.send(write(kept, {"v": 3}, ack="k3", version=3))
+                reply = await a.recv(30)
+                if reply.action == R.WRITE_ACKNOWLEDGEMENT:
+                    break
+                assert reply.action == R.RECORD_UPDATE_ERROR, reply
+                assert "Redis" in json.loads(reply.data), reply
+                await asyncio.sleep(0.2)
+        from tests.gateway.cluster.test_records import stored
+
+        snapshot = await stored(cluster, kept)
+        assert snapshot is not None and (snapshot.version, snapshot.data) == (3, {"v": 3})
+        b = await login(nodes[1].ws_url, "b")
+        await b.send(rec(R.DELETE, name=gone, correlation_id="d"))
+        await b.recv_until(Topic.RECORD, R.DELETE_SUCCESS, timeout=30)
+        assert await stored(cluster, gone) is None
+        await b.send(write(gone, {"life": 2}, ack="c", version=1))
+        assert (await b.recv_until(Topic.RECORD, R.WRITE_ACKNOWLEDGEMENT, timeout=30)).name == gone
+        snapshot = await stored(cluster, gone)
+        assert snapshot is not None and (snapshot.version, snapshot.data) == (1, {"life": 2})
+        await a.send(write(kept, {"v": 4}, ack="k4", version=4))  # and the next write at once
+        assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+        now = {row["name"]: row["fence"] for row in await pg.fetch(f"SELECT * FROM {fences}")}
+        assert now[kept] > floor[kept] and now[gone] > floor[gone], (floor, now)
+    finally:
+        await pg.close()
+    fenced = 0.0
+    for node in nodes:
+        metrics = await asyncio.to_thread(node.metrics)
+        fenced += metrics["recordgate_cluster_record_flush_fenced_total"]
+    assert fenced >= 2  # the first flush of each record after the restart was refused
+    await a.close()
+    await b.close()
 
 
 async def test_reads_of_names_that_do_not_exist_do_not_fill_redis(
