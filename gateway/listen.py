@@ -553,6 +553,21 @@ class ListenRegistry:
         for pattern, regex in patterns:
             self.remote_listener(node, pattern, regex)
 
+    def node_dropped(self, node: Peer) -> None:
+        """``node`` dropped messages it sent (its bus queue was full; its searches here are
+        asked again by ``node_returned``): each name it provides here is asked again (a
+        dropped REMOVED: it accepts at once while its listener still provides); each name
+        provided here for it is told again (a dropped REMOVED or LISTEN_RESPONSE_TIMEOUT: it
+        answers REMOVED if it does not hold that provider)."""
+        for name in list(self._provided_by.get(node, ())):
+            offer = self._providers[name]
+            if offer.remote and self._mine(name):
+                self._drop_provider(name)
+                self._start_search(name, first=offer)
+        for name, origin in list(self._origins.items()):
+            if origin is node:
+                node.send(self._reply(self._actions.LISTEN_ACCEPT, name))
+
     def reconfirm(self) -> None:
         """Messages from other nodes may have been lost (the bus reconnected): ask each other
         node that provides a name coordinated here again. It accepts at once while its

@@ -6,7 +6,8 @@ Redis, in order, everything queued in one PUBLISH ``[origin, [message, ...]]`` (
 ``_BATCH_BYTES``): under load the cost per message in Redis and in every receiving node is a
 fraction of a PUBLISH. Scripts publish single messages ``["", kind, name]`` (presence).
 Past ``max_queue`` (Redis slow or gone) new messages are dropped and counted;
-what a dropped message carried is at-most-once anyway (events). Receiving runs in its own
+what a dropped message carried is at-most-once anyway (events), or made up for once the queue
+has drained (``on_drops_over``: listening). Receiving runs in its own
 task on its own connection, reconnecting (with backoff) when Redis goes away; what was
 published meanwhile is lost (Pub/Sub keeps nothing), so ``on_resubscribed`` lets the node
 re-read what it learns from notices. Directed messages share the queue (one order for
@@ -70,6 +71,10 @@ class Bus:
         self._check_interval = check_interval
         self.on_resubscribed: Callable[[], None] | None = None
         """Called when the bus is subscribed again after losing Redis."""
+        self.on_drops_over: Callable[[], None] | None = None
+        """Called when the queue has drained after dropping messages: what they carried may
+        be made up for now (there is room again)."""
+        self._dropped_since = False
         self._subscriptions = 0
         self._subscribed = False
         self._queue: deque[tuple[str, str]] = deque()  # (channel, JSON)
@@ -129,6 +134,7 @@ class Bus:
         text = json.dumps(message, separators=(",", ":"))
         if len(self._queue) >= self._max_queue or self.queued_bytes + len(text) > self._max_bytes:
             self.dropped += 1
+            self._dropped_since = True
             _throttled.warning(
                 "cluster bus queue full (cluster.max_bus_queue %d) or over "
                 "cluster.max_bus_queue_bytes (%d): a message to other nodes was dropped "
@@ -169,6 +175,12 @@ class Bus:
                     self.queued_bytes -= len(self._queue.popleft()[1])
                 self.published += count
             self._idle.set()
+            if self._dropped_since and self.on_drops_over is not None:
+                self._dropped_since = False
+                try:
+                    self.on_drops_over()
+                except Exception:
+                    log.exception("cluster bus: making up for dropped messages failed")
 
     async def _subscribe(self) -> Any:
         pubsub = self._subscriber.pubsub()

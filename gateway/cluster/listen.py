@@ -125,6 +125,7 @@ class ClusterListen:
         self._flags: dict[str, bool] = {}
         """Records coordinated here whose provider was found or lost, for ``PROVIDED``."""
         self._wake = asyncio.Event()
+        self._checks: set[asyncio.Task[None]] = set()
 
     def serve(self, registry: ListenRegistry) -> None:
         self.registry = registry
@@ -223,6 +224,26 @@ class ClusterListen:
         registry = self.registry
         if registry is None:
             return
+        await self._end_unwanted()
+        registry.reask()
+        registry.reconfirm()
+        registry.reannounce()
+        if self.directory.local:
+            self._bus.publish(["lh", self.node_id, self.topic])
+
+    def dropped(self) -> None:
+        """Messages this node sent may have been dropped (its bus queue was full): it asks
+        its searches again and tells its coordinators again what it provides, and every
+        node hears so (``["ld", origin, topic]``) and checks what it holds with this node."""
+        registry = self.registry
+        if registry is None:
+            return
+        self._bus.publish(["ld", self.node_id, self.topic])
+        registry.reask()
+        registry.reannounce()
+
+    async def _end_unwanted(self) -> None:
+        """Names coordinated here that no node wants any more end (a lost ``lv``)."""
         names = list(self._coordinated)
         counts_key = self._keys.wanted_counts(self.letter)
         for start in range(0, len(names), 500):
@@ -231,12 +252,8 @@ class ClusterListen:
             for name, count in zip(chunk, counts, strict=True):
                 if count is None and name in self._coordinated and name not in self._pending:
                     self._coordinated.discard(name)
-                    registry.vacated(name)
-        registry.reask()
-        registry.reconfirm()
-        registry.reannounce()
-        if self.directory.local:
-            self._bus.publish(["lh", self.node_id, self.topic])
+                    if self.registry is not None:
+                        self.registry.vacated(name)
 
     def received(self, message: list[Any]) -> None:
         """``["ls", origin, topic, action, pattern, name]``, ``["lv", origin, topic, name]``,
@@ -247,6 +264,10 @@ class ClusterListen:
         if message[0] == "lh":
             if isinstance(message[1], str) and message[1] != self.node_id:
                 self._returned(message[1])
+            return
+        if message[0] == "ld":
+            if isinstance(message[1], str) and message[1] != self.node_id:
+                self._lost_from(message[1])
             return
         if message[0] == "lp":
             if len(message) == 5 and isinstance(message[3], str):
@@ -281,6 +302,24 @@ class ClusterListen:
             if (regex := self._regex(pattern)) is not None
         ]
         self.registry.node_returned(self.peer(node), patterns)
+
+    def _lost_from(self, node: str) -> None:
+        """``node`` dropped messages it sent (``dropped``): ask it again what this node waits
+        on it for or it provides here, tell it again what is provided here for it, and check
+        which names coordinated here are still wanted (a dropped ``lv``)."""
+        assert self.registry is not None
+        self._returned(node)  # as if its bus had come back: it may have dropped an "lh" too
+        self.registry.node_dropped(self.peer(node))
+        if self._coordinated:
+            task = asyncio.create_task(self._check_wanted())
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _check_wanted(self) -> None:
+        try:
+            await self._end_unwanted()
+        except Exception as exc:  # checked again after the next resubscription
+            _throttled.warning("cluster listening: cannot check wanted names (%s)", exc)
 
     def _provider_notice(self, name: str, has_provider: bool) -> None:
         registry = self.registry

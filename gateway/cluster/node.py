@@ -124,6 +124,7 @@ class ClusterNode:
             check_interval=config.bus_check_interval,
         )
         self.bus.on_resubscribed = self._catch_up
+        self.bus.on_drops_over = self._dropped
         self.records = records
         self._subscribed_records = subscribed_records
         if records is not None:
@@ -169,6 +170,8 @@ class ClusterNode:
         self._catching_up: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
         self._resync_again = False
+        self._making_up: asyncio.TimerHandle | None = None
+        self._made_up = float("-inf")
 
     def serve_rpc(self, handler: RpcHandler, trips: LimitTrips) -> None:
         """Route ``handler``'s requests to providers on other nodes and back."""
@@ -216,6 +219,8 @@ class ClusterNode:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._making_up is not None:
+            self._making_up.cancel()
         await self.bus.close()
         try:
             await self.membership.reap(self.node_id)
@@ -266,12 +271,13 @@ class ClusterNode:
 
     def _received(self, message: list[Any]) -> None:
         """``[kind, name, data?]`` from another node (or a script); ``["r" / "ls" / "lv",
-        ...]`` sent to this node alone (RPC, listening); ``["lp" / "lh", ...]`` to all."""
+        ...]`` sent to this node alone (RPC, listening); ``["lp" / "lh" / "ld", ...]`` to
+        all."""
         kind, name = message[0], message[1]
         if kind == "r":
             self.rpc.received(message)
             return
-        if kind == "ls" or kind == "lv" or kind == "lp" or kind == "lh":
+        if kind in ("ls", "lv", "lp", "lh", "ld"):
             listen = self.listening.get(message[2]) if len(message) > 2 else None
             if listen is not None:
                 listen.received(message)
@@ -302,6 +308,21 @@ class ClusterNode:
         for listen in self.listening.values():
             listen.rejoin()
         self._catch_up()
+
+    def _dropped(self) -> None:
+        """The bus dropped messages (its queue was full) and has drained since: make up for
+        them, at most once a second (what that sends may overflow a small queue again)."""
+        if self._making_up is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._made_up + 1.0 - loop.time()
+        self._making_up = loop.call_later(max(wait, 0.0), self._make_up)
+
+    def _make_up(self) -> None:
+        self._making_up = None
+        self._made_up = asyncio.get_running_loop().time()
+        for listen in self.listening.values():
+            listen.dropped()
 
     def _known_nodes(self) -> set[str]:
         known = self.rpc.directory.known_nodes() | self.rpc.peers()

@@ -539,3 +539,144 @@ async def test_a_node_asked_again_offers_each_name_to_its_listener_once(
                 await asyncio.to_thread(node.stop)
     finally:
         cluster.stop()
+
+
+async def test_a_listen_message_the_full_bus_queue_dropped_is_made_up_for(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """The listener's node reaches Redis through a proxy that stalls (no reset: its bus stays
+    subscribed) while its clients emit: its bus queue passes cluster.max_bus_queue_bytes
+    (1000 here), and the listener's accept, sent meanwhile, is dropped. Once the queue has
+    drained the node makes up for it (it tells the coordinator again what it provides, and
+    every node that it dropped messages): the coordinator, waiting 10 s, takes the accept,
+    and the listener hears no REMOVED (before: after 10 s LISTEN_RESPONSE_TIMEOUT voided the
+    provision; the rematch is off)."""
+    from conformance.netfaults import FaultProxy
+
+    cluster = ClusterNodes(
+        tmp_path,
+        redis,
+        node_timeout=6.0,
+        extra=_slow_listening(5.0),
+        options={"max_bus_queue_bytes": 1000},
+    )
+    release = asyncio.Event()
+    provider = Provider()
+
+    async def slow_found(name: str) -> bool:
+        provider.log.append(("asked", name))
+        await release.wait()
+        return provider.found(name)
+
+    try:
+        async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
+            coordinator = cluster.add()
+            await asyncio.to_thread(coordinator.start)
+            listening = cluster.add()
+            listening.config.write_text(
+                listening.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
+            )
+            await asyncio.to_thread(listening.start)
+            listener = Client(listening.ws_url, auth={"username": "listener"})
+            emitter = Client(listening.ws_url, auth={"username": "emitter"})
+            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
+            for client in (listener, emitter, subscriber):
+                await client.connect()
+            await listener.event.listen("^drop/.*", slow_found, provider.removed)
+            await asyncio.sleep(1.0)
+            await subscriber.event.subscribe("drop/1", lambda data: None)
+            await _until("the offer", lambda: ("asked", "drop/1") in provider.log)
+
+            proxy.freeze()
+            for i in range(100):  # about 25 bytes each: the queue fills up to its last 25
+                emitter.event.emit(f"n/{i}", "x" * 8)
+            await _until(
+                "the queue to overflow",
+                lambda: listening.metrics()["recordgate_cluster_bus_dropped_total"] >= 1,
+            )
+            dropped = listening.metrics()["recordgate_cluster_bus_dropped_total"]
+            release.set()  # the accept: dropped too
+            await _until(
+                "the accept to be dropped",
+                lambda: listening.metrics()["recordgate_cluster_bus_dropped_total"] > dropped,
+            )
+            await asyncio.sleep(0.5)
+            proxy.thaw()
+            await asyncio.sleep(11.0)  # past the coordinator's wait of 10 s
+            assert provider.log == [("asked", "drop/1"), ("found", "drop/1")]
+            assert provider.active == {"drop/1"}
+            assert "heartbeat had lapsed" not in listening.log_text()
+            assert "lost Redis" not in listening.log_text()  # the bus never went down
+            for client in (listener, emitter, subscriber):
+                await client.close()
+            await asyncio.to_thread(listening.stop)
+    finally:
+        cluster.stop()
+
+
+async def test_a_provider_left_notice_the_full_bus_queue_dropped_is_made_up_for(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """As above, but what the full queue drops is the listener's node telling the coordinator
+    that its provider left (UNLISTEN): once the queue has drained, every node hears that
+    node dropped messages, and the coordinator asks it again about the name it provided,
+    hears it has no listener now, and offers the name to the listener on a third node
+    (before: the coordinator kept a provider that was gone; the rematch is off)."""
+    from conformance.netfaults import FaultProxy
+
+    cluster = ClusterNodes(
+        tmp_path,
+        redis,
+        node_timeout=6.0,
+        extra=_slow_listening(1.0),
+        options={"max_bus_queue_bytes": 1000},
+    )
+    first, other = Provider(), Provider()
+    try:
+        async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
+            coordinator = cluster.add()
+            await asyncio.to_thread(coordinator.start)
+            listening = cluster.add()
+            listening.config.write_text(
+                listening.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
+            )
+            await asyncio.to_thread(listening.start)
+            third = cluster.add()
+            await asyncio.to_thread(third.start)
+            listener = Client(listening.ws_url, auth={"username": "listener"})
+            emitter = Client(listening.ws_url, auth={"username": "emitter"})
+            late = Client(third.ws_url, auth={"username": "late"})
+            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
+            for client in (listener, emitter, late, subscriber):
+                await client.connect()
+            await listener.event.listen("^left/.*", first.found, first.removed)
+            await asyncio.sleep(1.0)
+            await subscriber.event.subscribe("left/1", lambda data: None)
+            await _until("the first listener to provide", lambda: first.active == {"left/1"})
+            await late.event.listen("^left/.*", other.found, other.removed)
+            await asyncio.sleep(1.0)
+            assert other.log == []  # provided already: not offered
+
+            proxy.freeze()
+            for i in range(100):  # about 25 bytes each: the queue fills up to its last 25
+                emitter.event.emit(f"n/{i}", "x" * 8)
+            await _until(
+                "the queue to overflow",
+                lambda: listening.metrics()["recordgate_cluster_bus_dropped_total"] >= 1,
+            )
+            dropped = listening.metrics()["recordgate_cluster_bus_dropped_total"]
+            await listener.event.unlisten("^left/.*")  # "its provider left": dropped too
+            await _until(
+                "the notice to be dropped",
+                lambda: listening.metrics()["recordgate_cluster_bus_dropped_total"] > dropped,
+            )
+            proxy.thaw()
+            took = await _until("the other listener's offer", lambda: other.active == {"left/1"})
+            print(f"offered to the third node's listener {took:.1f} s after the thaw")
+            assert other.log == [("found", "left/1")]
+            assert "lost Redis" not in listening.log_text()  # the bus never went down
+            for client in (listener, emitter, late, subscriber):
+                await client.close()
+            await asyncio.to_thread(listening.stop)
+    finally:
+        cluster.stop()
