@@ -13,8 +13,7 @@ const { parse } = require('@deepstream/protobuf/dist/src/message-parser')
 const { TOPIC, CONNECTION_ACTION: C, AUTH_ACTION: A, RPC_ACTION: R } = require('@deepstream/protobuf/dist/types/all')
 
 const url = process.argv[2]
-const REQUESTS = +(process.env.REQUESTS || 20000), IN_FLIGHT = +(process.env.IN_FLIGHT || 50)
-const now = () => Number(process.hrtime.bigint()) / 1e6
+const { REQUESTS, now, measure } = require('./rpcmeasure')
 const msg = m => getMessage(m, false)
 const PONG = msg({ topic: TOPIC.CONNECTION, action: C.PONG })
 const NAME = 'bench/' + Math.random().toString(36).slice(2, 8)
@@ -145,21 +144,7 @@ async function main () {
     if (sent < total) request()
     else if (answered === REQUESTS) done()
   }
-  console.log('PHASE rpc')
-  const cpu0 = process.cpuUsage(), t0 = now()
-  for (let i = 0; i < IN_FLIGHT; i++) request()
-  await finished
-  const t1 = now(), cpu = process.cpuUsage(cpu0)
-  console.log('PHASE rpc-end')
-  lat.sort((a, b) => a - b)
-  const pct = p => +lat[Math.min(lat.length - 1, Math.floor(p * lat.length))].toFixed(3)
-  console.log(JSON.stringify({
-    url, requests: REQUESTS, in_flight: IN_FLIGHT, answered, failed,
-    round_trips_per_s: Math.round(answered / ((t1 - t0) / 1000)),
-    p50_ms: pct(0.5), p99_ms: pct(0.99),
-    client_cpu_us: +((cpu.user + cpu.system) / answered).toFixed(2),
-    client_sys_us: +(cpu.system / answered).toFixed(2),
-  }))
+  await measure({ url, request, finished, lat, counts: () => ({ answered, failed }) })
   provider.terminate(); requester.terminate()
   setTimeout(() => process.exit(0), 100)
 }

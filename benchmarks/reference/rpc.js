@@ -6,9 +6,8 @@
 // this process's CPU time per round trip).
 const { DeepstreamClient } = require('@deepstream/client')
 const url = process.argv[2] || 'localhost:6020/deepstream'
-const REQUESTS = +(process.env.REQUESTS || 20000), IN_FLIGHT = +(process.env.IN_FLIGHT || 50)
+const { REQUESTS, now, measure } = require('./rpcmeasure')
 const opts = { offlineEnabled: false, maxReconnectAttempts: 0, rpc: { responseTimeout: 60000 } }
-const now = () => Number(process.hrtime.bigint()) / 1e6
 const sleep = ms => new Promise(r => setTimeout(r, ms))
 
 async function client() { const c = new DeepstreamClient(url, opts); await c.login({}); return c }
@@ -32,21 +31,7 @@ async function main() {
   }
   // warm-up, not measured
   await new Promise(r => { let n = 0; for (let i = 0; i < 200; i++) requester.rpc.make(name, i, () => { if (++n === 200) r() }) })
-  console.log('PHASE rpc')
-  const cpu0 = process.cpuUsage(), t0 = now()
-  for (let i = 0; i < IN_FLIGHT; i++) one()
-  await finished
-  const t1 = now(), cpu = process.cpuUsage(cpu0)
-  console.log('PHASE rpc-end')
-  lat.sort((a, b) => a - b)
-  const pct = p => +lat[Math.min(lat.length - 1, Math.floor(p * lat.length))].toFixed(3)
-  console.log(JSON.stringify({
-    url, requests: REQUESTS, in_flight: IN_FLIGHT, answered, failed,
-    round_trips_per_s: Math.round(answered / ((t1 - t0) / 1000)),
-    p50_ms: pct(0.5), p99_ms: pct(0.99),
-    client_cpu_us: +((cpu.user + cpu.system) / answered).toFixed(2),
-    client_sys_us: +(cpu.system / answered).toFixed(2),
-  }))
+  await measure({ url, request: one, finished, lat, counts: () => ({ answered, failed }) })
   provider.close(); requester.close()
   setTimeout(() => process.exit(0), 200)
 }
