@@ -15,6 +15,12 @@ Invariants (docs/cluster.md, "Write-behind across nodes"):
   next holder. A refused (FENCED) write is superseded: this node raises ``fo`` above the fence
   storage holds if the cluster's fences are behind it (``FENCE_UP``; a Redis restarted empty
   with a clock behind), and claims the record again; nothing is cleaned or acknowledged by it.
+* Paced like a single server's write-behind: a change nobody waits for is flushed within
+  ``write_behind.interval`` (at most half of ``cluster.orphan_after``, so no other node takes it
+  for an orphan), coalesced with the record's later changes into one ``CLAIM``, one storage
+  write and one ``CLEAN``; a change whose acknowledgement waits (``committed(wait=True)``,
+  ``wait_all``), half of ``write_behind.max_pending`` queued, orphans and shutdown flush
+  everything queued at once.
 * An acknowledgement waits for ``f >=`` its commit's sequence: storage holds that version or a
   newer state. A node that finds the lease taken polls ``f`` instead of writing.
 * Storage refusing an operation fails this node's waiters for it (never a silent success) and
@@ -79,6 +85,12 @@ class Flusher:
         self._stored: dict[str, int] = {}
         """Sequences this node wrote to storage whose ``CLEAN`` has not reached Redis yet: if
         Redis then loses the record, the waiters up to it are still answered truthfully."""
+        self._pace = min(write_behind.interval, cluster.orphan_after / 2)
+        self._high_water = max(1, write_behind.max_pending // 2)
+        self._due: float | None = None
+        """When the oldest queued change nobody waits for is to be flushed (None: none)."""
+        self._urgent = False
+        """Flush everything queued now: someone waits (an acknowledgement, shutdown)."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -112,6 +124,7 @@ class Flusher:
 
     async def close(self, timeout: float) -> None:
         """Flush what this node committed (within ``timeout``), then stop."""
+        self._hurry()
         if self._queue and self._tasks:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -156,9 +169,14 @@ class Flusher:
         resolved once storage holds it (or newer), failed if it never will."""
         self._queue[key] = None
         self._idle.clear()
-        self._wake.set()
         if not wait:
+            if self._due is None:  # the first of a round: the flusher starts its clock
+                self._due = asyncio.get_running_loop().time() + self._pace
+                self._wake.set()
+            elif len(self._queue) >= self._high_water:
+                self._hurry()
             return None
+        self._hurry()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, []).append((seq, future))
         self._waiting += 1
@@ -173,6 +191,7 @@ class Flusher:
             future.set_result(None)
             return future
         seq = max((s for s, _ in waiters or ()), default=0)
+        self._hurry()
         self._waiters.setdefault(key, []).append((seq, future))
         self._waiting += 1
         future.add_done_callback(self._waiter_done)
@@ -181,6 +200,11 @@ class Flusher:
     def _waiter_done(self, _: asyncio.Future[None]) -> None:
         self._waiting -= 1
 
+    def _hurry(self) -> None:
+        """Flush everything queued without waiting for the pace."""
+        self._urgent = True
+        self._wake.set()
+
     # -- the loop ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -188,12 +212,26 @@ class Flusher:
         delay = self._config.retry_initial
         while True:
             if not self._queue:
+                self._due = None
+                self._urgent = False
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
+                continue
+            if not self._urgent:
+                due = self._due if self._due is not None else loop.time()
+                if due > loop.time():  # write-behind: later changes coalesce meanwhile
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(due):
+                            await self._wake.wait()
+                    continue
             batch = list(self._queue)[: self._config.batch_size]
             for key in batch:
                 del self._queue[key]
+            if not self._queue:  # the next change begins a new round
+                self._due = None
+                self._urgent = False
             started = loop.time()
             try:
                 later = await self._flush(batch)
@@ -223,7 +261,7 @@ class Flusher:
             if self._waiters.get(key):
                 self._queue[key] = None
         self._idle.clear()
-        self._wake.set()
+        self._hurry()
 
     async def _flush(self, batch: list[str]) -> list[str]:
         """One round over ``batch``; returns keys to ask about again (another node flushes)."""
@@ -482,4 +520,4 @@ class Flusher:
                 for key in fresh:
                     self._queue[key] = None
                 self._idle.clear()
-                self._wake.set()
+                self._hurry()

@@ -605,3 +605,54 @@ async def test_redis_connections_of_a_node_are_bounded(tmp_path: Path, redis: Re
         done.set()
         admin.close()
         cluster.stop()
+
+
+async def test_writes_nobody_waits_for_are_flushed_paced_acks_and_shutdown_at_once(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """A change without an acknowledgement waits for ``write_behind.interval`` (coalesced with
+    the record's later changes, one storage write); an acknowledged one is flushed at once with
+    everything queued, and so is what is queued at shutdown: neither waits for the pace."""
+    cluster = ClusterNodes(
+        tmp_path,
+        redis,
+        options={"orphan_after": 60},  # the pace is at most half of it
+        extra="write_behind:\n  interval: 20\n",
+    )
+    try:
+        (node,) = cluster.start(1)
+        watcher = await login(node.ws_url, "watcher")
+        assert await subscribe(watcher, "pace/hot") == -1
+        writer = await login(node.ws_url, "writer")
+        for version in range(1, 101):
+            await writer.send(update("pace/hot", version, {"n": version}))
+            cold = f"pace/cold/{(version - 1) % 5}"
+            await writer.send(update(cold, (version - 1) // 5 + 1, {"n": version}))
+        assert (await updates(watcher, "pace/hot", 100))[-1] == (100, {"n": 100})  # committed
+        assert node.metrics()["recordgate_store_flushed_total"] == 0  # not due for 20 s
+        assert await stored(cluster, "pace/hot") is None
+        started = asyncio.get_running_loop().time()
+        await writer.send(update("pace/hot", 101, {"n": 101}, ack="a"))
+        ack = await writer.recv_until(Topic.RECORD, R.WRITE_ACKNOWLEDGEMENT, timeout=10)
+        assert ack.correlation_id == "a"
+        assert asyncio.get_running_loop().time() - started < 5
+        snapshot = await stored(cluster, "pace/hot")
+        assert snapshot is not None and (snapshot.version, snapshot.data) == (101, {"n": 101})
+        # The acknowledged write took everything queued along: 101 versions of one record
+        # and 100 of five others, each record written once.
+        assert node.metrics()["recordgate_store_flushed_total"] == 6
+        snapshot = await stored(cluster, "pace/cold/4")
+        assert snapshot is not None and (snapshot.version, snapshot.data) == (20, {"n": 100})
+        for version in range(102, 151):
+            await writer.send(update("pace/hot", version, {"n": version}))
+        await updates(watcher, "pace/hot", 150)
+        for client in (watcher, writer):
+            await client.close()
+        started = asyncio.get_running_loop().time()
+        node.stop()  # SIGTERM: what is queued is flushed now, not in 20 s
+        assert node.process is not None and node.process.returncode == 0
+        assert asyncio.get_running_loop().time() - started < 10
+        snapshot = await stored(cluster, "pace/hot")
+        assert snapshot is not None and (snapshot.version, snapshot.data) == (150, {"n": 150})
+    finally:
+        cluster.stop()

@@ -280,7 +280,8 @@ async def test_a_stalled_flush_of_a_deleted_life_does_not_overwrite_the_next_lif
             await old.send(write(name, {"life": 1, "v": version}, ack=str(version)))
             assert (await old.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
         proxy.freeze()
-        await old.send(write(name, {"life": 1, "v": 5}))  # committed; its flush is held
+        # Committed; its flush (at once: an ack waits, no write_behind.interval) is held.
+        await old.send(write(name, {"life": 1, "v": 5}, ack="5"))
         new = await login(cluster[1].ws_url, "new")
         async with asyncio.timeout(30):  # until node 1 sees version 5
             while True:
