@@ -171,25 +171,36 @@ async def test_sqlite_locked_database_times_out(
         assert result.ok
 
 
-def test_sqlite_committed_write_survives_sigkill(sqlite_path: Path) -> None:
-    # The durability promise of WAL + synchronous=NORMAL: a killed process loses nothing
-    # committed (an OS crash might; see the module docstring of connectors.sql.connector).
-    script = textwrap.dedent(
-        f"""
-        import asyncio, os, signal
-        from connectors.base import Put
-        from connectors.sql import SQLConnector
-        async def main():
-            c = SQLConnector("sqlite+aiosqlite:///{sqlite_path}")
-            await c.open()
-            [r] = await c.write([Put("crash/1", 7, {{"survives": True}})])
-            assert r.ok
-            os.kill(os.getpid(), signal.SIGKILL)
-        asyncio.run(main())
-        """
+def _sigkilled_after(path: Path, writes: str) -> None:
+    """Runs ``writes`` (statements using ``c``, an open SQLConnector on the SQLite file
+    ``path``, and ``Put``/``Delete``) in a child process that SIGKILLs itself once they are
+    done; fails unless it died of that."""
+    body = textwrap.indent(textwrap.dedent(writes).strip(), "    ")
+    script = (
+        "import asyncio, os, signal\n"
+        "from connectors.base import Delete, Put\n"
+        "from connectors.sql import SQLConnector\n"
+        "async def main():\n"
+        f"    c = SQLConnector({f'sqlite+aiosqlite:///{path}'!r})\n"
+        "    await c.open()\n"
+        f"{body}\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(main())\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def test_sqlite_committed_write_survives_sigkill(sqlite_path: Path) -> None:
+    # The durability promise of WAL + synchronous=NORMAL: a killed process loses nothing
+    # committed (an OS crash might; see the module docstring of connectors.sql.connector).
+    _sigkilled_after(
+        sqlite_path,
+        """
+        [r] = await c.write([Put("crash/1", 7, {"survives": True})])
+        assert r.ok
+        """,
+    )
     rows = _sqlite_rows(sqlite_path, "SELECT version, data FROM records WHERE name = 'crash/1'")
     assert rows == [(7, '{"survives":true}')]
 
@@ -772,23 +783,14 @@ async def test_fenced_write_waits_for_the_fence_row_lock(server: str) -> None:
 
 
 def test_sqlite_fence_survives_sigkill(sqlite_path: Path) -> None:
-    script = textwrap.dedent(
-        f"""
-        import asyncio, os, signal
-        from connectors.base import Delete, Put
-        from connectors.sql import SQLConnector
-        async def main():
-            c = SQLConnector("sqlite+aiosqlite:///{sqlite_path}")
-            await c.open()
-            [r] = await c.write([Put("crash/f", 5, {{}}, fence=5)])
-            [d] = await c.write([Delete("crash/f", 5, fence=6)])
-            assert r.ok and d.ok
-            os.kill(os.getpid(), signal.SIGKILL)
-        asyncio.run(main())
+    _sigkilled_after(
+        sqlite_path,
         """
+        [r] = await c.write([Put("crash/f", 5, {}, fence=5)])
+        [d] = await c.write([Delete("crash/f", 5, fence=6)])
+        assert r.ok and d.ok
+        """,
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
 
     async def stale_put() -> None:
         async with SQLConnector(f"sqlite+aiosqlite:///{sqlite_path}") as connector:
