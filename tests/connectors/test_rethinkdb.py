@@ -21,7 +21,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,10 +36,10 @@ from connectors.base import (
 from connectors.registry import create_connector
 from connectors.rethinkdb import RethinkDBConnector
 from connectors.rethinkdb.driver import reql
-from connectors.rethinkdb.session import Session
 from gateway.config import CacheConfig, WriteBehindConfig
 from gateway.exceptions import ConfigError
 from gateway.store import CachedStore, Record
+from tests.connectors.rethinkdb_queries import recorded_queries
 from tests.gateway.store.conftest import until
 from tests.proxy import TcpProxy
 from tests.standins.rethinkdb import reqlite_url, start_reqlite, stop
@@ -351,14 +350,7 @@ async def test_one_query_per_batch(store: RethinkDBConnector, monkeypatch) -> No
     record already stored takes two (the bulk insert refuses it, the conditional write settles
     it); deletes add one read-back here, because the stand-in reports no change entry for them
     (RethinkDB does)."""
-    queries: list[str] = []
-    run = Session.run
-
-    async def counted(self: Session, query: Any, what: str, **optargs: Any) -> Any:
-        queries.append(what)
-        return await run(self, query, what, **optargs)
-
-    monkeypatch.setattr(Session, "run", counted)
+    queries = recorded_queries(monkeypatch)
 
     async def write(ops: list[Put | Delete]) -> tuple[list[Outcome], int]:
         queries.clear()

@@ -17,8 +17,8 @@ from connectors.base import Delete, Outcome, Put, Snapshot, StorageRejected
 from connectors.rethinkdb import RethinkDBConnector
 from connectors.rethinkdb.driver import reql
 from connectors.rethinkdb.layout import document_fields, record_id, version_key
-from connectors.rethinkdb.session import Session
 from connectors.rethinkdb.writes import Rematch, _settle
+from tests.connectors.rethinkdb_queries import recorded_queries
 from tests.standins.rethinkdb import reqlite_url
 
 pytestmark = pytest.mark.needs_server("rethinkdb")
@@ -122,14 +122,7 @@ async def test_data_team_queries_see_records_only(store: RethinkDBConnector) -> 
 async def test_an_idempotent_retry_in_other_key_order_raises_only_the_fence(
     store: RethinkDBConnector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queries: list[str] = []
-    run = Session.run
-
-    async def counted(self: Session, query: Any, what: str, **optargs: Any) -> Any:
-        queries.append(what)
-        return await run(self, query, what, **optargs)
-
-    monkeypatch.setattr(Session, "run", counted)
+    queries = recorded_queries(monkeypatch)
     await store.write([Put("r", 4, {"a": 1, "b": 2}, fence=3)])
     before = await _doc(store, "r")
     # The same text: raised by the first conditional write.
