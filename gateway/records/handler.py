@@ -395,11 +395,11 @@ class RecordHandler:
         if names is None:
             return None
         names = list(dict.fromkeys(names))
-        versions: dict[str, int] = {}
+        taken: dict[str, Record | None] = {}
 
         def op_for(name: str) -> Op:
             def op(record: Record | None) -> Record | None:
-                versions[name] = _version(record)
+                taken[name] = record
                 return record
 
             return op
@@ -412,8 +412,16 @@ class RecordHandler:
                 return self._checked(gate, conn, msg, name, _READ_CHECK, plain_op_for(name))
 
         def finish() -> None:
+            subscribe = msg.action == R.SUBSCRIBEANDHEAD
+            # With the subscription, each version is the one served up to now, not the one
+            # its op saw: a change served while other names' ops waited would otherwise reach
+            # this client neither as an update nor in the answer (a head of v, then v+2).
+            versions = {
+                name: _version(self._served(name, record) if subscribe else record)
+                for name, record in taken.items()
+            }
             conn.send(Message(Topic.RECORD, R.HEAD_RESPONSE_BULK, versions=versions))
-            if msg.action == R.SUBSCRIBEANDHEAD:
+            if subscribe:
                 allowed = [name for name in names if name in versions]  # refused: answered
                 if allowed:
                     self._bulk(conn, dataclasses.replace(msg, names=allowed))
@@ -422,6 +430,13 @@ class RecordHandler:
         return self._lanes.each(
             names, op_for, partial(self._load_error, conn, msg), sync=sync, finish=finish
         )
+
+    def _served(self, name: str, record: Record | None) -> Record | None:
+        """The newest state of ``name`` served to its subscribers, ``record`` if unknown."""
+        if self.authority is not None:
+            return self.authority.current(name, record)
+        cached = self.store.cached(name)
+        return record if cached is None else cached
 
     def _bulk(self, conn: Connection, msg: Message) -> None:
         """SUBSCRIBE / UNSUBSCRIBE (and the subscribe half of SUBSCRIBEANDHEAD), then the ack."""

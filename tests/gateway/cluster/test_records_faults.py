@@ -779,3 +779,54 @@ async def test_position_waiters_of_a_counter_that_restarted_fail_at_once(
         assert records.position_waiters == 0
     finally:
         await client.aclose()
+
+
+async def test_subscribe_and_head_of_many_names_misses_no_version_served_meanwhile(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """A client (re)subscribes to x and y at once with SUBSCRIBEANDHEAD, as a reconnecting
+    client does, while y's lane is busy (a write on node 1 waiting for node 1's bus, held) and
+    x's version 2, from node 0, is on that bus before it. x's head is taken at once (1), then
+    the bus delivers x v2 to x's subscribers, then y's write completes and the head answer
+    goes out with the subscription. The client must not then get x v3 right after a head of
+    1: the answer names what the node served up to the subscription (before: head 1, then
+    update 3, the history checker's intermittent ``no-gap`` violation after a reconnect)."""
+    from conformance.netfaults import FaultProxy
+
+    x, y = "cr/heads/x", "cr/heads/y"
+    cluster.options.update({"bus_check_interval": 30, "max_bus_lag": 30})
+    async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
+        cluster.add()
+        node = cluster.add()
+        node.config.write_text(
+            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
+        )
+        for each in cluster:
+            await asyncio.to_thread(each.start)
+        a = await login(cluster[0].ws_url, "a")
+        w = await login(cluster[1].ws_url, "w")
+        s = await login(cluster[1].ws_url, "s")
+        try:
+            for name in (x, y):
+                await a.send(write(name, {"v": 1}, ack=name, version=1))
+                assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+                assert await read_answered(w, name) == (1, {"v": 1})  # cached on node 1
+            proxy.hold_replies_on(b"SUBSCRIBE")  # node 1's bus alone: its commands flow
+            await a.send(write(x, {"v": 2}, ack="x2", version=2))
+            assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            await w.send(write(y, {"v": 2}, ack="y2", version=2))  # waits for node 1's bus
+            await asyncio.sleep(0.5)
+            await s.send(rec(R.SUBSCRIBEANDHEAD, names=[x, y], correlation_id="s"))
+            await asyncio.sleep(0.5)
+            proxy.release_marked()
+            assert (await w.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            heads = await s.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=20)
+            await a.send(write(x, {"v": 3}, ack="x3", version=3))
+            assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            seen = await drain(s)
+            assert heads.versions is not None
+            assert (heads.versions[x], seen.get(x)) == (2, [3]), (heads.versions, seen)
+        finally:
+            await a.close()
+            await w.close()
+            await s.close()
