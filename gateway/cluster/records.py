@@ -656,7 +656,21 @@ class ClusterRecords:
         """The bus was subscribed again: changes may have been missed meanwhile. Drop the
         cache, re-read every record in ``subscribed``, and serve each one's current state to
         its subscribers (a jump to the current version: complete data, nothing a client must
-        repair)."""
+        repair).
+
+        Nothing to do while the bus that the cache follows still delivers (the node
+        registered again after its heartbeat lapsed, its bus intact): the bus lost nothing,
+        and a re-read would take Redis's counter as delivered while the bus still brings the
+        changes before it, pushing a newer version first and dropping those (a gap). Unless
+        Redis's counter went back meanwhile (Redis emptied under a live connection)."""
+        if self._trusted():
+            before = self._position
+            try:
+                found = int(await self._redis.get(self.keys.position) or 0)
+            except Exception:  # Redis away: the bus loses it too and resyncs then
+                return
+            if found >= before:
+                return
         names = list(dict.fromkeys(subscribed))
         self._epoch += 1  # reads in flight may predate changes the bus missed
         self._cache.clear()

@@ -781,6 +781,60 @@ async def test_position_waiters_of_a_counter_that_restarted_fail_at_once(
         await client.aclose()
 
 
+async def test_a_node_registered_again_with_its_bus_intact_serves_every_version_in_order(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """Node 1's heartbeat lapses (deleted here; in the history run a node starved of CPU
+    past ``node_timeout``) while its bus, intact, is behind Redis (its Pub/Sub answers held):
+    versions 2 and 3 are committed by node 0 and still on their way. Node 1 registers again;
+    its bus lost nothing, so its subscriber must get 2, then 3 (before: the rejoin re-read the
+    records as after a bus outage, took Redis's change counter as delivered, pushed version 3
+    at once and dropped 2 when the bus brought it: the subscriber saw 1, 3, the history
+    checker's intermittent ``no-gap`` violation of ``test_history.py``'s SIGKILL run)."""
+    import redis.asyncio as aioredis
+
+    from conformance.netfaults import FaultProxy
+
+    name = "cr/rejoin"
+    # the held bus stands for one that lags: its silence check is left far behind
+    cluster.options.update({"bus_check_interval": 30, "max_bus_lag": 30})
+    admin = aioredis.Redis.from_url(redis.url)
+    async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
+        cluster.add()
+        node = cluster.add()
+        node.config.write_text(
+            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
+        )
+        for each in cluster:
+            await asyncio.to_thread(each.start)
+        a = await login(cluster[0].ws_url, "a")
+        s = await login(cluster[1].ws_url, "s")
+        try:
+            await a.send(write(name, {"v": 1}, ack="1", version=1))
+            assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            await s.send(rec(R.SUBSCRIBEANDHEAD, names=[name], correlation_id="s"))
+            await s.recv_until(Topic.RECORD, R.HEAD_RESPONSE_BULK, timeout=10)
+            proxy.hold_replies_on(b"SUBSCRIBE")  # node 1's bus alone: its commands flow
+            for version in (2, 3):
+                await a.send(write(name, {"v": version}, ack=str(version), version=version))
+                assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            members = await admin.smembers(f"{{{cluster.prefix}}}:members")
+            (node_id,) = [m.decode() for m in members if m.decode().startswith("node1/")]
+            heartbeat = f"{{{cluster.prefix}}}:node:{node_id}"
+            assert await admin.delete(heartbeat) == 1
+            await asyncio.to_thread(  # registered again
+                wait_until, "node 1's rejoin", lambda: "registering again" in node.log_text(), 20
+            )
+            await asyncio.sleep(1.0)  # what the rejoin does with records, done
+            proxy.release_marked()
+            seen = await drain(s)
+            assert seen.get(name) == [2, 3], seen
+        finally:
+            await a.close()
+            await s.close()
+            await admin.aclose()
+
+
 async def test_subscribe_and_head_of_many_names_misses_no_version_served_meanwhile(
     cluster: ClusterNodes, redis: RedisServer
 ) -> None:
