@@ -154,9 +154,15 @@ class ClusterNodes(list[ClusterNode]):
             f"  table: {self.prefix}_records\n"
         ) + self.extra
 
-    def add(self) -> ClusterNode:
+    def add(self, via: int | None = None) -> ClusterNode:
+        """A new node, not started. ``via``: the port of a proxy in front of Redis, which the
+        node reaches Redis through (start it with ``asyncio.to_thread`` if the proxy forwards
+        in the test's event loop)."""
         name = f"node{len(self)}"
-        node = ClusterNode(self.root / name, self.config(name), name)
+        config = self.config(name)
+        if via is not None:
+            config = config.replace(self.redis.url, f"redis://127.0.0.1:{via}/0")
+        node = ClusterNode(self.root / name, config, name)
         self.append(node)
         return node
 

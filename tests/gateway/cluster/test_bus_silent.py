@@ -12,9 +12,13 @@ import pytest
 
 from gateway.client import Client
 from tests.gateway.cluster.nodes import ClusterNode, ClusterNodes
-from tests.gateway.cluster.test_records_faults import R, login, read_answered, read_once
+from tests.gateway.cluster.test_records_faults import (
+    acknowledged,
+    login,
+    read_answered,
+    read_once,
+)
 from tests.redis_server import RedisServer
-from tests.wire import write
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -64,18 +68,13 @@ async def test_a_silent_bus_is_noticed_and_its_cache_not_served(
     cluster.options.update({"bus_check_interval": CHECK, "max_bus_lag": 0.5})
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
         cluster.add()
-        node = cluster.add()
-        node.config.write_text(
-            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
-        )
+        node = cluster.add(via=proxy.port)
         for each in cluster:
             await asyncio.to_thread(each.start)
         a = await login(cluster[0].ws_url, "a")
         b = await login(cluster[1].ws_url, "b")
         try:
-            for name in names:
-                await a.send(write(name, {"v": 1}, ack=name, version=1))
-                assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            await acknowledged(a, names, 1)
             for name in names:  # node 1 reads them: cached there
                 assert await read_answered(b, name) == (1, {"v": 1}), name
             await asyncio.sleep(2 * CHECK)  # quiet buses keep their subscriptions
@@ -86,10 +85,7 @@ async def test_a_silent_bus_is_noticed_and_its_cache_not_served(
                 proxy.hold_replies_on(b"SUBSCRIBE")
             else:
                 proxy.freeze()
-            for name in names:  # node 0 alone (directly on Redis): its writes are acknowledged
-                await a.send(write(name, {"v": 2}, ack=name, version=2))
-                reply = await a.recv(20)
-                assert reply.action == R.WRITE_ACKNOWLEDGEMENT, reply
+            await acknowledged(a, names, 2)  # node 0 alone (directly on Redis)
             took = await lost_within(node, since, lost_before)
             assert took <= 2 * CHECK + SLACK, took
             if fault == "bus-silent":  # Redis answers node 1's reads: never the cached version

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conformance.netfaults import FaultProxy
 from gateway.client import Client
 from tests.gateway.cluster.nodes import ClusterNode, ClusterNodes
 from tests.proxy import TcpProxy
@@ -47,12 +48,23 @@ class Provider:
         self.log.append(("removed", name))
         self.active.discard(name)
 
+    def found_when(self, release: asyncio.Event) -> Callable[[str], Awaitable[bool]]:
+        """A ``found`` that logs the offer (``asked``) at once and accepts when ``release``
+        is set."""
 
-def _behind(proxy: TcpProxy, node: ClusterNode, redis: RedisServer) -> ClusterNode:
-    """``node`` reaches Redis through ``proxy`` (start it with ``asyncio.to_thread``: the
-    proxy forwards in the test's loop)."""
-    node.config.write_text(node.config.read_text().replace(redis.url, proxy.url_for(redis.url)))
-    return node
+        async def found(name: str) -> bool:
+            self.log.append(("asked", name))
+            await release.wait()
+            return self.found(name)
+
+        return found
+
+
+async def _connected(node: ClusterNode, username: str) -> Client:
+    """A client of ``node``, logged in as ``username``."""
+    client = Client(node.ws_url, auth={"username": username})
+    await client.connect()
+    return client
 
 
 async def _reconnected(proxy: TcpProxy, before: int) -> None:
@@ -64,6 +76,31 @@ def _slow_listening(timeout: float) -> str:
     """Listen options: ``timeout`` per listener (twice that for another node), no rematch
     (only the remedies under test offer a name again)."""
     return f"listen:\n  response_timeout: {timeout}\n  rematch_interval: 0\n"
+
+
+def _small_bus_queue(tmp_path: Path, redis: RedisServer, timeout: float) -> ClusterNodes:
+    """Nodes whose bus queue holds 1000 bytes, listening as ``_slow_listening(timeout)``; a
+    stall of seconds is no lost bus (cluster.bus_check_interval 10 s): only drops."""
+    return ClusterNodes(
+        tmp_path,
+        redis,
+        node_timeout=6.0,
+        extra=_slow_listening(timeout),
+        options={"max_bus_queue_bytes": 1000, "bus_check_interval": 10},
+    )
+
+
+async def _overflow(proxy: FaultProxy, emitter: Client, node: ClusterNode) -> float:
+    """Stalls ``node``'s Redis path (``proxy``) and has ``emitter`` (a client of ``node``) emit
+    until its bus queue drops messages; the drops counted then. The path stays frozen."""
+    proxy.freeze()
+    for i in range(100):  # about 25 bytes each: the queue fills up to its last 25
+        emitter.event.emit(f"n/{i}", "x" * 8)
+    await _until(
+        "the queue to overflow",
+        lambda: node.metrics()["recordgate_cluster_bus_dropped_total"] >= 1,
+    )
+    return node.metrics()["recordgate_cluster_bus_dropped_total"]
 
 
 async def test_the_coordinating_node_dies(cluster: ClusterNodes) -> None:
@@ -109,10 +146,8 @@ async def test_offers_wait_for_redis_and_happen_when_it_returns(
 ) -> None:
     a, b = cluster.start(2)
     provider = Provider()
-    listener = Client(b.ws_url, auth={"username": "listener"})
-    subscriber = Client(a.ws_url, auth={"username": "subscriber"})
-    await listener.connect()
-    await subscriber.connect()
+    listener = await _connected(b, "listener")
+    subscriber = await _connected(a, "subscriber")
     await listener.event.listen("^jobs/.*", provider.found, provider.removed)
     await asyncio.sleep(0.5)
     await subscriber.event.subscribe("jobs/before", lambda data: None)
@@ -185,9 +220,7 @@ async def test_a_lost_message_to_the_coordinator_is_made_up_after_its_bus_return
     the notice to the coordinator is lost with its bus connection. Once the bus is back, the
     coordinator checks what it coordinates and the provider hears REMOVED all the same."""
     async with TcpProxy("127.0.0.1", redis.port) as proxy:
-        coordinator = cluster.add()  # node0: reaches Redis through the proxy
-        config = coordinator.config.read_text()
-        coordinator.config.write_text(config.replace(redis.url, proxy.url_for(redis.url)))
+        coordinator = cluster.add(via=proxy.port)  # node0
         await asyncio.to_thread(coordinator.start)  # the proxy forwards in this loop
         other, listening = cluster.add(), cluster.add()
         await asyncio.to_thread(other.start)
@@ -234,9 +267,7 @@ async def test_a_lost_provider_notice_is_made_up_after_the_coordinators_bus_retu
     is lost. Once its bus is back, the coordinator asks node1 again, hears it has no provider
     any more, and offers the name to the listener on node2 (rematch is 30 s: not that)."""
     async with TcpProxy("127.0.0.1", redis.port) as proxy:
-        coordinator = cluster.add()
-        config = coordinator.config.read_text()
-        coordinator.config.write_text(config.replace(redis.url, proxy.url_for(redis.url)))
+        coordinator = cluster.add(via=proxy.port)
         await asyncio.to_thread(coordinator.start)
         nodes = [cluster.add(), cluster.add()]
         for node in nodes:
@@ -280,15 +311,11 @@ async def test_a_lost_removed_is_made_up_after_the_listeners_bus_returns(
     async with TcpProxy("127.0.0.1", redis.port) as proxy:
         coordinator = cluster.add()
         await asyncio.to_thread(coordinator.start)
-        listening = cluster.add()
-        config = listening.config.read_text()
-        listening.config.write_text(config.replace(redis.url, proxy.url_for(redis.url)))
+        listening = cluster.add(via=proxy.port)
         await asyncio.to_thread(listening.start)
         provider = Provider()
-        listener = Client(listening.ws_url, auth={"username": "listener"})
-        subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
-        await listener.connect()
-        await subscriber.connect()
+        listener = await _connected(listening, "listener")
+        subscriber = await _connected(coordinator, "subscriber")
         await listener.event.listen("^void/.*", provider.found, provider.removed)
         await asyncio.sleep(0.5)
         await subscriber.event.subscribe("void/1", lambda data: None)
@@ -331,24 +358,15 @@ async def test_an_accept_lost_on_the_way_is_voided_when_the_coordinator_gave_up(
     release = asyncio.Event()
     provider = Provider()
 
-    async def slow_found(name: str) -> bool:
-        provider.log.append(("asked", name))
-        await release.wait()
-        return provider.found(name)
-
     try:
         async with TcpProxy("127.0.0.1", redis.port) as proxy:
-            coordinator = cluster.add()
-            config = coordinator.config.read_text()
-            coordinator.config.write_text(config.replace(redis.url, proxy.url_for(redis.url)))
+            coordinator = cluster.add(via=proxy.port)
             await asyncio.to_thread(coordinator.start)
             listening = cluster.add()
             await asyncio.to_thread(listening.start)
-            listener = Client(listening.ws_url, auth={"username": "listener"})
-            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
-            await listener.connect()
-            await subscriber.connect()
-            await listener.event.listen("^late/.*", slow_found, provider.removed)
+            listener = await _connected(listening, "listener")
+            subscriber = await _connected(coordinator, "subscriber")
+            await listener.event.listen("^late/.*", provider.found_when(release), provider.removed)
             await asyncio.sleep(1.0)
             await subscriber.event.subscribe("late/1", lambda data: None)
             await _until("the offer", lambda: ("asked", "late/1") in provider.log)
@@ -390,12 +408,10 @@ async def test_an_offer_lost_while_the_listeners_bus_is_away_is_made_again_once_
         async with TcpProxy("127.0.0.1", redis.port) as proxy:
             coordinator = cluster.add()
             await asyncio.to_thread(coordinator.start)
-            listening = _behind(proxy, cluster.add(), redis)
+            listening = cluster.add(via=proxy.port)
             await asyncio.to_thread(listening.start)
-            listener = Client(listening.ws_url, auth={"username": "listener"})
-            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
-            await listener.connect()
-            await subscriber.connect()
+            listener = await _connected(listening, "listener")
+            subscriber = await _connected(coordinator, "subscriber")
             await listener.event.listen("^away/.*", provider.found, provider.removed)
             await asyncio.sleep(0.5)
 
@@ -434,22 +450,15 @@ async def test_an_accept_lost_while_the_coordinator_waits_is_asked_for_again(
     release = asyncio.Event()
     provider = Provider()
 
-    async def slow_found(name: str) -> bool:
-        provider.log.append(("asked", name))
-        await release.wait()
-        return provider.found(name)
-
     try:
         async with TcpProxy("127.0.0.1", redis.port) as proxy:
-            coordinator = _behind(proxy, cluster.add(), redis)
+            coordinator = cluster.add(via=proxy.port)
             await asyncio.to_thread(coordinator.start)
             listening = cluster.add()
             await asyncio.to_thread(listening.start)
-            listener = Client(listening.ws_url, auth={"username": "listener"})
-            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
-            await listener.connect()
-            await subscriber.connect()
-            await listener.event.listen("^wait/.*", slow_found, provider.removed)
+            listener = await _connected(listening, "listener")
+            subscriber = await _connected(coordinator, "subscriber")
+            await listener.event.listen("^wait/.*", provider.found_when(release), provider.removed)
             await asyncio.sleep(1.0)
             await subscriber.event.subscribe("wait/1", lambda data: None)
             await _until("the offer", lambda: ("asked", "wait/1") in provider.log)
@@ -485,25 +494,18 @@ async def test_a_node_asked_again_offers_each_name_to_its_listener_once(
     release = asyncio.Event()
     provider = Provider()
 
-    async def slow_found(name: str) -> bool:
-        provider.log.append(("asked", name))
-        await release.wait()
-        return provider.found(name)
-
     try:
         async with (
             TcpProxy("127.0.0.1", redis.port) as near,
             TcpProxy("127.0.0.1", redis.port) as far,
         ):
-            coordinator = _behind(near, cluster.add(), redis)
+            coordinator = cluster.add(via=near.port)
             await asyncio.to_thread(coordinator.start)
-            listening = _behind(far, cluster.add(), redis)
+            listening = cluster.add(via=far.port)
             await asyncio.to_thread(listening.start)
-            listener = Client(listening.ws_url, auth={"username": "listener"})
-            subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
-            await listener.connect()
-            await subscriber.connect()
-            await listener.event.listen("^once/.*", slow_found, provider.removed)
+            listener = await _connected(listening, "listener")
+            subscriber = await _connected(coordinator, "subscriber")
+            await listener.event.listen("^once/.*", provider.found_when(release), provider.removed)
             await asyncio.sleep(1.0)
             for name in names:
                 await subscriber.event.subscribe(name, lambda data: None)
@@ -551,51 +553,27 @@ async def test_a_listen_message_the_full_bus_queue_dropped_is_made_up_for(
     every node that it dropped messages): the coordinator, waiting 10 s, takes the accept,
     and the listener hears no REMOVED (before: after 10 s LISTEN_RESPONSE_TIMEOUT voided the
     provision; the rematch is off)."""
-    from conformance.netfaults import FaultProxy
-
-    cluster = ClusterNodes(
-        tmp_path,
-        redis,
-        node_timeout=6.0,
-        extra=_slow_listening(5.0),
-        # a stall of seconds is no lost bus here (cluster.bus_check_interval): only drops
-        options={"max_bus_queue_bytes": 1000, "bus_check_interval": 10},
-    )
+    cluster = _small_bus_queue(tmp_path, redis, 5.0)
     release = asyncio.Event()
     provider = Provider()
-
-    async def slow_found(name: str) -> bool:
-        provider.log.append(("asked", name))
-        await release.wait()
-        return provider.found(name)
 
     try:
         async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
             coordinator = cluster.add()
             await asyncio.to_thread(coordinator.start)
-            listening = cluster.add()
-            listening.config.write_text(
-                listening.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
-            )
+            listening = cluster.add(via=proxy.port)
             await asyncio.to_thread(listening.start)
             listener = Client(listening.ws_url, auth={"username": "listener"})
             emitter = Client(listening.ws_url, auth={"username": "emitter"})
             subscriber = Client(coordinator.ws_url, auth={"username": "subscriber"})
             for client in (listener, emitter, subscriber):
                 await client.connect()
-            await listener.event.listen("^drop/.*", slow_found, provider.removed)
+            await listener.event.listen("^drop/.*", provider.found_when(release), provider.removed)
             await asyncio.sleep(1.0)
             await subscriber.event.subscribe("drop/1", lambda data: None)
             await _until("the offer", lambda: ("asked", "drop/1") in provider.log)
 
-            proxy.freeze()
-            for i in range(100):  # about 25 bytes each: the queue fills up to its last 25
-                emitter.event.emit(f"n/{i}", "x" * 8)
-            await _until(
-                "the queue to overflow",
-                lambda: listening.metrics()["recordgate_cluster_bus_dropped_total"] >= 1,
-            )
-            dropped = listening.metrics()["recordgate_cluster_bus_dropped_total"]
+            dropped = await _overflow(proxy, emitter, listening)
             release.set()  # the accept: dropped too
             await _until(
                 "the accept to be dropped",
@@ -623,25 +601,13 @@ async def test_a_provider_left_notice_the_full_bus_queue_dropped_is_made_up_for(
     node dropped messages, and the coordinator asks it again about the name it provided,
     hears it has no listener now, and offers the name to the listener on a third node
     (before: the coordinator kept a provider that was gone; the rematch is off)."""
-    from conformance.netfaults import FaultProxy
-
-    cluster = ClusterNodes(
-        tmp_path,
-        redis,
-        node_timeout=6.0,
-        extra=_slow_listening(1.0),
-        # a stall of seconds is no lost bus here (cluster.bus_check_interval): only drops
-        options={"max_bus_queue_bytes": 1000, "bus_check_interval": 10},
-    )
+    cluster = _small_bus_queue(tmp_path, redis, 1.0)
     first, other = Provider(), Provider()
     try:
         async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
             coordinator = cluster.add()
             await asyncio.to_thread(coordinator.start)
-            listening = cluster.add()
-            listening.config.write_text(
-                listening.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
-            )
+            listening = cluster.add(via=proxy.port)
             await asyncio.to_thread(listening.start)
             third = cluster.add()
             await asyncio.to_thread(third.start)
@@ -659,14 +625,7 @@ async def test_a_provider_left_notice_the_full_bus_queue_dropped_is_made_up_for(
             await asyncio.sleep(1.0)
             assert other.log == []  # provided already: not offered
 
-            proxy.freeze()
-            for i in range(100):  # about 25 bytes each: the queue fills up to its last 25
-                emitter.event.emit(f"n/{i}", "x" * 8)
-            await _until(
-                "the queue to overflow",
-                lambda: listening.metrics()["recordgate_cluster_bus_dropped_total"] >= 1,
-            )
-            dropped = listening.metrics()["recordgate_cluster_bus_dropped_total"]
+            dropped = await _overflow(proxy, emitter, listening)
             await listener.event.unlisten("^left/.*")  # "its provider left": dropped too
             await _until(
                 "the notice to be dropped",

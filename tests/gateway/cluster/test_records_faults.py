@@ -486,6 +486,14 @@ async def test_a_write_redis_lost_is_not_acknowledged_after_another_node_read_it
         await b.close()
 
 
+async def acknowledged(client: WireClient, names: list[str], version: int) -> None:
+    """Writes ``{"v": version}`` as ``version`` of each of ``names`` in turn, each acknowledged."""
+    for name in names:
+        await client.send(write(name, {"v": version}, ack=name, version=version))
+        reply = await client.recv(20)
+        assert reply.action == R.WRITE_ACKNOWLEDGEMENT, reply
+
+
 async def read_once(client: WireClient, name: str) -> tuple[int, Any] | None:
     """One READ: (version, data), or None if the node refused it (RECORD_LOAD_ERROR)."""
     await client.send(rec(R.READ, name=name))
@@ -525,18 +533,13 @@ async def test_a_node_whose_bus_is_away_does_not_serve_what_the_bus_missed(
     admin = aioredis.Redis.from_url(redis.url)
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
         cluster.add()
-        node = cluster.add()
-        node.config.write_text(
-            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
-        )
+        cluster.add(via=proxy.port)  # node 1: its Redis path through the proxy
         for each in cluster:
             await asyncio.to_thread(each.start)
         a = await login(cluster[0].ws_url, "a")
         b = await login(cluster[1].ws_url, "b")
         try:
-            for name in names:
-                await a.send(write(name, {"v": 1}, ack=name, version=1))
-                assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+            await acknowledged(a, names, 1)
             proxy.hold_replies_on(b"SUBSCRIBE")  # node 1's bus alone: its commands flow
             if loss == "redis-restarted":
                 await asyncio.to_thread(redis.kill)
@@ -554,10 +557,7 @@ async def test_a_node_whose_bus_is_away_does_not_serve_what_the_bus_missed(
             async with asyncio.timeout(20):  # node 1 reads them (Redis answers again)
                 for name in names:
                     assert await read_answered(b, name) == (1, {"v": 1}), name
-            for name in names:  # the bus never tells node 1
-                await a.send(write(name, {"v": 2}, ack=name, version=2))
-                reply = await a.recv(20)
-                assert reply.action == R.WRITE_ACKNOWLEDGEMENT, reply
+            await acknowledged(a, names, 2)  # the bus never tells node 1
             for name in names:
                 got = await read_once(b, name)
                 assert got in (None, (2, {"v": 2})), name  # an error, never the version before
@@ -656,10 +656,7 @@ async def test_a_change_the_bus_did_not_confirm_in_time_is_stored_without_waitin
     # here it stands for a bus that lags, so the check is left far behind.
     cluster.options.update({"orphan_after": 120, "max_bus_lag": 0.5, "bus_check_interval": 30})
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
-        node = cluster.add()
-        node.config.write_text(
-            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
-        )
+        node = cluster.add(via=proxy.port)
         await asyncio.to_thread(node.start)
         async with await login(node.ws_url, "a") as a:
             await a.send(write(name, {"v": 1}, ack="1", version=1))
@@ -700,10 +697,7 @@ async def test_answers_that_gave_up_on_the_bus_leave_no_waiter_behind(
     # here it stands for a bus that lags, so the check is left far behind.
     cluster.options.update({"orphan_after": 120, "max_bus_lag": 0.5, "bus_check_interval": 30})
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
-        node = cluster.add()
-        node.config.write_text(
-            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
-        )
+        node = cluster.add(via=proxy.port)
         await asyncio.to_thread(node.start)
         async with await login(node.ws_url, "a") as a:
             for name in names:  # cached here: the writes below need no read
@@ -801,10 +795,7 @@ async def test_a_node_registered_again_with_its_bus_intact_serves_every_version_
     admin = aioredis.Redis.from_url(redis.url)
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
         cluster.add()
-        node = cluster.add()
-        node.config.write_text(
-            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
-        )
+        node = cluster.add(via=proxy.port)
         for each in cluster:
             await asyncio.to_thread(each.start)
         a = await login(cluster[0].ws_url, "a")
@@ -851,10 +842,7 @@ async def test_subscribe_and_head_of_many_names_misses_no_version_served_meanwhi
     cluster.options.update({"bus_check_interval": 30, "max_bus_lag": 30})
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
         cluster.add()
-        node = cluster.add()
-        node.config.write_text(
-            node.config.read_text().replace(redis.url, f"redis://127.0.0.1:{proxy.port}/0")
-        )
+        cluster.add(via=proxy.port)  # node 1: its Redis path through the proxy
         for each in cluster:
             await asyncio.to_thread(each.start)
         a = await login(cluster[0].ws_url, "a")
