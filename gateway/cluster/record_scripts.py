@@ -183,8 +183,10 @@ return 1
 CLEAN = """
 -- KEYS: record, dirty, lease. ARGV: node id, seq written, ttl ms. Storage holds the state of
 -- sequence ARGV[2]: raise f; if nothing newer was committed, the record is clean (it leaves the
--- dirty set and expires after the ttl). Releases the lease. Returns 2 if the state was seeded
--- again after that sequence (Redis lost it): storage changed behind the new state's back.
+-- dirty set and expires after the ttl), else its dirty time becomes now: its unstored changes
+-- came after this flush's claim, and a record written without pause is not an orphan while
+-- its flusher keeps up. Releases the lease. Returns 2 if the state was seeded again after that
+-- sequence (Redis lost it): storage changed behind the new state's back.
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then return 0 end
@@ -195,6 +197,10 @@ if not f or tonumber(f) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'f'
 if s == ARGV[2] then
   redis.call('ZREM', KEYS[2], KEYS[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  local now = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], 'XX', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000),
+    KEYS[1])
 end
 return 1
 """

@@ -656,3 +656,38 @@ async def test_writes_nobody_waits_for_are_flushed_paced_acks_and_shutdown_at_on
         assert snapshot is not None and (snapshot.version, snapshot.data) == (150, {"n": 150})
     finally:
         cluster.stop()
+
+
+async def test_a_record_written_without_pause_is_not_taken_for_an_orphan(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """A record written every few ms for over twice ``orphan_after`` is never clean (a newer
+    change is always unstored when its committer's flush ends), yet its committer is alive and
+    flushing it: no node may take it for an orphan. Before, the dirty set kept the record's
+    first change's time, so once that was ``orphan_after`` old every node's sweep took the
+    record as an orphan and flushed it too."""
+    cluster = ClusterNodes(tmp_path, redis, options={"orphan_after": 2.0})  # flushed each 1 s
+    try:
+        nodes = cluster.start(2)
+        writer = await login(nodes[0].ws_url, "writer")
+        watcher = await login(nodes[1].ws_url, "watcher")
+        assert await subscribe(watcher, "hot/one") == -1
+        loop = asyncio.get_running_loop()
+        version, end = 0, loop.time() + 5.0
+        while loop.time() < end:
+            version += 1
+            await writer.send(update("hot/one", version, {"n": version}))
+            await asyncio.sleep(0.002)
+        await writer.send(update("hot/one", version + 1, {"n": version + 1}, ack="last"))
+        ack = await writer.recv_until(Topic.RECORD, R.WRITE_ACKNOWLEDGEMENT, timeout=20)
+        assert ack.correlation_id == "last"
+        seen = await updates(watcher, "hot/one", version + 1)
+        assert [v for v, _ in seen] == list(range(1, version + 2))
+        for node in nodes:
+            assert node.metrics().get("recordgate_cluster_record_orphans_flushed_total", 0) == 0
+        snapshot = await stored(cluster, "hot/one")
+        assert snapshot is not None and snapshot.version == version + 1
+        await writer.close()
+        await watcher.close()
+    finally:
+        cluster.stop()
