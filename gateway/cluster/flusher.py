@@ -95,6 +95,9 @@ class Flusher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        """Set by ``close``: the loops return at their next turn, even if a driver swallowed
+        the cancellation of an await (then ``close`` would wait for them forever)."""
         self.flushed = self.retried = self.failed = self.conflicts = 0
         self.orphans = 0
         """Records this node flushed for a node that did not (dead, or stalled)."""
@@ -125,12 +128,15 @@ class Flusher:
     async def close(self, timeout: float) -> None:
         """Flush what this node committed (within ``timeout``), then stop."""
         self._hurry()
-        if self._queue and self._tasks:
+        # A flush in flight has taken its records off the queue: wait for it too (idle clear).
+        if (self._queue or not self._idle.is_set()) and self._tasks:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     while self._queue or not self._idle.is_set():
                         self._idle.clear()
                         await self._idle.wait()
+        self._closing = True
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -210,7 +216,7 @@ class Flusher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         delay = self._config.retry_initial
-        while True:
+        while not self._closing:
             if not self._queue:
                 self._due = None
                 self._urgent = False
@@ -502,7 +508,7 @@ class Flusher:
         """Queue records dirty for longer than ``orphan_after``: their committer did not
         flush them (it died, or cannot reach storage; then the lease decides who writes)."""
         interval = max(0.05, self._orphan_ms / 2000)
-        while True:
+        while not self._closing:
             await asyncio.sleep(interval)
             try:
                 seconds, micros = await self._redis.time()

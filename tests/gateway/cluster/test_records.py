@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -689,5 +690,50 @@ async def test_a_record_written_without_pause_is_not_taken_for_an_orphan(
         assert snapshot is not None and snapshot.version == version + 1
         await writer.close()
         await watcher.close()
+    finally:
+        cluster.stop()
+
+
+async def test_sigterm_during_a_flush_waits_for_it_and_exits(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """SIGTERM while a flush is in flight (its records already off the queue): shutdown waits
+    for that flush (bounded by ``write_behind.shutdown_timeout``) instead of cancelling it, so
+    the write lands in storage and the node exits. Before, shutdown saw an empty queue and
+    cancelled the flush mid-write: the change never reached storage from this node, and a driver
+    that swallowed the cancellation left the flusher running and the node hung on exit."""
+    import asyncpg
+
+    cluster = ClusterNodes(tmp_path, redis, extra="write_behind:\n  interval: 0.05\n")
+    try:
+        (node,) = cluster.start(1)
+        writer = await login(node.ws_url, "writer")
+        await writer.send(update("held/one", 1, {"n": 1}, ack="first"))
+        ack = await writer.recv_until(Topic.RECORD, R.WRITE_ACKNOWLEDGEMENT, timeout=10)
+        assert ack.correlation_id == "first"
+        url = cluster.postgres.replace("postgresql+asyncpg://", "postgresql://")
+        locker = await asyncpg.connect(url)
+        try:
+            transaction = locker.transaction()
+            await transaction.start()
+            # Writes to the table block until this transaction ends: the flush stays in flight.
+            await locker.execute(f'LOCK TABLE "{cluster.prefix}_records" IN EXCLUSIVE MODE')
+            await writer.send(update("held/one", 2, {"n": 2}))  # unacked: flushed in 0.05 s
+            await asyncio.sleep(1.0)
+            await writer.close()
+            assert node.process is not None
+            node.process.terminate()
+            await asyncio.sleep(1.0)
+            assert node.process.poll() is None  # still waiting for the flush
+            await transaction.rollback()
+        finally:
+            await locker.close()
+        try:
+            code = await asyncio.to_thread(node.process.wait, 20)  # (shutdown_timeout is 30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the node did not exit within 20 s of the flush's end:\n{node.log_text()}")
+        assert code == 0, node.log_text()
+        snapshot = await stored(cluster, "held/one")
+        assert snapshot is not None and (snapshot.version, snapshot.data) == (2, {"n": 2})
     finally:
         cluster.stop()
