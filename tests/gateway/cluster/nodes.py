@@ -166,6 +166,12 @@ class ClusterNodes(list[ClusterNode]):
         self.append(node)
         return node
 
+    async def start_added(self) -> None:
+        """Start every node added, each in a thread, so a proxy forwarding in the test's event
+        loop (``add(via=...)``) keeps serving while the node waits for Redis."""
+        for node in self:
+            await asyncio.to_thread(node.start)
+
     def start(self, count: int) -> ClusterNodes:
         for _ in range(count):
             self.add().start()

@@ -69,8 +69,7 @@ async def test_a_silent_bus_is_noticed_and_its_cache_not_served(
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
         cluster.add()
         node = cluster.add(via=proxy.port)
-        for each in cluster:
-            await asyncio.to_thread(each.start)
+        await cluster.start_added()
         a = await login(cluster[0].ws_url, "a")
         b = await login(cluster[1].ws_url, "b")
         try:

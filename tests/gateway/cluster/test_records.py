@@ -397,8 +397,7 @@ async def test_a_write_redis_lost_is_acknowledged_only_if_storage_has_it(
         node.config.write_text(
             node.config.read_text().replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
         )
-        for each in cluster:
-            await asyncio.to_thread(each.start)
+        await cluster.start_added()
         a = await login(cluster[0].ws_url, "a")
         await a.send(update(name, 1, {"v": 1}, ack="1"))
         assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT

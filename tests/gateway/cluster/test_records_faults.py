@@ -441,8 +441,7 @@ async def test_a_write_redis_lost_is_not_acknowledged_after_another_node_read_it
         node.config.write_text(
             node.config.read_text().replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
         )
-        for each in cluster:
-            await asyncio.to_thread(each.start)
+        await cluster.start_added()
         a = await login(cluster[0].ws_url, "a")
         await a.send(write(name, {"v": 1}, ack="1", version=1))
         assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
@@ -534,8 +533,7 @@ async def test_a_node_whose_bus_is_away_does_not_serve_what_the_bus_missed(
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
         cluster.add()
         cluster.add(via=proxy.port)  # node 1: its Redis path through the proxy
-        for each in cluster:
-            await asyncio.to_thread(each.start)
+        await cluster.start_added()
         a = await login(cluster[0].ws_url, "a")
         b = await login(cluster[1].ws_url, "b")
         try:
@@ -796,8 +794,7 @@ async def test_a_node_registered_again_with_its_bus_intact_serves_every_version_
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
         cluster.add()
         node = cluster.add(via=proxy.port)
-        for each in cluster:
-            await asyncio.to_thread(each.start)
+        await cluster.start_added()
         a = await login(cluster[0].ws_url, "a")
         s = await login(cluster[1].ws_url, "s")
         try:
@@ -843,8 +840,7 @@ async def test_subscribe_and_head_of_many_names_misses_no_version_served_meanwhi
     async with FaultProxy(("127.0.0.1", redis.port)) as proxy:
         cluster.add()
         cluster.add(via=proxy.port)  # node 1: its Redis path through the proxy
-        for each in cluster:
-            await asyncio.to_thread(each.start)
+        await cluster.start_added()
         a = await login(cluster[0].ws_url, "a")
         w = await login(cluster[1].ws_url, "w")
         s = await login(cluster[1].ws_url, "s")
