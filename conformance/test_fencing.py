@@ -413,3 +413,73 @@ async def test_concurrent_delete_and_recreate(
     for batch in results[3:]:  # the puts: the tombstone's fence 6 refuses them at any time
         for result in batch:
             assert result.outcome is Outcome.FENCED and result.fence in (6, 7), rule
+
+
+async def test_idempotent_retry_with_a_lower_fence_refused(
+    connector: Connector, name_prefix: str
+) -> None:
+    """A stalled writer's retry of exactly what is stored, after a later writer raised the
+    fence: refused like any lower fence, not taken for an idempotent success."""
+    name = f"{name_prefix}/again"
+    await connector.write([Put(name, 2, {"a": [1]}, fence=5)])
+    rule = "rule: fenced: a lower fence is refused, also for a retry of what is stored"
+    stored = Snapshot(name, 2, {"a": [1]})
+    _fenced((await connector.write([Put(name, 2, {"a": [1]}, fence=4)]))[0], 5, stored, rule)
+    # Equal data in another key order: still the stored version's data, still refused.
+    await connector.write([Put(name, 3, {"a": 1, "b": 2}, fence=6)])
+    stored = Snapshot(name, 3, {"a": 1, "b": 2})
+    _fenced((await connector.write([Put(name, 3, {"b": 2, "a": 1}, fence=5)]))[0], 6, stored, rule)
+    assert await connector.get(name) == stored, rule
+
+
+async def test_fences_on_records_written_unfenced(connector: Connector, name_prefix: str) -> None:
+    """Records stored before a cluster wrote them (a single server writes unfenced) get the
+    fence of the first fenced op applied to them: a put, a delete, an idempotent retry."""
+    p = name_prefix
+    put, deleted, retried = f"{p}/put", f"{p}/deleted", f"{p}/retried"
+    await connector.write([Put(n, 1, {"n": n}) for n in (put, deleted, retried)])
+    [a, b, c] = await connector.write(
+        [
+            Put(put, 2, {"v": 2}, fence=5),
+            Delete(deleted, 1, fence=5),
+            Put(retried, 1, {"n": retried}, fence=5),
+        ]
+    )
+    for result in (a, b, c):
+        _applied(result, "rule: fenced: a fenced op over an unfenced record applies")
+    rule = "rule: fenced: a fenced put over a record without a fence stores its fence"
+    _fenced(
+        (await connector.write([Put(put, 3, {}, fence=4)]))[0], 5, Snapshot(put, 2, {"v": 2}), rule
+    )
+    rule = "rule: fenced: a fenced delete of a record without a fence leaves a tombstone"
+    _fenced((await connector.write([Put(deleted, 9, {}, fence=4)]))[0], 5, None, rule)
+    await _invisible(connector, deleted, p, f"{rule}; the tombstone is no record")
+    rule = "rule: fenced: a fenced retry of a record without a fence stores its fence"
+    stored = Snapshot(retried, 1, {"n": retried})
+    _fenced((await connector.write([Put(retried, 2, {}, fence=4)]))[0], 5, stored, rule)
+
+
+async def test_fences_are_per_name(connector: Connector, name_prefix: str) -> None:
+    """Names that a collation, a key length limit or a prefix match would take for one get a
+    fence each (a fence shared by two names refuses the other's writes)."""
+    head = f"{name_prefix}/"
+    room = 500 - len(head.encode())
+    long = head + "ü" * (room // 2) + "x" * (room % 2)
+    tails = ["x", "X", "x ", "x/", "x%", "x*", "\u00e9", "e\u0301", "\u00df", "ss"]
+    names = [head + t for t in tails] + [long, long[:-1], long[:-1] + "y"]
+    rule = "rule: fenced: each name has its own fence (distinct strings, never truncated)"
+    # Falling fences: a fence shared by any two of them refuses the second.
+    for i, name in enumerate(names):
+        [result] = await connector.write([Put(name, 1, {"i": i}, fence=100 - i)])
+        _applied(result, f"{rule}: {name!r}")
+    for i, name in enumerate(names):
+        [result] = await connector.write([Put(name, 2, {}, fence=99 - i)])
+        _fenced(result, 100 - i, Snapshot(name, 1, {"i": i}), f"{rule}: {name!r}")
+    # Tombstones too.
+    results = await connector.write(
+        [Delete(name, 1, fence=200 - i) for i, name in enumerate(names)]
+    )
+    assert all(r.ok for r in results), rule
+    for i, name in enumerate(names):
+        [result] = await connector.write([Put(name, 1, {}, fence=199 - i)])
+        _fenced(result, 200 - i, None, f"{rule} (tombstone): {name!r}")
