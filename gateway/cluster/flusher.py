@@ -9,12 +9,16 @@ Invariants (docs/cluster.md, "Write-behind across nodes"):
   connector's conditional writes, first ``Delete(dv)`` if a delete is pending (so a delete on
   one node and a re-create on another reach storage in commit order), then the state itself;
   ``CLEAN`` records the sequence storage now holds (``f``).
-* Every write is fenced (the connector's ``"fenced"`` capability) with the claimed sequence
-  plus the record's fence offset ``fo``: storage refuses it once a write of a later claim is
-  stored, so a holder stalled past its lease cannot undo a delete and a re-create stored by the
-  next holder. A refused (FENCED) write is superseded: this node raises ``fo`` above the fence
-  storage holds if the cluster's fences are behind it (``FENCE_UP``; a Redis restarted empty
-  with a clock behind), and claims the record again; nothing is cleaned or acknowledged by it.
+* Every write is fenced (the connector's ``"fenced"`` capability) from the claimed sequence
+  plus the record's fence offset ``fo``, ``base = seq + fo``: the claim's ``Delete(dv)``
+  carries ``2 * base``, its put ``2 * base + 1`` (:func:`fences`). Storage refuses a write once
+  a later write of its own claim or any write of a later claim is stored, so a holder stalled
+  past its lease cannot undo a delete and a re-create stored by the next holder, also when the
+  next holder claimed the same sequence (no commit between): its late delete is below that
+  holder's put. A refused (FENCED) write is superseded: this node raises ``fo`` so that its
+  fences are above the one storage holds if the cluster's fences are behind it
+  (``FENCE_UP``; a Redis restarted empty with a clock behind), and claims the record again;
+  nothing is cleaned or acknowledged by it.
 * Paced like a single server's write-behind: a change nobody waits for is flushed within
   ``write_behind.interval`` (at most half of ``cluster.orphan_after``, so no other node takes it
   for an orphan), coalesced with the record's later changes into one ``CLAIM``, one storage
@@ -45,13 +49,23 @@ from gateway.limits import ThrottledLog
 from . import record_scripts
 from .keys import Keys
 
-__all__ = ["Flusher"]
+__all__ = ["Flusher", "fences"]
 
 log = logging.getLogger(__name__)
 _throttled = ThrottledLog(log)
 
 _BUSY_RETRY = 0.05
 """Seconds before asking again about a record another node is flushing."""
+
+
+def fences(seq: int, offset: int) -> tuple[int, int]:
+    """The fences of a claim of sequence ``seq`` with fence offset ``offset``: its
+    ``Delete(dv)``'s, then its put's. Every fence of a claim is above every fence of an earlier
+    claim (sequences and offsets only rise), and the delete's is below the put's: a stalled
+    holder's delete landing after another holder of the same claim stored the put is refused
+    (with one fence for both it would pass, and delete the put)."""
+    base = seq + offset
+    return 2 * base, 2 * base + 1
 
 
 def _lost() -> StorageUnavailable:
@@ -304,14 +318,15 @@ class Flusher:
         for key, (n, s, v, x, d, dv, f, o, fo) in claimed:
             name, seq = n.decode(), int(s)
             if seq > int(f):
-                # The fence of every write of this claim: the delete of the old life's versions
-                # and the put of the state belong to one flush, after every earlier claim's.
-                fence = seq + int(fo)
+                # The fences of this claim: the delete of the old life's versions and the put
+                # of the state belong to one flush, after every earlier claim's, the delete
+                # first.
+                delete_fence, put_fence = fences(seq, int(fo))
                 claims[key] = seq
                 if dv:
-                    deletes.append((key, Delete(name, int(dv), fence)))
+                    deletes.append((key, Delete(name, int(dv), delete_fence)))
                 if x == b"0":
-                    puts.append((key, Snapshot(name, int(v), json.loads(d), len(d), fence)))
+                    puts.append((key, Snapshot(name, int(v), json.loads(d), len(d), put_fence)))
             done.append((key, name, seq, int(o)))
         failed: set[str] = set()
         fenced: dict[str, int] = {}
@@ -362,13 +377,14 @@ class Flusher:
 
     async def _superseded(self, fenced: dict[str, int], claims: dict[str, int]) -> None:
         """Storage refused these keys' writes: it holds a fence (the value) above this claim's.
-        Raise the record's fence offset so that this claim's sequence plus it is above the
-        stored fence (a no-op in effect when a later claim stored it: the cluster's fences are
-        above it already), then claim the record again: the next round writes the current
-        state with a fence storage accepts, or finds it stored (or another node flushing)."""
+        Raise the record's fence offset so that this claim's fences are above the stored fence
+        (a no-op in effect when a later claim stored it: the cluster's fences are above it
+        already), then claim the record again: the next round writes the current state with
+        fences storage accepts, or finds it stored (or another node flushing)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, stored in fenced.items():
-                offset = stored - claims[key] + 1
+                # The least offset whose delete fence, 2 * (claim + offset), is above stored.
+                offset = stored // 2 - claims[key] + 1
                 await self._fence_up(keys=[key], args=[str(offset)], client=pipe)
             await pipe.execute()
         for key in fenced:

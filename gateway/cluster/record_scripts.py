@@ -9,11 +9,12 @@ a tombstone, the record reads as absent), ``d`` (data, JSON text; absent on a to
 else of the record), ``f`` (the sequence storage is known to hold: acknowledgements wait
 for ``f >= `` their commit's sequence) and ``o`` (the sequence the key was seeded with: a
 commit's sequence below it belongs to a state Redis lost, and is acknowledged only by the node
-that stored it), and ``fo`` (the fence offset, absent: 0): every storage write of the state of
-sequence ``s`` carries the fence ``s + fo`` (added by the flusher, exactly), so fences rise with
-the sequence and across the record's lives (a seed starts at the clock); ``fo`` is raised only
-when storage holds a fence above the cluster's (``FENCE_UP``: a Redis that restarted empty with
-a clock behind the previous one's). Sequences and versions travel as decimal strings and are
+that stored it), and ``fo`` (the fence offset, absent: 0): the storage writes of the state of
+sequence ``s`` carry fences from ``s + fo`` (``flusher.fences``: ``2 * (s + fo)`` for the
+delete of ``dv``, one more for the put), so fences rise with the sequence and across the
+record's lives (a seed starts at the clock); ``fo`` is raised only when storage holds a fence
+above the cluster's (``FENCE_UP``: a Redis that restarted empty with a clock behind the
+previous one's). Sequences and versions travel as decimal strings and are
 compared as strings (equality) or by length then text (order): Lua numbers are doubles.
 """
 
@@ -162,8 +163,8 @@ FENCE_UP = (
     _GT
     + """
 -- KEYS: record. ARGV: fence offset. Storage refused a write because it holds a fence above the
--- one the cluster sent (the sequence plus 'fo'): raise 'fo' to ARGV[1] (computed by the
--- flusher so that the claimed sequence plus it is above storage's fence; sequences only rise)
+-- one the cluster sent (from the sequence plus 'fo'): raise 'fo' to ARGV[1] (computed by the
+-- flusher so that the claimed sequence's fences are above storage's; sequences only rise)
 -- unless it is higher already. Returns 0 if Redis lost the record.
 if not redis.call('HGET', KEYS[1], 's') then return 0 end
 local fo = redis.call('HGET', KEYS[1], 'fo')
