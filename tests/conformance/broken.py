@@ -8,6 +8,7 @@ connector with one thing changed; ``HangingNetworkConnector`` talks to a real so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import unicodedata
@@ -720,3 +721,128 @@ class PatternGetConnector(_Broken):
             if fnmatch.fnmatchcase(snapshot.name, name):
                 return snapshot
         return None
+
+
+# -- fencing ---------------------------------------------------------------------------------
+# The memory connector keeps fences per name in ``store.fences``, beside the items, and checks
+# them in ``_apply`` under the store's lock; each of these changes one thing about that.
+
+
+def _unfenced(op: Op) -> Op:
+    return dataclasses.replace(op, fence=None)
+
+
+def _as(op: Op, result: WriteResult) -> WriteResult:
+    return WriteResult(op, result.outcome, result.current, result.fence)
+
+
+class IgnoredFencesConnector(_Broken):
+    """Declares the ``fenced`` capability but drops every fence (version rules alone)."""
+
+    async def write(self, ops: Sequence[Op]) -> list[WriteResult]:
+        results = await super().write([_unfenced(op) for op in ops])
+        return [_as(op, r) for op, r in zip(ops, results, strict=True)]
+
+
+class FloatFencesConnector(_Broken):
+    """Fences compared as doubles (Lua numbers, JavaScript): 2^53 + 1 is 2^53."""
+
+    async def write(self, ops: Sequence[Op]) -> list[WriteResult]:
+        rounded = [
+            op if op.fence is None else dataclasses.replace(op, fence=int(float(op.fence)))
+            for op in ops
+        ]
+        results = await super().write(rounded)
+        return [
+            WriteResult(op, r.outcome, r.current, None if r.fence is None else int(float(r.fence)))
+            for op, r in zip(ops, results, strict=True)
+        ]
+
+
+class FenceDroppedOnDeleteConnector(_Broken):
+    """Keeps the fence in the record: a delete removes both (no tombstone)."""
+
+    @staticmethod
+    def _apply(store: Any, op: Op, text: str | None, now: Any) -> WriteResult:
+        result = MemoryConnector._apply(store, op, text, now)
+        if isinstance(op, Delete) and result.ok:
+            store.fences.pop(op.name, None)
+        return result
+
+
+class ConflictRaisesFenceConnector(_Broken):
+    """Raises the stored fence before the version check, so a conflict raises it too."""
+
+    @staticmethod
+    def _apply(store: Any, op: Op, text: str | None, now: Any) -> WriteResult:
+        result = MemoryConnector._apply(store, op, text, now)
+        if result.outcome is Outcome.CONFLICT and op.fence is not None:
+            store.fences[op.name] = max(op.fence, store.fences.get(op.name, op.fence))
+        return result
+
+
+class IdempotentBeforeFenceConnector(_Broken):
+    """Settles a retry of what is stored (same version, equal data) as applied before it
+    looks at the fence."""
+
+    @staticmethod
+    def _apply(store: Any, op: Op, text: str | None, now: Any) -> WriteResult:
+        stored = store.items.get(op.name)
+        if (
+            isinstance(op, Put)
+            and stored is not None
+            and stored.version == op.version
+            and json.loads(stored.text) == op.data
+        ):
+            if op.fence is not None:
+                store.fences[op.name] = max(op.fence, store.fences.get(op.name, op.fence))
+            return WriteResult(op, Outcome.APPLIED)
+        return MemoryConnector._apply(store, op, text, now)
+
+
+class FenceOnlyWhereFencedConnector(_Broken):
+    """Records a fence only where the name had one (or nothing was stored): a record stored
+    unfenced (by a single server) never gets one, deleted or written over with a fence."""
+
+    @staticmethod
+    def _apply(store: Any, op: Op, text: str | None, now: Any) -> WriteResult:
+        bare = op.name in store.items and op.name not in store.fences
+        result = MemoryConnector._apply(store, op, text, now)
+        if bare:
+            store.fences.pop(op.name, None)
+        return result
+
+
+class SharedFencesConnector(_Broken):
+    """Fences kept per name as a case-insensitive, PAD SPACE collation compares it: two names
+    share one fence."""
+
+    @staticmethod
+    def _apply(store: Any, op: Op, text: str | None, now: Any) -> WriteResult:
+        folded = op.name.rstrip(" ").casefold()
+        if folded in store.fences:
+            store.fences[op.name] = store.fences[folded]
+        result = MemoryConnector._apply(store, op, text, now)
+        if op.name in store.fences:
+            store.fences[folded] = store.fences[op.name]
+        return result
+
+
+class RacyFencesConnector(_Broken):
+    """Reads the stored fence, then writes: two steps, so a lower fence that passed the check
+    can land after a higher one was applied."""
+
+    async def write(self, ops: Sequence[Op]) -> list[WriteResult]:
+        async def each(op: Op) -> WriteResult:
+            store = self._open_store()
+            kept = store.fences.get(op.name)
+            await asyncio.sleep(0.01)  # a round trip between the check and the write
+            if op.fence is not None and kept is not None and op.fence < kept:
+                stored = await self._stored(op.name)
+                return WriteResult(op, Outcome.FENCED, stored, kept)
+            [result] = await MemoryConnector.write(self, [_unfenced(op)])
+            if result.ok and op.fence is not None:
+                store.fences[op.name] = op.fence
+            return _as(op, result)
+
+        return await self._one_by_one(ops, each)

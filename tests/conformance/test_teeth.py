@@ -204,6 +204,49 @@ TRAPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("test_layout.py::test_refused_write_leaves_layout_alone",),
         "rule: a refused write or an idempotent retry leaves the stored item alone",
     ),
+    "IgnoredFencesConnector": (
+        ("test_fencing.py",),
+        (
+            "test_fencing.py::test_lower_fence_refused_higher_applies",
+            "test_fencing.py::test_stale_writes_after_recreate_leave_the_new_record",
+        ),
+        "rule: fenced: a put with a fence lower than the stored one is refused",
+    ),
+    "FloatFencesConnector": (
+        ("test_fencing.py",),
+        ("test_fencing.py::test_largest_fence_exact",),
+        "rule: fenced: fences are exact integers up to 2**63-1",
+    ),
+    "FenceDroppedOnDeleteConnector": (
+        ("test_fencing.py",),
+        ("test_fencing.py::test_stale_put_after_delete_refused",),
+        "rule: fenced: the fence is kept when the record is deleted",
+    ),
+    "ConflictRaisesFenceConnector": (
+        ("test_fencing.py",),
+        ("test_fencing.py::test_conflict_leaves_the_fence",),
+        "rule: fenced: a CONFLICT changes nothing, the fence included",
+    ),
+    "IdempotentBeforeFenceConnector": (
+        ("test_fencing.py",),
+        ("test_fencing.py::test_idempotent_retry_with_a_lower_fence_refused",),
+        "rule: fenced: a lower fence is refused, also for a retry of what is stored",
+    ),
+    "FenceOnlyWhereFencedConnector": (
+        ("test_fencing.py",),
+        ("test_fencing.py::test_fences_on_records_written_unfenced",),
+        "rule: fenced: a fenced put over a record without a fence stores its fence",
+    ),
+    "SharedFencesConnector": (
+        ("test_fencing.py",),
+        ("test_fencing.py::test_fences_are_per_name",),
+        "rule: fenced: each name has its own fence",
+    ),
+    "RacyFencesConnector": (
+        ("test_fencing.py",),
+        ("test_fencing.py::test_concurrent_fenced_writers",),
+        "rule: fenced: the fence check, version check and write are one atomic operation",
+    ),
 }
 
 
