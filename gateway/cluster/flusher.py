@@ -28,7 +28,10 @@ Invariants (docs/cluster.md, "Write-behind across nodes"):
 * An acknowledgement waits for ``f >=`` its commit's sequence: storage holds that version or a
   newer state. A node that finds the lease taken polls ``f`` instead of writing.
 * Storage refusing an operation fails this node's waiters for it (never a silent success) and
-  leaves the record dirty; Redis or storage unreachable: retried with backoff, waiters wait.
+  leaves the record dirty, its dirty time moved to now (``DEFER``): records storage refuses
+  for good (data a client sent) never keep the orphan sweep, which takes the oldest dirty
+  records a batch at a time, from the records a dead node left. Redis or storage
+  unreachable: retried with backoff, waiters wait.
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ class Flusher:
         self._clean = redis.register_script(record_scripts.CLEAN)
         self._drop_dv = redis.register_script(record_scripts.DROP_DV)
         self._fence_up = redis.register_script(record_scripts.FENCE_UP)
+        self._defer = redis.register_script(record_scripts.DEFER)
 
     def start(self) -> None:
         self._tasks = [
@@ -330,8 +334,9 @@ class Flusher:
             done.append((key, name, seq, int(o)))
         failed: set[str] = set()
         fenced: dict[str, int] = {}
+        refused: set[str] = set()
         if deletes:
-            failed |= await self._write(deletes, fenced)
+            failed |= await self._write(deletes, fenced, refused)
             ok = [(key, op) for key, op in deletes if key not in failed and key not in fenced]
             if ok:
                 async with self._redis.pipeline(transaction=False) as pipe:
@@ -344,10 +349,15 @@ class Flusher:
                     await pipe.execute()
         puts = [(key, op) for key, op in puts if key not in failed and key not in fenced]
         if puts:
-            failed |= await self._write(puts, fenced)
+            failed |= await self._write(puts, fenced, refused)
         if fenced:
             await self._superseded(fenced, claims)
             failed |= set(fenced)
+        if refused:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in refused:
+                    await self._defer(keys=[self._keys.dirty, key], client=pipe)
+                await pipe.execute()
         cleaned = [entry for entry in done if entry[0] not in failed]
         earlier = {key: self._stored.get(key, -1) for key, *_ in cleaned}
         for key, _, seq, _ in cleaned:
@@ -405,12 +415,15 @@ class Flusher:
         self._settle(key, seq)
 
     async def _write(
-        self, ops: Sequence[tuple[str, Snapshot | Delete]], fenced: dict[str, int]
+        self,
+        ops: Sequence[tuple[str, Snapshot | Delete]],
+        fenced: dict[str, int],
+        refused: set[str],
     ) -> set[str]:
-        """Write ``ops``; the keys whose operation storage refused for good (their waiters
-        here are failed, the record stays dirty). Keys refused for a higher fence go to
-        ``fenced`` with the stored fence (superseded: their waiters wait). Raises while
-        storage is unreachable."""
+        """Write ``ops``; the keys not stored. Those storage refused for good also go to
+        ``refused`` (their waiters here are failed, the record stays dirty); those refused for
+        a higher fence go to ``fenced`` with the stored fence (superseded: their waiters
+        wait). Raises while storage is unreachable."""
         results: list[WriteResult | Exception]
         try:
             results = list(await self.connector.write([op for _, op in ops]))
@@ -433,6 +446,7 @@ class Flusher:
             if isinstance(result, Exception):
                 self._refused(key, op, result)
                 failed.add(key)
+                refused.add(key)
             elif result.outcome is Outcome.APPLIED:
                 self.flushed += 1
             elif result.outcome is Outcome.FENCED:
@@ -472,6 +486,7 @@ class Flusher:
                     ),
                 )
                 failed.add(key)
+                refused.add(key)
         return failed
 
     def _refused(self, key: str, op: Snapshot | Delete, exc: Exception) -> None:

@@ -20,7 +20,17 @@ compared as strings (equality) or by length then text (order): Lua numbers are d
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "CLEAN", "COMMIT", "DROP_DV", "FENCE_UP", "READ", "REPLACE", "SEED"]
+__all__ = [
+    "CLAIM",
+    "CLEAN",
+    "COMMIT",
+    "DEFER",
+    "DROP_DV",
+    "FENCE_UP",
+    "READ",
+    "REPLACE",
+    "SEED",
+]
 
 _GT = """
 local function gt(a, b)  -- a > b for decimal strings without leading zeros
@@ -172,6 +182,15 @@ if not fo or gt(ARGV[1], fo) then redis.call('HSET', KEYS[1], 'fo', ARGV[1]) end
 return 1
 """
 )
+
+DEFER = """
+-- KEYS: dirty, record. Storage refused the record's write for good (its writers were told): its
+-- dirty time becomes now, so the orphan sweep, which takes the oldest dirty records a batch at
+-- a time, takes the others first; it is tried again once it is orphan_after old.
+local now = redis.call('TIME')
+return redis.call('ZADD', KEYS[1], 'XX',
+  tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), KEYS[2])
+"""
 
 DROP_DV = """
 -- KEYS: record, lease. ARGV: node id, dv written. Storage no longer holds any version up to dv:

@@ -123,3 +123,58 @@ async def test_a_stalled_holders_delete_cannot_remove_the_life_the_next_holder_s
             if b is not None:
                 await b.close(1.0)
             MemoryConnector.drop_store(url)
+
+
+class RefusingConnector(MemoryConnector):
+    """Storage that refuses, for good, every write of a name under ``poison/`` (as PostgreSQL
+    refuses a string holding U+0000 in JSONB: data a client may send)."""
+
+    async def write(self, ops: Sequence[Put | Delete]) -> list[WriteResult]:
+        if any(op.name.startswith("poison/") for op in ops):
+            from gateway.exceptions import StorageRejected
+
+            raise StorageRejected("refused: poison")
+        return await super().write(ops)
+
+
+async def test_records_storage_refuses_do_not_hide_orphans_from_the_sweep(
+    redis_client: object,
+) -> None:
+    """Records whose writes storage refuses for good stay dirty (their writers were told).
+    The orphan sweep takes the oldest dirty records, ``batch_size`` at a time: a batch's worth
+    of such records, dirty before a node died, must not keep the records it left unflushed
+    from being found (before, they were retried first every sweep, and the dead node's
+    records never reached storage)."""
+    url = "memory://flusher-poison"
+    MemoryConnector.drop_store(url)
+    keys = Keys("fences")
+    client: object = redis_client
+    poison = [f"poison/{i}" for i in range(3)]
+    orphan = "orphan/left-by-a-dead-node"
+    for score, name in enumerate([*poison, orphan], start=1):
+        key = keys.record(name)
+        await client.hset(  # type: ignore[attr-defined]
+            key,
+            mapping={"n": name, "s": "100", "v": "1", "x": "0", "d": "{}", "f": "99", "o": "90"},
+        )
+        await client.zadd(keys.dirty, {key: score})  # type: ignore[attr-defined]
+    cluster = ClusterConfig(prefix="fences", flush_lease=LEASE, orphan_after=0.4)
+    connector = RefusingConnector(url)
+    await connector.open()
+    flusher = Flusher(
+        connector, keys, cluster=cluster, write_behind=WriteBehindConfig(batch_size=3)
+    )
+    flusher.bind(redis_client, "sweeper")
+    flusher.start()
+    try:
+        for _ in range(100):  # 10 s
+            if await connector.get(orphan) is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the orphan never reached storage: the sweep kept taking poison records")
+        assert flusher.failed >= 3  # each poison record was tried, and refused
+    finally:
+        await flusher.close(0.5)
+        await connector.close()
+        MemoryConnector.drop_store(url)
