@@ -846,3 +846,19 @@ class RacyFencesConnector(_Broken):
             return _as(op, result)
 
         return await self._one_by_one(ops, each)
+
+
+class TombstonePagesConnector(_Broken):
+    """Pages over every stored name, tombstones included (``limit`` before the live filter),
+    drops the tombstones, and takes a short page for the last one."""
+
+    async def scan(self, prefix: str = "") -> AsyncIterator[Snapshot]:
+        store = self._open_store()
+        every = sorted(n for n in {*store.items, *store.fences} if n.startswith(prefix))
+        for start in range(0, len(every), self.page_size):
+            page = [await self._stored(n) for n in every[start : start + self.page_size]]
+            live = [s for s in page if s is not None]
+            for snapshot in live:
+                yield snapshot
+            if len(live) < self.page_size:
+                return
