@@ -251,6 +251,16 @@ class ClusterRecords:
         entry = self._cache.get(name)
         return default if entry is None else entry.record
 
+    async def settled(self, name: str) -> None:
+        """Returns once storage holds the state of ``name`` current now, whichever node
+        committed it: the flusher claims it if no node has written it yet."""
+        entry = self._cache.get(name) if self._trusted() else None
+        if entry is None:
+            entry = await self._entry(name)
+        durable = self.flusher.committed(self.keys.record(name), entry.seq, wait=True)
+        assert durable is not None
+        await durable
+
     async def load(self, name: str) -> Record | None:
         entry = self._cache.get(name)
         if entry is not None and self._trusted():

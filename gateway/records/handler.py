@@ -104,6 +104,10 @@ class Authority(Protocol):
         """The newest state of ``name`` this node served (``default`` if it holds none): what
         the next operation on the record runs on."""
 
+    async def settled(self, name: str) -> None:
+        """Returns once storage holds the state of ``name`` current when called (a deletion
+        committed but not yet written included); raises ``StorageError`` if it never will."""
+
 
 class RecordHandler:
     """Every RECORD action; subscriptions and listening live here, snapshots in ``store``."""
@@ -695,8 +699,8 @@ class RecordHandler:
         """DELETE on a cluster node: a tombstone committed like a write (so a re-create on
         another node comes after it in storage too); DELETE_SUCCESS once storage has it."""
         assert self.authority is not None
-        if record is None:  # nothing to delete, as on one node
-            conn.send(Message(Topic.RECORD, R.DELETE_SUCCESS, name=name))
+        if record is None:  # nothing to delete, but a deletion may not be in storage yet
+            self._spawn(self._confirm_delete(conn, name, self.authority.settled(name)))
             return None
         try:
             stored = await self.authority.commit(name, None, record, local=(None, conn), ack=True)

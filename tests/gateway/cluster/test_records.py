@@ -212,6 +212,37 @@ async def test_delete_on_one_node_and_recreate_on_another_end_right_in_storage(
     await b.close()
 
 
+async def test_delete_of_an_absent_or_deleted_record_succeeds_on_every_node(
+    cluster: ClusterNodes,
+) -> None:
+    """A DELETE that finds nothing to delete answers DELETE_SUCCESS (as one server does):
+    of a name never written, and of a record whose deletion storage already has, on the node
+    that deleted it and on another; the record can be written again afterwards."""
+    nodes = cluster.start(2)
+    a = await login(nodes[0].ws_url, "a")
+    b = await login(nodes[1].ws_url, "b")
+    for client, name in ((a, "cr/never/a"), (b, "cr/never/b")):
+        await client.send(rec(R.DELETE, name=name))
+        assert (await client.recv(20)).action == R.DELETE_SUCCESS
+        assert await stored(cluster, name) is None
+    name = "cr/deleted/again"
+    await a.send(update(name, 1, {"v": 1}, ack="x"))
+    assert (await a.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    await a.send(rec(R.DELETE, name=name))
+    assert (await a.recv_until(Topic.RECORD, R.DELETE_SUCCESS, timeout=20)).name == name
+    assert await stored(cluster, name) is None
+    for client in (a, b):
+        await client.send(rec(R.DELETE, name=name))
+        reply = await client.recv_until(Topic.RECORD, R.DELETE_SUCCESS, timeout=20)
+        assert reply.name == name
+    await b.send(update(name, -1, {"v": "again"}, ack="y"))
+    assert (await b.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    snapshot = await stored(cluster, name)
+    assert snapshot is not None and snapshot.data == {"v": "again"}
+    await a.close()
+    await b.close()
+
+
 async def test_sigkill_under_write_load_loses_no_ack_and_no_delivered_version(
     cluster: ClusterNodes,
 ) -> None:
