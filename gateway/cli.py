@@ -1,5 +1,5 @@
-"""The ``recordgate`` command line: ``recordgate start [-c CONFIG] [--host H] [--port P]``,
-``recordgate hash [PASSWORD]``.
+"""The ``recordgate`` command line: ``recordgate start [-c CONFIG] [--host H] [--port P]
+[--event-loop L]``, ``recordgate hash [PASSWORD]``.
 
 Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 2 for an invalid configuration or
 command line, 1 when the server cannot run (port taken, storage unreachable).
@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config, load_config
 from .exceptions import ConfigError, RecordgateError
-from .loops import loop_factory
+from .loops import EVENT_LOOPS, loop_factory
 from .server import Server
 
 __all__ = ["main"]
@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("-c", "--config", help="YAML config file (default: embedded defaults)")
     start.add_argument("--host", help="interface to listen on (default 0.0.0.0)")
     start.add_argument("--port", type=int, help="port to listen on (default 6020)")
+    start.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        help="server.event_loop: auto (uvloop where installed), asyncio or uvloop",
+    )
     start.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     migrate = commands.add_parser(
@@ -168,6 +173,8 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         server = dataclasses.replace(server, host=args.host)
     if args.port is not None:
         server = dataclasses.replace(server, port=args.port)
+    if args.event_loop is not None:
+        server = dataclasses.replace(server, event_loop=args.event_loop)
     return dataclasses.replace(config, server=server)
 
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import yaml
 
 from .exceptions import ConfigError
+from .loops import EVENT_LOOPS
 from .protocol.payload import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
 from .tls import TlsConfig
 
@@ -85,7 +86,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port must be between 0 and 65535")
         _require(
-            self.event_loop in ("auto", "asyncio", "uvloop"),
+            self.event_loop in EVENT_LOOPS,
             "server.event_loop must be auto, asyncio or uvloop",
         )
         for key in ("path", "health_path", "metrics_path"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from gateway.config import Config, config_from_dict
 from gateway.server import Server
+from tests.event_loop import pinned as pinned_loop
 from tests.servers import servers_required
 from tests.standins.mongodb import mongodb_standin  # noqa: F401 - a session fixture
 from tests.wire import WireClient
@@ -18,10 +18,11 @@ from tests.wire import WireClient
 ServerFactory = Callable[..., Awaitable[Server]]
 
 
-if os.environ.get("RECORDGATE_TEST_EVENT_LOOP") == "uvloop":
+if pinned_loop() == "uvloop":
     # CI runs the connection layer's modules again on uvloop, the loop `recordgate start`
-    # prefers; otherwise the standard loop. (pytest-asyncio 1.x deprecates this override in
-    # favour of a hook that parametrizes every test by loop: defined only when asked for.)
+    # runs on by default; otherwise the standard loop (see tests/event_loop.py). (pytest-asyncio
+    # 1.x deprecates this override in favour of a hook that parametrizes every test by loop:
+    # defined only when asked for.)
 
     @pytest.fixture(scope="session")
     def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:

@@ -24,6 +24,7 @@ from connectors import create_connector
 from connectors.base import RawReader, SupportsRawReader
 from connectors.sql import SQLConnector
 from gateway.protocol import Message, RecordAction, Topic
+from tests.event_loop import start_args
 from tests.redis_server import RedisServer
 from tests.servers import require_postgres
 from tests.wire import WireClient, write
@@ -122,6 +123,9 @@ class ServerProcess:
     """``resource.RLIMIT_*`` -> soft and hard limit set in the child before it runs (an
     address-space cap, a file-descriptor limit)."""
     log_level: str = "WARNING"
+    event_loop: str | None = None
+    """``--event-loop``: None for the loop the suite pins (``tests/event_loop.py``), if any, else
+    the config's."""
     process: asyncio.subprocess.Process | None = None
     url: str = ""
     stderr: Path = field(init=False)
@@ -133,6 +137,7 @@ class ServerProcess:
     async def start(self) -> ServerProcess:
         with self.stderr.open("ab") as err:
             config = [] if self.config is None else ["-c", str(self.config)]
+            loop = start_args() if self.event_loop is None else ["--event-loop", self.event_loop]
             self.process = await asyncio.create_subprocess_exec(
                 RECORDGATE,
                 "start",
@@ -143,6 +148,7 @@ class ServerProcess:
                 "0",
                 "--log-level",
                 self.log_level,
+                *loop,
                 cwd=self.cwd,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
@@ -219,12 +225,13 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         *,
         rlimits: dict[int, int] | None = None,
         log_level: str = "WARNING",
+        event_loop: str | None = None,
     ) -> ServerProcess:
         path = None
         if config is not None:
             path = tmp_path / f"cfg{len(processes)}.yaml"
             path.write_text(yaml.safe_dump(config))
-        server = ServerProcess(path, tmp_path, rlimits or {}, log_level)
+        server = ServerProcess(path, tmp_path, rlimits or {}, log_level, event_loop)
         processes.append(server)
         return await server.start()
 

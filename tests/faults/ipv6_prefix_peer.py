@@ -1,7 +1,9 @@
 """Run inside a fresh network namespace (``unshare -n``, as root): gives loopback three
 addresses of one IPv6 /64, starts ``recordgate start`` on the first with
 ``server.max_connections_per_ip: 2`` and connects from the other two; prints what each
-connection got, as JSON: ``"open"`` or the HTTP status it was refused with."""
+connection got, as JSON: ``"open"`` or the HTTP status it was refused with.
+
+Arguments: the working directory, then any further arguments of ``recordgate start``."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def addresses() -> None:
         )
 
 
-async def main(workdir: Path) -> None:
+async def main(workdir: Path, start_args: list[str]) -> None:
     config = workdir / "v6.yaml"
     config.write_text("storage: {type: memory}\nserver: {max_connections_per_ip: 2}\n")
     process = await asyncio.create_subprocess_exec(
@@ -51,6 +53,7 @@ async def main(workdir: Path) -> None:
         "0",
         "--log-level",
         "WARNING",
+        *start_args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
         cwd=workdir,
@@ -69,4 +72,4 @@ async def main(workdir: Path) -> None:
 
 if __name__ == "__main__":
     addresses()
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2:]))

@@ -27,6 +27,7 @@ from gateway.protocol import (
     RecordAction,
     Topic,
 )
+from tests.event_loop import start_args
 from tests.faults.conftest import R, ServerProcess, read, write
 from tests.gateway.test_metrics import parse
 from tests.gateway.test_server import http_get
@@ -351,8 +352,9 @@ async def test_past_the_fd_limit_no_waiting_client_is_closed_unanswered(
     # EMFILE trick) closed 150 of these 200 sockets and the waiting client unanswered.
     if event_loop == "uvloop":
         pytest.importorskip("uvloop", reason="the uvloop extra is not installed")
-    config = {**MEMORY, "server": {"event_loop": event_loop}}
-    server = await start_server(config, rlimits={resource.RLIMIT_NOFILE: 256}, log_level="INFO")
+    server = await start_server(
+        MEMORY, rlimits={resource.RLIMIT_NOFILE: 256}, log_level="INFO", event_loop=event_loop
+    )
     assert f"event loop: {event_loop}" in server.log()
     assert "max_connections lowered to 192" in server.log()
     # The cap filled with logged-in clients (no handshake deadline to race): every raw socket
@@ -391,7 +393,7 @@ def test_connections_per_ip_count_an_ipv6_slash_64_as_one_client(tmp_path: Path)
     helper = Path(__file__).with_name("ipv6_prefix_peer.py")
     try:
         ran = subprocess.run(
-            ["unshare", "-n", sys.executable, str(helper), str(tmp_path)],
+            ["unshare", "-n", sys.executable, str(helper), str(tmp_path), *start_args()],
             capture_output=True,
             text=True,
             timeout=60,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.event_loop import start_args
 from tests.faults.conftest import RECORDGATE, acks, write
 from tests.redis_server import RedisServer
 
@@ -17,8 +18,9 @@ def test_a_redis_without_aof_is_refused_at_startup(tmp_path: Path) -> None:
     try:
         config = tmp_path / "cfg.yaml"
         config.write_text(yaml.safe_dump({"storage": {"type": "redis", "url": redis.url}}))
+        command = [RECORDGATE, "start", "-c", str(config), "--host", "127.0.0.1", "--port", "0"]
         done = subprocess.run(
-            [RECORDGATE, "start", "-c", str(config), "--host", "127.0.0.1", "--port", "0"],
+            [*command, *start_args()],
             cwd=tmp_path,
             capture_output=True,
             text=True,

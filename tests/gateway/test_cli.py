@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.event_loop import start_args
 from tests.wire import WireClient
 
 RECORDGATE = str(Path(sys.executable).with_name("recordgate"))
@@ -37,9 +38,11 @@ def port_is_free(port: int) -> bool:
 
 
 async def run(*args: str, cwd: Path) -> asyncio.subprocess.Process:
+    loop = start_args() if args[:1] == ("start",) else []
     return await asyncio.create_subprocess_exec(
         RECORDGATE,
         *args,
+        *loop,
         cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.event_loop import start_args
+
 RECORDGATE = str(Path(sys.executable).parent / "recordgate")
 
 
 def _startup_log(config: Path, cwd: Path) -> str:
     proc = subprocess.Popen(
-        [RECORDGATE, "start", "-c", str(config), "--port", "0", "--host", "127.0.0.1"],
+        [RECORDGATE, "start", "-c", str(config), "--port", "0", "--host", "127.0.0.1",
+         *start_args()],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None

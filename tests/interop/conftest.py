@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from tests.event_loop import start_args
 from tests.servers import servers_required
 
 HERE = Path(__file__).parent
@@ -119,6 +120,7 @@ class RecordgateProcess:
     def start(self) -> None:
         command = [sys.executable, "-m", "gateway.cli", "start", "-c", str(self.config)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]
+        command += start_args()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT

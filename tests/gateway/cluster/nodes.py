@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.event_loop import start_args
 from tests.redis_server import RedisServer
 from tests.servers import require_postgres
 
@@ -66,6 +67,7 @@ class ClusterNode:
     def spawn(self) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "gateway.cli", "start", "-c", str(self.config)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "INFO"]
+        command += start_args()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT

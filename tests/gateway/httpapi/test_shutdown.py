@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from gateway.protocol import Message, RpcAction, Topic
+from tests.event_loop import start_args
 from tests.gateway.httpapi.client import request
 from tests.wire import WireClient
 
@@ -33,7 +34,7 @@ async def test_sigterm_stops_the_server_whatever_the_http_traffic(tmp_path: Path
     )
     proc = await asyncio.create_subprocess_exec(
         RECORDGATE, "start", "-c", str(config), "--port", "0", "--host", "127.0.0.1",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *start_args(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
     try:
