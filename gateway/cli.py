@@ -211,7 +211,7 @@ async def _run(config: Config, path: str | None, loop_name: str) -> None:
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     scheme = "ws" if config.server.tls is None else "wss"
     _log_setup(config, path)
-    log.info("event loop: %s", loop_name)
+    log.info("event loop: %s (server.event_loop: %s)", loop_name, config.server.event_loop)
     async with server:
         print(
             f"recordgate listening on {scheme}://{config.server.host}:{server.port}"

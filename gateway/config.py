@@ -78,10 +78,10 @@ class ServerConfig:
     max_json_depth: int = DEFAULT_MAX_DEPTH
     """Containers nested in any JSON a client sends (record data, counted from the record's
     root so a PATCH counts its path; AUTH data). Deeper gets INVALID_MESSAGE_DATA."""
-    event_loop: str = "asyncio"
-    """``asyncio``: the standard loop; ``auto``: uvloop when installed (the ``uvloop`` extra),
-    else the standard loop; ``uvloop``: uvloop or refuse to start. Not yet the default (see
-    ``gateway/loops.py``)."""
+    event_loop: str = "auto"
+    """``auto``: uvloop when installed (a dependency on CPython outside Windows; elsewhere the
+    ``uvloop`` extra), else the standard loop; ``asyncio``: the standard loop; ``uvloop``: uvloop
+    or refuse to start (see ``gateway/loops.py``)."""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port must be between 0 and 65535")

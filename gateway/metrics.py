@@ -106,8 +106,12 @@ def render(
     received: list[int] | None = None,
     sent: list[int] | None = None,
     records_subscribed: int = 0,
+    event_loop: str = "asyncio",
 ) -> str:
     lines = [
+        "# HELP recordgate_event_loop_info The event loop this server runs on (server.event_loop).",
+        "# TYPE recordgate_event_loop_info gauge",
+        f'recordgate_event_loop_info{{loop="{event_loop}"}} 1',
         "# HELP recordgate_connections Open client connections.",
         "# TYPE recordgate_connections gauge",
         f"recordgate_connections {connections}",

@@ -32,6 +32,7 @@ from .handler import Handler
 from .httpapi.api import HttpApi
 from .httpapi.request import HttpRequest, HttpResponse, RequestReader
 from .limits import LimitTrips, ThrottledLog
+from .loops import running_loop_name
 from .permissions import Permissions
 from .permissions.gate import Gate
 from .presence import PresenceHandler
@@ -227,6 +228,7 @@ class Server:
         self._rate = self.config.server.max_messages_per_second
         self._burst = float(self.config.server.message_burst)
         self.serving = False
+        self._loop_name = "asyncio"  # the running loop's, once started (/metrics)
         self._clock = time.monotonic  # the event loop's clock, once started
         self._heartbeat: asyncio.Task[None] | None = None
         self.port: int = self.config.server.port
@@ -273,6 +275,7 @@ class Server:
         cfg = self.config.server
         loop = asyncio.get_running_loop()
         self._clock = loop.time
+        self._loop_name = running_loop_name()
         if self.max_connections < cfg.max_connections:
             log.warning(
                 "server.max_connections lowered to %d: the file-descriptor limit (ulimit -n) "
@@ -366,6 +369,7 @@ class Server:
                 received=self.messages_received,
                 sent=self._outbox.sent,
                 records_subscribed=len(self.records.subscriptions),
+                event_loop=self._loop_name,
             )
             response = protocol.reject(http.HTTPStatus.OK, body)
             del response.headers["Content-Type"]  # reject's text/plain: one Content-Type only
