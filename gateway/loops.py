@@ -13,9 +13,9 @@ each 503 as descriptors free up. ``server.max_connections`` stays below the limi
 server bounds the refused sockets it holds while their clients read the 503
 (``refusals_held_max`` in ``server.py``), so the process stays off the limit on both loops
 (``tests/faults/test_limits.py::test_past_the_fd_limit_no_waiting_client_is_closed_unanswered``).
-Both loops stay tested: the suite's server processes run on the default (uvloop) and again
-pinned to the standard loop in CI (``tests/event_loop.py``); in-process tests run on the
-standard loop and the connection layer's again on uvloop."""
+Both loops stay tested (``.ci/run``): the suite's server processes run on the default (uvloop)
+and again pinned to the standard loop (``tests/event_loop.py``); the in-process tests run on the
+standard loop, and those of ``tests/gateway`` again on uvloop."""
 
 from __future__ import annotations
 
