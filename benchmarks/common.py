@@ -121,11 +121,14 @@ async def recordgate(
 
 
 def on_loops(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``config`` on each event loop to compare, named: the standard loop always, uvloop when
-    installed (``server.event_loop`` set explicitly, whatever the default is)."""
-    loops = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
-    server = config.get("server", {})
-    return [(loop, {**config, "server": {**server, "event_loop": loop}}) for loop in loops]
+    """``config`` on each event loop to compare, named: the standard loop (``server.event_loop:
+    asyncio``), and where uvloop is installed ``config`` as it is, on the default (``auto``),
+    which is uvloop there (``tests/gateway/test_loops.py``)."""
+    standard = {**config, "server": {**config.get("server", {}), "event_loop": "asyncio"}}
+    loops = [("asyncio", standard)]
+    if importlib.util.find_spec("uvloop"):
+        loops.append(("uvloop", config))
+    return loops
 
 
 def workdir() -> tempfile.TemporaryDirectory[str]:
