@@ -5,7 +5,8 @@ the loop its test configures), and the in-process tests on pytest-asyncio's stan
 Set to ``asyncio`` or ``uvloop``: every process a harness starts gets ``--event-loop`` that
 loop (``start_args()``), which overrides its config, and the in-process tests run on that loop
 too (``tests/conftest.py``). ``.ci/run`` uses this to run the server-process tests once more
-on the loop the default run did not use.
+on the loop the default run did not use. A new harness that starts ``recordgate start`` adds
+``start_args()``, and its tests' path goes into that CI step.
 """
 
 from __future__ import annotations
