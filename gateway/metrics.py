@@ -26,6 +26,11 @@ _STORE_METRICS = (
     ("retried", "counter", "Flush attempts repeated after storage was unavailable."),
     ("failed", "counter", "Operations storage refused for good."),
     ("conflicts", "counter", "Flushes that met a newer snapshot in storage."),
+    (
+        "reverted",
+        "counter",
+        "States storage refused for good that were replaced with storage's state.",
+    ),
 )
 
 _CLUSTER_METRICS = (

@@ -30,8 +30,12 @@ Invariants (docs/cluster.md, "Write-behind across nodes"):
 * Storage refusing an operation fails this node's waiters for it (never a silent success) and
   leaves the record dirty, its dirty time moved to now (``DEFER``): records storage refuses
   for good (data a client sent) never keep the orphan sweep, which takes the oldest dirty
-  records a batch at a time, from the records a dead node left. Redis or storage
-  unreachable: retried with backoff, waiters wait.
+  records a batch at a time, from the records a dead node left. A refused put is then undone
+  (``on_refused``: ``ClusterRecords`` commits storage's state over it, with a higher
+  version), so no reader is served, as current, a state storage will never hold, and the
+  record leaves the dirty set once that commit is stored; it stays dirty, tried again every
+  ``orphan_after``, only while the undo cannot be made (storage or Redis unreachable).
+  Redis or storage unreachable: retried with backoff, waiters wait.
 """
 
 from __future__ import annotations
@@ -124,6 +128,11 @@ class Flusher:
         """Writes storage refused for a higher fence (a newer flush stored first)."""
         self.errors: dict[str, int] = {}
         self.flush_seconds = Histogram()
+        self.reverted = 0
+        """Refused states this node replaced with storage's (``ClusterRecords``)."""
+        self.on_refused: Callable[[str, str, int, int], None] | None = None
+        """Called with a record's name, key, claimed sequence and version when storage refused
+        the put of that state for good: the state is to become storage's again."""
         self.on_overtaken: Callable[[str], None] | None = None
         """Called with a record's name when storage got a write of a state Redis has lost
         since, and the record's new state may be older than storage's (re-read it)."""
@@ -358,6 +367,10 @@ class Flusher:
                 for key in refused:
                     await self._defer(keys=[self._keys.dirty, key], client=pipe)
                 await pipe.execute()
+            if self.on_refused is not None:
+                for key, put in puts:
+                    if key in refused:
+                        self.on_refused(put.name, key, claims[key], put.version)
         cleaned = [entry for entry in done if entry[0] not in failed]
         earlier = {key: self._stored.get(key, -1) for key, *_ in cleaned}
         for key, _, seq, _ in cleaned:

@@ -48,6 +48,7 @@ from gateway.exceptions import (
     RedisUnreachable,
     StorageError,
 )
+from gateway.limits import ThrottledLog
 from gateway.protocol import payload
 from gateway.store.base import Record, StoreStats
 from gateway.store.slots import FairSlots
@@ -59,6 +60,7 @@ from .keys import Keys
 __all__ = ["ClusterRecords"]
 
 log = logging.getLogger(__name__)
+_throttled = ThrottledLog(log)
 
 _READ_TRIES = 3
 """Storage reads of a record whose answer was overtaken (see SEED and REPLACE) before giving
@@ -114,6 +116,7 @@ class ClusterRecords:
             connector, self.keys, cluster=cluster, write_behind=self._write_behind
         )
         self.flusher.on_overtaken = self._overtaken
+        self.flusher.on_refused = self._refused
         self._refreshing: set[asyncio.Task[None]] = set()
         self._ttl_ms = int(cluster.record_ttl * 1000)
         self._absent_ms = int(cluster.absent_ttl * 1000)
@@ -234,6 +237,7 @@ class ClusterRecords:
             loads_waiting=self._slots.waiting,
             flush_seconds=flusher.flush_seconds,
             errors=dict(flusher.errors),
+            reverted=flusher.reverted,
         )
 
     # -- reads ---------------------------------------------------------------------------
@@ -609,6 +613,45 @@ class ClusterRecords:
         task = asyncio.create_task(self._refresh_now(name))
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
+
+    def _refused(self, name: str, key: str, seq: int, version: int) -> None:
+        """Storage refused for good the put of ``version`` of ``name`` (sequence ``seq``);
+        its writers were told. Undo it (``_revert``), as a task: the flusher goes on."""
+        task = asyncio.create_task(self._revert(name, key, seq, version))
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _revert(self, name: str, key: str, seq: int, version: int) -> None:
+        """Commit storage's state of ``name`` over the refused state of sequence ``seq``,
+        unless a newer commit superseded it (that one is flushed, or refused, on its own).
+        Storage's data gets a version above the refused one (every node served that version:
+        versions only rise for clients) and is written back like any commit, so storage and
+        clients agree; a record storage lacks becomes a tombstone. Until that commit is stored
+        the record stays dirty; then it is clean and expires after ``record_ttl``, like any
+        record: a refused state neither stays in Redis nor is served as current. If storage
+        or Redis is away, the flusher refuses the state again at its next try (every
+        ``orphan_after``) and this runs again."""
+        try:
+            stored = await self._storage_read(name)
+            if stored is None:
+                args: list[Any] = [str(seq), "d", 0, "", name, ""]
+            else:
+                new_version = max(version, stored.version) + 1
+                args = [str(seq), "p", new_version, payload.dumps(stored.data), name, ""]
+            keys = [key, self.keys.dirty, self.keys.bus, self.keys.position]
+            reply = await self._commit(keys=keys, args=args)
+        except Exception as exc:
+            _throttled.warning(
+                "cluster: cannot restore storage's state of record %r over a state storage "
+                "refused (%s: %s); trying again after cluster.orphan_after",
+                name,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        if reply[0] == b"ok":
+            self.flusher.reverted += 1
+            self.flusher.committed(key, int(reply[1]), wait=False)
 
     async def _refresh_now(self, name: str) -> None:
         try:

@@ -52,6 +52,8 @@ class StoreStats:
     errors: dict[str, int] = field(default_factory=dict)
     """Storage errors by kind: ``unavailable``, ``timeout`` (retried), ``rejected`` and
     ``other`` (an operation failed for good)."""
+    reverted: int = 0
+    """States storage refused for good that were replaced with storage's state."""
 
 
 class RecordStore(Protocol):
