@@ -25,7 +25,11 @@ operations. What operators can rely on:
   Any other error (``StorageRejected``, or whatever a connector or its driver raises, e.g.
   ``UnicodeEncodeError``) is about the data: the batch is written one operation at a time, and
   an operation that fails alone is failed for good: counted, logged once, and reported to
-  whoever awaits its durability. Nothing a client sends can stop the flusher.
+  whoever awaits its durability. Nothing a client sends can stop the flusher. A refused
+  snapshot with nothing newer queued is then replaced with storage's state (``_revert``:
+  storage's data at a version above the refused one, pushed through ``on_external_change``
+  and written back; a record storage lacks is dropped), so no reader is served, as current,
+  a state storage never holds; counted in ``stats.reverted``.
 * **Durability on demand**: ``durable(name, version)`` expedites the record and returns once that
   version (or a newer state) is in storage; the record handler awaits it before a write ack.
   ``delete`` returns a future of the same promise for the deletion, awaited before
@@ -138,6 +142,8 @@ class CachedStore:
         self._flushed = self._retried = self._failed = self._conflicts = 0
         self._flush_seconds = Histogram()
         self._errors: dict[str, int] = {}
+        self._reverts: set[asyncio.Task[None]] = set()  # _revert tasks
+        self._reverted = 0
         self._round = 0  # names still to write in the current flush round
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -161,6 +167,8 @@ class CachedStore:
             return
         self._closing = True
         self._wake.set()
+        for revert in list(self._reverts):  # a put after the flusher stopped would be lost
+            revert.cancel()
         try:
             async with asyncio.timeout(self.config.shutdown_timeout):
                 while self._queue:
@@ -206,6 +214,7 @@ class CachedStore:
             loads_waiting=self._load_slots.waiting,
             flush_seconds=self._flush_seconds,
             errors=dict(self._errors),
+            reverted=self._reverted,
         )
 
     # -- reads -----------------------------------------------------------------------------
@@ -607,7 +616,7 @@ class CachedStore:
         # One line per failed operation (throttled: clients choose what storage refuses); the
         # driver's message, never the data.
         _throttled.error(
-            "storage refused %s of record %r version %d (%s: %s); it stays in memory only",
+            "storage refused %s of record %r version %d (%s: %s); storage's state replaces it",
             "the write" if type(op) is Record else "the delete",
             name,
             op.version,
@@ -616,6 +625,48 @@ class CachedStore:
         )
         error = StorageRejected(f"storage refused record {name!r} version {op.version}")
         self._settle(name, entry, _key(op), error)
+        refused = self._clean.get(name)
+        if type(op) is Record and refused is not None:  # nothing newer queued: undo it
+            task = asyncio.create_task(self._revert(name, refused))
+            self._reverts.add(task)
+            task.add_done_callback(self._reverts.discard)
+
+    async def _revert(self, name: str, refused: Record) -> None:
+        """Replace ``refused``, a state storage refused for good (its writers were told),
+        with storage's: no reader is served, as current, a state storage never holds.
+        Storage's data gets a version above the refused one (clients saw that version), is
+        pushed to subscribers and written back, so storage and clients agree; a record storage
+        lacks is dropped (subscribers hear it is gone). Nothing is done if the record changed
+        meanwhile (a write, delete or NOTIFY outranks this). If storage cannot be read, or
+        the write-behind queue is full, the refused state is dropped from the cache: the next
+        read loads storage's."""
+        try:
+            stored = await self.connector.get(name)
+        except Exception as exc:
+            if self._clean.get(name) is refused:
+                self._drop_clean(name)
+            _throttled.warning(
+                "cannot read record %r to replace a state storage refused (%s: %s); dropped "
+                "from the cache",
+                name,
+                type(exc).__name__,
+                _first_line(exc),
+            )
+            return
+        if self._clean.get(name) is not refused or name in self._queue:
+            return
+        self._drop_clean(name)
+        if stored is None:
+            self._notify(name, None)
+            return
+        version = max(refused.version, stored.version) + 1
+        restored = Record(name, version, stored.data, _size(stored.data))
+        try:
+            self.put(restored)
+        except BackPressure:
+            return
+        self._reverted += 1
+        self._notify(name, restored)
 
     def _settle(
         self, name: str, entry: _Dirty, key: int, error: BaseException | None = None
