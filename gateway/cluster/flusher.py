@@ -22,9 +22,9 @@ Invariants (docs/cluster.md, "Write-behind across nodes"):
 * Paced like a single server's write-behind: a change nobody waits for is flushed within
   ``write_behind.interval`` (at most half of ``cluster.orphan_after``, so no other node takes it
   for an orphan), coalesced with the record's later changes into one ``CLAIM``, one storage
-  write and one ``CLEAN``; a change whose acknowledgement waits (``committed(wait=True)``,
-  ``wait_all``), half of ``write_behind.max_pending`` queued, orphans and shutdown flush
-  everything queued at once.
+  write and one ``CLEAN``; a change whose acknowledgement waits (``committed(wait=True)``),
+  half of ``write_behind.max_pending`` queued, orphans and shutdown flush everything queued
+  at once.
 * An acknowledgement waits for ``f >=`` its commit's sequence: storage holds that version or a
   newer state. A node that finds the lease taken polls ``f`` instead of writing.
 * Storage refusing an operation fails this node's waiters for it (never a silent success) and
@@ -211,20 +211,6 @@ class Flusher:
             return None
         self._hurry()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, []).append((seq, future))
-        self._waiting += 1
-        future.add_done_callback(self._waiter_done)
-        return future
-
-    def wait_all(self, key: str) -> asyncio.Future[None]:
-        """Resolved once everything this node committed of ``key`` so far is in storage."""
-        waiters = self._waiters.get(key)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if key not in self._queue and not waiters:
-            future.set_result(None)
-            return future
-        seq = max((s for s, _ in waiters or ()), default=0)
-        self._hurry()
         self._waiters.setdefault(key, []).append((seq, future))
         self._waiting += 1
         future.add_done_callback(self._waiter_done)

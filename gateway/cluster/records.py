@@ -592,11 +592,15 @@ class ClusterRecords:
     async def delete(self, name: str) -> asyncio.Future[None]:
         raise RuntimeError("a cluster node deletes records through commit()")
 
+    # A cluster node's acknowledgements come from ``commit`` (its future waits for ``f``, the
+    # sequence storage holds): a wait by name and version could not tell a flush in flight
+    # from none, and resolved before storage had the write.
+
     async def durable(self, name: str, version: int) -> None:
-        await self.flusher.wait_all(self.keys.record(name))
+        raise RuntimeError("a cluster node waits for durability through commit()")
 
     def watch(self, name: str, version: int) -> asyncio.Future[None]:
-        return self.flusher.wait_all(self.keys.record(name))
+        raise RuntimeError("a cluster node waits for durability through commit()")
 
     def forget(self, name: str) -> None:
         """NOTIFY: storage changed behind the cluster's back. The next load re-reads storage
