@@ -460,6 +460,24 @@ class RecordHandler:
         except InvalidData as exc:
             self._invalid(conn, msg, exc)
             return None
+        gate = self._pinned_gate()
+        if gate is None and self.authority is None:
+            record = self._lanes.free(name)
+            if record is not None:  # the hot path: applied here, no closures made
+                self._apply(conn, msg, name, change, record)
+                return None
+        return self._write_in_lane(conn, msg, name, change, gate)
+
+    def _write_in_lane(
+        self,
+        conn: Connection,
+        msg: Message,
+        name: str,
+        change: writes.Change,
+        gate: Gate | None,
+    ) -> Awaitable[None] | None:
+        """``_write``'s change, run by the record's lane: behind the operations waiting on
+        it, after loading the record, through the permission gate or the cluster."""
 
         def op(record: Record | None) -> Record | Awaitable[Record | None] | None:
             return self._apply(conn, msg, name, change, record)
@@ -470,7 +488,6 @@ class RecordHandler:
                 reply.data = dumps(str(exc))
             conn.send(reply)
 
-        gate = self._pinned_gate()
         if gate is None:
             if self.authority is not None:
                 return self._lanes.run(name, self._retrying(op, name), on_error, sync=False)

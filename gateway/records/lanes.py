@@ -2,7 +2,8 @@
 
 Invariants:
 
-* A record in the cache with no lane is served synchronously by ``Lanes.run`` (the hot path).
+* A record in the cache with no lane is served synchronously, by ``Lanes.run`` or by a caller
+  that found it with ``Lanes.free`` (the hot path).
 * Anything that must wait (a cache miss, a delete, a NOTIFY re-read) opens a *lane* for the
   name: one task that loads the record once, then runs each queued operation on the snapshot
   the previous one returned, and closes when its queue is empty. Later operations on that name
@@ -59,6 +60,11 @@ class Lanes:
         self._store = store
         self._lanes: dict[str, _Lane] = {}
         self._per_message = per_message
+
+    def free(self, name: str) -> Record | None:
+        """``name``'s snapshot if it is cached and no lane is open for it: an operation may
+        then run on it at once, synchronously, as ``run`` would run it."""
+        return None if name in self._lanes else self._store.cached(name)
 
     def run(
         self, name: str, op: Op, on_error: OnError, *, sync: bool = True
