@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.exceptions import InvalidData
-from gateway.records.paths import MAX_INDEX_GAP, erase_path, get_path, parse_path, set_path
+from gateway.protocol.payload import dumps
+from gateway.records.paths import (
+    MAX_INDEX_GAP,
+    erase_path,
+    get_path,
+    parse_path,
+    patch,
+    set_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -164,3 +172,40 @@ def test_set_then_get_round_trips_and_never_mutates(
     erased = erase_path(new, path)
     assert get_path(erased, path, "gone") in ("gone", None)  # null when erased from an array
     json.dumps(erased)  # still plain JSON
+
+
+# Scalars whose JSON text is as long as ``patch`` counts it (strings without escapes).
+plain_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec="ascii", exclude_characters='"\\', min_codepoint=32))
+)
+plain_keys = st.text(st.sampled_from("abtz"), min_size=1, max_size=3)
+
+
+@given(
+    st.dictionaries(plain_keys, plain_scalars, min_size=2, max_size=5),
+    plain_keys,
+    plain_scalars,
+    st.booleans(),
+    st.booleans(),
+)
+def test_patch_counts_the_bytes_it_adds(
+    data: dict[str, Any], key: str, value: Any, erase: bool, nested: bool
+) -> None:
+    """On an object of at least two plain scalars (so no comma is in doubt), ``patch``'s
+    estimate is exact: the JSON grows by ``growth`` plus the new value's own text. One key
+    (``patch``'s shortcut) and the same key one object down (its walk) agree."""
+    root: dict[str, Any] = {"o": data, "p": 1} if nested else data
+    tokens = ("o", key) if nested else (key,)
+    before = dumps(root)
+    new, growth = patch(root, tokens, value, erase=erase, owned={})
+    assert new == (erase_path(root, tokens) if erase else set_path(root, tokens, value))
+    assert dumps(root) == before  # copy-on-write
+    added = 0 if erase else len(dumps(value))
+    if erase and key not in data:
+        assert growth == 0
+    else:
+        assert len(dumps(new)) == len(before) + growth + added
