@@ -28,7 +28,8 @@ rule, counted in ``REFUSED`` for ``/metrics``):
 data only gets there from outside (a row written behind the server's back).
 
 Cost on the hot path: the C decoder, a float hook (only numbers with a fraction or exponent
-reach it), and two substring counts; the depth and surrogate walks run only when those counts
+reach it, and only in text long enough or with an exponent, where one could be out of range),
+and two substring counts; the depth and surrogate walks run only when those counts
 say they might be needed.
 """
 
@@ -84,14 +85,24 @@ def _no_constant(text: str) -> Any:
 
 _DECODER: Final = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
 _SCAN: Final = _DECODER.scan_once  # type: ignore[attr-defined]  # (the C scanner; no stub)
+_SCAN_FINITE: Final = json.JSONDecoder(parse_constant=_no_constant).scan_once  # type: ignore[attr-defined]
+"""The scanner without the float hook, for text whose numbers cannot pass a double's range:
+one needs an exponent or over 308 digits for that."""
+_FINITE_LENGTH: Final = 309
 _SPACE: Final = " \t\n\r"
 
 
 def _parse(text: str) -> Any:
     """``_DECODER.decode(text)``, without its two whitespace regexes when ``text`` has no
-    surrounding whitespace (nearly always): the scanner alone, then the end checked."""
+    surrounding whitespace (nearly always): the scanner alone, then the end checked; and
+    without the float hook (a Python call per number) when no number can be infinite."""
+    scan = (
+        _SCAN_FINITE
+        if len(text) < _FINITE_LENGTH and "e" not in text and "E" not in text
+        else _SCAN
+    )
     try:
-        value, end = _SCAN(text, 0)
+        value, end = scan(text, 0)
     except StopIteration:  # leading whitespace, or nothing JSON: the decoder says which
         return _DECODER.decode(text)
     if end != len(text) and text[end:].strip(_SPACE):
