@@ -96,6 +96,8 @@ _DECODERS = {
     topic: {n << 3 | _WIRE_TYPE[k]: (attr, k) for n, attr, k in schema}
     for topic, schema in SCHEMAS.items()
 }
+_BY_TAG = {topic: [fields.get(tag) for tag in range(0x80)] for topic, fields in _DECODERS.items()}
+"""``_DECODERS`` for the one-byte tags (field numbers up to 15: all of them), as lists."""
 
 
 def _int32(value: int) -> int:
@@ -149,6 +151,12 @@ def _encode_payload(msg: Message, errors: str) -> bytes:
 
 _HEADS = {topic: b"\x10" + _varint(topic) + b"\x1a" for topic in SCHEMAS}
 """Per topic, the envelope up to the message's length: topic = 2, then the tag of message = 3."""
+_SMALL_HEADS = {
+    topic: [_varint(4 + size) + head + _SMALL[size] for size in range(0x7C)]
+    for topic, head in _HEADS.items()
+}
+"""Per topic, the frame's length and envelope before a message of each size whose frame
+length is one byte (frames under 128 bytes: short RPC and event messages)."""
 
 
 def encode(msg: Message) -> bytes:
@@ -164,6 +172,8 @@ def encode_frame(topic: int, payload: bytes) -> bytes:
     """The frame around ``payload``, the bytes of a message of ``topic``: ``encode`` of a
     message is ``encode_frame(msg.topic, encode_payload(msg))``."""
     size = len(payload)
+    if size < 0x7C:
+        return _SMALL_HEADS[topic][size] + payload
     head = _HEADS[topic] + (_SMALL[size] if size < 0x80 else _varint(size))
     return _varint(len(head) + size) + head + payload
 
@@ -211,6 +221,10 @@ def encode_change(
     return _varint(len(head) + size) + head + out
 
 
+_STRING_TAGS = [_varint(number << 3 | 2) for number in range(16)]
+"""The tag of a string field by field number, for the one-byte ones."""
+
+
 def encode_field(number: int, value: str) -> bytes:
     """One string field of a message's payload, as ``encode_payload`` writes it (text that
     came from a decoded message: a lone surrogate raises UnicodeEncodeError). For callers
@@ -218,7 +232,8 @@ def encode_field(number: int, value: str) -> bytes:
     bytes."""
     raw = value.encode()
     size = len(raw)
-    return _varint(number << 3 | 2) + (_SMALL[size] if size < 0x80 else _varint(size)) + raw
+    tag = _STRING_TAGS[number] if number < 16 else _varint(number << 3 | 2)
+    return tag + (_SMALL[size] if size < 0x80 else _varint(size)) + raw
 
 
 # Decoding reads one-byte varints inline (nearly every tag, length and action is one) and
@@ -281,14 +296,16 @@ def _decode_map_entry(buf: bytes, pos: int, end: int) -> tuple[str, int]:
 def _decode_payload(topic: int, buf: bytes, pos: int, end: int, strict: bool = True) -> Message:
     """The per-topic message in ``buf[pos:end]``; ``strict=False`` reads strings with lone
     surrogates kept (``surrogatepass``), to tell them from other bad UTF-8."""
-    fields = _DECODERS[topic]
+    fields = _BY_TAG[topic]
     msg = Message(topic, 0)
     while pos < end:
         tag = buf[pos]
         pos += 1
-        if tag >= 0x80:
+        if tag < 0x80:
+            field = fields[tag]
+        else:
             tag, pos = _varint_rest(buf, pos, tag)
-        field = fields.get(tag)
+            field = _DECODERS[topic].get(tag)
         if field is None:
             pos = _skip(buf, pos, tag & 7)
             continue
@@ -301,8 +318,8 @@ def _decode_payload(topic: int, buf: bytes, pos: int, end: int, strict: bool = T
             stop = pos + value
             if stop > end:
                 raise MessageParseError("field runs past the end of the message")
-            if strict:
-                setattr(msg, attr, str(buf[pos:stop], "utf-8"))
+            if strict:  # (bytes.decode: str(bytes, "utf-8") costs twice as much)
+                setattr(msg, attr, buf[pos:stop].decode())
             else:
                 setattr(msg, attr, buf[pos:stop].decode("utf-8", "surrogatepass"))
             pos = stop
@@ -366,6 +383,7 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
             pos += 1
             if tag == 0x10:
                 topic, pos = _read_varint(frame, pos)
+                topic = _int32(topic)
             elif tag == 0x1A:
                 length, pos = _read_varint(frame, pos)
                 start, stop = pos, pos + length
@@ -376,7 +394,6 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
                 pos = _skip(frame, pos, tag & 7)
         if pos != end:
             raise MessageParseError("field runs past the end of the frame")
-        topic = _int32(topic)
         if topic not in _DECODERS:
             raise UnknownTopic(topic)
         msg = _decode_payload(topic, frame, start, stop)
