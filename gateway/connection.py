@@ -135,6 +135,8 @@ class Service(Protocol):
         """Seconds an HTTP request, once read, may take before its socket is dropped."""
 
 
+_SMALL_HEADS = [bytes((0x82, size)) for size in range(126)]
+"""The framing of a frame of each size that fits the header's first length byte."""
 _framed: tuple[bytes, bytes] = (b"", b"\x82\x00")
 """The last frame and its WebSocket framing; a fan-out asks for the same object many times."""
 
@@ -147,7 +149,7 @@ def _ws_frame(frame: bytes) -> bytes:
         return framed
     size = len(frame)
     if size < 126:
-        head = bytes((0x82, size))
+        head = _SMALL_HEADS[size]
     elif size < 1 << 16:
         head = b"\x82\x7e" + size.to_bytes(2, "big")
     else:
@@ -262,6 +264,7 @@ class Connection(asyncio.BufferedProtocol):
         "max_send_buffer",
         "peer",
         "protocol",
+        "read_at",
         "refusal",
         "server_data",
         "session",
@@ -288,6 +291,9 @@ class Connection(asyncio.BufferedProtocol):
         self.client_data: Any = None
         self.server_data: Any = None
         self.last_seen = 0.0
+        self.read_at = 0.0
+        """When the last read from the socket was handled (the loop's clock): the arrival time
+        of every message it carried, read once per read rather than once per message."""
         self.tokens = 0.0
         """Messages the client may still send at once (``server.max_messages_per_second``)."""
         self.auth_timer: asyncio.TimerHandle | None = None
@@ -493,6 +499,7 @@ class Connection(asyncio.BufferedProtocol):
         if self._http is not None:
             self._http_received(data)
             return
+        self.read_at = self._loop.time()
         outbox = self._outbox
         outbox.reading = True
         # Storage reads the messages of this read start are this connection's (fair shares,

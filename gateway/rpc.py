@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 _ANSWERS = frozenset(
     {RpcAction.ACCEPT, RpcAction.REJECT, RpcAction.RESPONSE, RpcAction.REQUEST_ERROR}
 )
+# Read for every message: an enum member read from its class costs ~5x a module global.
+_RPC = Topic.RPC
+_REQUEST, _ACCEPT, _REJECT = RpcAction.REQUEST, RpcAction.ACCEPT, RpcAction.REJECT
 
 
 class RpcPeer(Peer, Protocol):
@@ -110,8 +113,8 @@ def _frame(action: int, tail: bytes, data: str | None = None) -> bytes:
     correlation id and name fields): what ``encode(_message(...))`` gives, fields in schema
     order (action 1, data 2, correlation id 3, name 7)."""
     if data is None:
-        return encode_frame(Topic.RPC, _ACTION_FIELD[action] + tail)
-    return encode_frame(Topic.RPC, _ACTION_FIELD[action] + encode_field(_DATA, data) + tail)
+        return encode_frame(_RPC, _ACTION_FIELD[action] + tail)
+    return encode_frame(_RPC, _ACTION_FIELD[action] + encode_field(_DATA, data) + tail)
 
 
 class _Request:
@@ -171,6 +174,7 @@ class RpcHandler:
         self._assigned: dict[RpcPeer, set[str]] = {}
         self._ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None  # at the earliest deadline, if any
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, from the first request
         self.cluster: RpcCluster | None = None
         """Set on a cluster node: the other nodes' providers (``gateway.cluster.rpc``)."""
 
@@ -178,7 +182,7 @@ class RpcHandler:
         action = msg.action
         if action in _ANSWERS:
             self._answer(conn, msg)
-        elif action == RpcAction.REQUEST:
+        elif action == _REQUEST:
             self._request(conn, msg)
         elif action == RpcAction.PROVIDE or action == RpcAction.UNPROVIDE:
             self.providers.bulk(conn, msg, msg.names, subscribe=action == RpcAction.PROVIDE)
@@ -254,12 +258,15 @@ class RpcHandler:
         """(Re)start the provider leg: both deadlines count from here, as in the reference."""
         self._track(request, provider)
         to_provider = encode_field(_CORRELATION_ID, request.id) + request.name_field
-        provider.send_frame(_frame(RpcAction.REQUEST, to_provider, request.data))
+        provider.send_frame(_frame(_REQUEST, to_provider, request.data))
 
     def _track(self, request: _Request, provider: RpcPeer) -> None:
         """Assign ``request`` to ``provider`` with deadlines counted from now."""
         request.provider = provider
-        request.sent = asyncio.get_running_loop().time()
+        loop = self._loop
+        if loop is None:  # kept: asking for the running loop is a getpid() call (Python < 3.12)
+            loop = self._loop = asyncio.get_running_loop()
+        request.sent = loop.time()
         request_id = request.id
         self._requests[request_id] = self._unaccepted[request_id] = request  # at the end
         assigned = self._assigned.get(provider)
@@ -302,12 +309,12 @@ class RpcHandler:
             conn.send(_error(msg, RpcAction.INVALID_RPC_CORRELATION_ID))
             return
         action = msg.action
-        if action == RpcAction.ACCEPT:
+        if action == _ACCEPT:
             if self._unaccepted.pop(request.id, None) is None:
                 conn.send(_message(RpcAction.MULTIPLE_ACCEPT, request.name, request.id))
                 return
-            self._to_requester(request, RpcAction.ACCEPT)
-        elif action == RpcAction.REJECT:
+            self._to_requester(request, _ACCEPT)
+        elif action == _REJECT:
             self._reroute(request)
         elif not self._forwardable(msg):  # the request stays open for a good answer
             conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))

@@ -15,7 +15,6 @@ import json
 import logging
 import resource
 import socket
-import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -229,7 +228,6 @@ class Server:
         self._burst = float(self.config.server.message_burst)
         self.serving = False
         self._loop_name = "asyncio"  # the running loop's, once started (/metrics)
-        self._clock = time.monotonic  # the event loop's clock, once started
         self._heartbeat: asyncio.Task[None] | None = None
         self.port: int = self.config.server.port
 
@@ -274,7 +272,6 @@ class Server:
                 raise
         cfg = self.config.server
         loop = asyncio.get_running_loop()
-        self._clock = loop.time
         self._loop_name = running_loop_name()
         if self.max_connections < cfg.max_connections:
             log.warning(
@@ -461,7 +458,7 @@ class Server:
     def opened(self, conn: Connection, request: Request) -> None:
         if self._keep_headers:
             conn.headers = dict(request.headers.raw_items())
-        conn.last_seen = self._clock()
+        conn.last_seen = conn.read_at  # the read that opened it
         conn.tokens = self._burst
         conn.auth_timer = asyncio.get_running_loop().call_later(
             self.config.server.unauthenticated_timeout, self._auth_timeout, conn
@@ -470,7 +467,7 @@ class Server:
 
     def received(self, conn: Connection, frame: bytes | str) -> Awaitable[None] | None:
         """One message from ``conn``: through its session to a topic handler."""
-        now = self._clock()
+        now = conn.read_at  # when it arrived
         if self._rate:  # a token bucket; last_seen is when it was last filled
             tokens = conn.tokens + (now - conn.last_seen) * self._rate
             if tokens < 1.0:
