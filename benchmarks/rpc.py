@@ -11,7 +11,7 @@ client's own CPU time per round trip, latency p50/p99 as the requester sees it. 
 order rotates each round; medians [lowest-highest] are reported. recordgate runs on the
 standard loop and, when uvloop is installed, on uvloop (``server.event_loop``). ``--before
 DIR`` adds recordgate run from another tree (``PYTHONPATH=DIR``, e.g. a ``git archive`` of
-main), for before/after in the same run.
+main), on each loop, for before/after in the same run.
 
     python benchmarks/rpc.py [--rounds 5] [--requests 20000] [--in-flight 50]
                              [--client raw|official] [--before DIR]
@@ -94,7 +94,9 @@ async def main(args: argparse.Namespace) -> None:
             targets.append(Target("recordgate-uvloop", lambda: recordgate(on_uvloop, where)))
         if args.before:
             env = {"PYTHONPATH": args.before}
-            targets.append(Target("recordgate-before", lambda: recordgate(memory, where, env)))
+            targets.append(Target("recordgate-before", lambda: recordgate(on_asyncio, where, env)))
+            if importlib.util.find_spec("uvloop") is not None:
+                targets.append(Target("before-uvloop", lambda: recordgate(on_uvloop, where, env)))
         samples: dict[str, list[dict[str, float]]] = {t.label: [] for t in targets}
         for round_ in range(args.rounds):
             for target in rotated(targets, round_):
