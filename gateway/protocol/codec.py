@@ -152,7 +152,7 @@ def _encode_payload(msg: Message, errors: str) -> bytes:
 _HEADS = {topic: b"\x10" + _varint(topic) + b"\x1a" for topic in SCHEMAS}
 """Per topic, the envelope up to the message's length: topic = 2, then the tag of message = 3."""
 _SMALL_HEADS = {
-    topic: [_varint(4 + size) + head + _SMALL[size] for size in range(0x7C)]
+    topic: [_varint(len(head) + 1 + size) + head + _SMALL[size] for size in range(0x7C)]
     for topic, head in _HEADS.items()
 }
 """Per topic, the frame's length and envelope before a message of each size whose frame
