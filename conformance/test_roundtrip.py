@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Connector, Delete, Put, Snapshot, StorageRejected
+from connectors.base import NUL, Connector, Delete, Put, Snapshot, StorageRejected, cannot_hold
 
 pytestmark = pytest.mark.asyncio
 
@@ -314,6 +314,39 @@ async def test_deeper_nesting_exact_or_rejected(connector: Connector, name_prefi
     assert result.ok
     assert await connector.get(name) == Snapshot(name, 1, data), (
         "rule: data nested beyond 30 levels round-trips or is StorageRejected"
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"s": "a\u0000b"}, {"k\u0000": 1}, ["\u0000"]],
+    ids=["in a string", "in a key", "in an array"],
+)
+async def test_u0000_is_held_unless_declared(
+    connector: Connector, name_prefix: str, data: Any
+) -> None:
+    """``cannot_hold`` is a promise both ways: the gateway refuses what is declared before it
+    reaches storage (so it must really be refused), and lets through what is not (so it must
+    round-trip)."""
+    name = _name(name_prefix, "nul")
+    if NUL in cannot_hold(connector):
+        try:
+            await connector.write([Put(name, 1, data)])
+        except StorageRejected:
+            assert await connector.get(name) is None, "rule: a rejected put writes nothing"
+            return
+        pytest.fail(
+            "rule: a connector declaring NUL in cannot_hold refuses U+0000 (StorageRejected)"
+        )
+    try:
+        [result] = await connector.write([Put(name, 1, data)])
+    except StorageRejected:
+        pytest.fail(
+            "rule: U+0000 in data round-trips unless the connector declares NUL in cannot_hold"
+        )
+    assert result.ok
+    assert await connector.get(name) == Snapshot(name, 1, data), (
+        "rule: U+0000 in data round-trips unless the connector declares NUL in cannot_hold"
     )
 
 

@@ -72,6 +72,13 @@ Data
   ignored, where ints, floats and booleans are different kinds: ``1``, ``1.0`` and ``True`` are
   three different values (``0.0`` and ``-0.0`` are equal).
 * The caller's data is never mutated, and what reads return shares nothing with it.
+* What a backend cannot hold it may declare up front, so the gateway refuses such a write at
+  once instead of accepting it and undoing it when the flush is refused: an optional attribute
+  ``cannot_hold`` (a frozenset, set by the constructor, no I/O), read through
+  :func:`cannot_hold`. The one kind known is :data:`NUL`: U+0000 in a string or a key of the
+  data (PostgreSQL's JSONB). A connector declares only what it really refuses, always with
+  ``StorageRejected``; everything it does not declare round-trips. Declaring nothing is allowed:
+  a refusal the gateway cannot foresee is still handled by the flusher.
 
 Names and scans
 
@@ -148,6 +155,7 @@ __all__ = [
     "CAPABILITY_RAW",
     "DEFAULT_COLLECTION",
     "JSON",
+    "NUL",
     "Connector",
     "Delete",
     "Outcome",
@@ -160,6 +168,7 @@ __all__ = [
     "StorageUnavailable",
     "SupportsRawReader",
     "WriteResult",
+    "cannot_hold",
     "collection_of",
     "data_equal",
 ]
@@ -173,11 +182,19 @@ CAPABILITY_RAW = "raw"
 CAPABILITY_NETWORK = "network"
 CAPABILITY_FENCED = "fenced"
 
+NUL = "nul"
+"""In ``cannot_hold``: the character U+0000 anywhere in the data (a string or an object key)."""
+
 
 def collection_of(name: str) -> str:
     """The collection of a record name: the part before the first ``/``."""
     head, sep, _ = name.partition("/")
     return head if sep and head else DEFAULT_COLLECTION
+
+
+def cannot_hold(connector: object) -> frozenset[str]:
+    """What ``connector`` declares it cannot hold (``NUL``); empty if it declares nothing."""
+    return frozenset(getattr(connector, "cannot_hold", ()))
 
 
 def data_equal(a: Any, b: Any) -> bool:

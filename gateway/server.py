@@ -170,6 +170,7 @@ class Server:
             max_record_size=self.config.max_record_size,
             trips=self.trips,
             max_json_depth=self.config.server.max_json_depth,
+            refuse_nul=_cannot_hold_nul(store),
         )
         self.rpc = RpcHandler(
             ack_timeout=self.config.rpc.ack_timeout,
@@ -667,6 +668,14 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _cannot_hold_nul(store: RecordStore) -> bool:
+    """Whether the store's connector declares it cannot hold U+0000: then record writes that
+    carry it are refused at once, instead of accepted and undone when the flush is refused."""
+    from connectors.base import NUL, cannot_hold
+
+    return NUL in cannot_hold(getattr(store, "connector", None))
 
 
 def _cluster_store(config: Config) -> RecordStore:

@@ -97,6 +97,10 @@ class SQLConnector:
     namespace_option: ClassVar[str] = "table"
     """The option that isolates one store from another; the conformance suite varies it."""
 
+    cannot_hold: frozenset[str]
+    """What the URL's database cannot hold (``connectors.base.cannot_hold``): ``{"nul"}`` on
+    PostgreSQL."""
+
     def __init__(
         self,
         url: str,
@@ -117,7 +121,11 @@ class SQLConnector:
         self.timeout = option_float(timeout, "timeout")
         self.page_size = option_int(page_size, "page_size")
         self.pool_size = option_int(pool_size, "pool_size")
-        from connectors.sql.engine import SQLITE_SYNCHRONOUS
+        from sqlalchemy.engine import make_url
+
+        from connectors.sql.engine import SQLITE_SYNCHRONOUS, cannot_hold
+
+        self.cannot_hold = cannot_hold(make_url(url).get_backend_name())
 
         if synchronous not in SQLITE_SYNCHRONOUS:
             raise ValueError(f"option 'synchronous' must be one of {', '.join(SQLITE_SYNCHRONOUS)}")

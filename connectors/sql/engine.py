@@ -15,10 +15,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors._common import dump_json
-from connectors.base import StorageUnavailable
+from connectors.base import NUL, StorageUnavailable
 from connectors.sql.schema import MYSQL_FAMILY
 
-__all__ = ["build_engine", "serialize"]
+__all__ = ["build_engine", "cannot_hold", "serialize"]
 
 
 def _serialize(value: Any) -> str:
@@ -42,6 +42,13 @@ def _positional(match: re.Match[str]) -> str:
 def serialize(backend: str) -> Callable[[Any], str]:
     """The JSON serializer for a backend; it also accepts already serialised JSON text."""
     return _serialize_postgresql if backend == "postgresql" else _serialize
+
+
+def cannot_hold(backend: str) -> frozenset[str]:
+    """What a backend refuses to store (``Connector.cannot_hold``): PostgreSQL's JSONB has no
+    U+0000 (``unsupported Unicode escape sequence``; nor has its ``text``, so names). SQLite and
+    MariaDB/MySQL store it and read it back exactly."""
+    return frozenset({NUL}) if backend == "postgresql" else frozenset()
 
 
 def _serialize_postgresql(value: Any) -> str:

@@ -24,6 +24,11 @@ rule, counted in ``REFUSED`` for ``/metrics``):
   from the record's root, so a PATCH counts its path too. Deep nesting past the encoder's
   recursion limit would make a record unreadable.
 
+:func:`refuse_nul` refuses, with reason ``unstorable``, a record write that would put U+0000 in
+the record (in data, a key, a path or the name): called only when the configured connector
+declares it cannot hold that (``connectors.base.NUL``, PostgreSQL's JSONB), so the writer is
+answered at once rather than the write being accepted, broadcast and undone at flush time.
+
 :func:`dumps` raises :class:`~gateway.exceptions.UnencodableData` instead of writing non-JSON;
 data only gets there from outside (a row written behind the server's back).
 
@@ -36,6 +41,7 @@ say they might be needed.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any, Final
 
@@ -51,6 +57,7 @@ __all__ = [
     "dumps",
     "loads",
     "refuse",
+    "refuse_nul",
 ]
 
 DEFAULT_MAX_DEPTH: Final = 100
@@ -59,7 +66,14 @@ MAX_DEPTH_CEILING: Final = 500
 """The highest ``max_depth`` allowed: well inside Python's recursion limit (1000), which the
 JSON encoder and decoder of every driver run under."""
 
-REASONS: Final = ("invalid", "non_finite_number", "lone_surrogate", "too_deep", "unencodable")
+REASONS: Final = (
+    "invalid",
+    "non_finite_number",
+    "lone_surrogate",
+    "too_deep",
+    "unstorable",
+    "unencodable",
+)
 """Every ``reason`` counted in ``REFUSED``; ``unencodable`` counts :func:`dumps` failures."""
 
 REFUSED: Final[Counter[str]] = Counter()
@@ -147,6 +161,27 @@ def loads(text: str | None, *, max_depth: int, at_depth: int = 0) -> Any:
         except UnicodeEncodeError:
             raise refuse("lone_surrogate", "data holds a lone UTF-16 surrogate") from None
     return value
+
+
+# ``\u0000`` is an escape only after an even run of backslashes (``\\u0000`` is a backslash
+# and the text "u0000"). Raw U+0000 cannot be in JSON text that parses: strings refuse control
+# characters, and it is no JSON whitespace.
+_NUL_ESCAPE: Final = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def refuse_nul(data: str | None, *raw: str | None) -> None:
+    """Raise ``InvalidJSON`` (``unstorable``) if JSON text ``data`` holds an escaped U+0000, or
+    one of the ``raw`` texts (a name, a path: not JSON) holds the character.
+
+    Cost: one substring test per text; the escape pattern runs only when the test hits.
+    """
+    if data is not None and "\\u0000" in data and _NUL_ESCAPE.search(data):
+        raise refuse("unstorable", "record data holds U+0000, which the storage cannot hold")
+    for text in raw:
+        if text is not None and "\x00" in text:
+            raise refuse(
+                "unstorable", "record name or path holds U+0000, which the storage cannot hold"
+            )
 
 
 def check(text: str | None, *, max_depth: int) -> None:

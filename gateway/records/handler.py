@@ -29,6 +29,7 @@ from ..exceptions import (
     BackPressure,
     CommitConflict,
     InvalidData,
+    InvalidJSON,
     LimitExceeded,
     RecordsUnavailable,
     StorageError,
@@ -70,6 +71,10 @@ def _valid_name(name: object, max_bytes: int = MAX_NAME_BYTES) -> TypeGuard[str]
         and name != ""
         and (len(name) * 4 <= max_bytes or len(name.encode()) <= max_bytes)
     )
+
+
+def _unstorable(reason: object) -> bool:
+    return isinstance(reason, InvalidJSON) and reason.reason == "unstorable"
 
 
 def _version(record: Record | None) -> int:
@@ -121,6 +126,7 @@ class RecordHandler:
         max_record_size: int = 1 << 20,
         max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
         trips: LimitTrips | None = None,
+        refuse_nul: bool = False,
     ) -> None:
         limits = limits or LimitsConfig()
         self.store = store
@@ -143,6 +149,7 @@ class RecordHandler:
             max_array_index=limits.max_array_index,
             max_patch_entries=limits.max_patch_entries,
             max_json_depth=max_json_depth,
+            refuse_nul=refuse_nul,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         """Strong references to write-ack tasks while they wait for durability."""
@@ -220,6 +227,8 @@ class RecordHandler:
                 original_action=msg.action,
                 version=msg.version,
                 path=msg.path,
+                # What storage cannot hold is no client bug: say why, as a JSON string.
+                data=dumps(str(reason)) if _unstorable(reason) else None,
                 correlation_id=msg.correlation_id,
                 is_write_ack=msg.is_write_ack,
                 is_error=True,

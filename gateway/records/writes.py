@@ -59,6 +59,8 @@ class WriteLimits:
     max_array_index: int = MAX_INDEX_GAP
     max_patch_entries: int = 1000
     max_json_depth: int = payload.DEFAULT_MAX_DEPTH
+    refuse_nul: bool = False
+    """The storage cannot hold U+0000 (``connectors.base.NUL``): refuse it in name, path, data."""
 
 
 _DEFAULT_LIMITS = WriteLimits()
@@ -77,6 +79,8 @@ def parse_change(msg: Message, limits: WriteLimits | None = None) -> Change:
     tokens.
     """
     limits = limits or _DEFAULT_LIMITS
+    if limits.refuse_nul:
+        payload.refuse_nul(msg.data, msg.name, msg.path)
     max_depth = limits.max_json_depth
     action = msg.action
     if action in (R.ERASE, R.PATCH, R.CREATEANDPATCH):

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from connectors.base import (
     CAPABILITY_NETWORK,
+    NUL,
     Delete,
     Outcome,
     Put,
@@ -224,6 +225,21 @@ class LenientJSONConnector(_Broken):
         ]
         results = await super().write(lenient)
         return [WriteResult(op, r.outcome, r.current) for op, r in zip(ops, results, strict=True)]
+
+
+class FalseNulDeclarationConnector(_Broken):
+    """Declares it cannot hold U+0000, yet stores it (the gateway would refuse good writes)."""
+
+    cannot_hold = frozenset({NUL})
+
+
+class UndeclaredNulRefusalConnector(_Broken):
+    """Refuses U+0000 as PostgreSQL's JSONB does, without declaring it (``cannot_hold``)."""
+
+    async def write(self, ops: Sequence[Op]) -> list[WriteResult]:
+        if any(isinstance(op, Put) and "\\u0000" in json.dumps(op.data) for op in ops):
+            raise StorageRejected("unsupported Unicode escape sequence")
+        return await super().write(ops)
 
 
 def _as_doubles(value: Any) -> Any:

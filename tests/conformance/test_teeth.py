@@ -88,7 +88,7 @@ TRAPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
             "test_errors.py::test_non_json_data_is_rejected[set]",
             "test_errors.py::test_non_json_data_is_rejected[decimal]",
         ),
-        "DID NOT RAISE",
+        "rule: a connector declaring NUL in cannot_hold refuses U+0000 (StorageRejected)",
     ),
     "DoubleNumbersConnector": (
         ("test_roundtrip.py",),
@@ -105,6 +105,16 @@ TRAPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
             "test_roundtrip.py::test_data_round_trips[nested operator-like keys]",
         ),
         "rule: JSON data round-trips exactly",
+    ),
+    "FalseNulDeclarationConnector": (
+        ("test_roundtrip.py",),
+        ("test_roundtrip.py::test_u0000_is_held_unless_declared[in a key]",),
+        "rule: a connector declaring NUL in cannot_hold refuses U+0000 (StorageRejected)",
+    ),
+    "UndeclaredNulRefusalConnector": (
+        ("test_roundtrip.py",),
+        ("test_roundtrip.py::test_u0000_is_held_unless_declared[in a string]",),
+        "rule: U+0000 in data round-trips unless the connector declares NUL in cannot_hold",
     ),
     "MutatingConnector": (
         ("test_roundtrip.py",),

@@ -95,3 +95,46 @@ def _nested(levels: int) -> Any:
 def test_dumps_never_writes_what_is_not_json(value: Any) -> None:
     with pytest.raises(UnencodableData):
         payload.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\u0000", "a\u0000", {"k\u0000": 1}, ["x", {"y": "\\\u0000"}], "\\\\\u0000"],
+)
+def test_refuse_nul_finds_u0000_in_any_json_text(value: Any) -> None:
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        with pytest.raises(InvalidJSON) as caught:
+            payload.refuse_nul(text)
+        assert caught.value.reason == "unstorable" and "U+0000" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["\\u0000", "\\\\u0000", {"\\u0000": "u0000"}, "\u0001"])
+def test_refuse_nul_passes_text_that_only_looks_like_it(value: Any) -> None:
+    payload.refuse_nul(json.dumps(value))  # a backslash, then "u0000": no U+0000
+
+
+def test_refuse_nul_checks_raw_names_and_paths() -> None:
+    payload.refuse_nul(None, "name", None, "a.b")
+    with pytest.raises(InvalidJSON):
+        payload.refuse_nul('{"a": 1}', "na\u0000me")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\u0000" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(map(_has_nul, value))
+    return False
+
+
+@given(values, st.booleans())
+def test_refuse_nul_refuses_exactly_the_data_holding_u0000(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    try:
+        payload.refuse_nul(text)
+    except InvalidJSON:
+        assert _has_nul(value), text
+    else:
+        assert not _has_nul(value), text
