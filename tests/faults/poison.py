@@ -29,3 +29,15 @@ class PoisonSQLConnector(SQLConnector):
 
     async def write(self, ops: Sequence[Put | Delete]) -> list[WriteResult]:
         return await super().write([_poisoned(op) for op in ops])
+
+
+class UndeclaringSQLConnector(SQLConnector):
+    """The SQL connector declaring nothing it cannot hold (``cannot_hold`` empty), so the
+    gateway lets U+0000 reach PostgreSQL, which refuses it at flush time: how a connector that
+    cannot foresee a refusal behaves, to test the gateway's safety net (the revert)."""
+
+    name: ClassVar[str] = "undeclaring-sql"
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.cannot_hold = frozenset()

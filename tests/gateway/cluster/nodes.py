@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -25,6 +26,14 @@ from tests.redis_server import RedisServer
 from tests.servers import require_postgres
 
 __all__ = ["ClusterNode", "ClusterNodes", "free_port", "wait_until"]
+
+# The repository on the nodes' import path, so storage.type may name a test double
+# ("tests.faults.poison:...") as an in-process server's may.
+_REPO = str(Path(__file__).resolve().parents[3])
+_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [_REPO, os.environ.get("PYTHONPATH")])),
+}
 
 
 def free_port() -> int:
@@ -70,7 +79,7 @@ class ClusterNode:
         command += start_args()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=self.workdir, env=_ENV, stdout=log, stderr=subprocess.STDOUT
             )
         return self.process
 
@@ -140,6 +149,8 @@ class ClusterNodes(list[ClusterNode]):
         """More configuration (YAML, top-level sections) for every node."""
         self.options = options or {}
         """More ``cluster:`` options for every node."""
+        self.storage_type = "sql"
+        """``storage.type`` of every node: a connector aimed at the PostgreSQL table."""
 
     def config(self, name: str) -> str:
         return (
@@ -151,7 +162,7 @@ class ClusterNodes(list[ClusterNode]):
             f"  node_timeout: {self.node_timeout}\n"
             + "".join(f"  {key}: {value}\n" for key, value in self.options.items())
             + "storage:\n"
-            "  type: sql\n"
+            f"  type: {self.storage_type}\n"
             f"  url: {self.postgres}\n"
             f"  table: {self.prefix}_records\n"
         ) + self.extra

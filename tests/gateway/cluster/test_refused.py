@@ -1,5 +1,7 @@
 """Records storage refuses for good (PostgreSQL refuses U+0000 in a JSONB string) on real
 cluster nodes: private redis-server, PostgreSQL storage, raw protocol (``tests/wire.py``).
+The nodes use a connector that does not declare U+0000 (``UNDECLARED``), so the write reaches
+storage as one nobody could foresee would, and the safety net is what is tested.
 
 The writer of a refused state is told (never acknowledged). What must not follow: the state
 kept dirty in Redis for ever (memory no client bound limits, a storage call per record every
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 
 R = RecordAction
 NUL = "a\u0000b"
+UNDECLARED = "tests.faults.poison:UndeclaringSQLConnector"
 
 
 async def login(node_url: str, user: str) -> WireClient:
@@ -48,6 +51,7 @@ async def test_a_state_storage_refuses_is_reverted_to_storage_s_and_leaves_redis
     import redis.asyncio as aioredis
 
     cluster.options = {"orphan_after": 1}
+    cluster.storage_type = UNDECLARED
     nodes = cluster.start(2)
     kept, fresh = "cr/refused/kept", "cr/refused/fresh"
     writer = await login(nodes[0].ws_url, "writer")
@@ -111,6 +115,7 @@ async def test_a_name_storage_refuses_leaves_nothing_dirty_in_redis(
     import redis.asyncio as aioredis
 
     cluster.options = {"orphan_after": 1}
+    cluster.storage_type = UNDECLARED
     nodes = cluster.start(1)
     name = f"cr/refused/{NUL}"
     writer = await login(nodes[0].ws_url, "writer")
