@@ -16,7 +16,11 @@ broken rule as a ``Violation``; an empty list is a pass. The rules, by name:
 - ``acked-misplaced``: an acknowledged write with an explicit version appears at that version.
 - ``refused-applied``: a write answered VERSION_EXISTS (and never sent again) never appears.
 - ``applied-twice``: a written value appears at one version at most.
-- ``converged``: at the end, every client still running holds each record's last version.
+- ``converged``: at the end, every client still running holds each record's last version. A
+  writer holds what it wrote: a client applies its own write when it sends it and is not sent
+  it back, so its versioned writes count, acknowledged or unknown (no answer in time, as
+  after the SIGKILL run's kill, when acknowledgements on survivors came after the clients'
+  10 s timeout) if its value appears at its version (``holds``).
 - ``storage``: storage ends holding each record's last version, with its value.
 
 Values are compared as canonical JSON; every written value is unique (the workload makes them
@@ -42,6 +46,7 @@ __all__ = [
     "Write",
     "canonical",
     "check",
+    "holds",
     "summary",
 ]
 
@@ -331,10 +336,14 @@ def _end(history: History, values: Values, report: Report) -> None:
             stored[obs.record] = obs
         elif obs.source != "ack":
             last[(obs.client, obs.record)] = obs
-    for write in history.writes:  # a writer is not sent its own write: its ack tells it
+    seen = {
+        (record, version, text) for (record, version), texts in values.items() for text in texts
+    }
+    for write in history.writes:  # a writer is not sent its own write: it holds it
         before = last.get((write.client, write.record))
-        acked = write.outcome == "acked" and write.version is not None
-        if acked and before is not None and write.version > before.version:  # type: ignore[operator]
+        if before is None or write.version is None or not holds(write, seen):
+            continue
+        if write.version > before.version:
             last[(write.client, write.record)] = Observation(
                 write.client, write.node, write.record, write.version, write.value, "ack"
             )
@@ -356,6 +365,18 @@ def _end(history: History, values: Values, report: Report) -> None:
                 f"record {record!r}: storage ends at version {obs.version}, the clients "
                 f"converged on version {version} ({text})",
             )
+
+
+def holds(write: Write, seen: set[tuple[str, int, str]]) -> bool:
+    """Whether ``write``'s client holds its version once sent: the write has one (not forced)
+    and was acknowledged, or its outcome is unknown and ``seen`` (record, version, canonical
+    value) has its value at that version. A refused write, or an unknown one nobody saw at
+    its version, does not count."""
+    if write.version is None or write.outcome == "refused":
+        return False
+    if write.outcome == "acked":
+        return True
+    return (write.record, write.version, canonical(write.value)) in seen
 
 
 def summary(violations: Iterable[Violation]) -> str:

@@ -40,7 +40,7 @@ from tests.redis_server import RedisServer
 from tests.servers import POSTGRES_URL, require_postgres
 
 from .balancer import Balancer
-from .checker import STORAGE, History, Observation, Violation, Write, check
+from .checker import STORAGE, History, Observation, Violation, Write, canonical, check
 from .workload import HistoryClient
 
 __all__ = ["Outcome", "Size", "history_run"]
@@ -234,6 +234,16 @@ def newest_versions(clients: list[HistoryClient]) -> dict[str, int]:
     return newest
 
 
+def seen_values(clients: list[HistoryClient]) -> set[tuple[str, int, str]]:
+    """Every (record, version, canonical value) the clients were told of."""
+    return {
+        (obs.record, obs.version, canonical(obs.value))
+        for client in clients
+        for obs in client.history.observations
+        if obs.has_value()
+    }
+
+
 async def history_run(
     nodes: Nodes, size: Size, *, node_bin: str | None = None, kill: bool = False
 ) -> Outcome:
@@ -312,9 +322,9 @@ async def history_run(
         while time.monotonic() < deadline:
             for reader in readers:
                 await reader.read_all()
-            newest = newest_versions(everyone)
+            newest, seen = newest_versions(everyone), seen_values(everyone)
             holding = [c for c in everyone if c.role != "forcer"]
-            if all(c.last_versions() == newest for c in holding):
+            if all(c.last_versions(seen) == newest for c in holding):
                 break
             await asyncio.sleep(0.2)
         summary: dict[str, Any] = {}

@@ -199,6 +199,31 @@ def test_a_running_client_that_did_not_converge() -> None:
     )
 
 
+def test_a_writer_holds_its_unanswered_write_that_others_saw() -> None:
+    """The SIGKILL run's once-seen ``converged`` failure ('py-writer3 on node0 ended with record
+    ... at version 194, not the last version 195'): the last write, at 195, got no answer in
+    time (a survivor acknowledges once storage has it, which after the kill took longer than
+    the client's timeout), so it ended unknown; everyone else got 195 with its value, and the
+    writer holds it, having applied it when it sent it (it is not sent its own write back)."""
+    history = good()
+    v4 = {"w": "w1", "n": 4}
+    history.observations += [obs("sub", 4, value=v4), obs("f1", 4, value=v4)]
+    history.writes.append(Write("w1", "n1", "r", 4, v4, "unknown"))
+    assert check(with_storage(history, 4, v4)) == []
+
+
+def test_a_writer_does_not_hold_an_unanswered_write_nobody_saw_there() -> None:
+    history = good()
+    forced = {"w": "f1", "n": 3}  # v4 is a forced write; w1's write at 4 never applied
+    history.observations += [obs("sub", 4, value=forced), obs("f1", 4, value=forced)]
+    history.writes += [
+        Write("f1", "n0", "r", None, forced, "acked"),
+        Write("w1", "n1", "r", 4, {"w": "w1", "n": 4}, "unknown"),
+    ]
+    message = only(with_storage(history, 4, forced), "converged")[0].message
+    assert "w1 on n1 ended with record 'r' at version 3, not the last version 4" in message
+
+
 def test_a_client_that_stopped_early_need_not_converge() -> None:
     history = good()
     del history.observations[3]

@@ -27,7 +27,7 @@ from gateway.client import Client, ConnectionState, Record
 from gateway.exceptions import ClientError, RecordError
 from gateway.protocol import Message, RecordAction, Topic
 
-from .checker import NO_VALUE, History, Observation, Source, Write
+from .checker import NO_VALUE, History, Observation, Source, Write, holds
 
 __all__ = ["HistoryClient", "RecordsRefused"]
 
@@ -164,13 +164,16 @@ class HistoryClient:
         for name in self.records:
             await self.client.record.snapshot(name)
 
-    def last_versions(self) -> dict[str, int]:
-        """The last version this client was told of per record."""
+    def last_versions(self, seen: set[tuple[str, int, str]]) -> dict[str, int]:
+        """The last version this client was told of per record, or wrote (its own writes are
+        not sent back to it): acknowledged, or unknown and seen at its version in ``seen``
+        (record, version, canonical value), as the checker's ``converged`` rule counts."""
         last: dict[str, int] = {}
         for obs in self.history.observations:
             last[obs.record] = obs.version
-        for write in self.history.writes:  # its own writes are not sent back to it
-            if write.outcome == "acked" and write.version is not None:
+        for write in self.history.writes:
+            if holds(write, seen):
+                assert write.version is not None  # holds() is never true of a forced write
                 last[write.record] = max(write.version, last.get(write.record, -1))
         return last
 
