@@ -131,20 +131,10 @@ def patch(
     of one write; also the bytes of JSON it adds, besides ``value``'s own text (padding, a new
     key), less the scalar it replaced or erased. An estimate: it never serialises anything."""
     if len(tokens) == 1 and type(data) is dict and id(data) not in owned:
-        # One key of an object, most writes: what ``_write`` does for it, without its walk.
-        key = tokens[0] if type(tokens[0]) is str else str(tokens[0])
+        # One key of an object, most writes: ``_write``'s last step, without its walk.
         copy = dict(data)
         owned[id(copy)] = copy
-        old = copy.pop(key, _MISSING) if erase else copy.get(key, _MISSING)
-        if old is _MISSING:
-            if erase:
-                return copy, 0
-            copy[key] = value
-            return copy, len(key) + 4
-        if erase:
-            return copy, -(_scalar_size(old) + len(key) + 4)
-        copy[key] = value
-        return copy, -_scalar_size(old)
+        return copy, _set_key(copy, tokens[0], value, erase)
     growth = _Growth()
     return _write(data, tokens, 0, value, erase, owned, growth), growth.bytes
 
@@ -190,6 +180,22 @@ def _container_for(token: Token, owned: Owned, growth: _Growth) -> dict[str, Any
     return new
 
 
+def _set_key(copy: dict[str, Any], token: Token, value: Any, erase: bool) -> int:
+    """Set (or with ``erase``, remove) ``token``'s key in ``copy``, an object this write owns;
+    the bytes of JSON that adds besides ``value``'s text, less the scalar it replaced."""
+    key = token if type(token) is str else str(token)
+    old = copy.pop(key, _MISSING) if erase else copy.get(key, _MISSING)
+    if old is _MISSING:
+        if erase:
+            return 0
+        copy[key] = value
+        return len(key) + 4
+    if erase:
+        return -(_scalar_size(old) + len(key) + 4)
+    copy[key] = value
+    return -_scalar_size(old)
+
+
 def _write(
     node: Any,
     tokens: tuple[Token, ...],
@@ -209,15 +215,7 @@ def _write(
             copy = dict(node)
             owned[id(copy)] = copy
         if last:
-            old = copy.pop(key, _MISSING) if erase else copy.get(key, _MISSING)
-            if old is _MISSING:
-                if not erase:
-                    copy[key] = value
-                    growth.bytes += len(key) + 4
-            else:
-                growth.bytes -= _scalar_size(old) + (len(key) + 4 if erase else 0)
-                if not erase:
-                    copy[key] = value
+            growth.bytes += _set_key(copy, key, value, erase)
             return copy
         child = node.get(key)
         if not isinstance(child, dict | list):
