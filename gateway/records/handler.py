@@ -142,6 +142,9 @@ class RecordHandler:
         )
         self._lanes = Lanes(store, per_message=limits.max_loads_per_connection)
         self._max_name = limits.max_name_length
+        self._refuse_nul = refuse_nul
+        """Storage cannot hold U+0000: names holding it are refused before any lane, load,
+        cache entry or flush (reads and subscriptions too, not only writes)."""
         self._max_size = max_record_size
         self._write_limits = writes.WriteLimits(
             max_size=max_record_size,
@@ -196,19 +199,38 @@ class RecordHandler:
 
     def _name(self, conn: Connection, msg: Message) -> str | None:
         """The name of ``msg``, or None after answering INVALID_MESSAGE_DATA."""
-        if _valid_name(msg.name, self._max_name):
-            return msg.name
+        name = msg.name
+        if _valid_name(name, self._max_name):
+            if self._refuse_nul and "\x00" in name:
+                self._unstorable_name(conn, msg, name)
+                return None
+            return name
         self._bad_name(conn, msg)
         return None
 
     def _names(self, conn: Connection, msg: Message) -> list[str] | None:
-        """The bulk names of ``msg``, or None after answering INVALID_MESSAGE_DATA."""
+        """The bulk names of ``msg``, or None after answering INVALID_MESSAGE_DATA.
+
+        A name storage cannot hold is answered on its own (so a client routes the error to
+        that name) and the others are served; None if no name is left."""
         names = msg.names or ([msg.name] if msg.name is not None else [])
         max_bytes = self._max_name
         if not names or not all(_valid_name(name, max_bytes) for name in names):
             self._bad_name(conn, msg)
             return None
+        if self._refuse_nul and any("\x00" in name for name in names):
+            for name in names:
+                if "\x00" in name:
+                    self._unstorable_name(conn, msg, name)
+            names = [name for name in names if "\x00" not in name]
+            return names or None
         return names
+
+    def _unstorable_name(self, conn: Connection, msg: Message, name: str) -> None:
+        reason = payload.refuse(
+            "unstorable", "record name holds U+0000, which the storage cannot hold"
+        )
+        self._invalid(conn, dataclasses.replace(msg, name=name), reason)
 
     def _bad_name(self, conn: Connection, msg: Message) -> None:
         if any(isinstance(name, str) and name for name in (msg.name, *msg.names)):

@@ -5,6 +5,7 @@ SQLite (which holds U+0000) accepts and stores the same writes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -180,3 +181,158 @@ async def test_storage_that_holds_u0000_accepts_and_stores_it(
         assert third is not None and third.data == {"s": NUL}
     finally:
         await writer.close()
+
+
+NAME = "r/a\u0000b"
+
+
+def _name_messages() -> list[Message]:
+    """Every RECORD action that names a record, naming ``NAME``."""
+
+    def one(action: int, **fields: Any) -> Message:
+        return Message(Topic.RECORD, action, name=NAME, **fields)
+
+    def bulk(action: int, **fields: Any) -> Message:
+        return Message(Topic.RECORD, action, names=[NAME], correlation_id="bulk", **fields)
+
+    return [
+        one(R.READ),
+        one(R.HEAD),
+        one(R.DELETE),
+        bulk(R.SUBSCRIBECREATEANDREAD),
+        bulk(R.SUBSCRIBEANDREAD),
+        bulk(R.SUBSCRIBEANDHEAD),
+        bulk(R.HEAD_BULK),
+        bulk(R.SUBSCRIBE),
+        bulk(R.UNSUBSCRIBE),
+        bulk(R.NOTIFY),
+        write(NAME, {"v": 1}, ack="write"),
+        one(R.PATCH, version=-1, path="p", data="1", correlation_id="patch", is_write_ack=True),
+    ]
+
+
+@pytest.mark.parametrize("storage", ["postgresql"], indirect=True)
+async def test_postgresql_refuses_u0000_in_names_at_once_for_every_action(
+    make_server: ServerFactory, storage: SQLConnector
+) -> None:
+    """A name PostgreSQL cannot hold is answered INVALID_MESSAGE_DATA about that name, whatever
+    the action, before it reaches storage (without the check: RECORD_LOAD_ERROR from a failed
+    load, or a record created in the cache that could never be flushed)."""
+    server = await _serve(make_server, storage)
+    peer = await WireClient.connect(url_of(server), login={})
+    try:
+        refused_before = payload.REFUSED["unstorable"]
+        messages = _name_messages()
+        for msg in messages:
+            await peer.send(msg)
+            reply = await peer.recv()
+            assert (reply.action, reply.name, reply.original_action, reply.is_error) == (
+                R.INVALID_MESSAGE_DATA,
+                NAME,
+                msg.action,
+                True,
+            ), (msg, reply)
+            assert reply.correlation_id == msg.correlation_id, reply
+            assert "U+0000" in json.loads(reply.data or '""'), reply
+            await peer.expect_silence(0.1)  # no ack, read response or load error besides
+        assert payload.REFUSED["unstorable"] - refused_before == len(messages)
+
+        # In a bulk message the name is refused on its own; the other names are served.
+        await peer.send(
+            Message(
+                Topic.RECORD,
+                R.SUBSCRIBECREATEANDREAD,
+                names=["r/ok", NAME],
+                correlation_id="mixed",
+            )
+        )
+        refusal = await peer.recv()
+        assert (refusal.action, refusal.name) == (R.INVALID_MESSAGE_DATA, NAME), refusal
+        assert (await peer.recv()).action == R.SUBSCRIBECREATEANDREAD  # the ack
+        served = await peer.recv()
+        assert (served.action, served.name, served.version) == (R.READ_RESPONSE, "r/ok", 0)
+
+        await server.store.flush()
+        stats = server.store.stats
+        assert (stats.failed, stats.reverted, stats.errors) == (0, 0, {})
+        assert server.store.cached(NAME) is None
+        stored = [snapshot.name async for snapshot in storage.scan()]
+        assert stored == ["r/ok"]
+        counted = parse((await http_get(server.port, "/metrics"))[1])
+        assert counted['recordgate_json_refused_total{reason="unstorable"}'] >= len(messages) + 1
+    finally:
+        await peer.close()
+
+
+@pytest.mark.parametrize("storage", ["postgresql"], indirect=True)
+async def test_postgresql_refuses_u0000_in_names_over_http_and_the_python_client(
+    make_server: ServerFactory, storage: SQLConnector
+) -> None:
+    from gateway.client import Client
+    from gateway.exceptions import RecordError
+
+    server = await _serve(make_server, storage)
+    answer = await ops(
+        server.port,
+        {"topic": "record", "action": "read", "recordName": NAME},
+        {"topic": "record", "action": "head", "recordName": NAME},
+        {"topic": "record", "action": "write", "recordName": NAME, "data": {"a": 1}},
+        {"topic": "record", "action": "delete", "recordName": NAME},
+        {"topic": "record", "action": "notify", "recordNames": [NAME]},
+    )
+    assert len(answer["body"]) == 5
+    for result in answer["body"]:
+        assert result["success"] is False, result
+        assert result["errorEvent"] == R.INVALID_MESSAGE_DATA, result
+        assert "U+0000" in result["error"], result
+
+    client = Client(url_of(server), auth={}, request_timeout=5.0)
+    await client.connect()
+    try:
+        calls = [
+            client.record.get(NAME),
+            client.record.snapshot(NAME),
+            client.record.head(NAME),
+            client.record.set_data(NAME, {"a": 1}),
+            client.record.notify([NAME]),
+        ]
+        for call in calls:
+            with pytest.raises(RecordError) as refused:
+                # Well inside the request timeout: the refusal reaches the call that waits.
+                await asyncio.wait_for(call, 1.0)
+            assert refused.value.code == "INVALID_MESSAGE_DATA", refused.value
+            assert "U+0000" in str(refused.value), refused.value
+    finally:
+        await client.close()
+    await server.store.flush()
+    assert [snapshot async for snapshot in storage.scan()] == []
+    assert server.store.stats.errors == {}
+
+
+@pytest.mark.parametrize("storage", ["sqlite"], indirect=True)
+async def test_storage_that_holds_u0000_in_names_serves_them(
+    make_server: ServerFactory, storage: SQLConnector
+) -> None:
+    server = await _serve(make_server, storage)
+    writer = await WireClient.connect(url_of(server), login={})
+    watcher = await WireClient.connect(url_of(server), login={})
+    try:
+        cut = NAME.partition("\u0000")[0]
+        await writer.send(write(cut, {"cut": True}, ack="cut"))
+        assert (await writer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+        subscribed = await get_record(watcher, NAME)
+        assert (subscribed.name, subscribed.version) == (NAME, 0)
+        await writer.send(write(NAME, {"v": 1}, ack="named"))
+        assert (await writer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+        update = await watcher.recv()
+        assert (update.name, json.loads(update.data or "null")) == (NAME, {"v": 1})
+        await server.store.flush()
+        stored = await storage.get(NAME)
+        assert stored is not None and stored.data == {"v": 1}
+        cut_stored = await storage.get(cut)
+        assert cut_stored is not None and cut_stored.data == {"cut": True}
+        server.store.forget(NAME)  # read back from storage, not the cache
+        assert await read(writer, NAME) == (1, {"v": 1})
+    finally:
+        await writer.close()
+        await watcher.close()

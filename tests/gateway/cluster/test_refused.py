@@ -138,3 +138,43 @@ async def test_a_name_storage_refuses_leaves_nothing_dirty_in_redis(
     await asyncio.sleep(3)
     assert nodes[0].metrics()["recordgate_store_failed_total"] == failed  # not tried again
     await writer.close()
+
+
+async def test_a_name_a_declaring_storage_cannot_hold_is_refused_before_redis(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """On storage that declares U+0000 (the SQL connector on PostgreSQL), a cluster node refuses
+    such a name at once for reads, creates, writes and deletes: INVALID_MESSAGE_DATA about the
+    name, nothing committed to Redis, nothing for the flusher to fail on."""
+    import redis.asyncio as aioredis
+
+    nodes = cluster.start(1)
+    name = f"cr/declared/{NUL}"
+    client = await login(nodes[0].ws_url, "client")
+    messages = [
+        Message(Topic.RECORD, R.SUBSCRIBECREATEANDREAD, names=[name], correlation_id="c"),
+        Message(Topic.RECORD, R.READ, name=name),
+        write(name, {"v": 1}, ack="w"),
+        Message(Topic.RECORD, R.DELETE, name=name),
+    ]
+    for msg in messages:
+        await client.send(msg)
+        reply = await client.recv(20)
+        assert (reply.action, reply.name, reply.original_action) == (
+            R.INVALID_MESSAGE_DATA,
+            name,
+            msg.action,
+        ), reply
+        assert "U+0000" in json.loads(reply.data or '""'), reply
+    await client.send(write("cr/declared/ok", {"v": 1}, ack="ok"))  # the node still serves
+    assert (await client.recv(20)).action == R.WRITE_ACKNOWLEDGEMENT
+    admin = aioredis.Redis.from_url(redis.url)
+    try:
+        keys = [key async for key in admin.scan_iter(f"{{{cluster.prefix}}}:r:*")]
+        assert not [key for key in keys if b"\x00" in key], keys
+    finally:
+        await admin.aclose()
+    metrics = nodes[0].metrics()
+    assert metrics["recordgate_store_failed_total"] == 0
+    assert metrics['recordgate_json_refused_total{reason="unstorable"}'] == len(messages)
+    await client.close()
