@@ -350,6 +350,50 @@ async def test_u0000_is_held_unless_declared(
     )
 
 
+async def test_u0000_in_names_is_held_unless_declared(
+    connector: Connector, name_prefix: str
+) -> None:
+    """The same promise for names: U+0000 in a name (middle and end) is its own record, unless
+    the connector declares NUL, when a put of such a name is ``StorageRejected`` and writes
+    nothing. A name cut at U+0000 (a C string) would make ``a\\0b`` and ``a`` one record."""
+    cut = _name(name_prefix, "a")
+    names = [_name(name_prefix, "a\u0000b"), _name(name_prefix, "a\u0000")]
+    await connector.write([Put(cut, 1, {"cut": True})])
+    if NUL in cannot_hold(connector):
+        for name in names:
+            try:
+                await connector.write([Put(name, 1, {"v": 1})])
+            except StorageRejected:
+                continue
+            pytest.fail(
+                "rule: a connector declaring NUL in cannot_hold refuses U+0000 in a name "
+                "(StorageRejected)"
+            )
+        stored = [snapshot async for snapshot in connector.scan(name_prefix + "/")]
+        assert stored == [Snapshot(cut, 1, {"cut": True})], "rule: a rejected put writes nothing"
+        return
+    rule = "rule: U+0000 in a name round-trips unless the connector declares NUL in cannot_hold"
+    for version, name in enumerate(names, start=2):
+        try:
+            results = await connector.write([Put(name, version, {"v": version})])
+        except StorageRejected:
+            pytest.fail(rule)
+        assert [result.ok for result in results] == [True], rule
+    for version, name in enumerate(names, start=2):
+        assert await connector.get(name) == Snapshot(name, version, {"v": version}), rule
+        assert await connector.head(name) == version, rule
+    assert await connector.get(cut) == Snapshot(cut, 1, {"cut": True}), rule
+    many = await connector.get_many([cut, *names])
+    assert sorted(many) == sorted([cut, *names]), rule
+    scanned = [snapshot.name async for snapshot in connector.scan(name_prefix + "/")]
+    assert scanned == sorted([cut, *names]), rule
+    [deleted] = await connector.write([Delete(names[0], 2)])
+    assert deleted.ok, rule
+    assert await connector.get(names[0]) is None, rule
+    assert await connector.get(cut) == Snapshot(cut, 1, {"cut": True}), rule
+    assert await connector.head(names[1]) == 3, rule
+
+
 async def test_negative_zero(connector: Connector, name_prefix: str) -> None:
     name = _name(name_prefix, "zero")
     await connector.write([Put(name, 1, {"z": -0.0})])

@@ -76,16 +76,19 @@ Data
   once instead of accepting it and undoing it when the flush is refused: an optional attribute
   ``cannot_hold`` (a frozenset, set by the constructor, no I/O), read through
   :func:`cannot_hold`. The one kind known is :data:`NUL`: U+0000 in a string or a key of the
-  data (PostgreSQL's JSONB). A connector declares only what it really refuses, always with
-  ``StorageRejected``; everything it does not declare round-trips. Declaring nothing is allowed:
-  a refusal the gateway cannot foresee is still handled by the flusher.
+  data, or in a record name (PostgreSQL's JSONB and text). A connector declares only what it
+  really refuses, always with ``StorageRejected``; everything it does not declare round-trips.
+  Declaring nothing is allowed: a refusal the gateway cannot foresee is still handled by the
+  flusher.
 
 Names and scans
 
-* Names are non-empty strings of unicode characters other than U+0000: ``/`` (several),
-  quotes, ``.``, ``$``, ``%``, ``_``, ``*``, spaces, any unicode, at least 500 bytes of UTF-8.
-  Distinct strings are distinct records (no case folding, normalisation, or trailing-space
-  padding). A name the backend cannot store is ``StorageRejected``, never truncated.
+* Names are non-empty strings of unicode characters: ``/`` (several), quotes, ``.``, ``$``,
+  ``%``, ``_``, ``*``, spaces, any unicode, at least 500 bytes of UTF-8, and U+0000 unless the
+  connector declares :data:`NUL` (then the gateway never passes such a name, and a put of one
+  is ``StorageRejected``). Distinct strings are distinct records (no case folding,
+  normalisation, trailing-space padding, or cutting at U+0000). A name the backend cannot
+  store is ``StorageRejected``, never truncated.
 * ``scan(prefix)`` yields every snapshot whose name starts with ``prefix`` (a plain string
   prefix, case-sensitive, no character a wildcard), in code-point order as Python's ``sorted``
   (not UTF-16 order), each name once. During concurrent writes: a name stored for the whole scan
@@ -183,7 +186,8 @@ CAPABILITY_NETWORK = "network"
 CAPABILITY_FENCED = "fenced"
 
 NUL = "nul"
-"""In ``cannot_hold``: the character U+0000 anywhere in the data (a string or an object key)."""
+"""In ``cannot_hold``: the character U+0000 anywhere in the data (a string or an object key) or
+in a record name."""
 
 
 def collection_of(name: str) -> str:

@@ -242,6 +242,21 @@ class UndeclaredNulRefusalConnector(_Broken):
         return await super().write(ops)
 
 
+class FalseNulNameDeclarationConnector(UndeclaredNulRefusalConnector):
+    """Declares NUL and refuses it in data, yet stores names holding it."""
+
+    cannot_hold = frozenset({NUL})
+
+
+class UndeclaredNulNameRefusalConnector(_Broken):
+    """Refuses U+0000 in a name as PostgreSQL's text does, without declaring it."""
+
+    async def write(self, ops: Sequence[Op]) -> list[WriteResult]:
+        if any("\x00" in op.name for op in ops):
+            raise StorageRejected("invalid byte sequence for encoding UTF8: 0x00")
+        return await super().write(ops)
+
+
 def _as_doubles(value: Any) -> Any:
     """Numbers as JavaScript keeps them: every number a double, integral ones printed as ints."""
     if isinstance(value, dict):
@@ -405,6 +420,14 @@ class TruncatingConnector(_KeyedByName):
     @staticmethod
     def key(name: str) -> str:
         return name.encode()[:255].decode(errors="ignore")
+
+
+class CStringNamesConnector(_KeyedByName):
+    """Names cut at the first U+0000, as a C string is: ``a\\0b`` and ``a`` are one record."""
+
+    @staticmethod
+    def key(name: str) -> str:
+        return name.partition("\x00")[0]
 
 
 # -- scans -----------------------------------------------------------------------------------

@@ -111,6 +111,21 @@ TRAPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("test_roundtrip.py::test_u0000_is_held_unless_declared[in a key]",),
         "rule: a connector declaring NUL in cannot_hold refuses U+0000 (StorageRejected)",
     ),
+    "FalseNulNameDeclarationConnector": (
+        ("test_roundtrip.py",),
+        ("test_roundtrip.py::test_u0000_in_names_is_held_unless_declared",),
+        "rule: a connector declaring NUL in cannot_hold refuses U+0000 in a name",
+    ),
+    "UndeclaredNulNameRefusalConnector": (
+        ("test_roundtrip.py",),
+        ("test_roundtrip.py::test_u0000_in_names_is_held_unless_declared",),
+        "rule: U+0000 in a name round-trips unless the connector declares NUL in cannot_hold",
+    ),
+    "CStringNamesConnector": (
+        ("test_roundtrip.py",),
+        ("test_roundtrip.py::test_u0000_in_names_is_held_unless_declared",),
+        "rule: U+0000 in a name round-trips unless the connector declares NUL in cannot_hold",
+    ),
     "UndeclaredNulRefusalConnector": (
         ("test_roundtrip.py",),
         ("test_roundtrip.py::test_u0000_is_held_unless_declared[in a string]",),
