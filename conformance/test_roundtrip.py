@@ -68,6 +68,15 @@ DATA_CASES: dict[str, Any] = {
         "objectid": "507f1f77bcf86cd799439011",
     },
     "many keys": {f"k{i}": i for i in range(500)},
+    # RethinkDB reads objects with this key as its own types (a time, binary data, ...).
+    "database type tags": {
+        "time": {"$reql_type$": "TIME", "epoch_time": 0, "timezone": "+00:00"},
+        "binary": [{"$reql_type$": "BINARY", "data": "aGk="}],
+        "unknown": {"$reql_type$": "NOPE"},
+        "not a string": {"$reql_type$": 1},
+        "mongo": {"$date": 0, "$oid": "507f1f77bcf86cd799439011"},
+    },
+    "a database type tag at the top": {"$reql_type$": "TIME", "epoch_time": 5, "timezone": "Z"},
 }
 
 NAME_CASES: dict[str, str] = {

@@ -16,6 +16,11 @@ Invariants:
   ``version_key`` (the version in decimal, zero-padded to 20 digits so string order is number
   order) are the sources of truth and round-trip exactly; ``data`` and ``version`` are the same
   values as native RethinkDB values for queries, exact while numbers stay within 2**53.
+* ``data`` is ``null`` when the data holds an object key ``$reql_type$`` anywhere: RethinkDB
+  would read such an object as one of its own types (a time, binary, geometry; an unknown or
+  malformed one is refused by the server or breaks the driver's reads), not as the data it is.
+  Such records are stored as faithfully as any other through ``data_json``; a record's data is
+  an object or array, so ``data: null`` marks them for queries.
 * A fenced write adds ``fence_key`` (the highest fence applied to the name, zero-padded like
   ``version_key``). A fenced delete (and an unfenced delete of a record with a fence) leaves a
   tombstone under the record's ``id``::
@@ -63,7 +68,8 @@ MAX_FENCE = 2**63 - 1
 """Fences are the contract's exact integers 0..2**63-1 (their key has the version's width)."""
 
 RESERVED_KEY = "$reql_type$"
-"""RethinkDB reads an object with this key as a pseudo-type (time, binary, ...), not as data."""
+"""RethinkDB reads an object with this key as a pseudo-type (time, binary, ...), not as data:
+data holding it is stored with ``data`` null (``data_json`` holds it)."""
 _RESERVED_TOKEN = f'"{RESERVED_KEY}"'
 
 
@@ -114,12 +120,11 @@ def document_fields(name: str, version: int, text: str, fence: int | None = None
     ``fence_key`` if ``fence`` is given.
 
     The text is built directly (no second encoding pass over the data): ``data`` is ``text``
-    itself, ``data_json`` is ``text`` as a JSON string.
+    itself (``null`` if it holds ``RESERVED_KEY``), ``data_json`` is ``text`` as a JSON string.
     """
+    native = text
     if _RESERVED_TOKEN in text and _has_reserved_key(load_json(text)):
-        raise StorageRejected(
-            f"record {name!r}: RethinkDB reserves the object key {RESERVED_KEY!r} for its own types"
-        )
+        native = "null"  # the server would read it as pseudo-types; data_json keeps it
     fields: dict[str, object] = {
         "id": record_id(name),
         "name": name,
@@ -130,7 +135,7 @@ def document_fields(name: str, version: int, text: str, fence: int | None = None
     if fence is not None:
         fields["fence_key"] = fence_key(fence)
     head = dump_json(fields)
-    return f'{head[:-1]},"data":{text},"data_json":{dump_json([text])[1:-1]}}}'
+    return f'{head[:-1]},"data":{native},"data_json":{dump_json([text])[1:-1]}}}'
 
 
 def snapshot_of(doc: dict[str, Any]) -> Snapshot:

@@ -104,8 +104,8 @@ class _Encoded:
 def encode_ops(ops: Sequence[Put | Delete], now: datetime) -> tuple[list[_Encoded], dict[str, str]]:
     """Each operation as JSON text, and each put's data JSON by name.
 
-    Non-JSON data, bad versions or fences and reserved keys raise ``StorageRejected`` here,
-    before the database is touched.
+    Non-JSON data and bad versions or fences raise ``StorageRejected`` here, before the
+    database is touched.
     """
     stamp = dump_json({"$reql_type$": "TIME", "epoch_time": now.timestamp(), "timezone": "+00:00"})
     encoded: list[_Encoded] = []

@@ -39,6 +39,7 @@ from connectors.rethinkdb.driver import reql
 from gateway.config import CacheConfig, WriteBehindConfig
 from gateway.exceptions import ConfigError
 from gateway.store import CachedStore, Record
+from tests.conftest import ServerFactory, url_of
 from tests.connectors.rethinkdb_queries import recorded_queries
 from tests.gateway.store.conftest import until
 from tests.proxy import TcpProxy
@@ -173,16 +174,64 @@ async def test_names_past_the_primary_key_limit(store: RethinkDBConnector) -> No
     assert [s.name async for s in store.scan(stem + "a")] == [stem + "a" * 300]
 
 
-async def test_reserved_reql_type_key_is_rejected_before_writing(
+async def test_reserved_reql_type_key_is_stored_faithfully_with_data_null(
     store: RethinkDBConnector,
 ) -> None:
-    with pytest.raises(StorageRejected, match=r"\$reql_type\$"):
-        await store.write([Put("ok", 1, {"a": 1}), Put("bad", 1, {"x": [{"$reql_type$": "TIME"}]})])
-    assert await store.get("ok") is None
-    # As a value, or inside a longer string, it is plain data.
-    data = {"k": "$reql_type$", "s": 'a"$reql_type$"b'}
-    await store.write([Put("fine", 1, data)])
-    assert await store.get("fine") == Snapshot("fine", 1, data)
+    """Data holding the object key ``$reql_type$`` round-trips through ``data_json``; ``data`` is
+    null, so the server never reads it as a time or binary (as the stand-in did: ``data``
+    came back a datetime) and the driver never meets an unknown type (reading the document
+    closed its connection: "Unknown pseudo-type NOPE")."""
+    tagged = {
+        "t": {"$reql_type$": "TIME", "epoch_time": 0, "timezone": "+00:00"},
+        "x": [{"$reql_type$": "NOPE"}],
+    }
+    plain = {"k": "$reql_type$", "s": 'a"$reql_type$"b'}  # as a value it is plain data
+    results = await store.write([Put("tagged", 1, tagged), Put("plain", 1, plain)])
+    assert [result.ok for result in results] == [True, True]
+    assert await store.get("tagged") == Snapshot("tagged", 1, tagged)
+    assert await store.get("plain") == Snapshot("plain", 1, plain)
+    [again] = await store.write([Put("tagged", 1, tagged)])  # the idempotent retry
+    assert again.outcome is Outcome.APPLIED
+    [conflict] = await store.write([Put("tagged", 1, {"other": 1})])
+    assert conflict.outcome is Outcome.CONFLICT and conflict.current == Snapshot(
+        "tagged", 1, tagged
+    )
+    assert [s.name async for s in store.scan()] == ["plain", "tagged"]
+    raw = store.raw_reader()
+    try:
+        stored = await raw.read_raw("tagged")
+        assert stored is not None and stored["native_data"] is None and stored["data"] == tagged
+        stored = await raw.read_raw("plain")
+        assert stored is not None and stored["native_data"] == plain
+    finally:
+        await raw.close()
+
+
+async def test_server_acknowledges_and_serves_reql_type_data(
+    make_server: ServerFactory, store: RethinkDBConnector, rethinkdb_url: str
+) -> None:
+    """Through the gateway: acknowledged (durable), stored, read back from storage, not undone
+    (before: the flush was refused, the writer got RECORD_UPDATE_ERROR, the write undone)."""
+    from gateway.protocol import Message, RecordAction, Topic
+    from tests.gateway.test_records import read
+    from tests.wire import WireClient, write
+
+    data = {"when": {"$reql_type$": "TIME", "epoch_time": 0, "timezone": "+00:00"}}
+    storage = {"type": "rethinkdb", "url": rethinkdb_url, "table": store.table_name, "timeout": 3}
+    server = await make_server({"storage": storage})
+    peer = await WireClient.connect(url_of(server), login={})
+    try:
+        await peer.send(write("r/1", data, ack="w"))
+        reply = await peer.recv(5)
+        assert reply.action == RecordAction.WRITE_ACKNOWLEDGEMENT, reply
+        assert server.store.stats.reverted == 0 and server.store.stats.failed == 0
+        assert await store.get("r/1") == Snapshot("r/1", 1, data)
+        server.store.forget("r/1")
+        assert await read(peer, "r/1") == (1, data)
+        await peer.send(Message(Topic.RECORD, RecordAction.DELETE, name="r/1"))
+        assert (await peer.recv(5)).action == RecordAction.DELETE_SUCCESS
+    finally:
+        await peer.close()
 
 
 # -- schema --------------------------------------------------------------------------------

@@ -76,8 +76,18 @@ def test_batch_text_carries_ops_and_one_time() -> None:
                       "doc": tomb, "match": None}  # fmt: skip
 
 
-def test_non_json_and_reserved_keys_are_rejected_before_anything_is_sent() -> None:
-    for data in ({"n": float("nan")}, {"s": {1, 2}}, {"a": {"$reql_type$": "BINARY"}}):
+def test_reserved_key_anywhere_stores_data_null_and_the_exact_text() -> None:
+    for data in ({"a": {"$reql_type$": "BINARY"}}, [1, [{"$reql_type$": 2}]]):
+        encoded, _ = encode_ops([Put("r", 1, data)], NOW)
+        doc = json.loads(encoded[0].item)["doc"]
+        assert doc["data"] is None and json.loads(doc["data_json"]) == data
+    for plain in ({"k": "$reql_type$"}, {"s": '"$reql_type$"'}, {"$reql_type": 1}):
+        encoded, _ = encode_ops([Put("r", 1, plain)], NOW)
+        assert json.loads(encoded[0].item)["doc"]["data"] == plain
+
+
+def test_non_json_is_rejected_before_anything_is_sent() -> None:
+    for data in ({"n": float("nan")}, {"s": {1, 2}}):
         with pytest.raises(StorageRejected):
             encode_ops([Put("ok", 1, {}), Put("bad", 1, data)], NOW)
 
