@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="run the server")
     start.add_argument("-c", "--config", help="YAML config file (default: embedded defaults)")
-    start.add_argument("--host", help="interface to listen on (default 0.0.0.0)")
+    start.add_argument(
+        "--host", help="address to listen on (default 0.0.0.0; '::' for IPv4 and IPv6)"
+    )
     start.add_argument("--port", type=int, help="port to listen on (default 6020)")
     start.add_argument(
         "--event-loop",

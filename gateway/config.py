@@ -40,6 +40,8 @@ __all__ = [
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     host: str = "0.0.0.0"
+    """The address to listen on: ``0.0.0.0`` every IPv4 interface, ``::`` every interface, IPv4
+    and IPv6 (one dual-stack socket where the OS has them), any other address only itself."""
     port: int = 6020
     path: str = "/deepstream"
     health_path: str = "/health-check"

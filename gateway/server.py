@@ -23,6 +23,7 @@ from websockets.server import ServerProtocol
 
 from . import metrics
 from .auth import AuthChain, Authenticator, create_authenticator
+from .bind import dual_stack_socket
 from .config import Config
 from .connection import CLOSE_POLICY, Connection, Outbox
 from .events import EventHandler
@@ -283,9 +284,19 @@ class Server:
             )
         if loop.get_exception_handler() is None:  # the application's own handler stays
             loop.set_exception_handler(_throttled_exception_handler)
-        self._tcp_server = await loop.create_server(
-            self._new_socket, cfg.host, cfg.port, ssl=self._ssl
-        )
+        dual = dual_stack_socket(cfg.host, cfg.port)  # "::": IPv4 too (gateway/bind.py)
+        if dual is not None:
+            try:
+                self._tcp_server = await loop.create_server(
+                    self._new_socket, sock=dual, ssl=self._ssl
+                )
+            except BaseException:
+                dual.close()
+                raise
+        else:
+            self._tcp_server = await loop.create_server(
+                self._new_socket, cfg.host, cfg.port, ssl=self._ssl
+            )
         self.serving = True
         sock = next(iter(self._tcp_server.sockets))
         self.port = sock.getsockname()[1]
