@@ -20,15 +20,17 @@ ServerFactory = Callable[..., Awaitable[Server]]
 
 if pinned_loop() == "uvloop":
     # CI runs the connection layer's modules again on uvloop, the loop `recordgate start`
-    # runs on by default; otherwise the standard loop (see tests/event_loop.py). (pytest-asyncio
-    # 1.x deprecates this override in favour of a hook that parametrizes every test by loop:
-    # defined only when asked for.)
+    # runs on by default; otherwise the standard loop (see tests/event_loop.py). Through
+    # pytest-asyncio's loop-factory hook (1.4+; overriding ``event_loop_policy`` is deprecated):
+    # one factory, so each async test runs once, on it, under its usual id. Defined only when
+    # asked for, so the default run keeps pytest-asyncio's own loop.
 
-    @pytest.fixture(scope="session")
-    def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
         import uvloop  # required when asked for: a missing uvloop fails, never skips
 
-        return uvloop.EventLoopPolicy()
+        return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
