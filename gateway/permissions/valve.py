@@ -29,7 +29,7 @@ from typing import Any, Final
 import re2
 import yaml
 
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, StorageError
 from .expression import CompiledExpression, NeedRecord, RuleSyntaxError, Scope, compile_expression
 from .jsvalues import UNDEFINED, RuleError, truthy
 
@@ -283,7 +283,12 @@ class Permissions:
                 except NeedRecord as need:
                     if read is None or len(records) >= self.max_cross_reads:
                         return Verdict.ERROR, _too_many_reads(self.max_cross_reads)
-                    records[need.name] = await read(need.name)
+                    try:
+                        records[need.name] = await read(need.name)
+                    except StorageError as exc:
+                        # As any failed rule (and as the reference, which denies on a failed
+                        # cross-read): the sender is answered, never left without a reply.
+                        return Verdict.ERROR, f"reading record {need.name!r} failed: {exc}"
                     continue
                 if truthy(result):
                     return Verdict.ALLOWED, ""

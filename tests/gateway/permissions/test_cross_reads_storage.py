@@ -1,0 +1,89 @@
+"""Permission rules that read records (``_()``) by a name built from what a client sent, on a
+real server over real PostgreSQL: a name storage cannot hold never reaches it, and a read
+storage fails is answered as the rule's failure, never dropped."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connectors.sql import SQLConnector
+from gateway.protocol import EventAction, Message, Topic
+from gateway.server import Server
+from tests.conftest import ServerFactory, url_of
+from tests.servers import require_postgres
+from tests.wire import WireClient
+
+E = EventAction
+ROOM = "chat/a\u0000b"
+RULES = {
+    "event": {
+        "*": {"publish": True, "subscribe": True, "listen": True},
+        # A room is open to publish in unless a record closes it.
+        "chat/$room": {"publish": "_('closed/' + $room) === null"},
+    }
+}
+
+
+@pytest.fixture
+async def table() -> AsyncIterator[tuple[str, str]]:
+    url = require_postgres()
+    connector = SQLConnector(url, table=f"gate_{uuid.uuid4().hex[:12]}")
+    await connector.open()
+    yield url, connector.table_name
+    await connector.drop()
+    await connector.close()
+
+
+async def _serve(
+    make_server: ServerFactory, tmp_path: Path, table: tuple[str, str], storage_type: str
+) -> Server:
+    (tmp_path / "perms.yml").write_text(yaml.safe_dump(RULES))
+    url, name = table
+    return await make_server(
+        {
+            "storage": {"type": storage_type, "url": url, "table": name},
+            "permissions": str(tmp_path / "perms.yml"),
+        }
+    )
+
+
+async def _subscribed(server: Server) -> WireClient:
+    peer = await WireClient.connect(url_of(server), login={})
+    await peer.send(Message(Topic.EVENT, E.SUBSCRIBE, names=[ROOM], correlation_id="s"))
+    assert (await peer.recv()).is_ack
+    return peer
+
+
+async def test_a_read_storage_fails_is_the_rule_failing(
+    make_server: ServerFactory, tmp_path: Path, table: tuple[str, str]
+) -> None:
+    """A connector that does not declare U+0000 lets the read reach PostgreSQL, which fails
+    it: the publisher is answered MESSAGE_PERMISSION_ERROR at once, as for any rule that fails
+    (and as the reference answers a failed cross-read), nothing is delivered, the server goes
+    on serving."""
+    server = await _serve(
+        make_server, tmp_path, table, "tests.faults.poison:UndeclaringSQLConnector"
+    )
+    subscriber = await _subscribed(server)
+    publisher = await WireClient.connect(url_of(server), login={})
+    try:
+        await publisher.send(Message(Topic.EVENT, E.EMIT, name=ROOM, data=json.dumps(1)))
+        reply = await publisher.recv()
+        assert (reply.action, reply.name, reply.is_error) == (
+            E.MESSAGE_PERMISSION_ERROR,
+            ROOM,
+            True,
+        ), reply
+        await subscriber.expect_silence()
+        await publisher.send(Message(Topic.EVENT, E.EMIT, name="chat/open", data="2"))
+        await publisher.send(Message(Topic.EVENT, E.EMIT, name=ROOM, data="3"))
+        assert (await publisher.recv()).action == E.MESSAGE_PERMISSION_ERROR
+    finally:
+        await subscriber.close()
+        await publisher.close()
