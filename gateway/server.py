@@ -197,6 +197,7 @@ class Server:
                 self.store,
                 max_json_depth=self.config.server.max_json_depth,
                 trips=self.trips,
+                refuse_nul=self.records.refuse_nul,
             )
         self.records.gate = self.gate
         self.handlers: dict[int, Handler] = {

@@ -99,20 +99,32 @@ class Gate:
         *,
         max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
         trips: LimitTrips | None = None,
+        refuse_nul: bool = False,
     ) -> None:
         self.permissions = permissions
         self.store = store
         self.max_json_depth = max_json_depth
         self.trips = trips if trips is not None else LimitTrips()
+        self.refuse_nul = refuse_nul
+        """Storage cannot hold U+0000 (``connectors.base.NUL``): no record so named exists."""
 
     def pinned(self) -> Gate:
         """A gate that keeps the rules loaded now, whatever a reload does later."""
         return Gate(
-            self.permissions, self.store, max_json_depth=self.max_json_depth, trips=self.trips
+            self.permissions,
+            self.store,
+            max_json_depth=self.max_json_depth,
+            trips=self.trips,
+            refuse_nul=self.refuse_nul,
         )
 
     async def read(self, name: str) -> Any:
-        """``_('name')``: the record's data through the store's cache; None if missing."""
+        """``_('name')``: the record's data through the store's cache; None if missing.
+
+        A name storage cannot hold (built by a rule from what a client sent) is a record that
+        cannot exist: None, without asking storage, which would fail on it."""
+        if self.refuse_nul and "\x00" in name:
+            return None
         record = await self.store.load(name)
         return None if record is None else record.data
 

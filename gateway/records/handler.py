@@ -142,7 +142,7 @@ class RecordHandler:
         )
         self._lanes = Lanes(store, per_message=limits.max_loads_per_connection)
         self._max_name = limits.max_name_length
-        self._refuse_nul = refuse_nul
+        self.refuse_nul = refuse_nul
         """Storage cannot hold U+0000: names holding it are refused before any lane, load,
         cache entry or flush (reads and subscriptions too, not only writes)."""
         self._max_size = max_record_size
@@ -201,7 +201,7 @@ class RecordHandler:
         """The name of ``msg``, or None after answering INVALID_MESSAGE_DATA."""
         name = msg.name
         if _valid_name(name, self._max_name):
-            if self._refuse_nul and "\x00" in name:
+            if self.refuse_nul and "\x00" in name:
                 self._unstorable_name(conn, msg, name)
                 return None
             return name
@@ -218,7 +218,7 @@ class RecordHandler:
         if not names or not all(_valid_name(name, max_bytes) for name in names):
             self._bad_name(conn, msg)
             return None
-        if self._refuse_nul and any("\x00" in name for name in names):
+        if self.refuse_nul and any("\x00" in name for name in names):
             for name in names:
                 if "\x00" in name:
                     self._unstorable_name(conn, msg, name)

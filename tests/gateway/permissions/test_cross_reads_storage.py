@@ -60,6 +60,26 @@ async def _subscribed(server: Server) -> WireClient:
     return peer
 
 
+async def test_a_name_storage_cannot_hold_reads_as_missing_without_asking_it(
+    make_server: ServerFactory, tmp_path: Path, table: tuple[str, str]
+) -> None:
+    """PostgreSQL declares U+0000: no record so named can exist, so the rule reads null and
+    the event goes out (before: the read failed in PostgreSQL, the emit was dropped with an
+    error logged and no answer)."""
+    server = await _serve(make_server, tmp_path, table, "sql")
+    subscriber = await _subscribed(server)
+    publisher = await WireClient.connect(url_of(server), login={})
+    try:
+        await publisher.send(Message(Topic.EVENT, E.EMIT, name=ROOM, data=json.dumps(1)))
+        got = await subscriber.recv()
+        assert (got.action, got.name, got.data) == (E.EMIT, ROOM, "1"), got
+        await publisher.expect_silence()
+        assert server.store.stats.errors == {}
+    finally:
+        await subscriber.close()
+        await publisher.close()
+
+
 async def test_a_read_storage_fails_is_the_rule_failing(
     make_server: ServerFactory, tmp_path: Path, table: tuple[str, str]
 ) -> None:
