@@ -96,6 +96,28 @@ async def test_start_serve_and_stop_cleanly(config_dir: Path, sig: int) -> None:
     assert port_is_free(port)
 
 
+@pytest.mark.skipif(not socket.has_dualstack_ipv6(), reason="no dual-stack sockets here")
+async def test_host_unspecified_ipv6_serves_both_families_and_prints_a_url(
+    config_dir: Path,
+) -> None:
+    """``--host ::``: a real process serves 127.0.0.1 and ::1 (gateway/bind.py) and prints a
+    URL a client can use (``ws://[::]:PORT``, not ``ws://:::PORT``)."""
+    proc = await run("start", "-c", "memory.yaml", "--host", "::", "--port", "0", cwd=config_dir)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 10)
+    found = re.fullmatch(rb"recordgate listening on ws://\[::\]:(\d+)/deepstream\n", line)
+    assert found, line
+    port = int(found.group(1))
+    assert await health(port) == 200
+    reader, writer = await asyncio.open_connection("::1", port)
+    writer.write(b"GET /health-check HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (await reader.readline()).split()[1] == b"200"
+    writer.close()
+    await writer.wait_closed()
+    code, _ = await stop(proc)
+    assert code == 0
+
+
 async def test_command_line_overrides_the_config_file(config_dir: Path) -> None:
     port = free_port()
     (config_dir / "c.yaml").write_text(MEMORY + "server:\n  host: 0.0.0.0\n  port: 1\n")
