@@ -7,7 +7,9 @@ For each batch the target's versions are read first (``get_many``), and a snapsh
 * **up to date** when the target holds the same version with equal data (nothing is written),
 * **newer in target** when the target holds a higher version (left alone),
 * **failed** when the target holds the same version with *different* data (diverged: left
-  alone and named), or refuses the put (alone: the rest of its batch is written one by one).
+  alone and named), or refuses the put (alone: the rest of its batch is written one by one),
+  or cannot hold its name (U+0000 where the target declares ``NUL``: never sent to it, since
+  such a name fails every call, the batch's ``get_many`` included).
 
 ``StorageUnavailable`` and ``StorageTimeout`` stop the copy: what was written stays, and a rerun
 goes on from there.
@@ -21,12 +23,14 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 
 from connectors.base import (
+    NUL,
     Connector,
     Outcome,
     Put,
     Snapshot,
     StorageTimeout,
     StorageUnavailable,
+    cannot_hold,
 )
 
 from ..store.merge import json_equal
@@ -95,6 +99,12 @@ async def copy_records(
 
 
 async def _copy_batch(batch: dict[str, Snapshot], target: Connector, summary: CopySummary) -> None:
+    if NUL in cannot_hold(target):
+        for name in [name for name in batch if "\x00" in name]:
+            del batch[name]
+            summary.fail(name, "the target cannot hold U+0000 in a record name")
+        if not batch:
+            return
     stored = await target.get_many(list(batch))
     puts: list[Put] = []
     for name, snapshot in batch.items():

@@ -12,6 +12,7 @@ from connectors.base import Put, Snapshot
 from connectors.memory import MemoryConnector
 from connectors.sql import SQLConnector
 from gateway.ops import copy_records
+from tests.servers import require_postgres
 
 
 async def _source(*snapshots: Snapshot) -> AsyncIterator[Snapshot]:
@@ -85,3 +86,36 @@ async def test_a_record_the_target_refuses_fails_alone(tmp_path: Any) -> None:
         assert (summary.copied, summary.failed) == (2, 1)
         assert summary.failures[0][0] == "bad"
         assert set(await sqlite.get_many(["ok/1", "ok/2", "bad"])) == {"ok/1", "ok/2"}
+
+
+async def test_a_name_the_target_cannot_hold_fails_alone_on_postgresql() -> None:
+    """SQLite, MariaDB, Redis, ... hold U+0000 in names; PostgreSQL declares it cannot. Such a
+    record in a migrate or import into PostgreSQL fails alone, named, and the rest of its batch
+    (before and after it) is copied; before, the batch's get_many failed in PostgreSQL and the
+    whole run stopped with a traceback (StorageRejected: invalid byte sequence ... 0x00)."""
+    url = require_postgres()
+    table = f"copy_nul_{uuid.uuid4().hex[:12]}"
+    async with SQLConnector(url, table=table) as postgresql:
+        try:
+            summary = await copy_records(
+                _source(
+                    Snapshot("ok/1", 1, {"a": 1}),
+                    Snapshot("bad/a\x00b", 1, {"a": 2}),
+                    Snapshot("bad/a\x00", 2, {"a": 3}),
+                    Snapshot("ok/2", 1, {"a": 4}),
+                ),
+                postgresql,
+            )
+            assert (summary.copied, summary.failed) == (2, 2), summary.lines()
+            assert [name for name, _ in summary.failures] == ["bad/a\x00b", "bad/a\x00"]
+            assert all("U+0000" in reason for _, reason in summary.failures), summary.failures
+            stored = [snapshot async for snapshot in postgresql.scan("")]
+            assert stored == [Snapshot("ok/1", 1, {"a": 1}), Snapshot("ok/2", 1, {"a": 4})]
+            # A rerun is as safe: the good ones are up to date, the bad ones fail again.
+            again = await copy_records(
+                _source(Snapshot("ok/1", 1, {"a": 1}), Snapshot("bad/a\x00b", 1, {"a": 2})),
+                postgresql,
+            )
+            assert (again.up_to_date, again.failed) == (1, 1)
+        finally:
+            await postgresql.drop()
