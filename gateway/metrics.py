@@ -112,6 +112,7 @@ def render(
     sent: list[int] | None = None,
     records_subscribed: int = 0,
     event_loop: str = "asyncio",
+    rule_read_errors: dict[str, int] | None = None,
 ) -> str:
     lines = [
         "# HELP recordgate_event_loop_info The event loop this server runs on (server.event_loop).",
@@ -178,6 +179,14 @@ def render(
     ]
     errors = store.errors
     lines += [f'{name}{{kind="{kind}"}} {errors.get(kind, 0)}' for kind in ERROR_KINDS]
+    name = "recordgate_permission_read_errors_total"
+    lines += [
+        f"# HELP {name} Records a permission rule read (_()) that storage failed, by kind: each "
+        "refused its message with MESSAGE_PERMISSION_ERROR (an outage, not policy).",
+        f"# TYPE {name} counter",
+    ]
+    failed = rule_read_errors or {}
+    lines += [f'{name}{{kind="{kind}"}} {failed.get(kind, 0)}' for kind in ERROR_KINDS]
     histogram = store.flush_seconds
     if histogram is not None:
         name = "recordgate_store_flush_duration_seconds"

@@ -380,6 +380,7 @@ class Server:
                 sent=self._outbox.sent,
                 records_subscribed=len(self.records.subscriptions),
                 event_loop=self._loop_name,
+                rule_read_errors=self.gate.read_errors if self.gate is not None else None,
             )
             response = protocol.reject(http.HTTPStatus.OK, body)
             del response.headers["Content-Type"]  # reject's text/plain: one Content-Type only

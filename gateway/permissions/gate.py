@@ -27,7 +27,13 @@ from collections.abc import Awaitable
 from typing import Any, Final
 
 from ..connection import Connection
-from ..exceptions import InvalidData
+from ..exceptions import (
+    InvalidData,
+    StorageError,
+    StorageRejected,
+    StorageTimeout,
+    StorageUnavailable,
+)
 from ..limits import LimitTrips, ThrottledLog
 from ..protocol import (
     EventAction,
@@ -84,6 +90,15 @@ _DENIED: Final[dict[int, tuple[int, int]]] = {
 }
 
 
+def _kind(exc: StorageError) -> str:
+    """``exc``'s kind as ``recordgate_storage_errors_total`` names it."""
+    if isinstance(exc, StorageTimeout):
+        return "timeout"
+    if isinstance(exc, StorageRejected):
+        return "rejected"
+    return "unavailable" if isinstance(exc, StorageUnavailable) else "other"
+
+
 def user_of(conn: Connection) -> User:
     """``user`` in a rule: the connection's login (serverData as ``data``)."""
     return User(conn.user_id, conn.authenticated, conn.server_data)
@@ -100,6 +115,7 @@ class Gate:
         max_json_depth: int = payload.DEFAULT_MAX_DEPTH,
         trips: LimitTrips | None = None,
         refuse_nul: bool = False,
+        read_errors: dict[str, int] | None = None,
     ) -> None:
         self.permissions = permissions
         self.store = store
@@ -107,6 +123,8 @@ class Gate:
         self.trips = trips if trips is not None else LimitTrips()
         self.refuse_nul = refuse_nul
         """Storage cannot hold U+0000 (``connectors.base.NUL``): no record so named exists."""
+        self.read_errors: dict[str, int] = read_errors if read_errors is not None else {}
+        """Reads of ``_()`` storage failed, by kind (shared by pinned gates; ``/metrics``)."""
 
     def pinned(self) -> Gate:
         """A gate that keeps the rules loaded now, whatever a reload does later."""
@@ -116,6 +134,7 @@ class Gate:
             max_json_depth=self.max_json_depth,
             trips=self.trips,
             refuse_nul=self.refuse_nul,
+            read_errors=self.read_errors,
         )
 
     async def read(self, name: str) -> Any:
@@ -125,7 +144,21 @@ class Gate:
         cannot exist: None, without asking storage, which would fail on it."""
         if self.refuse_nul and "\x00" in name:
             return None
-        record = await self.store.load(name)
+        try:
+            record = await self.store.load(name)
+        except StorageError as exc:
+            # The rule fails (MESSAGE_PERMISSION_ERROR): say so apart from policy refusals
+            # (INFO, throttled together), so an outage is not read as users being denied.
+            kind = _kind(exc)
+            self.read_errors[kind] = self.read_errors.get(kind, 0) + 1
+            _throttled.warning(
+                "a permission rule's read of record %r failed (storage %s: %s): "
+                "refused with MESSAGE_PERMISSION_ERROR",
+                name,
+                kind,
+                exc,
+            )
+            raise
         return None if record is None else record.data
 
     # -- checks ------------------------------------------------------------------------------

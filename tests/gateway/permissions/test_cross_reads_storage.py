@@ -5,6 +5,8 @@ storage fails is answered as the rule's failure, never dropped."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,10 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from connectors.base import Put
 from connectors.sql import SQLConnector
 from gateway.protocol import EventAction, Message, Topic
 from gateway.server import Server
 from tests.conftest import ServerFactory, url_of
+from tests.gateway.test_server import http_get
+from tests.proxy import TcpProxy
 from tests.servers import require_postgres
 from tests.wire import WireClient
 
@@ -107,3 +112,67 @@ async def test_a_read_storage_fails_is_the_rule_failing(
     finally:
         await subscriber.close()
         await publisher.close()
+
+
+async def test_a_storage_outage_during_a_rule_is_told_apart_from_policy(
+    make_server: ServerFactory,
+    tmp_path: Path,
+    table: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL cut (a real outage, through a TCP proxy) while a rule reads a record: the
+    sender is refused with MESSAGE_PERMISSION_ERROR, and operators can tell this from a policy
+    refusal: a WARNING of its own naming the record and the storage error, and
+    recordgate_permission_read_errors_total{kind="unavailable"} in /metrics. A policy denial
+    (the record closes the room) stays an INFO line and counts nothing there."""
+    url, name = table
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        (tmp_path / "perms.yml").write_text(yaml.safe_dump(RULES))
+        server = await make_server(
+            {
+                "storage": {
+                    "type": "sql",
+                    "url": proxy.url_for(url),
+                    "table": name,
+                    "timeout": 2,
+                },
+                "permissions": str(tmp_path / "perms.yml"),
+            }
+        )
+        async with SQLConnector(url, table=name) as direct:
+            await direct.write([Put("closed/shut", 1, {"by": "ops"})])
+        publisher = await WireClient.connect(url_of(server), login={})
+        try:
+            caplog.set_level(logging.INFO, logger="gateway")
+            await publisher.send(Message(Topic.EVENT, E.EMIT, name="chat/shut", data="1"))
+            denied = await publisher.recv()
+            assert denied.action == E.MESSAGE_DENIED, denied
+            assert _read_errors(await _metrics(server)) == {}
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+            await proxy.cut()
+            await publisher.send(Message(Topic.EVENT, E.EMIT, name="chat/open", data="2"))
+            failed = await publisher.recv()
+            assert (failed.action, failed.name) == (E.MESSAGE_PERMISSION_ERROR, "chat/open")
+            warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+            assert len(warnings) == 1, warnings
+            text = warnings[0].getMessage()
+            assert "'closed/open'" in text and "unavailable" in text, text
+            assert _read_errors(await _metrics(server)) == {"unavailable": 1}
+        finally:
+            await publisher.close()
+            await proxy.restore()
+
+
+async def _metrics(server: Server) -> str:
+    status, body = await http_get(server.port, "/metrics")
+    assert status == 200
+    return body.decode()
+
+
+def _read_errors(body: str) -> dict[str, int]:
+    """Non-zero recordgate_permission_read_errors_total by kind."""
+    found = re.findall(
+        r'^recordgate_permission_read_errors_total\{kind="(\w+)"\} (\d+)$', body, re.M
+    )
+    return {kind: int(n) for kind, n in found if int(n)}
