@@ -276,7 +276,12 @@ class Permissions:
         records: dict[str, Any] = {}
         try:
             if "oldData" in expression.names:
-                names["oldData"] = None if old_data is None else await old_data()
+                try:
+                    names["oldData"] = None if old_data is None else await old_data()
+                except StorageError as exc:
+                    # Loaded here only for actions checked before any record operation
+                    # (subscribe, listen, notify): nothing else would answer the sender.
+                    return Verdict.ERROR, f"reading record {name!r} failed: {exc}"
             for _ in range(self.max_cross_reads + 1):
                 try:
                     result = expression.evaluate(Scope(names, records))

@@ -16,7 +16,7 @@ import yaml
 
 from connectors.base import Put
 from connectors.sql import SQLConnector
-from gateway.protocol import EventAction, Message, Topic
+from gateway.protocol import EventAction, Message, RecordAction, Topic
 from gateway.server import Server
 from tests.conftest import ServerFactory, url_of
 from tests.gateway.test_server import http_get
@@ -176,3 +176,40 @@ def _read_errors(body: str) -> dict[str, int]:
         r'^recordgate_permission_read_errors_total\{kind="(\w+)"\} (\d+)$', body, re.M
     )
     return {kind: int(n) for kind, n in found if int(n)}
+
+
+async def test_a_subscribe_whose_rule_reads_old_data_is_answered_during_an_outage(
+    make_server: ServerFactory, tmp_path: Path, table: tuple[str, str]
+) -> None:
+    """SUBSCRIBE, LISTEN and NOTIFY are checked before their handler, so a rule's ``oldData``
+    is loaded by the gate, not by a record operation that would answer its failure. With
+    PostgreSQL cut, a SUBSCRIBE under such a rule is answered MESSAGE_PERMISSION_ERROR (as a
+    failed ``_()`` read, and as the reference denies when it cannot load the record); before,
+    the StorageError escaped the check and the client got no answer at all."""
+    url, name = table
+    rules = {"record": {"*": {"read": "oldData === null || oldData.open === true"}}}
+    (tmp_path / "perms.yml").write_text(yaml.safe_dump(rules))
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        server = await make_server(
+            {
+                "storage": {"type": "sql", "url": proxy.url_for(url), "table": name, "timeout": 2},
+                "permissions": str(tmp_path / "perms.yml"),
+            }
+        )
+        client = await WireClient.connect(url_of(server), login={})
+        try:
+            await proxy.cut()
+            await client.send(
+                Message(Topic.RECORD, RecordAction.SUBSCRIBE, names=["r/1"], correlation_id="s")
+            )
+            reply = await client.recv()
+            assert (reply.action, reply.name, reply.original_action) == (
+                RecordAction.MESSAGE_PERMISSION_ERROR,
+                "r/1",
+                RecordAction.SUBSCRIBE,
+            ), reply
+            assert _read_errors(await _metrics(server)) == {"unavailable": 1}
+            await client.expect_silence()
+        finally:
+            await client.close()
+            await proxy.restore()
