@@ -257,6 +257,55 @@ class UndeclaredNulNameRefusalConnector(_Broken):
         return await super().write(ops)
 
 
+def _has_type_tag(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "$reql_type$" in value or any(map(_has_type_tag, value.values()))
+    return isinstance(value, list) and any(map(_has_type_tag, value))
+
+
+class TypeTagRefusalConnector(_Broken):
+    """Refuses data holding the object key ``$reql_type$`` without declaring it (RethinkDB's
+    connector before it stored such data with ``data`` null and ``data_json`` exact)."""
+
+    async def write(self, ops: Sequence[Op]) -> list[WriteResult]:
+        if any(isinstance(op, Put) and _has_type_tag(op.data) for op in ops):
+            raise StorageRejected("RethinkDB reserves the object key '$reql_type$'")
+        return await super().write(ops)
+
+
+def _as_database_types(value: Any) -> Any:
+    """A tagged object read back as the database's own type (a time as text, as a driver's
+    datetime would be); an unknown tag breaks the read, as it breaks RethinkDB's driver."""
+    if isinstance(value, dict):
+        tag = value.get("$reql_type$")
+        if tag == "TIME":
+            return f"time {value.get('epoch_time')} {value.get('timezone')}"
+        if tag is not None and tag != "BINARY":
+            raise StorageUnavailable(f"Unknown pseudo-type {tag!r}: connection closed")
+        return {k: _as_database_types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_database_types(v) for v in value]
+    return value
+
+
+class TypeTagsReadAsTypesConnector(_Broken):
+    """Stores data natively in a database that reads ``$reql_type$`` objects as its own types
+    (RethinkDB's ``data`` field read instead of ``data_json``)."""
+
+    async def get(self, name: str) -> Snapshot | None:
+        found = await self._stored(name)
+        if found is None:
+            return None
+        return Snapshot(found.name, found.version, _as_database_types(found.data))
+
+    async def get_many(self, names: Iterable[str]) -> dict[str, Snapshot]:
+        return {n: s for n in names if (s := await self.get(n)) is not None}
+
+    async def scan(self, prefix: str = "") -> AsyncIterator[Snapshot]:  # type: ignore[override]
+        async for found in MemoryConnector.scan(self, prefix):
+            yield Snapshot(found.name, found.version, _as_database_types(found.data))
+
+
 def _as_doubles(value: Any) -> Any:
     """Numbers as JavaScript keeps them: every number a double, integral ones printed as ints."""
     if isinstance(value, dict):

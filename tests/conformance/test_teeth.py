@@ -131,6 +131,22 @@ TRAPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("test_roundtrip.py::test_u0000_is_held_unless_declared[in a string]",),
         "rule: U+0000 in data round-trips unless the connector declares NUL in cannot_hold",
     ),
+    "TypeTagRefusalConnector": (
+        ("test_roundtrip.py",),
+        (
+            "test_roundtrip.py::test_data_round_trips[database type tags]",
+            "test_roundtrip.py::test_data_round_trips[a database type tag at the top]",
+        ),
+        "rule: JSON data is stored",
+    ),
+    "TypeTagsReadAsTypesConnector": (
+        ("test_roundtrip.py",),
+        (
+            "test_roundtrip.py::test_data_round_trips[database type tags]",
+            "test_roundtrip.py::test_data_round_trips[a database type tag at the top]",
+        ),
+        "rule: JSON data round-trips exactly",
+    ),
     "MutatingConnector": (
         ("test_roundtrip.py",),
         ("test_roundtrip.py::test_data_round_trips[empty object]",),
