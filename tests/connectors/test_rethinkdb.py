@@ -207,6 +207,37 @@ async def test_reserved_reql_type_key_is_stored_faithfully_with_data_null(
         await raw.close()
 
 
+async def test_data_switching_between_tagged_and_plain_keeps_data_in_step(
+    store: RethinkDBConnector,
+) -> None:
+    """A record whose data gains and loses the key ``$reql_type$`` from version to version
+    (first insert, conditional replace, fenced put, delete and create again): every version
+    reads back exact, and the stored ``data`` is null exactly while the data is tagged, never a
+    stale native copy of an earlier version for data teams to query."""
+    tagged = {"when": {"$reql_type$": "TIME", "epoch_time": 1, "timezone": "+00:00"}}
+    raw = store.raw_reader()
+
+    async def stored(version: int, data: object) -> None:
+        assert await store.get("r") == Snapshot("r", version, data)
+        doc = await raw.read_raw("r")
+        assert doc is not None and doc["data"] == data
+        assert doc["native_data"] == (None if data is tagged else data), (version, doc)
+
+    try:
+        steps = [({"n": 1}, None), (tagged, None), ({"n": 3}, 5), (tagged, 6), ({"n": 5}, None)]
+        for version, (data, fence) in enumerate(steps, start=1):
+            [result] = await store.write([Put("r", version, data, fence=fence)])
+            assert result.ok, (version, result)
+            await stored(version, data)
+        [deleted] = await store.write([Delete("r", 5)])
+        assert deleted.ok and await store.get("r") is None
+        [created] = await store.write([Put("r", 1, tagged)])
+        assert created.ok
+        await stored(1, tagged)
+    finally:
+        await raw.close()
+
+
 async def test_server_acknowledges_and_serves_reql_type_data(
     make_server: ServerFactory, store: RethinkDBConnector, rethinkdb_url: str
 ) -> None:
