@@ -4,7 +4,8 @@ asyncio's and uvloop's ``create_server`` set ``IPV6_V6ONLY`` on every IPv6 socke
 would listen on IPv6 alone and refuse IPv4 clients, unlike most servers (nginx ``[::]``,
 Node's ``listen('::')``, Go). For an unspecified IPv6 address this module makes one
 dual-stack socket instead (IPv4 clients arrive as ``::ffff:a.b.c.d``), where the OS allows
-it; any other host is left to ``create_server``.
+it; any other host is left to ``create_server``. :func:`client_address` turns such a peer back
+into the IPv4 address it is, so nothing past the socket sees which host was configured.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ipaddress
 import logging
 import socket
 
-__all__ = ["dual_stack_socket"]
+__all__ = ["client_address", "dual_stack_socket"]
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +40,15 @@ def dual_stack_socket(host: str, port: int) -> socket.socket | None:
     return socket.create_server(
         (host, port), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=False
     )
+
+
+def client_address(peer: str) -> str:
+    """``peer`` as the client's own address: an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``,
+    an IPv4 client of the dual-stack socket) is ``a.b.c.d``; anything else as it is."""
+    if not peer.startswith("::ffff:") and not peer.startswith("::FFFF:"):
+        return peer  # the common case, without parsing
+    try:
+        mapped = ipaddress.IPv6Address(peer).ipv4_mapped
+    except ValueError:
+        return peer
+    return peer if mapped is None else str(mapped)

@@ -23,7 +23,7 @@ from websockets.server import ServerProtocol
 
 from . import metrics
 from .auth import AuthChain, Authenticator, create_authenticator
-from .bind import dual_stack_socket
+from .bind import client_address, dual_stack_socket
 from .config import Config
 from .connection import CLOSE_POLICY, Connection, Outbox
 from .events import EventHandler
@@ -439,6 +439,7 @@ class Server:
         """
         self._sockets.add(conn)
         conn.closed.add_done_callback(lambda _: self._forget_socket(conn))
+        peer = client_address(peer)  # an IPv4 client of the "::" socket: its IPv4 address
         key = client_key(peer)
         count = self._per_ip.get(key, 0) + 1
         self._per_ip[key] = count

@@ -23,8 +23,13 @@ def _ipv6_loopback() -> bool:
     return True
 
 
+def dual_stack_available() -> bool:
+    """Whether this machine has ::1 and dual-stack sockets (what these tests need)."""
+    return _ipv6_loopback() and socket.has_dualstack_ipv6()
+
+
 pytestmark = pytest.mark.skipif(
-    not (_ipv6_loopback() and socket.has_dualstack_ipv6()),
+    not dual_stack_available(),
     reason="needs IPv6 loopback (::1) and dual-stack sockets",
 )
 

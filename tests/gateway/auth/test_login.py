@@ -92,3 +92,24 @@ async def test_open_auth_on_a_public_address_warns(
     with caplog.at_level(logging.WARNING):
         await make_server({"server": {"host": "127.0.0.1"}})
     assert "authentication is open" not in caplog.text
+
+
+async def test_the_http_strategy_gets_plain_ipv4_addresses_on_a_dual_stack_socket(
+    make_server: ServerFactory, endpoint: Endpoint
+) -> None:
+    """With ``server.host: "::"`` IPv4 clients reach the socket as ``::ffff:a.b.c.d``; the
+    endpoint is given the client's address as with ``0.0.0.0`` (``127.0.0.1``), so an address
+    list it checks means the same whichever host the server listens on. IPv6 stays as is."""
+    from tests.gateway.test_bind import dual_stack_available
+
+    if not dual_stack_available():
+        pytest.skip("needs IPv6 loopback (::1) and dual-stack sockets")
+    endpoint.answers = [(200, {"id": "ada"}, 0)]
+    server = await make_server(
+        {"server": {"host": "::"}, "auth": [{"type": "http", "url": endpoint.url}]}
+    )
+    for host in ("127.0.0.1", "[::1]"):
+        async with Client(f"ws://{host}:{server.port}/deepstream", auth={"token": "t"}):
+            pass
+    seen = [request["json"]["connectionData"]["remoteAddress"] for request in endpoint.requests]
+    assert seen == ["127.0.0.1", "::1"]
