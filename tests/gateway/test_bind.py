@@ -4,6 +4,7 @@ stays exactly that address."""
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
@@ -79,3 +80,19 @@ async def test_ipv4_clients_on_the_dual_stack_socket_count_as_ipv4(
         assert await _logs_in(_url("[::1]", server))  # another address
     finally:
         await first.close()
+
+
+async def test_without_dual_stack_sockets_unspecified_ipv6_warns_and_serves_ipv6(
+    make_server: ServerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Where the OS cannot clear IPV6_V6ONLY (socket.has_dualstack_ipv6() is false), "::" is
+    IPv6 only, as before 3a3f886, and the operator is told so rather than left to find IPv4
+    clients refused."""
+    monkeypatch.setattr(socket, "has_dualstack_ipv6", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="gateway.bind"):
+        server = await make_server({"server": {"host": "::"}})
+    assert any("no dual-stack sockets; IPv6 only" in r.getMessage() for r in caplog.records)
+    assert await _logs_in(_url("[::1]", server))
+    assert not await _logs_in(_url("127.0.0.1", server))
