@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import socket
 
-__all__ = ["client_address", "dual_stack_socket"]
+__all__ = ["authority", "client_address", "dual_stack_socket"]
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +52,8 @@ def client_address(peer: str) -> str:
     except ValueError:
         return peer
     return peer if mapped is None else str(mapped)
+
+
+def authority(host: str, port: int) -> str:
+    """``host:port`` as URLs write it: an IPv6 literal in brackets (``[::]:6020``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

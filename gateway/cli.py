@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .bind import authority
 from .config import Config, load_config
 from .exceptions import ConfigError, RecordgateError
 from .loops import EVENT_LOOPS, loop_factory
@@ -212,13 +213,12 @@ async def _run(config: Config, path: str | None, loop_name: str) -> None:
     server = Server(config)  # a config error surfaces here, before anything is logged
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     scheme = "ws" if config.server.tls is None else "wss"
-    host = config.server.host
-    host = f"[{host}]" if ":" in host else host  # an IPv6 literal, as URLs write it
     _log_setup(config, path)
     log.info("event loop: %s (server.event_loop: %s)", loop_name, config.server.event_loop)
     async with server:
         print(
-            f"recordgate listening on {scheme}://{host}:{server.port}{config.server.path}",
+            f"recordgate listening on {scheme}://{authority(config.server.host, server.port)}"
+            f"{config.server.path}",
             flush=True,
         )
         await stop.wait()

@@ -23,7 +23,7 @@ from websockets.server import ServerProtocol
 
 from . import metrics
 from .auth import AuthChain, Authenticator, create_authenticator
-from .bind import client_address, dual_stack_socket
+from .bind import authority, client_address, dual_stack_socket
 from .config import Config
 from .connection import CLOSE_POLICY, Connection, Outbox
 from .events import EventHandler
@@ -302,7 +302,7 @@ class Server:
         sock = next(iter(self._tcp_server.sockets))
         self.port = sock.getsockname()[1]
         self._heartbeat = asyncio.create_task(self._check_heartbeats())
-        log.info("recordgate listening on %s:%s%s", cfg.host, self.port, cfg.path)
+        log.info("recordgate listening on %s%s", authority(cfg.host, self.port), cfg.path)
         if not self.config.auth and not _loopback(cfg.host):
             log.warning(
                 "authentication is open (no auth configured) and the server listens on %s: "

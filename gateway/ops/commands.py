@@ -24,6 +24,7 @@ from connectors.base import (
     SupportsRawReader,
 )
 
+from ..bind import authority
 from ..config import Config, load_config
 from ..exceptions import ConfigError
 from .copy import CopySummary, copy_records
@@ -209,7 +210,7 @@ async def check(config_path: Path) -> int:
         print(f"recordgate check: {exc}", file=sys.stderr)
         return 2
     print(f"config: {config_path}")
-    print(f"listen: {config.server.host}:{config.server.port}{config.server.path}")
+    print(f"listen: {authority(config.server.host, config.server.port)}{config.server.path}")
     print(f"auth: {auth}")
     if permissions:
         print(f"permissions: {permissions}")

@@ -255,6 +255,12 @@ def test_check_reports_a_good_config_and_refuses_bad_ones(tmp_path: Path) -> Non
     assert f"config: {config}" in good.stdout
     assert f"storage: sql sqlite+aiosqlite:///{_seed_dir}" in good.stdout
     assert "records: 12" in good.stdout and "listen: 0.0.0.0:7000/deepstream" in good.stdout
+    ipv6 = tmp_path / "ipv6.yaml"  # an IPv6 host in brackets, as `recordgate start` prints it
+    ipv6.write_text(
+        f"storage: {{type: sql, data_dir: {data}}}\nserver: {{host: '::', port: 7000}}\n"
+    )
+    listed = _run("check", "-c", str(ipv6))
+    assert listed.returncode == 0 and "listen: [::]:7000/deepstream" in listed.stdout, listed
 
     users = tmp_path / "users.yml"
     users.write_text("ada: {password: plain-text}\n")
