@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from gateway.client import Client
 from gateway.server import Server
+from tests.certs import make_certs
 from tests.conftest import ServerFactory
 from tests.wire import WireClient
 
@@ -96,3 +100,19 @@ async def test_without_dual_stack_sockets_unspecified_ipv6_warns_and_serves_ipv6
     assert any("no dual-stack sockets; IPv6 only" in r.getMessage() for r in caplog.records)
     assert await _logs_in(_url("[::1]", server))
     assert not await _logs_in(_url("127.0.0.1", server))
+
+
+async def test_tls_on_the_dual_stack_socket_serves_both_families(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """The dual-stack socket is handed to create_server(sock=..., ssl=...): wss:// works over
+    IPv4 and IPv6 alike."""
+    certs = make_certs(tmp_path)
+    tls = {"cert": str(certs.server_cert), "key": str(certs.server_key)}
+    server = await make_server({"server": {"host": "::", "tls": tls}})
+    trusting = ssl.create_default_context(cafile=str(certs.ca))
+    for host in ("127.0.0.1", "[::1]"):
+        url = f"wss://{host}:{server.port}/deepstream"
+        async with Client(url, auth={}, ssl=trusting) as client:
+            await client.record.set_data(f"tls/{host}", {"via": host})
+            assert await client.record.snapshot(f"tls/{host}") == {"via": host}
