@@ -225,9 +225,14 @@ def data_equal(a: Any, b: Any) -> bool:
     return a is None and b is None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
-    """One version of one record. ``version >= 0``; ``data`` is a JSON object or array."""
+    """One version of one record. ``version >= 0``; ``data`` is a JSON object or array.
+
+    Immutable by contract: nothing assigns a field after construction (a new version is a new
+    snapshot). Not ``frozen=True``: its ``__init__`` sets each field through
+    ``object.__setattr__``, which costs ~6,000 instructions more per snapshot on Python 3.11,
+    and the record handler makes one per write (5% of a paced update's instructions)."""
 
     name: str
     version: int
