@@ -178,6 +178,7 @@ def encode_frame(topic: int, payload: bytes) -> bytes:
     return _varint(len(head) + size) + head + payload
 
 
+_RECORD = Topic.RECORD.value
 _RECORD_TAGS = {attr: tag for tag, attr, _ in _ENCODERS[Topic.RECORD]}
 _ACTION_TAG = _RECORD_TAGS["action"]
 _DATA_TAG = _RECORD_TAGS["data"]
@@ -192,33 +193,26 @@ def encode_change(
     """``encode(Message(Topic.RECORD, action, name=name, version=version, data=data,
     path=path))``, the frame a record's subscribers get for each write, built from its five
     fields directly (in field-number order, as ``encode`` writes them) rather than by walking
-    the schema's fourteen."""
+    the schema's fourteen, and joined once rather than appended to piece by piece."""
     try:
-        out = bytearray(_ACTION_TAG)
-        out += _varint(action)
+        parts = [_ACTION_TAG, _varint(action)]
         if data is not None:
             raw = data.encode()
-            out += _DATA_TAG
-            out += _varint(len(raw))
-            out += raw
+            size = len(raw)
+            parts += (_DATA_TAG, _SMALL[size] if size < 0x80 else _varint(size), raw)
         raw = name.encode()
-        out += _NAME_TAG
-        out += _varint(len(raw))
-        out += raw
+        size = len(raw)
+        parts += (_NAME_TAG, _SMALL[size] if size < 0x80 else _varint(size), raw)
         if path is not None:
             raw = path.encode()
-            out += _PATH_TAG
-            out += _varint(len(raw))
-            out += raw
+            size = len(raw)
+            parts += (_PATH_TAG, _SMALL[size] if size < 0x80 else _varint(size), raw)
     except UnicodeEncodeError:  # a lone surrogate: encode's own fallback
         return encode(
             Message(Topic.RECORD, action, name=name, version=version, data=data, path=path)
         )
-    out += _VERSION_TAG
-    out += _varint(version)
-    size = len(out)
-    head = _HEADS[Topic.RECORD] + (_SMALL[size] if size < 0x80 else _varint(size))
-    return _varint(len(head) + size) + head + out
+    parts += (_VERSION_TAG, _varint(version))
+    return encode_frame(_RECORD, b"".join(parts))
 
 
 _STRING_TAGS = [_varint(number << 3 | 2) for number in range(16)]
