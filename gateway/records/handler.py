@@ -483,21 +483,21 @@ class RecordHandler:
     # -- writes ----------------------------------------------------------------------------
 
     def _write(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
-        name = self._name(conn, msg)
-        if name is None:
+        name = msg.name
+        if not _valid_name(name, self._max_name):
+            self._bad_name(conn, msg)
             return None
         try:
             change = writes.parse_change(msg, self._write_limits)
         except InvalidData as exc:
             self._invalid(conn, msg, exc)
             return None
-        gate = self._pinned_gate()
-        if gate is None and self.authority is None:
+        if self.gate is None and self.authority is None:
             record = self._lanes.free(name)
             if record is not None:  # the hot path: applied here, no closures made
                 self._apply(conn, msg, name, change, record)
                 return None
-        return self._write_in_lane(conn, msg, name, change, gate)
+        return self._write_in_lane(conn, msg, name, change, self._pinned_gate())
 
     def _write_in_lane(
         self,
