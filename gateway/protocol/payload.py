@@ -106,24 +106,6 @@ _FINITE_LENGTH: Final = 309
 _SPACE: Final = " \t\n\r"
 
 
-def _parse(text: str) -> Any:
-    """``_DECODER.decode(text)``, without its two whitespace regexes when ``text`` has no
-    surrounding whitespace (nearly always): the scanner alone, then the end checked; and
-    without the float hook (a Python call per number) when no number can be infinite."""
-    scan = (
-        _SCAN_FINITE
-        if len(text) < _FINITE_LENGTH and "e" not in text and "E" not in text
-        else _SCAN
-    )
-    try:
-        value, end = scan(text, 0)
-    except StopIteration:  # leading whitespace, or nothing JSON: the decoder says which
-        return _DECODER.decode(text)
-    if end != len(text) and text[end:].strip(_SPACE):
-        return _DECODER.decode(text)  # raises "Extra data"
-    return value
-
-
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -140,8 +122,18 @@ def loads(text: str | None, *, max_depth: int, at_depth: int = 0) -> Any:
     """
     if text is None:
         raise refuse("invalid", "data is missing")
+    # The C scanner alone: the decoder's two whitespace regexes run only for text with
+    # whitespace around it or that is no JSON (to parse it, or to raise its error), and the
+    # float hook (a Python call per number) only where a number could be infinite, which
+    # needs an exponent or over 308 digits.
+    finite = len(text) < _FINITE_LENGTH and "e" not in text and "E" not in text
     try:
-        value = _parse(text)
+        try:
+            value, end = (_SCAN_FINITE if finite else _SCAN)(text, 0)
+        except StopIteration:  # leading whitespace, or nothing JSON: the decoder says which
+            value, end = _DECODER.decode(text), len(text)
+        if end != len(text) and text[end:].strip(_SPACE):
+            _DECODER.decode(text)  # raises "Extra data"
     except _NonFinite as exc:
         raise refuse("non_finite_number", f"{str(exc)[:20]} is not a finite number") from None
     except RecursionError:
