@@ -11,6 +11,7 @@ import socket
 
 import pytest
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from gateway.protocol import (
     AuthAction,
@@ -171,3 +172,19 @@ async def test_a_frame_over_max_size_closes_with_1009_whatever_arrives_first(
     assert await replies(reader, 1) == ["close:1009"]
     writer.close()
     await until(lambda: server.trips["server.max_message_size"] == 1)  # as the socket goes
+
+
+async def test_the_state_the_connection_reads_is_websockets_state(server: Server) -> None:
+    """The connection reads websockets' private ``_state`` per frame and per send (its
+    ``state`` property costs twenty times as much): it must be what the property says, open
+    and closing."""
+    reader, writer = await opened(server)
+    writer.write(LOGIN)
+    assert await replies(reader, 2) == ACCEPTED + LOGGED_IN
+    conn = the_connection(server)
+    protocol = conn.protocol
+    assert protocol._state is protocol.state is State.OPEN and conn.is_open
+    conn.close(1000)
+    assert protocol._state is protocol.state is State.CLOSING and not conn.is_open
+    assert await replies(reader, 1) == ["close:1000"]
+    writer.close()
