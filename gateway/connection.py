@@ -239,6 +239,7 @@ class Connection(asyncio.BufferedProtocol):
         "_ended",
         "_fragmented",
         "_fragments",
+        "_frame_limit",
         "_held",
         "_http",
         "_http_task",
@@ -315,6 +316,9 @@ class Connection(asyncio.BufferedProtocol):
         self._held = 0  # the socket buffer as the outbox's budget counts it
         self._overflowed = False
         self.protocol = ServerProtocol(max_size=max_size)
+        self._frame_limit = max_size
+        """The largest data frame ``_frames_received`` takes itself (websockets' max_size:
+        its messages are single frames, and any fragment goes to websockets)."""
         self.transport: asyncio.Transport | None = None
         self._service = service
         self._outbox = outbox
@@ -564,38 +568,37 @@ class Connection(asyncio.BufferedProtocol):
             self._inbound += data  # pieces is copied once, not once per piece
             buf = self._inbound
         protocol = self.protocol
-        limit = protocol.max_message_size
-        if protocol.max_fragment_size is not None:
-            limit = min(limit or protocol.max_fragment_size, protocol.max_fragment_size)
-        if limit is None:
-            limit = 1 << 63
+        limit = self._frame_limit
         end, pos = len(buf), 0
         while pos < end and protocol._state is _OPEN:  # closing: websockets has the rest
             head1 = buf[pos]
             head2 = buf[pos + 1] if pos + 1 < end else 0
             length = head2 & 0x7F
-            start = pos + 2
-            if length == 126:
-                start += 2
-                length = int.from_bytes(buf[pos + 2 : start], "big") if start <= end else 0
-            elif length == 127:
-                start += 8
-                length = int.from_bytes(buf[pos + 2 : start], "big") if start <= end else 0
-            if head2 & 0x80:
-                start += 4
+            start = pos + 6 if head2 & 0x80 else pos + 2  # after the mask key, if any
+            if length > 125:  # the length follows in 2 or 8 bytes, before the mask key
+                size = 2 if length == 126 else 8
+                start += size
+                at = pos + 2 + size
+                length = int.from_bytes(buf[pos + 2 : at], "big") if at <= end else 0
             stop = start + length
             simple = (head1 == 0x82 or head1 == 0x81) and head2 & 0x80 and length <= limit
-            if start > end or (stop > end and simple):  # wait for the rest of the frame
+            if simple and stop <= end and protocol.current_size is None:
+                payload = apply_mask(buf[start:stop], buf[start - 4 : start])
+                if head1 != 0x82:
+                    self._data(False, payload)
+                elif self._busy is None and not self._overflowed:  # _message's common case
+                    pending = self._service.received(self, payload)
+                    if pending is not None:
+                        self._busy = self._loop.create_task(self._in_order(pending))
+                else:
+                    self._message(payload)
+            elif start > end or (stop > end and simple):  # wait for the rest of the frame
                 self._keep(buf, pos)  # (within max_size: websockets would hold it too)
                 return
-            if stop > end:  # an incomplete frame websockets must see as it comes
+            elif stop > end:  # an incomplete frame websockets must see as it comes
                 break
-            if not simple or protocol.current_size is not None:
+            else:  # a frame websockets must see: a control frame, a fragment, a bad one
                 self._ws_received(buf[pos:stop])
-            elif head1 == 0x82:  # binary: what clients send
-                self._message(apply_mask(buf[start:stop], buf[start - 4 : start]))
-            else:
-                self._data(False, apply_mask(buf[start:stop], buf[start - 4 : start]))
             pos = stop
         if pos == end:
             self._inbound = b""

@@ -188,3 +188,38 @@ async def test_the_state_the_connection_reads_is_websockets_state(server: Server
     assert protocol._state is protocol.state is State.CLOSING and not conn.is_open
     assert await replies(reader, 1) == ["close:1000"]
     writer.close()
+
+
+def sized(size: int, tag: str) -> tuple[bytes, str]:
+    """A subscribe of event ``tag`` whose correlation id pads it to ``size`` bytes, and the id."""
+    pad = size - len(subscribe(tag))
+    for _ in range(3):  # the correlation id's length prefix grows with it
+        cid = tag + "x" * pad
+        data = encode(Message(Topic.EVENT, EventAction.SUBSCRIBE, names=[tag], correlation_id=cid))
+        pad += size - len(data)
+    assert len(data) == size
+    return data, cid
+
+
+@pytest.mark.parametrize("cut", ["whole", "random"])
+async def test_frames_of_each_length_encoding_arrive_whole(server: Server, cut: str) -> None:
+    """Frames whose length takes 7 bits, 16 bits and 64 bits, at each boundary, in one write or
+    cut anywhere: each is handled once, in order, with its payload intact."""
+    reader, writer = await opened(server)
+    writer.write(LOGIN)
+    assert await replies(reader, 2) == ACCEPTED + LOGGED_IN
+    sizes = [125, 126, 127, 1000, 65535, 65536, 70000, 20, 125]
+    sent = [sized(size, str(i)) for i, size in enumerate(sizes)]
+    stream = b"".join(frame(data) for data, _ in sent)
+    rng = random.Random(5)
+    pos = 0
+    while pos < len(stream):
+        size = len(stream) if cut == "whole" else rng.choice([1, 2, 3, 9, 130, 5000, 70000])
+        writer.write(stream[pos : pos + size])
+        await writer.drain()
+        pos += size
+    for i, (_, cid) in enumerate(sent):
+        msg = decode((await read_frame(reader))[1])
+        assert (msg.action, msg.correlation_id) == (EventAction.SUBSCRIBE, cid), i
+    assert the_connection(server)._inbound is not None  # the connection parsed them itself
+    writer.close()
