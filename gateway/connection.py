@@ -64,7 +64,15 @@ from .protocol import Message, encode
 from .protocol.session import Session
 from .store.slots import READER
 
-__all__ = ["CLOSE_TIMEOUT", "MAX_QUEUE", "OPEN_TIMEOUT", "Connection", "Outbox", "Service"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "MAX_QUEUE",
+    "OPEN_TIMEOUT",
+    "BufferedConnection",
+    "Connection",
+    "Outbox",
+    "Service",
+]
 
 log = logging.getLogger(__name__)
 _throttled = ThrottledLog(log)
@@ -92,8 +100,8 @@ _HIGH_WATER = 64 * 1024
 mark: below it the transport writes as fast as the peer reads)."""
 _BINARY, _TEXT, _CONT, _CLOSE = Opcode.BINARY, Opcode.TEXT, Opcode.CONT, Opcode.CLOSE
 _READ_VIEW = memoryview(bytearray(256 * 1024))
-"""Where every connection's reads land (``Connection.get_buffer``): the loop reads into it and
-hands it over in the same callback, which copies the bytes read out, so one buffer serves all.
+"""Where a ``BufferedConnection``'s reads land: the loop reads into it and hands it over in
+the same callback, which copies the bytes read out, so one buffer serves all connections.
 With ``data_received`` asyncio allocates 256 KiB per read, which glibc maps and unmaps each
 time (an mmap, a page fault and a munmap per read)."""
 _AT_EOF = StreamReader.at_eof.__code__
@@ -232,7 +240,7 @@ class Outbox:
             conn._flush()
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(asyncio.Protocol):
     __slots__ = (
         "_busy",
         "_done",
@@ -468,13 +476,7 @@ class Connection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # -- asyncio.BufferedProtocol ----------------------------------------------------------
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return _READ_VIEW
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(_READ_VIEW[:nbytes]))  # out before the next read lands
+    # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -831,3 +833,18 @@ class Connection(asyncio.BufferedProtocol):
             self._service.closed(self)
         if self.protocol.state is WsState.CLOSED and not self.closed.done():
             self.closed.set_result(None)
+
+
+class BufferedConnection(Connection, asyncio.BufferedProtocol):
+    """A ``Connection`` the loop reads into ``_READ_VIEW``: for the standard loop, whose
+    ``data_received`` path allocates 256 KiB per read. uvloop reads into a buffer of its own
+    and hands ``data_received`` the bytes read, which costs less than these two callbacks and
+    the copy, so the server gives it a plain ``Connection``."""
+
+    __slots__ = ()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_READ_VIEW[:nbytes]))  # out before the next read lands

@@ -25,7 +25,7 @@ from . import metrics
 from .auth import AuthChain, Authenticator, create_authenticator
 from .bind import authority, client_address, dual_stack_socket
 from .config import Config
-from .connection import CLOSE_POLICY, Connection, Outbox
+from .connection import CLOSE_POLICY, BufferedConnection, Connection, Outbox
 from .events import EventHandler
 from .exceptions import ConfigError
 from .handler import Handler
@@ -234,6 +234,9 @@ class Server:
         self._burst = float(self.config.server.message_burst)
         self.serving = False
         self._loop_name = "asyncio"  # the running loop's, once started (/metrics)
+        self._connection_type: type[Connection] = BufferedConnection
+        """What a socket's protocol is: read into a shared buffer, except on uvloop (see
+        ``BufferedConnection``)."""
         self._heartbeat: asyncio.Task[None] | None = None
         self.port: int = self.config.server.port
 
@@ -279,6 +282,8 @@ class Server:
         cfg = self.config.server
         loop = asyncio.get_running_loop()
         self._loop_name = running_loop_name()
+        if self._loop_name == "uvloop":
+            self._connection_type = Connection
         if self.max_connections < cfg.max_connections:
             log.warning(
                 "server.max_connections lowered to %d: the file-descriptor limit (ulimit -n) "
@@ -420,7 +425,7 @@ class Server:
         # Size policy: up to the limit, served; up to twice the limit, answered with PARSER
         # MAXIMUM_MESSAGE_SIZE_EXCEEDED and the connection (with its subscriptions) kept;
         # beyond that, closed with 1009 unread, as the reference closes anything over it.
-        conn = Connection(
+        conn = self._connection_type(
             self,
             self._outbox,
             session,

@@ -13,6 +13,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from gateway.connection import BufferedConnection
 from gateway.protocol import (
     AuthAction,
     ConnectionAction,
@@ -222,4 +223,18 @@ async def test_frames_of_each_length_encoding_arrive_whole(server: Server, cut: 
         msg = decode((await read_frame(reader))[1])
         assert (msg.action, msg.correlation_id) == (EventAction.SUBSCRIBE, cid), i
     assert the_connection(server)._inbound is not None  # the connection parsed them itself
+    writer.close()
+
+
+async def test_the_loop_reads_into_the_shared_buffer_except_on_uvloop(server: Server) -> None:
+    """The standard loop's data_received path allocates 256 KiB per read (an mmap and munmap
+    each time): there the connection reads into one shared buffer. uvloop slices its own
+    buffer, which costs less than the two buffered callbacks: there it is a plain protocol."""
+    reader, writer = await opened(server)
+    writer.write(LOGIN + frame(subscribe("0")))
+    assert await replies(reader, 3) == ACCEPTED + LOGGED_IN + acked("0")
+    conn = the_connection(server)
+    uvloop = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    assert isinstance(conn, asyncio.BufferedProtocol) is not uvloop
+    assert isinstance(conn, BufferedConnection) is not uvloop
     writer.close()
