@@ -125,18 +125,21 @@ def patch(
     value: Any,
     *,
     erase: bool,
-    owned: Owned,
+    owned: Owned | None = None,
 ) -> tuple[Any, int]:
     """``set_path`` (or with ``erase``, ``erase_path``) sharing ``owned`` with the other paths
-    of one write; also the bytes of JSON it adds, besides ``value``'s own text (padding, a new
-    key), less the scalar it replaced or erased. An estimate: it never serialises anything."""
-    if len(tokens) == 1 and type(data) is dict and id(data) not in owned:
+    of one write (None: the write has no other path); also the bytes of JSON it adds, besides
+    ``value``'s own text (padding, a new key), less the scalar it replaced or erased. An
+    estimate: it never serialises anything."""
+    if len(tokens) == 1 and type(data) is dict and (owned is None or id(data) not in owned):
         # One key of an object, most writes: ``_write``'s last step, without its walk.
         copy = dict(data)
-        owned[id(copy)] = copy
+        if owned is not None:
+            owned[id(copy)] = copy
         return copy, _set_key(copy, tokens[0], value, erase)
     growth = _Growth()
-    return _write(data, tokens, 0, value, erase, owned, growth), growth.bytes
+    written = _write(data, tokens, 0, value, erase, {} if owned is None else owned, growth)
+    return written, growth.bytes
 
 
 class _Growth:

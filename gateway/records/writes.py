@@ -99,7 +99,7 @@ def parse_change(msg: Message, limits: WriteLimits | None = None) -> Change:
         text = 0 if erase else len(msg.data or "")
 
         def change(data: Any, size: int) -> tuple[Any, int]:
-            new, growth = patch(data, tokens, value, erase=erase, owned={})
+            new, growth = patch(data, tokens, value, erase=erase)
             return new, size + growth + text
 
         return change

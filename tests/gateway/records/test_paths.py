@@ -191,17 +191,19 @@ plain_keys = st.text(st.sampled_from("abtz"), min_size=1, max_size=3)
     plain_scalars,
     st.booleans(),
     st.booleans(),
+    st.booleans(),
 )
 def test_patch_counts_the_bytes_it_adds(
-    data: dict[str, Any], key: str, value: Any, erase: bool, nested: bool
+    data: dict[str, Any], key: str, value: Any, erase: bool, nested: bool, alone: bool
 ) -> None:
     """On an object of at least two plain scalars (so no comma is in doubt), ``patch``'s
     estimate is exact: the JSON grows by ``growth`` plus the new value's own text. One key
-    (``patch``'s shortcut) and the same key one object down (its walk) agree."""
+    (``patch``'s shortcut) and the same key one object down (its walk) agree, alone in their
+    write (``owned`` None) or sharing an ``owned`` map."""
     root: dict[str, Any] = {"o": data, "p": 1} if nested else data
     tokens = ("o", key) if nested else (key,)
     before = dumps(root)
-    new, growth = patch(root, tokens, value, erase=erase, owned={})
+    new, growth = patch(root, tokens, value, erase=erase, owned=None if alone else {})
     assert new == (erase_path(root, tokens) if erase else set_path(root, tokens, value))
     assert dumps(root) == before  # copy-on-write
     added = 0 if erase else len(dumps(value))
