@@ -12,7 +12,8 @@ Invariants:
 * A bulk message is checked per name; refused names are answered one by one and dropped from
   the message, which goes on with the rest (not at all if none is left), as the reference does.
 * A refusal is MESSAGE_DENIED (the rule is false, or no pattern matches) or
-  MESSAGE_PERMISSION_ERROR (the rule failed), carrying ``originalAction``, ``name``, and the
+  MESSAGE_PERMISSION_ERROR (the rule failed, or its check raised: the other names of the
+  message are still decided), carrying ``originalAction``, ``name``, and the
   message's ``correlationId`` and ``isWriteAck``: what the official client routes to callbacks.
 * The rule file is swapped whole on reload (``permissions``); a check uses the one it started
   with.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 from collections.abc import Awaitable
 from typing import Any, Final
@@ -249,7 +251,26 @@ class Gate:
         names: list[str],
         verdicts: list[tuple[Verdict, str] | Awaitable[tuple[Verdict, str]]],
     ) -> Message | None:
-        decided = [v if type(v) is tuple else await v for v in verdicts]  # type: ignore[misc]
+        """Await every pending verdict, one after the other; a verdict that raises (not a
+        storage error: the rule turns those into ERROR) is that name's ERROR, and the others
+        are still awaited. If this is cancelled, the verdicts not started are closed, so none
+        is left never awaited."""
+        decided: list[tuple[Verdict, str]] = []
+        try:
+            for name, pending in zip(names, verdicts, strict=True):
+                if isinstance(pending, tuple):
+                    verdict = pending
+                else:
+                    try:
+                        verdict = await pending
+                    except Exception as exc:  # a bug, not a refusal: logged with its traceback
+                        _throttled.exception("checking %r of %r failed", name, conn)
+                        verdict = Verdict.ERROR, f"the check failed: {type(exc).__name__}"
+                decided.append(verdict)
+        finally:
+            for rest in verdicts[len(decided) + 1 :]:
+                if inspect.iscoroutine(rest):
+                    rest.close()
         return self._sift(conn, msg, names, decided)
 
     def _sift(
