@@ -1,12 +1,14 @@
 """Messages whose permission verdicts wait on storage (a rule reading ``oldData`` or ``_()``),
-on a real server over real PostgreSQL, the wait being a real table lock: a verdict that raises
-leaves no other verdict of its bulk message unawaited and no name of it unanswered."""
+on a real server over real PostgreSQL, the wait being a real table lock: the subscription
+limit still holds exactly, and a verdict that raises leaves no other verdict of its bulk
+message unawaited and no name of it unanswered."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
+import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterable
@@ -19,13 +21,15 @@ import yaml
 
 from connectors.base import Snapshot
 from connectors.sql import SQLConnector
-from gateway.protocol import EventAction, Message, Topic
+from gateway.protocol import EventAction, Message, RecordAction, Topic
 from gateway.server import Server
 from tests.conftest import ServerFactory, url_of
+from tests.gateway.test_server import http_get
 from tests.servers import require_postgres
 from tests.wire import WireClient
 
-E = EventAction
+R, E = RecordAction, EventAction
+LIMIT_KEY = "limits.max_subscriptions_per_connection"
 
 
 @pytest.fixture
@@ -71,6 +75,7 @@ async def _serve(
     rules: dict[str, Any],
     *,
     storage_type: str = "sql",
+    limits: dict[str, Any] | None = None,
 ) -> Server:
     (tmp_path / "perms.yml").write_text(yaml.safe_dump(rules))
     url, name = table
@@ -78,8 +83,71 @@ async def _serve(
         {
             "storage": {"type": storage_type, "url": url, "table": name, "timeout": 30},
             "permissions": str(tmp_path / "perms.yml"),
+            "limits": limits or {},
         }
     )
+
+
+async def _limit_trips(server: Server) -> int:
+    status, body = await http_get(server.port, "/metrics")
+    assert status == 200
+    found = re.search(
+        rf'^recordgate_limit_trips_total{{limit="{LIMIT_KEY}"}} (\d+)$', body.decode(), re.M
+    )
+    return 0 if found is None else int(found.group(1))
+
+
+# -- the subscription limit while verdicts wait ----------------------------------------------
+
+
+async def test_subscribes_queued_behind_a_pending_verdict_cannot_pass_the_limit(
+    make_server: ServerFactory, tmp_path: Path, table: tuple[str, str]
+) -> None:
+    """Limit 3. A bulk SUBSCRIBE of 3 names waits on its verdicts (the rule reads each record,
+    behind the lock); bulk SUBSCRIBEs sent meanwhile must not be counted against what is held
+    before that one is subscribed. They wait behind it (a client's messages are handled in
+    order, ``connection``), so once it holds 3 each is refused whole, as the limit answers,
+    and counted in /metrics: the connection ends holding exactly 3, never 3 + what queued."""
+    rules = {"record": {"*": {"read": "oldData === null || oldData.open === true"}}}
+    server = await _serve(
+        make_server, tmp_path, table, rules, limits={"max_subscriptions_per_connection": 3}
+    )
+    client = await WireClient.connect(url_of(server), login={})
+    try:
+        async with _Locked(*table) as lock:
+            await client.send(
+                Message(Topic.RECORD, R.SUBSCRIBE, names=["r/1", "r/2", "r/3"], correlation_id="a")
+            )
+            await client.send(Message(Topic.RECORD, R.SUBSCRIBE, names=["r/4"], correlation_id="b"))
+            await client.send(
+                Message(Topic.RECORD, R.SUBSCRIBE, names=["r/5", "r/6"], correlation_id="c")
+            )
+            await client.expect_silence(0.5)  # every verdict of "a" waits on the lock
+            await lock.release()
+            first = await client.recv(timeout=10)
+            assert (first.is_ack, first.action, first.correlation_id) == (True, R.SUBSCRIBE, "a"), (
+                first
+            )
+            for cid in ("b", "c"):
+                refused = await client.recv(timeout=10)
+                assert (refused.action, refused.original_action, refused.correlation_id) == (
+                    R.INVALID_MESSAGE_DATA,
+                    R.SUBSCRIBE,
+                    cid,
+                ), refused
+                assert LIMIT_KEY in (refused.data or ""), refused
+            await client.expect_silence()
+        registry = server.records.subscriptions
+        assert {
+            n for n in ("r/1", "r/2", "r/3", "r/4", "r/5", "r/6") if registry.has_subscribers(n)
+        } == {
+            "r/1",
+            "r/2",
+            "r/3",
+        }
+        assert await _limit_trips(server) == 2
+    finally:
+        await client.close()
 
 
 # -- a verdict that raises among verdicts that wait -------------------------------------------
