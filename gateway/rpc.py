@@ -108,6 +108,21 @@ _ACTION_FIELD: dict[int, bytes] = {
 }
 
 
+_NAME_FIELDS: dict[str, bytes] = {}
+"""The name field of the names requested lately: clients call the same few names over and
+over, and each request's messages end with it."""
+MAX_NAME_FIELDS = 1024
+
+
+def _name_field(name: str) -> bytes:
+    field = _NAME_FIELDS.get(name)
+    if field is None:
+        if len(_NAME_FIELDS) >= MAX_NAME_FIELDS:
+            _NAME_FIELDS.clear()  # a client asking for ever new names: start over, bounded
+        field = _NAME_FIELDS[name] = encode_field(_NAME, name)
+    return field
+
+
 def _frame(action: int, tail: bytes, data: str | None = None) -> bytes:
     """The RPC message ``action`` with ``data``, ending with ``tail`` (a request's
     correlation id and name fields): what ``encode(_message(...))`` gives, fields in schema
@@ -150,7 +165,7 @@ class _Request:
         self.provider = provider
         self.sent = 0.0  # when it was sent to ``provider``: the deadlines count from here
         self.tried: tuple[RpcPeer, ...] = ()  # providers that had it before ``provider``
-        self.name_field = encode_field(_NAME, name)
+        self.name_field = _name_field(name)
         self.to_requester = self.name_field  # what ends each message to the requester
         if correlation_id is not None:
             self.to_requester = encode_field(_CORRELATION_ID, correlation_id) + self.name_field

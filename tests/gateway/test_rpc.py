@@ -172,6 +172,29 @@ async def test_long_and_non_ascii_names_ids_and_data_round_trip(connect) -> None
     await expect(caller, RpcAction.RESPONSE, LONG_NAME, cid, LONG_DATA)
 
 
+async def test_names_past_the_name_field_cache_keep_their_own_names(
+    connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request's messages end with its name's field, kept for the names asked lately
+    (``rpc._NAME_FIELDS``, cleared when full): requests to more names than it holds, each
+    name asked twice, still reach the provider and come back with their own names."""
+    monkeypatch.setattr(rpc, "MAX_NAME_FIELDS", 3)
+    monkeypatch.setattr(rpc, "_NAME_FIELDS", {})
+    names = [f"cache/{i}" for i in range(8)]
+    provider, caller = await connect(), await connect()
+    await provide(provider, *names)
+    for turn in range(2):
+        for name in names:
+            cid = f"{name}#{turn}"
+            await request(caller, name, cid)
+            server_cid = await incoming(provider, name)
+            await reply(provider, RpcAction.ACCEPT, name, server_cid)
+            await expect(caller, RpcAction.ACCEPT, name, cid)
+            await reply(provider, RpcAction.RESPONSE, name, server_cid, f'"{name}"')
+            await expect(caller, RpcAction.RESPONSE, name, cid, f'"{name}"')
+    assert len(rpc._NAME_FIELDS) <= 3
+
+
 async def test_request_error_reaches_the_requester(connect) -> None:
     provider, caller = await connect(), await connect()
     await provide(provider, "f")
