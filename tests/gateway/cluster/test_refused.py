@@ -79,7 +79,8 @@ async def test_a_state_storage_refuses_is_reverted_to_storage_s_and_leaves_redis
 
     reader = await login(nodes[0].ws_url, "reader")
     assert await read_once(reader, kept) == seen[-1]
-    assert await read_once(await login(nodes[1].ws_url, "reader1"), kept) == seen[-1]
+    reader1 = await login(nodes[1].ws_url, "reader1")
+    assert await read_once(reader1, kept) == seen[-1]
 
     admin = aioredis.Redis.from_url(redis.url)
     try:
@@ -102,7 +103,9 @@ async def test_a_state_storage_refuses_is_reverted_to_storage_s_and_leaves_redis
     await asyncio.sleep(3)
     again = nodes[0].metrics()
     assert again["recordgate_store_failed_total"] == failed["recordgate_store_failed_total"]
-    for client in (writer, subscriber, reader):
+    # Every client closed: node 1's shutdown waits for the close handshake of one still open
+    # (10 s of teardown when reader1 was left open).
+    for client in (writer, subscriber, reader, reader1):
         await client.close()
 
 
