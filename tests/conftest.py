@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
@@ -90,6 +93,38 @@ async def connect(url: str) -> AsyncIterator[Callable[..., Awaitable[WireClient]
 
 
 __all__ = ["Config", "ServerFactory", "url_of"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``RECORDGATE_FUZZ_SEED=random``: one seed drawn here, before pytest-xdist starts its
+    workers (they inherit the environment), so every worker fuzzes with the seed printed."""
+    if os.environ.get("RECORDGATE_FUZZ_SEED") == "random":
+        os.environ["RECORDGATE_FUZZ_SEED"] = str(random.SystemRandom().randrange(2**32))
+
+
+_fuzz_frames: Counter[str] = Counter()
+_fuzz_seeds: set[int | None] = set()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Frames the fuzz tests fed (``tests/fuzz/conftest.py``), from whichever process ran them."""
+    for key, value in report.user_properties:
+        if key == "fuzz_frames":
+            frames, seed = value
+            _fuzz_frames.update(frames)
+            _fuzz_seeds.add(seed)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _fuzz_frames:
+        return
+    layers = ", ".join(f"{layer} {n:,}" for layer, n in sorted(_fuzz_frames.items()))
+    total = sum(_fuzz_frames.values())
+    seeds = ", ".join(
+        "derandomized" if seed is None else f"RECORDGATE_FUZZ_SEED={seed}"
+        for seed in sorted(_fuzz_seeds, key=lambda seed: -1 if seed is None else seed)
+    )
+    terminalreporter.write_line(f"fuzz frames: {layers}; total {total:,} ({seeds})")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -41,7 +41,9 @@ class SuiteRun:
 def run_suite(
     *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 300
 ) -> SuiteRun:
-    command = [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider", *args]
+    # -n 0: one process; the suite under test runs inside a test that already has a worker
+    command = [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider", "-n", "0"]
+    command += args
     proc = subprocess.run(
         command,
         cwd=cwd,

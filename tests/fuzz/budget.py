@@ -33,7 +33,8 @@ SEED: int | None = (
 )
 
 counted: Counter[str] = Counter()
-"""Frames fed so far, per layer; reported at the end of the session (``conftest.py``)."""
+"""Frames fed so far, per layer; each test's report takes them (``conftest.py``) for the
+session's summary line."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -47,6 +47,19 @@ async def test_a_valid_hs256_token_logs_in_with_its_claims() -> None:
         "not.a.token",
         jwt.encode(_claims(), SECRET, "HS256")[:-3] + "AAA",  # tampered signature
     ],
+    # ids of their own: some tokens hold the clock, and pytest-xdist's workers must collect the
+    # same test names
+    ids=[
+        "expired",
+        "not yet valid",
+        "no exp",
+        "another key",
+        "unconfigured algorithm",
+        "unsigned",
+        "no sub",
+        "not a token",
+        "tampered signature",
+    ],
 )
 async def test_bad_tokens_fail_without_saying_more(token: str) -> None:
     result = await JwtAuthenticator(secret=SECRET).check({"token": token})
