@@ -180,7 +180,8 @@ class Outbox:
     """
 
     def __init__(self, *, max_total: int = 1 << 62, trips: LimitTrips | None = None) -> None:
-        self._waiting: list[Connection] = []
+        self.waiting: list[Connection] = []
+        """The connections to write when the read ends or the loop pass does (``flush``)."""
         self._scheduled = False  # a flush is queued on the loop
         self.reading = False
         """True while a connection handles what it read (``Connection.data_received``)."""
@@ -223,7 +224,7 @@ class Outbox:
             self._count(conn, 0)
 
     def add(self, conn: Connection) -> None:
-        self._waiting.append(conn)
+        self.waiting.append(conn)
         # a read's own flush comes at its end: a callback for it would only cost the loop a
         # pass (an extra epoll_wait) after every read
         if not self.reading and not self._scheduled:
@@ -235,7 +236,7 @@ class Outbox:
         self.flush()
 
     def flush(self) -> None:
-        waiting, self._waiting = self._waiting, []
+        waiting, self.waiting = self.waiting, []
         for conn in waiting:
             conn._flush()
 
@@ -377,11 +378,15 @@ class Connection(asyncio.Protocol):
             self._overflow()
             return
         protocol.writes.append(framed)  # what protocol.send_binary(frame) would add
+        outbox = self._outbox
         # The topic, read from the frame: a varint length (1 to 3 bytes), tag 0x10, topic.
-        self._outbox.sent[frame[2 if frame[0] < 0x80 else 3 if frame[1] < 0x80 else 4] & 0x7F] += 1
+        outbox.sent[frame[2 if frame[0] < 0x80 else 3 if frame[1] < 0x80 else 4] & 0x7F] += 1
         if not self._in_outbox:  # _flush_soon, inlined: this runs once per subscriber
             self._in_outbox = True
-            self._outbox.add(self)
+            if outbox.reading:  # (Outbox.add's common case)
+                outbox.waiting.append(self)
+            else:
+                outbox.add(self)
 
     def _still_over(self) -> bool:
         """Whether what is unsent plus what the socket holds *now* passes ``max_send_buffer``.
