@@ -25,11 +25,12 @@ import asyncio
 import base64
 import operator
 import os
-import random
 import selectors
 import socket
 import sys
 import time
+
+from records_replay import patches
 
 from gateway.config import config_from_dict
 from gateway.protocol import (
@@ -142,21 +143,9 @@ def client(args: argparse.Namespace) -> None:
         sub.sock.setblocking(False)
         subs.append(sub)
     writer.sock.setblocking(False)
-    rng = random.Random(1)
-    versions = [0] * args.records  # created empty at version 0
-    frames = []
-    for n in range(args.updates):
-        i = rng.randrange(per_conn * args.conns)
-        versions[i] += 1
-        update = Message(
-            Topic.RECORD,
-            RecordAction.PATCH,
-            name=names[i],
-            version=versions[i],
-            path="t",
-            data=f"{1234567.123456 + n:.6f}",
-        )
-        frames.append(masked(encode(update)))
+    frames = [
+        masked(encode(update)) for update in patches(names[: per_conn * args.conns], args.updates)
+    ]
     selector = selectors.DefaultSelector()
     for sub in subs:
         selector.register(sub.sock, selectors.EVENT_READ, sub)

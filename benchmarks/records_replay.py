@@ -44,6 +44,28 @@ from gateway.server import Server
 CHUNK = 250
 
 
+def patches(names: list[str], updates: int) -> list[Message]:
+    """The paced load's updates: one path of a random record each, versions counted from the
+    records' creation (empty, at version 0); the same list for the same arguments."""
+    versions = dict.fromkeys(names, 0)
+    rng = random.Random(1)
+    out = []
+    for n in range(updates):
+        name = names[rng.randrange(len(names))]
+        versions[name] += 1
+        out.append(
+            Message(
+                Topic.RECORD,
+                RecordAction.PATCH,
+                name=name,
+                version=versions[name],
+                path="t",
+                data=f"{1234567.123456 + n:.6f}",
+            )
+        )
+    return out
+
+
 async def main(args: argparse.Namespace) -> None:
     config = config_from_dict(
         {
@@ -80,21 +102,10 @@ async def main(args: argparse.Namespace) -> None:
         to_writer.out.clear()
         for _, transport in subscribers:
             transport.out.clear()
-        versions = [0] * args.records
-        rng = random.Random(1)
-        frames = []
-        for n in range(args.updates):
-            i = rng.randrange(per_conn * args.conns)
-            versions[i] += 1
-            update = Message(
-                Topic.RECORD,
-                RecordAction.PATCH,
-                name=names[i],
-                version=versions[i],
-                path="t",
-                data=f"{1234567.123456 + n:.6f}",
-            )
-            frames.append(masked(encode(update)))
+        frames = [
+            masked(encode(update))
+            for update in patches(names[: per_conn * args.conns], args.updates)
+        ]
         junk = bytearray(args.cold << 20)
         lines = bytes(len(junk) // 64)
         feed = frames if args.feed < 0 else frames[: args.feed]
