@@ -324,3 +324,23 @@ def test_random_records_round_trip(
         is_ack=is_ack,
     )
     assert decode(encode(msg)) == msg
+
+
+@pytest.mark.parametrize("action", [7, 18, 19, 20, 24, 34])  # CREATEANDPATCH .. UPDATE, ERASE
+def test_encode_change_at_every_length_boundary_writes_what_encode_writes(action: int) -> None:
+    """Field and frame lengths around each varint and small-head boundary (0x7B/0x7C: the
+    frame's one-byte heads; 0x80 and 0x4000: a second and third length byte), counted in
+    UTF-8 bytes (a two-byte character sits on the boundary), with and without a path."""
+    sizes = [*range(0x70, 0x90), *range(0x3FF0, 0x4010)]
+    for size in sizes:
+        for data in ("x" * size, "é" * (size // 2) + "x" * (size % 2), None):
+            for name, path in (("r", None), ("ü" * (size // 2), "a.b"), ("n", "p" * size)):
+                for version in (-1, 0, 127, 128, 2**31 - 1):
+                    msg = Message(
+                        Topic.RECORD, action, name=name, version=version, data=data, path=path
+                    )
+                    assert encode_change(action, name, version, data, path) == encode(msg), (
+                        size,
+                        name[:3],
+                        version,
+                    )
