@@ -112,9 +112,14 @@ _NAME_FIELDS: dict[str, bytes] = {}
 """The name field of the names requested lately: clients call the same few names over and
 over, and each request's messages end with it."""
 MAX_NAME_FIELDS = 1024
+MAX_CACHED_NAME = 256
+"""Longer names are encoded per request: the cache holds at most ``MAX_NAME_FIELDS`` of these
+(under a megabyte), whatever ``limits.max_name_length`` allows a name to be."""
 
 
 def _name_field(name: str) -> bytes:
+    if len(name) > MAX_CACHED_NAME:
+        return encode_field(_NAME, name)
     field = _NAME_FIELDS.get(name)
     if field is None:
         if len(_NAME_FIELDS) >= MAX_NAME_FIELDS:

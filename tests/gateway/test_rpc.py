@@ -195,6 +195,27 @@ async def test_names_past_the_name_field_cache_keep_their_own_names(
     assert len(rpc._NAME_FIELDS) <= 3
 
 
+async def test_the_name_field_cache_holds_no_long_name(make_server: ServerFactory) -> None:
+    """The cache keeps up to ``MAX_NAME_FIELDS`` names: long ones (as long as an operator's
+    ``limits.max_name_length`` allows) are encoded per request, or 1,024 names of 64 kB would
+    hold 128 MB (a name and its field each)."""
+    server = await make_server({"limits": {"max_name_length": 4 * 65536}})
+    provider = await WireClient.connect(url_of(server), login={})
+    caller = await WireClient.connect(url_of(server), login={})
+    long_names = [f"long/{i}/" + "n" * 65536 for i in range(2)]
+    await provide(provider, "short", *long_names)
+    for turn, name in enumerate(["short", *long_names, *long_names]):
+        cid = str(turn)
+        await request(caller, name, cid)
+        server_cid = await incoming(provider, name)
+        await reply(provider, RpcAction.RESPONSE, name, server_cid, "1")
+        await expect(caller, RpcAction.RESPONSE, name, cid, "1")
+    assert "short" in rpc._NAME_FIELDS
+    assert rpc._NAME_FIELDS.keys().isdisjoint(long_names)
+    await provider.close()
+    await caller.close()
+
+
 async def test_request_error_reaches_the_requester(connect) -> None:
     provider, caller = await connect(), await connect()
     await provide(provider, "f")
