@@ -339,6 +339,44 @@ def _decode_payload(topic: int, buf: bytes, pos: int, end: int, strict: bool = T
     return msg
 
 
+def _envelope(frame: bytes) -> tuple[int, int, int]:
+    """The topic of the frame's envelope and where its message starts and stops; raises
+    ``MessageParseError`` or ``IndexError`` for a malformed one."""
+    size, pos = frame[0], 1
+    if size >= 0x80:
+        size, pos = _varint_rest(frame, 1, size)
+    end = pos + size
+    if end > len(frame):
+        raise MessageParseError("frame shorter than its length prefix")
+    topic, start, stop = 0, 0, 0
+    if end - pos >= 4 and frame[pos] == 0x10 and frame[pos + 1] < 0x80 and frame[pos + 2] == 0x1A:
+        # The envelope as clients write it, topic then message and nothing after: read
+        # here in a few steps; the loop below, which would read the same, then has nothing
+        # left. Anything else (and any varint topic) goes to the loop.
+        length, first = frame[pos + 3], pos + 4
+        if length >= 0x80:
+            length, first = _varint_rest(frame, first, length)
+        if first + length == end:
+            topic, start, stop, pos = frame[pos + 1], first, end, end
+    while pos < end:
+        tag = frame[pos]
+        pos += 1
+        if tag == 0x10:
+            topic, pos = _read_varint(frame, pos)
+            topic = _int32(topic)
+        elif tag == 0x1A:
+            length, pos = _read_varint(frame, pos)
+            start, stop = pos, pos + length
+            pos = stop
+        else:
+            if tag >= 0x80:
+                tag, pos = _varint_rest(frame, pos, tag)
+            pos = _skip(frame, pos, tag & 7)
+    if pos != end:
+        raise MessageParseError("field runs past the end of the frame")
+    return topic, start, stop
+
+
 def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
     """Decode one frame. Bytes after the length-delimited message are ignored, as protobuf.js
     ``decodeDelimited`` ignores them.
@@ -351,43 +389,20 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
     if len(frame) > max_size:
         raise MessageTooLarge(len(frame), max_size)
     try:
-        size, pos = frame[0], 1
-        if size >= 0x80:
-            size, pos = _varint_rest(frame, 1, size)
-        end = pos + size
-        if end > len(frame):
-            raise MessageParseError("frame shorter than its length prefix")
-        topic, start, stop = 0, 0, 0
+        size = frame[0]
         if (
-            end - pos >= 4
-            and frame[pos] == 0x10
-            and frame[pos + 1] < 0x80
-            and frame[pos + 2] == 0x1A
+            4 <= size < 0x80
+            and size < len(frame)
+            and frame[1] == 0x10
+            and frame[2] < 0x80
+            and frame[3] == 0x1A
+            and frame[4] == size - 4
         ):
-            # The envelope as clients write it, topic then message and nothing after: read
-            # here in a few steps; the loop below, which would read the same, then has nothing
-            # left. Anything else (and any varint topic) goes to the loop.
-            length, first = frame[pos + 3], pos + 4
-            if length >= 0x80:
-                length, first = _varint_rest(frame, first, length)
-            if first + length == end:
-                topic, start, stop, pos = frame[pos + 1], first, end, end
-        while pos < end:
-            tag = frame[pos]
-            pos += 1
-            if tag == 0x10:
-                topic, pos = _read_varint(frame, pos)
-                topic = _int32(topic)
-            elif tag == 0x1A:
-                length, pos = _read_varint(frame, pos)
-                start, stop = pos, pos + length
-                pos = stop
-            else:
-                if tag >= 0x80:
-                    tag, pos = _varint_rest(frame, pos, tag)
-                pos = _skip(frame, pos, tag & 7)
-        if pos != end:
-            raise MessageParseError("field runs past the end of the frame")
+            # A frame under 128 bytes as clients write it (one-byte lengths, topic then the
+            # message and nothing after): what ``_envelope`` reads, in one test.
+            topic, start, stop = frame[2], 5, size + 1
+        else:
+            topic, start, stop = _envelope(frame)
         if topic not in _DECODERS:
             raise UnknownTopic(topic)
         msg = _decode_payload(topic, frame, start, stop)

@@ -15,8 +15,17 @@ from gateway.exceptions import (
     UnknownAction,
     UnknownTopic,
 )
-from gateway.protocol import Message, Topic, decode, encode
-from gateway.protocol.codec import BOOL, INT, MAP, SCHEMAS, STR, STRS, encode_change
+from gateway.protocol import Message, RpcAction, Topic, decode, encode
+from gateway.protocol.codec import (
+    BOOL,
+    INT,
+    MAP,
+    SCHEMAS,
+    STR,
+    STRS,
+    _envelope,
+    encode_change,
+)
 
 # Frames produced by protobuf.js, the reference's own builder:
 # require('@deepstream/protobuf/dist/src/message-builder').getMessage(msg, false)
@@ -175,6 +184,49 @@ def test_every_envelope_decodes_as_protobuf_reads_it(body: str) -> None:
         "1084001a020802": Message(Topic.EVENT, 2),
     }[body]
     assert decode(bytes([len(raw)]) + raw) == expected
+
+
+def _outcome(frame: bytes) -> object:
+    try:
+        return decode(frame)
+    except ProtocolError as exc:
+        return type(exc), str(exc), getattr(exc, "topic", None), getattr(exc, "action", None)
+
+
+@given(
+    size=st.integers(0, 0x7F),
+    topic=st.sampled_from([Topic.EVENT, Topic.RPC, 0x7F, 0x80]),
+    length_off=st.integers(-1, 1),
+    rest_off=st.integers(-1, 1),
+    data=st.data(),
+)
+def test_short_frames_decode_as_the_general_envelope_reads_them(
+    size: int, topic: int, length_off: int, rest_off: int, data: st.DataObject
+) -> None:
+    """A frame under 128 bytes in the plain envelope is read in one test, anything else by
+    the general reader (``_envelope``). The same frame with its length written as a
+    two-byte varint (valid protobuf) always takes the general reader: both must give the
+    same message or the same error, whether the short test passes or fails (a length off by
+    one, a byte short or over, a topic that is a varint). Other envelopes: above."""
+    length = max(0, size - 4 + length_off)
+    rest = data.draw(
+        st.binary(min_size=max(0, size - 4 + rest_off), max_size=max(0, size - 4 + rest_off))
+    )
+    frame = bytes([size, 0x10, topic, 0x1A, length]) + rest
+    general = bytes([size | 0x80, 0x00]) + frame[1:]
+    assert _outcome(frame) == _outcome(general)
+    if 4 <= size < len(frame) and length == size - 4 and topic < 0x80:
+        assert _envelope(frame) == (topic, 5, size + 1)
+
+
+@pytest.mark.parametrize("action", [RpcAction.REQUEST, RpcAction.ACCEPT, RpcAction.RESPONSE])
+def test_rpc_messages_of_every_short_size_round_trip(action: int) -> None:
+    """Frames of 5 to 127 bytes (the short path) and just past it, as clients send them."""
+    for size in range(0, 140):
+        msg = Message(Topic.RPC, action, name="n", correlation_id="1", data="x" * size)
+        frame = encode(msg)
+        assert decode(frame) == msg
+        assert decode(frame + b"\x00") == msg
 
 
 def test_a_long_message_in_the_plain_envelope_decodes() -> None:
