@@ -96,8 +96,12 @@ _DECODERS = {
     topic: {n << 3 | _WIRE_TYPE[k]: (attr, k) for n, attr, k in schema}
     for topic, schema in SCHEMAS.items()
 }
-_BY_TAG = {topic: [fields.get(tag) for tag in range(0x80)] for topic, fields in _DECODERS.items()}
-"""``_DECODERS`` for the one-byte tags (field numbers up to 15: all of them), as lists."""
+_BY_BYTE = {
+    topic: [fields.get(tag) if tag < 0x80 else None for tag in range(0x100)]
+    for topic, fields in _DECODERS.items()
+}
+"""``_DECODERS`` by a tag's first byte, as lists: the one-byte tags (field numbers up to 15:
+all of them) have their field, a first byte >= 0x80 (a longer tag) None, as unknown ones."""
 
 
 def _int32(value: int) -> int:
@@ -290,19 +294,19 @@ def _decode_map_entry(buf: bytes, pos: int, end: int) -> tuple[str, int]:
 def _decode_payload(topic: int, buf: bytes, pos: int, end: int, strict: bool = True) -> Message:
     """The per-topic message in ``buf[pos:end]``; ``strict=False`` reads strings with lone
     surrogates kept (``surrogatepass``), to tell them from other bad UTF-8."""
-    fields = _BY_TAG[topic]
+    fields = _BY_BYTE[topic]
     msg = Message(topic, 0)
     while pos < end:
-        tag = buf[pos]
+        field = fields[buf[pos]]
         pos += 1
-        if tag < 0x80:
-            field = fields[tag]
-        else:
-            tag, pos = _varint_rest(buf, pos, tag)
-            field = _DECODERS[topic].get(tag)
-        if field is None:
-            pos = _skip(buf, pos, tag & 7)
-            continue
+        if field is None:  # an unknown field, or a tag longer than a byte
+            tag = buf[pos - 1]
+            if tag >= 0x80:
+                tag, pos = _varint_rest(buf, pos, tag)
+                field = _DECODERS[topic].get(tag)
+            if field is None:
+                pos = _skip(buf, pos, tag & 7)
+                continue
         attr, kind = field
         value = buf[pos]  # the varint value, or the length of a length-delimited field
         pos += 1

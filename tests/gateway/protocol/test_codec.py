@@ -152,6 +152,16 @@ def test_unknown_fields_are_skipped(extra: bytes) -> None:
     assert decode(_frame(Topic.EVENT, payload)) == Message(Topic.EVENT, 2, name="x")
 
 
+def test_a_known_field_with_a_tag_of_two_bytes_is_read() -> None:
+    """Protobuf readers accept a tag written as a longer varint than it needs: the field is
+    still the field (tags are looked up by their first byte, and a first byte >= 0x80 reads
+    on), not an unknown one to skip."""
+    payload = bytes.fromhex("0802") + bytes.fromhex("b200") + bytes.fromhex("03616263")
+    assert decode(_frame(Topic.EVENT, payload)) == Message(Topic.EVENT, 2, name="abc")
+    payload = bytes.fromhex("880002") + bytes.fromhex("3203616263")  # the action's tag, too
+    assert decode(_frame(Topic.EVENT, payload)) == Message(Topic.EVENT, 2, name="abc")
+
+
 def test_unknown_envelope_fields_are_skipped() -> None:
     body = bytes.fromhex("0a0178") + bytes.fromhex("1004") + bytes.fromhex("1a020802")
     assert decode(bytes([len(body)]) + body) == Message(Topic.EVENT, 2)
