@@ -333,19 +333,23 @@ class RpcHandler:
             if self._unaccepted.pop(request.id, None) is None:
                 conn.send(_message(RpcAction.MULTIPLE_ACCEPT, request.name, request.id))
                 return
-            self._to_requester(request, _ACCEPT)
+            request.requester.send_frame(_frame(_ACCEPT, request.to_requester))
         elif action == _REJECT:
             self._reroute(request)
         elif not self._forwardable(msg):  # the request stays open for a good answer
             conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
         else:  # RESPONSE or REQUEST_ERROR
             self._release(request)
-            self._to_requester(request, action, msg.data)
+            request.requester.send_frame(_frame(action, request.to_requester, msg.data))
 
     def _forwardable(self, msg: Message) -> bool:
-        """Whether ``msg.data`` is JSON the other side's client can parse (``payload.check``)."""
+        """Whether ``msg.data`` is JSON the other side's client can parse, or absent
+        (``payload.check``, whose call this saves on every request and answer)."""
+        data = msg.data
+        if data is None:
+            return True
         try:
-            payload.check(msg.data, max_depth=self.max_json_depth)
+            payload.loads(data, max_depth=self.max_json_depth)
         except InvalidJSON:
             return False
         return True
