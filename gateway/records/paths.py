@@ -193,8 +193,8 @@ def _set_key(copy: dict[str, Any], token: Token, value: Any, erase: bool) -> int
             return 0
         copy[key] = value
         return len(key) + 4
-    if erase:
-        return -(_scalar_size(old) + len(key) + 4)
+    if erase:  # its key, colon and quotes, and a comma unless it was the only key
+        return -(_scalar_size(old) + len(key) + (4 if copy else 3))
     copy[key] = value
     return -_scalar_size(old)
 

@@ -9,7 +9,8 @@ from typing import Any
 from gateway.protocol import Message, RecordAction, Topic
 from gateway.server import Server
 from gateway.store import Record
-from tests.wire import WireClient
+from tests.conftest import ServerFactory, url_of
+from tests.wire import WireClient, write
 
 R = RecordAction
 
@@ -442,3 +443,36 @@ async def test_listening_on_records(connect) -> None:
     assert (await alice.recv()).action == R.DELETE_SUCCESS
     removed = await provider.recv()
     assert (removed.action, removed.subscription) == (R.SUBSCRIPTION_FOR_PATTERN_REMOVED, "prov/1")
+
+
+async def test_erasing_the_only_keys_of_objects_cannot_let_a_record_pass_its_limit(
+    make_server: ServerFactory,
+) -> None:
+    """The record limit is checked on an estimate of the record's JSON length, measured only
+    once the estimate passes it; the estimate once counted a comma too many for each erased
+    only key of an object, so after a hundred such erases a record grew a hundred bytes past
+    ``limits.max_record_size``."""
+    limit = 2000
+    server = await make_server({"limits": {"max_record_size": limit}})
+    peer = await WireClient.connect(url_of(server), login={})
+    whole = write("r", {f"k{i:02}": {"x": 1} for i in range(100)}, ack="whole")
+    whole.data = json.dumps(json.loads(whole.data or ""), separators=(",", ":"))  # exact size
+    await peer.send(whole)
+    assert (await peer.recv()).action == R.WRITE_ACKNOWLEDGEMENT
+    for i in range(100):
+        await peer.send(rec(R.ERASE, name="r", version=-1, path=f"k{i:02}.x"))
+    version, data = await read(peer, "r")
+    assert version == 101 and data == {f"k{i:02}": {} for i in range(100)}
+    refused = None
+    for i in range(200):  # each adds 15 bytes ("pNNN":"yyyyy" and a comma), counted exactly
+        await peer.send(rec(R.PATCH, name="r", version=-1, path=f"p{i:03}", data='"yyyyy"'))
+        await peer.send(rec(R.READ, name="r"))
+        reply = await peer.recv()
+        if reply.action == R.INVALID_MESSAGE_DATA:
+            refused = reply
+            await peer.recv()  # the READ_RESPONSE
+            break
+    assert refused is not None and server.trips["limits.max_record_size"] == 1, refused
+    _, data = await read(peer, "r")
+    assert len(json.dumps(data, separators=(",", ":"))) <= limit
+    await peer.close()

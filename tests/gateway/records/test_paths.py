@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.exceptions import InvalidData
@@ -211,3 +211,42 @@ def test_patch_counts_the_bytes_it_adds(
         assert growth == 0
     else:
         assert len(dumps(new)) == len(before) + growth + added
+
+
+@example({"a": {"b": 1}}, [("a.b", 1, True)])
+@given(
+    st.dictionaries(plain_keys, st.dictionaries(plain_keys, plain_scalars, max_size=2), max_size=4),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "ab", "a.b", "a.t", "b[0]", "b[2]", "a.b.z", "t[1].z"]),
+            plain_scalars | st.just({}) | st.just([1]),
+            st.booleans(),
+        ),
+        max_size=12,
+    ),
+)
+def test_patch_estimates_never_fall_below_the_real_size(
+    data: dict[str, Any], writes: list[tuple[str, Any, bool]]
+) -> None:
+    """From an exactly measured record (a whole write, a load), any sequence of one-path
+    writes keeps the estimate at or above the record's real JSON length: the record limit is
+    checked on the estimate and measured only once the estimate passes it, so an estimate
+    below the real length would let a record pass ``max_record_size``. (Erasing the only key
+    of an object once counted a comma it did not have.)"""
+    size = len(dumps(data))
+    for path, value, erase in writes:
+        try:
+            data, growth = patch(data, parse_path(path), value, erase=erase)
+        except InvalidData:  # an index into an object, a key into an array
+            continue
+        size += growth + (0 if erase else len(dumps(value)))
+        assert size >= len(dumps(data)), (path, value, erase, data)
+
+
+def test_erasing_the_only_key_of_an_object_counts_what_it_removes() -> None:
+    data = {f"k{i}": {"x": 1} for i in range(100)}
+    size = len(dumps(data))
+    for i in range(100):
+        data, growth = patch(data, parse_path(f"k{i}.x"), None, erase=True)
+        size += growth
+    assert size == len(dumps(data))
