@@ -32,6 +32,7 @@ from typing import Any
 
 from ..exceptions import ClusterUnavailable
 from ..limits import ThrottledLog
+from .stopping import stop
 
 __all__ = ["Bus"]
 
@@ -91,6 +92,11 @@ class Bus:
         """Set while nothing waits to be published."""
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: Any = None
+        """The receiver's subscription (closed under it if it does not stop when cancelled)."""
+        self._closing = False
+        """Set by ``close``: the loops return at their next turn instead of retrying, even if
+        the driver swallowed their cancellation."""
         self.published = 0
         self.dropped = 0
         self.received = 0
@@ -107,16 +113,31 @@ class Bus:
         ]
 
     async def close(self) -> None:
-        """Publish what is queued (briefly), then stop."""
+        """Publish what is queued (for up to 2 s), then stop, within about 2 s more whatever
+        Redis or its driver do; what could not be published is logged."""
         if self._queue and self._tasks:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2):
                     await self._idle.wait()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._queue:
+            log.warning(
+                "shutdown: %d messages for other nodes (%d bytes) were not published "
+                "(Redis unreachable or slow)",
+                len(self._queue),
+                self.queued_bytes,
+            )
+        self._closing = True
+        self._wake.set()
+        await stop(self._tasks, what="the cluster bus", unblock=self._unblock)
+
+    def _closed(self) -> bool:
+        return self._closing  # a call: mypy would take it for unchanged across awaits
+
+    async def _unblock(self) -> None:
+        """Close the receiver's connection under it: its read fails, and it returns."""
+        connection = getattr(self._pubsub, "connection", None)
+        if connection is not None:
+            await connection.disconnect(nowait=True)
 
     def subscription(self) -> int | None:
         """Which subscription delivers now (a number that changes each time the bus subscribes
@@ -150,10 +171,10 @@ class Bus:
 
     async def _send_loop(self) -> None:
         delay = 0.1
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
+            while self._queue and not self._closing:
                 count, size = 0, 0
                 channel = self._queue[0][0]
                 for to, text in self._queue:
@@ -199,6 +220,7 @@ class Bus:
 
     async def _receive_loop(self, pubsub: Any) -> None:
         delay = 0.1
+        self._pubsub = pubsub
         while True:
             try:
                 await self._deliver(pubsub)
@@ -207,17 +229,25 @@ class Bus:
                 raise
             except Exception as exc:
                 self._subscribed = False
+                await _close_quietly(pubsub)
+                if self._closed():
+                    return
                 self.lost += 1
                 _throttled.warning("cluster bus: lost Redis (%s); resubscribing", exc)
-                await _close_quietly(pubsub)
                 while True:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
+                    if self._closed():
+                        return
                     try:
                         pubsub = await self._subscribe()
                         break
                     except Exception as again:
                         _throttled.warning("cluster bus: cannot resubscribe (%s)", again)
+                self._pubsub = pubsub
+                if self._closed():
+                    await _close_quietly(pubsub)
+                    return
                 self._subscribed_now()
                 log.info("cluster bus: subscribed again")
                 delay = 0.1
@@ -236,7 +266,7 @@ class Bus:
         interval = self._check_interval
         heard = loop.time()
         pinged: float | None = None
-        while True:
+        while not self._closing:
             deadline = (heard if pinged is None else pinged) + interval
             # At least one poll of the socket past the deadline: after a stalled event loop
             # the answer may wait unread in the kernel.
@@ -263,6 +293,7 @@ class Bus:
                     "Redis did not answer the bus's PING within cluster.bus_check_interval "
                     f"({interval:g} s)"
                 )
+        raise ClusterUnavailable("the bus is closing")
 
     def _dispatch(self, raw: bytes) -> None:
         if raw.startswith(self._own):

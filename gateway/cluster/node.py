@@ -30,6 +30,7 @@ from .listen import ClusterListen
 from .membership import Membership
 from .presence import ClusterPresence
 from .rpc import ClusterRpc
+from .stopping import stop
 
 if TYPE_CHECKING:
     from .records import ClusterRecords
@@ -212,13 +213,14 @@ class ClusterNode:
     async def close(self) -> None:
         """Leave the cluster: hand over pending presence changes, then remove this node."""
         await self.presence.drain(2.0)
-        if self._catching_up is not None:
-            self._tasks.append(self._catching_up)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self.presence.pending:
+            log.warning(
+                "shutdown: %d presence changes did not reach Redis (unreachable); the other "
+                "nodes see this node's users leave when they reap it",
+                self.presence.pending,
+            )
+        tasks = [*self._tasks, *(t for t in (self._catching_up, self._resync) if t is not None)]
+        await stop(tasks, what="the cluster's tasks")
         if self._making_up is not None:
             self._making_up.cancel()
         await self.bus.close()

@@ -5,6 +5,7 @@ past its timeout (reaped, then back on its own with its users)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from typing import Any
 
@@ -146,3 +147,81 @@ async def test_the_bus_queue_is_bounded_in_bytes_too(
     assert "cluster.max_bus_queue_bytes" in node.log_text()
     await asyncio.to_thread(redis.start)
     await emitter.close()
+
+
+async def test_sigterm_stops_a_node_whose_bus_cannot_reach_redis(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """An operator's SIGTERM (systemd, Kubernetes) stops a node whose bus keeps failing to
+    reach Redis (cut through a proxy) while a login's presence change and emits for other
+    nodes may wait: a bounded grace for them, then "stopped", far within the 15 s after
+    which a supervisor (and this harness) kills."""
+    import contextlib
+    import subprocess
+    import time
+
+    from tests.proxy import TcpProxy
+
+    blob = "x" * 900_000
+    async with TcpProxy("127.0.0.1", redis.port) as proxy:
+        node = cluster.add(via=proxy.port)
+        await asyncio.to_thread(node.start)
+        client = Client(node.ws_url, auth={"username": "someone"})
+        await client.connect()
+        await proxy.cut()
+        for _ in range(8):
+            client.event.emit("e", blob)
+        await _wait(lambda: "cannot resubscribe" in node.log_text(), "the bus reconnecting")
+        assert node.process is not None
+        started = time.monotonic()
+        node.process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # a thread: the proxy forwards
+            await asyncio.to_thread(node.process.wait, 14)
+        took = time.monotonic() - started
+        exited = node.process.poll()
+        await client.close()
+    log = node.log_text()
+    assert exited == 0, f"still running {took:.1f} s after SIGTERM:\n{log}"
+    assert took < 8, f"SIGTERM took {took:.1f} s:\n{log}"
+    assert log.rstrip().endswith("INFO recordgate: stopped"), log
+
+
+async def test_sigterm_stops_a_node_while_redis_restarts_empty(
+    cluster: ClusterNodes, redis: RedisServer
+) -> None:
+    """SIGTERM while Redis has just restarted empty and the bus resubscribes, publishing
+    what waited: the node stopped only when the harness killed it 15 s later (its bus's
+    receiver went on receiving after being cancelled, and shutdown awaited it). It must exit
+    promptly, "stopped" its last word. (Without the fix: hangs in about half the runs under
+    ``-n 2``, the scenario of ``test_the_bus_queue_is_bounded_in_bytes_too``.)"""
+    import contextlib
+    import subprocess
+    import time
+
+    from gateway.protocol import EventAction, Message, Topic
+    from tests.wire import WireClient
+
+    cluster.options["max_bus_queue_bytes"] = 8 * 1_048_576
+    node = cluster.start(1)[0]
+    emitter = await WireClient.connect(node.ws_url, login={"username": "emitter"})
+    await asyncio.to_thread(redis.kill)
+    blob = json.dumps("x" * 900_000)
+    for _ in range(20):  # 18 MB for other nodes: the queue fills, the rest is dropped
+        await emitter.send(Message(Topic.EVENT, EventAction.EMIT, name="big", data=blob))
+    await asyncio.to_thread(
+        wait_until,
+        "drops counted",
+        lambda: node.metrics()["recordgate_cluster_bus_dropped_total"] >= 10,
+    )
+    await asyncio.to_thread(redis.start)
+    await emitter.close()
+    assert node.process is not None
+    started = time.monotonic()
+    node.process.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        await asyncio.to_thread(node.process.wait, 14)
+    took = time.monotonic() - started
+    log = node.log_text()
+    assert node.process.poll() == 0, f"still running {took:.1f} s after SIGTERM:\n{log}"
+    assert took < 8, f"SIGTERM took {took:.1f} s:\n{log}"
+    assert log.rstrip().endswith("INFO recordgate: stopped"), log
