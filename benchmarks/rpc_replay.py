@@ -15,8 +15,12 @@ count their instructions alone, a figure no other process on the machine moves:
     valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call \
         python benchmarks/rpc_replay.py --round-trips 3000 --batch 12
 
-(the total Ir over the round trips). ``--batch 12`` is the official JS client's pattern (about
-6 round trips per read over both connections), ``--batch 50`` the raw client's (about 25).
+(the total Ir over the round trips). ``--batch 2`` is nearest the official JS client's reads
+on the default loop (``rpc_reads.py``, 2026-11-30: on uvloop 2.75 REQUESTs per requester read
+and 4.1 answers per provider read, 0.85 reads per round trip; here one read per round trip),
+``--batch 4`` on the standard loop (4.6 and 8.0, 0.47 reads per round trip); ``--batch 12``,
+used for the counts before that, has a sixth of a read per round trip. ``--batch 50`` is the
+raw client's pattern (about 25 round trips per read).
 
     python benchmarks/rpc_replay.py [--round-trips 50000] [--batch 25] [--profile]
 
