@@ -68,6 +68,7 @@ __all__ = [
     "UnknownAction",
     "UnknownTopic",
     "WriteDiscarded",
+    "storage_error_kind",
 ]
 
 
@@ -179,6 +180,16 @@ class StorageTimeout(StorageError):
 
 class StorageRejected(StorageError):
     """The database refused the operation (bad data, constraint, permissions)."""
+
+
+def storage_error_kind(exc: BaseException) -> str:
+    """``exc``'s kind as the storage error counters of ``/metrics`` name it: ``unavailable``,
+    ``timeout``, ``rejected``, or ``other`` (anything else, driver errors among them)."""
+    if isinstance(exc, StorageUnavailable):
+        return "unavailable"
+    if isinstance(exc, StorageTimeout):
+        return "timeout"
+    return "rejected" if isinstance(exc, StorageRejected) else "other"
 
 
 class WriteDiscarded(StorageError):

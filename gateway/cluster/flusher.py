@@ -49,7 +49,13 @@ from typing import Any
 
 from connectors.base import Connector, Delete, Outcome, Snapshot, WriteResult
 from gateway.config import ClusterConfig, WriteBehindConfig
-from gateway.exceptions import BackPressure, StorageRejected, StorageTimeout, StorageUnavailable
+from gateway.exceptions import (
+    BackPressure,
+    StorageRejected,
+    StorageTimeout,
+    StorageUnavailable,
+    storage_error_kind,
+)
 from gateway.histogram import Histogram
 from gateway.limits import ThrottledLog
 
@@ -522,14 +528,7 @@ class Flusher:
             del self._waiters[key]
 
     def _count(self, exc: BaseException) -> None:
-        if isinstance(exc, StorageUnavailable):
-            kind = "unavailable"
-        elif isinstance(exc, StorageTimeout):
-            kind = "timeout"
-        elif isinstance(exc, StorageRejected):
-            kind = "rejected"
-        else:
-            kind = "other"  # Redis errors among them
+        kind = storage_error_kind(exc)  # "other" for Redis errors among them
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
     # -- orphans -------------------------------------------------------------------------------

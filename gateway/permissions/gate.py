@@ -32,9 +32,7 @@ from ..connection import Connection
 from ..exceptions import (
     InvalidData,
     StorageError,
-    StorageRejected,
-    StorageTimeout,
-    StorageUnavailable,
+    storage_error_kind,
 )
 from ..limits import LimitTrips, ThrottledLog
 from ..protocol import (
@@ -92,15 +90,6 @@ _DENIED: Final[dict[int, tuple[int, int]]] = {
 }
 
 
-def _kind(exc: StorageError) -> str:
-    """``exc``'s kind as ``recordgate_storage_errors_total`` names it."""
-    if isinstance(exc, StorageTimeout):
-        return "timeout"
-    if isinstance(exc, StorageRejected):
-        return "rejected"
-    return "unavailable" if isinstance(exc, StorageUnavailable) else "other"
-
-
 def user_of(conn: Connection) -> User:
     """``user`` in a rule: the connection's login (serverData as ``data``)."""
     return User(conn.user_id, conn.authenticated, conn.server_data)
@@ -151,7 +140,7 @@ class Gate:
         except StorageError as exc:
             # The rule fails (MESSAGE_PERMISSION_ERROR): say so apart from policy refusals
             # (INFO, throttled together), so an outage is not read as users being denied.
-            kind = _kind(exc)
+            kind = storage_error_kind(exc)
             self.read_errors[kind] = self.read_errors.get(kind, 0) + 1
             _throttled.warning(
                 "a permission rule's read of record %r failed (storage %s: %s): "

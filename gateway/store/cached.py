@@ -79,6 +79,7 @@ from gateway.exceptions import (
     StorageTimeout,
     StorageUnavailable,
     WriteDiscarded,
+    storage_error_kind,
 )
 from gateway.histogram import Histogram
 from gateway.limits import ThrottledLog
@@ -595,14 +596,7 @@ class CachedStore:
 
     def _error(self, exc: Exception) -> None:
         """Count ``exc`` by kind for ``/metrics``."""
-        if isinstance(exc, StorageUnavailable):
-            kind = "unavailable"
-        elif isinstance(exc, StorageTimeout):
-            kind = "timeout"
-        elif isinstance(exc, StorageRejected):
-            kind = "rejected"
-        else:
-            kind = "other"
+        kind = storage_error_kind(exc)
         self._errors[kind] = self._errors.get(kind, 0) + 1
 
     def _fail(self, name: str, exc: Exception) -> None:
