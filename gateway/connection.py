@@ -16,6 +16,10 @@ Sends never await. Everything a connection is sent while one read is handled goe
 socket in one write when that read is done (and what is sent outside reads, from timers and
 tasks, when the loop pass ends): a burst of messages (clients write many at a time) costs one
 system call per subscriber rather than one per message, and a lone message is not held back.
+A long read writes out as it goes, once it has handled ``FLUSH_EVERY`` messages per connection
+waiting: a peer on another core (an RPC provider, a requester) starts on the first answers
+while the rest are handled, instead of the two sides taking turns on one large batch, and a
+fan-out, which has many connections waiting, still writes each of them once per read.
 A fan-out sends the same bytes to every subscriber, and since a server neither masks nor (no
 extension is negotiated) transforms them, the WebSocket frame is built once per broadcast, not
 once per subscriber.
@@ -86,6 +90,9 @@ CLOSE_TIMEOUT = 10.0
 """Seconds the peer has to finish the closing handshake before the socket is dropped."""
 MAX_QUEUE = 64
 """Messages that may wait behind a slow one before reading pauses."""
+FLUSH_EVERY = 32
+"""Messages a read handles per connection with output waiting before it writes that output
+out, without waiting for the read's end: one extra write per this many messages at most."""
 HTTP_SHUTDOWN_GRACE = 2.0
 """Seconds an HTTP request being answered at shutdown has to finish before its socket drops."""
 OVERFLOW_GRACE = 1.0
@@ -171,8 +178,8 @@ def _ws_frame(frame: bytes) -> bytes:
 
 class Outbox:
     """The connections with frames waiting, written together: at the end of the read that
-    queued them, else when the loop pass ends (one callback for a whole fan-out, none for a
-    read's).
+    queued them (or in a long read, every ``FLUSH_EVERY`` messages per connection waiting),
+    else when the loop pass ends (one callback for a whole fan-out, none for a read's).
 
     It also keeps the server-wide output budget: ``held`` is what the connections whose socket
     buffers are over the transport's high-water mark hold (as of their last write); past
@@ -576,6 +583,7 @@ class Connection(asyncio.Protocol):
             buf = self._inbound
         protocol = self.protocol
         limit = self._frame_limit
+        handled = 0  # messages since the output was last written
         end, pos = len(buf), 0
         while pos < end and protocol._state is _OPEN:  # closing: websockets has the rest
             head1 = buf[pos]
@@ -597,6 +605,12 @@ class Connection(asyncio.Protocol):
                     pending = self._service.received(self, payload)
                     if pending is not None:
                         self._busy = self._loop.create_task(self._in_order(pending))
+                    handled += 1
+                    if handled >= FLUSH_EVERY:
+                        outbox = self._outbox
+                        if handled >= FLUSH_EVERY * len(outbox.waiting):
+                            outbox.flush()
+                            handled = 0
                 else:
                     self._message(payload)
             elif start > end or (stop > end and simple):  # wait for the rest of the frame

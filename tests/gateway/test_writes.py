@@ -1,0 +1,115 @@
+"""When a connection's output reaches its socket: once per read for what the read produced, and
+in a long read every ``FLUSH_EVERY`` messages per connection waiting, so a peer on another core
+starts on the first answers while the rest are handled, while a fan-out still writes each
+subscriber once per read. Real sockets against a real server; ``Connection._flush`` and
+``data_received`` are wrapped only to count the writes and reads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.connection import FLUSH_EVERY, Connection
+from gateway.protocol import EventAction, Message, Topic, encode
+from gateway.server import Server
+from tests.gateway.test_framing import ACCEPTED, LOGGED_IN, LOGIN, frame, opened, replies
+
+
+class Counted:
+    """Per connection id: the reads that brought data, and the event frames of each write."""
+
+    def __init__(self) -> None:
+        self.reads: dict[int, int] = {}
+        self.writes: dict[int, list[int]] = {}
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counted]:
+    seen = Counted()
+    flush, received = Connection._flush, Connection.data_received
+
+    def counting_flush(self: Connection) -> None:
+        frames = sum(1 for data in self.protocol.writes if data[:1] == b"\x82")
+        if frames:
+            seen.writes.setdefault(self.id, []).append(frames)
+        flush(self)
+
+    def counting_read(self: Connection, data: bytes) -> None:
+        seen.reads[self.id] = seen.reads.get(self.id, 0) + 1
+        received(self, data)
+
+    # patched on the class before any connection exists: the loops look the method up then
+    monkeypatch.setattr(Connection, "_flush", counting_flush)
+    monkeypatch.setattr(Connection, "data_received", counting_read)
+    yield seen
+
+
+def emit(i: int) -> bytes:
+    return frame(encode(Message(Topic.EVENT, EventAction.EMIT, name="e", data=f'"{i}"')))
+
+
+async def subscribed(connect, count: int) -> list:
+    peers = []
+    for _ in range(count):
+        peer = await connect()
+        await peer.send(
+            Message(Topic.EVENT, EventAction.SUBSCRIBE, names=["e"], correlation_id="1")
+        )
+        await peer.recv()
+        peers.append(peer)
+    return peers
+
+
+async def publisher(server: Server) -> tuple[asyncio.StreamWriter, int]:
+    """A raw, logged-in socket (so its emits go out in one TCP write) and its connection's id."""
+    known = {conn.id for conn in server.connections}
+    reader, writer = await opened(server)
+    writer.write(LOGIN)
+    assert await replies(reader, 2) == ACCEPTED + LOGGED_IN
+    (source,) = {conn.id for conn in server.connections} - known
+    return writer, source
+
+
+async def received(peer, count: int) -> list[str | None]:
+    return [(await peer.recv()).data for _ in range(count)]
+
+
+async def test_a_long_read_is_written_out_as_it_goes(server: Server, connect, counted) -> None:
+    """100 emits in one TCP write to one subscriber: it gets them, in order, in writes of at
+    most FLUSH_EVERY frames (a single write of all 100 once the read ends, before)."""
+    (peer,) = await subscribed(connect, 1)
+    (subscriber,) = {conn.id for conn in server.connections}
+    writer, _ = await publisher(server)
+    counted.writes.clear()
+    writer.write(b"".join(emit(i) for i in range(100)))
+    assert await received(peer, 100) == [f'"{i}"' for i in range(100)]
+    writes = counted.writes[subscriber]
+    assert sum(writes) == 100
+    assert max(writes) <= FLUSH_EVERY, writes
+    writer.close()
+
+
+async def test_a_fan_out_writes_each_subscriber_once_per_read(
+    server: Server, connect, counted
+) -> None:
+    """100 emits in one TCP write to 8 subscribers: 8 connections wait for output, so the
+    read would have to handle 8 * FLUSH_EVERY messages before writing mid-read; each subscriber
+    gets one write per read of the publisher's."""
+    subscribers = 8
+    assert subscribers * FLUSH_EVERY > 100
+    peers = await subscribed(connect, subscribers)
+    ids = {c.id for c in server.connections}
+    writer, source = await publisher(server)
+    reads_before = counted.reads[source]
+    counted.writes.clear()
+    writer.write(b"".join(emit(i) for i in range(100)))
+    for peer in peers:
+        assert await received(peer, 100) == [f'"{i}"' for i in range(100)]
+    reads = counted.reads[source] - reads_before
+    for conn in ids:
+        writes = counted.writes[conn]
+        assert sum(writes) == 100
+        assert len(writes) <= reads, (writes, reads)
+    writer.close()
