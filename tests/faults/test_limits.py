@@ -137,8 +137,15 @@ async def test_pipelined_presence_queries_are_closed_at_the_send_buffer(
         bystander = await peers(server.url)
         before = server.status()["VmRSS"]
         asker = await peers(server.url)
-        # 2,000 QUERY_ALL in 10 kB: 120 MB of answers queued by one read on main.
+        # 2,000 QUERY_ALL in 10 kB: 120 MB of answers from one read (all queued at once, once).
+        # A long read writes out as it goes (FLUSH_EVERY), so an asker that reads them as fast
+        # as they come may be served them all; this one reads nothing for a while, and the
+        # server may hold no more than max_send_buffer for it, however many writes that takes.
         await pipelined(asker, [Message(Topic.PRESENCE, PresenceAction.QUERY_ALL)] * 2000)
+        async with asyncio.timeout(10):
+            while not trips(await metrics(server), "server.max_send_buffer"):  # noqa: ASYNC110 (another process)
+                await asyncio.sleep(0.05)
+        # then reads at once: the close frame waits behind what the socket holds for a second
         with contextlib.suppress(ConnectionClosed):
             async with asyncio.timeout(10):
                 while True:
