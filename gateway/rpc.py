@@ -84,14 +84,15 @@ def _message(
     return Message(Topic.RPC, action, name=name, correlation_id=correlation_id, data=data)
 
 
-def _error(msg: Message, action: int) -> Message:
-    """An error about request message ``msg``, routed back by its name and correlation id."""
+def _error(action: int, about: int, name: str | None, correlation_id: str | None) -> Message:
+    """An error about a request message (action ``about``), routed back by its name and
+    correlation id."""
     return Message(
         Topic.RPC,
         action,
-        name=msg.name,
-        correlation_id=msg.correlation_id,
-        original_action=msg.action,
+        name=name,
+        correlation_id=correlation_id,
+        original_action=about,
         is_error=True,
     )
 
@@ -128,19 +129,22 @@ def _name_field(name: str) -> bytes:
     return field
 
 
-def _frame(action: int, tail: bytes, data: str | None = None) -> bytes:
-    """The RPC message ``action`` with ``data``, ending with ``tail`` (a request's
-    correlation id and name fields): what ``encode(_message(...))`` gives, fields in schema
-    order (action 1, data 2, correlation id 3, name 7)."""
-    if data is None:
-        return encode_frame(_RPC, _ACTION_FIELD[action] + tail)
-    return encode_frame(_RPC, _ACTION_FIELD[action] + encode_field(_DATA, data) + tail)
+def _data_field(data: str | None) -> bytes:
+    """The data field of an RPC message's payload, b"" for none."""
+    return b"" if data is None else encode_field(_DATA, data)
+
+
+def _frame(action: int, tail: bytes, data_field: bytes = b"") -> bytes:
+    """The RPC message ``action`` with data ``data_field`` (``_data_field``), ending with
+    ``tail`` (a request's correlation id and name fields): what ``encode(_message(...))``
+    gives, fields in schema order (action 1, data 2, correlation id 3, name 7)."""
+    return encode_frame(_RPC, _ACTION_FIELD[action] + data_field + tail)
 
 
 class _Request:
     __slots__ = (
         "correlation_id",
-        "data",
+        "data_field",
         "from_node",
         "id",
         "name",
@@ -157,7 +161,7 @@ class _Request:
         id: str,
         name: str,
         correlation_id: str | None,
-        data: str | None,
+        data_field: bytes,
         requester: RpcPeer,
         provider: RpcPeer,
         from_node: bool = False,
@@ -165,7 +169,7 @@ class _Request:
         self.id = id
         self.name = name
         self.correlation_id = correlation_id
-        self.data = data
+        self.data_field = data_field  # the request's data, encoded (``_data_field``)
         self.requester = requester
         self.provider = provider
         self.sent = 0.0  # when it was sent to ``provider``: the deadlines count from here
@@ -201,19 +205,38 @@ class RpcHandler:
     def handle(self, conn: Connection, msg: Message) -> None:
         action = msg.action
         if action in _ANSWERS:
-            self._answer(conn, msg)
+            data = msg.data
+            self._answer(conn, action, msg.name, msg.correlation_id, data, _data_field(data))
         elif action == _REQUEST:
-            self._request(conn, msg)
+            data = msg.data
+            self._request(conn, msg.name, msg.correlation_id, data, _data_field(data))
         elif action == RpcAction.PROVIDE or action == RpcAction.UNPROVIDE:
             self.providers.bulk(conn, msg, msg.names, subscribe=action == RpcAction.PROVIDE)
         else:
             conn.send(unknown_action(msg, RpcAction.ERROR))
 
+    def received(
+        self,
+        conn: Connection,
+        action: int,
+        name: str,
+        correlation_id: str,
+        data: str | None,
+        data_field: bytes,
+    ) -> None:
+        """A client's REQUEST, ACCEPT or RESPONSE read from its frame (``decode_rpc``, which
+        gives these fields): what ``handle`` does with the same message decoded."""
+        if action == _REQUEST:
+            self._request(conn, name, correlation_id, data, data_field)
+        else:
+            self._answer(conn, action, name, correlation_id, data, data_field)
+
     def from_node(self, node: RpcPeer, msg: Message) -> None:
         """A message from another node of the cluster (``node`` answers to it)."""
         action = msg.action
+        data = msg.data
         if action == RpcAction.REQUEST:
-            self._request(node, msg, from_node=True)
+            self._request(node, msg.name, msg.correlation_id, data, _data_field(data), True)
             return
         request = self._requests.get(msg.correlation_id or "")
         if request is None or request.provider is not node:
@@ -226,7 +249,7 @@ class RpcHandler:
         elif action == RpcAction.ACCEPT_TIMEOUT or action == RpcAction.RESPONSE_TIMEOUT:
             self._fail(request, action)
         elif action in _ANSWERS:
-            self._answer(node, msg)
+            self._answer(node, action, msg.name, msg.correlation_id, data, _data_field(data))
 
     def on_disconnect(self, conn: Connection) -> None:
         self.providers.remove_connection(conn)
@@ -248,10 +271,18 @@ class RpcHandler:
 
     # -- requests ------------------------------------------------------------------------
 
-    def _request(self, conn: RpcPeer, msg: Message, *, from_node: bool = False) -> None:
-        name = msg.name
-        if name is None or not self._forwardable(msg):
-            conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
+    def _request(
+        self,
+        conn: RpcPeer,
+        name: str | None,
+        correlation_id: str | None,
+        data: str | None,
+        data_field: bytes,
+        from_node: bool = False,
+    ) -> None:
+        """A REQUEST (``data_field``: its data, encoded) from a client, or from another node."""
+        if name is None or not self._forwardable(data):
+            conn.send(_error(RpcAction.INVALID_MESSAGE_DATA, _REQUEST, name, correlation_id))
             return
         providers: Collection[RpcPeer] = self.providers.subscribers(name)
         if not providers:
@@ -260,17 +291,17 @@ class RpcHandler:
                 try:
                     provider = self.cluster.provider(name, ())
                 except LimitExceeded as exc:
-                    conn.send(_limited(name, msg.correlation_id, exc))
+                    conn.send(_limited(name, correlation_id, exc))
                     return
             if provider is None:
-                conn.send(_message(RpcAction.NO_RPC_PROVIDER, name, msg.correlation_id))
+                conn.send(_message(RpcAction.NO_RPC_PROVIDER, name, correlation_id))
                 return
         elif len(providers) == 1:
             (provider,) = providers
         else:
             provider = random.choice(list(providers))
         request = _Request(
-            str(next(self._ids)), name, msg.correlation_id, msg.data, conn, provider, from_node
+            str(next(self._ids)), name, correlation_id, data_field, conn, provider, from_node
         )
         self._send_to(request, provider)
 
@@ -278,7 +309,7 @@ class RpcHandler:
         """(Re)start the provider leg: both deadlines count from here, as in the reference."""
         self._track(request, provider)
         to_provider = encode_field(_CORRELATION_ID, request.id) + request.name_field
-        provider.send_frame(_frame(_REQUEST, to_provider, request.data))
+        provider.send_frame(_frame(_REQUEST, to_provider, request.data_field))
 
     def _track(self, request: _Request, provider: RpcPeer) -> None:
         """Assign ``request`` to ``provider`` with deadlines counted from now."""
@@ -323,12 +354,21 @@ class RpcHandler:
                 self._fail(request, action)
         self._arm()
 
-    def _answer(self, conn: RpcPeer, msg: Message) -> None:
-        request = self._requests.get(msg.correlation_id or "")
+    def _answer(
+        self,
+        conn: RpcPeer,
+        action: int,
+        name: str | None,
+        correlation_id: str | None,
+        data: str | None,
+        data_field: bytes,
+    ) -> None:
+        """An answer (``_ANSWERS``) to a request this node sent ``conn``."""
+        request = self._requests.get(correlation_id or "")
         if request is None or request.provider is not conn:
-            conn.send(_error(msg, RpcAction.INVALID_RPC_CORRELATION_ID))
+            error = RpcAction.INVALID_RPC_CORRELATION_ID
+            conn.send(_error(error, action, name, correlation_id))
             return
-        action = msg.action
         if action == _ACCEPT:
             if self._unaccepted.pop(request.id, None) is None:
                 conn.send(_message(RpcAction.MULTIPLE_ACCEPT, request.name, request.id))
@@ -336,16 +376,15 @@ class RpcHandler:
             request.requester.send_frame(_frame(_ACCEPT, request.to_requester))
         elif action == _REJECT:
             self._reroute(request)
-        elif not self._forwardable(msg):  # the request stays open for a good answer
-            conn.send(_error(msg, RpcAction.INVALID_MESSAGE_DATA))
+        elif not self._forwardable(data):  # the request stays open for a good answer
+            conn.send(_error(RpcAction.INVALID_MESSAGE_DATA, action, name, correlation_id))
         else:  # RESPONSE or REQUEST_ERROR
             self._release(request)
-            request.requester.send_frame(_frame(action, request.to_requester, msg.data))
+            request.requester.send_frame(_frame(action, request.to_requester, data_field))
 
-    def _forwardable(self, msg: Message) -> bool:
-        """Whether ``msg.data`` is JSON the other side's client can parse, or absent
+    def _forwardable(self, data: str | None) -> bool:
+        """Whether ``data`` is JSON the other side's client can parse, or absent
         (``payload.check``, whose call this saves on every request and answer)."""
-        data = msg.data
         if data is None:
             return True
         try:
@@ -392,5 +431,5 @@ class RpcHandler:
             if not assigned:
                 del self._assigned[request.provider]
 
-    def _to_requester(self, request: _Request, action: int, data: str | None = None) -> None:
-        request.requester.send_frame(_frame(action, request.to_requester, data))
+    def _to_requester(self, request: _Request, action: int) -> None:
+        request.requester.send_frame(_frame(action, request.to_requester))

@@ -46,6 +46,7 @@ from .protocol import (
     RpcAction,
     Topic,
 )
+from .protocol.codec import decode_rpc
 from .protocol.session import AuthRequest, Session, State
 from .records import RecordHandler
 from .rpc import RpcHandler
@@ -60,6 +61,9 @@ __all__ = ["Server"]
 
 log = logging.getLogger(__name__)
 _throttled = ThrottledLog(log)
+_RPC_TOPIC = bytes((Topic.RPC,))
+"""The topic byte of a short frame (``decode_rpc``)."""
+_OPEN = State.OPEN
 
 _INVALID_DATA: dict[int, int] = {
     Topic.EVENT: EventAction.INVALID_MESSAGE_DATA,
@@ -203,6 +207,10 @@ class Server:
                 refuse_nul=self.records.refuse_nul,
             )
         self.records.gate = self.gate
+        self._direct_rpc = self.gate is None and self.config.server.max_message_size >= 0x80
+        """Whether a client's plain RPC messages go to the handler without a ``Message``
+        (``decode_rpc``): not under permissions, whose rules read one, nor with a size limit
+        that a frame under 128 bytes could pass."""
         self.handlers: dict[int, Handler] = {
             Topic.EVENT: self.events,
             Topic.RECORD: self.records,
@@ -501,6 +509,17 @@ class Server:
             conn.tokens = tokens - 1.0 if tokens < self._burst else self._burst - 1.0
         conn.last_seen = now
         session = conn.session
+        if self._direct_rpc and frame[2:3] == _RPC_TOPIC and session.state is _OPEN:
+            fields = decode_rpc(frame)  # type: ignore[arg-type]  # (text never has the byte)
+            if fields is not None and len(fields[1]) <= self._max_name_chars:
+                # What session.receive, dispatch and the handler do with the same message
+                # decoded, without building it: none of their refusals can apply to it.
+                self.messages_received[Topic.RPC] += 1
+                try:
+                    self.rpc.received(conn, *fields)
+                except Exception:
+                    _throttled.exception("handling %r from %r failed", frame, conn)
+                return None
         result = session.receive(frame)
         if session.outbox:
             conn.flush_session()

@@ -8,12 +8,13 @@ protobuf module would cost a dependency and more time per message than this does
 
 from __future__ import annotations
 
-from .constants import ACTIONS, Topic
+from .constants import ACTIONS, RpcAction, Topic
 from .message import Message
 
 __all__ = [
     "SCHEMAS",
     "decode",
+    "decode_rpc",
     "encode",
     "encode_change",
     "encode_field",
@@ -423,3 +424,56 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
     if msg.action not in _ACTION_VALUES[topic]:
         raise UnknownAction(topic, msg.action)
     return msg
+
+
+_RPC = Topic.RPC.value
+_DIRECT_RPC = bytes(
+    a in (RpcAction.REQUEST, RpcAction.ACCEPT, RpcAction.RESPONSE) for a in range(0x100)
+)
+"""By the byte after the action tag, 1 for the RPC actions ``decode_rpc`` reads."""
+
+
+def decode_rpc(frame: bytes) -> tuple[int, str, str, str | None, bytes] | None:
+    """A client's RPC REQUEST, ACCEPT or RESPONSE as protobuf.js writes one under 128 bytes,
+    read without a ``Message``: the plain envelope (one-byte lengths, topic then message,
+    nothing after), then action, data (if any), correlation id and name, in that order (field
+    number order) and nothing else.
+
+    Returns ``(action, name, correlation_id, data, data_field)``, the fields ``decode`` gives,
+    with ``data_field`` the data field as it is in the frame (tag, length, text; b"" without
+    data): what ``encode_field`` gives for it, so it can be forwarded as it came. Returns
+    None for any other frame, and for text that is not UTF-8: ``decode`` reads those, and
+    tells their errors apart.
+    """
+    end = len(frame)
+    if not (
+        9 < end <= 0x80
+        and frame[0] == end - 1
+        and frame[1] == 0x10
+        and frame[2] == _RPC
+        and frame[3] == 0x1A
+        and frame[4] == end - 5
+        and frame[5] == 0x08
+        and _DIRECT_RPC[frame[6]]
+    ):
+        return None
+    # Each length is one byte (the frame is under 128), and a length that runs past the end
+    # leaves the next read past it (IndexError) or the last field's stop past ``end``.
+    try:
+        pos = 7
+        data, data_field = None, b""
+        if frame[pos] == 0x12:
+            stop = pos + 2 + frame[pos + 1]
+            data_field = frame[pos:stop]
+            data = frame[pos + 2 : stop].decode()
+            pos = stop
+        if frame[pos] != 0x1A:
+            return None
+        stop = pos + 2 + frame[pos + 1]
+        correlation_id = frame[pos + 2 : stop].decode()
+        if frame[stop] != 0x3A or stop + 2 + frame[stop + 1] != end:
+            return None
+        name = frame[stop + 2 : end].decode()
+    except (IndexError, UnicodeDecodeError):
+        return None
+    return frame[6], name, correlation_id, data, data_field

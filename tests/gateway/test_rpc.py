@@ -150,12 +150,13 @@ def test_encoded_messages_are_what_the_codec_gives(
 ) -> None:
     """Byte for byte what ``encode`` gives for the same message, to the requester (its
     correlation id) and to the provider (the server's id)."""
-    request = rpc._Request("12345", name, cid, data, cast(Any, None), cast(Any, None))
-    assert rpc._frame(action, request.to_requester, data) == encode(
+    field = rpc._data_field(data)
+    request = rpc._Request("12345", name, cid, field, cast(Any, None), cast(Any, None))
+    assert rpc._frame(action, request.to_requester, field) == encode(
         Message(RPC, action, name=name, correlation_id=cid, data=data)
     )
     to_provider = encode_field(3, request.id) + request.name_field
-    assert rpc._frame(RpcAction.REQUEST, to_provider, data) == encode(
+    assert rpc._frame(RpcAction.REQUEST, to_provider, request.data_field) == encode(
         Message(RPC, RpcAction.REQUEST, name=name, correlation_id="12345", data=data)
     )
 
@@ -570,3 +571,37 @@ async def test_a_requester_closing_with_requests_pending_leaves_them_to_time_out
     await reply(provider, RpcAction.RESPONSE, "f", cids[1], '"late"')
     bad = await provider.recv()
     assert (bad.action, bad.correlation_id) == (RpcAction.INVALID_RPC_CORRELATION_ID, cids[1])
+
+
+async def test_short_messages_read_without_a_message_keep_limits_and_counts(
+    make_server: ServerFactory,
+) -> None:
+    """Short REQUEST, ACCEPT and RESPONSE frames reach the handler without a ``Message``
+    (``codec.decode_rpc``) when their name cannot pass ``limits.max_name_length`` (a quarter
+    of it in characters): a longer one still meets the limit, and ``/metrics`` still counts
+    each message."""
+    server = await make_server({"limits": {"max_name_length": 40}})
+    provider = await WireClient.connect(url_of(server), login={})
+    caller = await WireClient.connect(url_of(server), login={})
+    name = "0123456789"  # 10 characters: read without a Message
+    try:
+        await provide(provider, name)
+        before = server.messages_received[RPC]
+        await request(caller, "é" * 21, "r1")  # 42 bytes: a short frame, over the limit
+        refused = await caller.recv()
+        assert (refused.action, refused.correlation_id, refused.is_error) == (
+            RpcAction.INVALID_MESSAGE_DATA,
+            "r1",
+            True,
+        ), refused
+        assert server.trips["limits.max_name_length"] == 1
+        await request(caller, name, "r2")
+        cid = await incoming(provider, name)
+        await reply(provider, RpcAction.ACCEPT, name, cid)
+        await reply(provider, RpcAction.RESPONSE, name, cid, '"out"')
+        await expect(caller, RpcAction.ACCEPT, name, "r2")
+        await expect(caller, RpcAction.RESPONSE, name, "r2", '"out"')
+        assert server.messages_received[RPC] == before + 4
+    finally:
+        await provider.close()
+        await caller.close()

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.exceptions import (
+    LoneSurrogateText,
     MessageParseError,
     MessageTooLarge,
     ProtocolError,
@@ -24,7 +25,9 @@ from gateway.protocol.codec import (
     STR,
     STRS,
     _envelope,
+    decode_rpc,
     encode_change,
+    encode_field,
 )
 
 # Frames produced by protobuf.js, the reference's own builder:
@@ -406,3 +409,79 @@ def test_encode_change_at_every_length_boundary_writes_what_encode_writes(action
                         name[:3],
                         version,
                     )
+
+
+def _fields(msg: Message) -> tuple[int, str | None, str | None, str | None, bytes]:
+    """What ``decode_rpc`` gives for a frame of ``msg``."""
+    data = b"" if msg.data is None else encode_field(2, msg.data)
+    return msg.action, msg.name, msg.correlation_id, msg.data, data
+
+
+@pytest.mark.parametrize("action", [RpcAction.REQUEST, RpcAction.ACCEPT, RpcAction.RESPONSE])
+def test_decode_rpc_reads_what_decode_reads_at_every_short_size(action: int) -> None:
+    """Frames as protobuf.js writes them, up to 128 bytes; None from 129 on (decode's)."""
+    for size in range(0, 130):
+        for data in ("x" * size, "é" * (size // 2), None):
+            msg = Message(Topic.RPC, action, name="n/ü", correlation_id=str(size), data=data)
+            frame = encode(msg)
+            assert decode(frame) == msg
+            expected = _fields(msg) if len(frame) <= 0x80 else None
+            assert decode_rpc(frame) == expected, frame
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        Message(Topic.RPC, RpcAction.REJECT, name="f", correlation_id="1"),
+        Message(Topic.RPC, RpcAction.REQUEST_ERROR, name="f", correlation_id="1", data='"x"'),
+        Message(Topic.RPC, RpcAction.PROVIDE, names=["f"], correlation_id="1"),
+        Message(Topic.RPC, RpcAction.REQUEST, name="f", data="1"),  # no correlation id
+        Message(Topic.RPC, RpcAction.REQUEST, correlation_id="1", data="1"),  # no name
+        Message(Topic.RPC, RpcAction.RESPONSE, name="f", correlation_id="1", is_error=False),
+        Message(Topic.RPC, RpcAction.REQUEST, name="f", correlation_id="1", requestor_name="u"),
+        Message(Topic.EVENT, 2, name="f", correlation_id="1", data="1"),
+    ],
+)
+def test_decode_rpc_leaves_every_other_message_to_decode(msg: Message) -> None:
+    assert decode_rpc(encode(msg)) is None
+
+
+def test_decode_rpc_leaves_bad_text_and_extra_bytes_to_decode() -> None:
+    frame = encode(Message(Topic.RPC, RpcAction.REQUEST, name="f", correlation_id="1", data="1"))
+    assert decode_rpc(frame) is not None
+    assert decode_rpc(frame + b"\x00") is None  # ignored by decode, read by the general path
+    assert decode_rpc(bytes([frame[0] - 1]) + frame[1:]) is None  # its message runs past it
+    assert decode_rpc(frame.replace(b"f", b"\xff")) is None  # not UTF-8: decode says so
+    surrogate = frame.replace(b":\x01f", b":\x03\xed\xa0\x80")  # a lone surrogate, as written
+    surrogate = bytes([surrogate[0] + 2, *surrogate[1:4], surrogate[4] + 2, *surrogate[5:]])
+    assert decode_rpc(surrogate) is None
+    with pytest.raises(LoneSurrogateText):
+        decode(surrogate)
+
+
+@given(st.data())
+def test_decode_rpc_agrees_with_decode_on_any_damage(data: st.DataObject) -> None:
+    """Whatever a frame of the shape ``decode_rpc`` reads turns into (bytes changed, cut,
+    added), it reads it as ``decode`` does, or leaves it to ``decode``."""
+    msg = Message(
+        Topic.RPC,
+        data.draw(st.sampled_from([RpcAction.REQUEST, RpcAction.ACCEPT, RpcAction.RESPONSE])),
+        name=data.draw(st.text(max_size=12)),
+        correlation_id=data.draw(st.text(max_size=12)),
+        data=data.draw(st.none() | st.text(max_size=40)),
+    )
+    frame = bytearray(encode(msg))
+    for _ in range(data.draw(st.integers(0, 3))):
+        where = data.draw(st.integers(0, len(frame)))
+        byte = data.draw(st.integers(0, 0xFF))
+        change = data.draw(st.sampled_from(["set", "insert", "delete"]))
+        if change == "insert":
+            frame.insert(where, byte)
+        elif where < len(frame):
+            if change == "set":
+                frame[where] = byte
+            else:
+                del frame[where]
+    fields = decode_rpc(bytes(frame))
+    if fields is not None:
+        assert fields == _fields(decode(bytes(frame)))
