@@ -61,7 +61,8 @@ __all__ = ["Server"]
 
 log = logging.getLogger(__name__)
 _throttled = ThrottledLog(log)
-_RPC_TOPIC = bytes((Topic.RPC,))
+_RPC = Topic.RPC.value  # read per message: a global costs a fifth of an enum member's read
+_RPC_TOPIC = bytes((_RPC,))
 """The topic byte of a short frame (``decode_rpc``)."""
 _OPEN = State.OPEN
 
@@ -514,7 +515,7 @@ class Server:
             if fields is not None and len(fields[1]) <= self._max_name_chars:
                 # What session.receive, dispatch and the handler do with the same message
                 # decoded, without building it: none of their refusals can apply to it.
-                self.messages_received[Topic.RPC] += 1
+                self.messages_received[_RPC] += 1
                 try:
                     self.rpc.received(conn, *fields)
                 except Exception:

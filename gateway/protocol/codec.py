@@ -427,14 +427,17 @@ def decode(frame: bytes, max_size: int = 1 << 20) -> Message:
 
 
 _RPC = Topic.RPC.value
-_DIRECT_RPC = bytes(
-    a in (RpcAction.REQUEST, RpcAction.ACCEPT, RpcAction.RESPONSE) for a in range(0x100)
-)
-"""By the byte after the action tag, 1 for the RPC actions ``decode_rpc`` reads."""
+_PLAIN_RPC = {
+    bytes((size - 1, 0x10, _RPC, 0x1A, size - 5, 0x08, action)): size
+    for size in range(10, 0x81)
+    for action in (RpcAction.REQUEST, RpcAction.ACCEPT, RpcAction.RESPONSE)
+}
+"""The first seven bytes of each frame ``decode_rpc`` reads (its one-byte lengths, the
+envelope, the action), and the frame's length that goes with them."""
 
 
 def decode_rpc(frame: bytes) -> tuple[int, str, str, str | None, bytes] | None:
-    """A client's RPC REQUEST, ACCEPT or RESPONSE as protobuf.js writes one under 128 bytes,
+    """A client's RPC REQUEST, ACCEPT or RESPONSE as protobuf.js writes one up to 128 bytes,
     read without a ``Message``: the plain envelope (one-byte lengths, topic then message,
     nothing after), then action, data (if any), correlation id and name, in that order (field
     number order) and nothing else.
@@ -446,18 +449,9 @@ def decode_rpc(frame: bytes) -> tuple[int, str, str, str | None, bytes] | None:
     tells their errors apart.
     """
     end = len(frame)
-    if not (
-        9 < end <= 0x80
-        and frame[0] == end - 1
-        and frame[1] == 0x10
-        and frame[2] == _RPC
-        and frame[3] == 0x1A
-        and frame[4] == end - 5
-        and frame[5] == 0x08
-        and _DIRECT_RPC[frame[6]]
-    ):
+    if _PLAIN_RPC.get(frame[:7]) != end:
         return None
-    # Each length is one byte (the frame is under 128), and a length that runs past the end
+    # Each length is one byte (the frame is 128 bytes at most), and a length that runs past the end
     # leaves the next read past it (IndexError) or the last field's stop past ``end``.
     try:
         pos = 7
