@@ -498,7 +498,8 @@ class Server:
         self.connections.add(conn)
 
     def received(self, conn: Connection, frame: bytes | str) -> Awaitable[None] | None:
-        """One message from ``conn``: through its session to a topic handler."""
+        """One message from ``conn``: through its session to a topic handler (a short RPC
+        request or answer of the common shape, ``decode_rpc``, straight to the RPC handler)."""
         now = conn.read_at  # when it arrived
         if self._rate:  # a token bucket; last_seen is when it was last filled
             tokens = conn.tokens + (now - conn.last_seen) * self._rate
@@ -513,8 +514,10 @@ class Server:
         if self._direct_rpc and frame[2:3] == _RPC_TOPIC and session.state is _OPEN:
             fields = decode_rpc(frame)  # type: ignore[arg-type]  # (text never has the byte)
             if fields is not None and len(fields[1]) <= self._max_name_chars:
-                # What session.receive, dispatch and the handler do with the same message
-                # decoded, without building it: none of their refusals can apply to it.
+                # What session.receive, dispatch and handle do with the message decoded, but
+                # without building it: it is open, under the size and name limits, of a
+                # known action, and no permissions are configured; the handler's own checks
+                # (the data's JSON, the correlation id) are the ones handle runs.
                 self.messages_received[_RPC] += 1
                 try:
                     self.rpc.received(conn, *fields)
