@@ -611,6 +611,15 @@ class Connection(asyncio.Protocol):
                         if handled >= FLUSH_EVERY * len(outbox.waiting):
                             outbox.flush()
                             handled = 0
+                            transport = self.transport
+                            if transport is None or transport.is_closing():
+                                # Dropped by that write (shed for max_send_buffer_total, a
+                                # reset socket): the rest of the read would be answered for
+                                # nobody, and max_send_buffer, whose count each write empties,
+                                # would never stop it. Nothing more is read from a dropped
+                                # socket, so the rest goes too.
+                                self._inbound = b""
+                                return
                 else:
                     self._message(payload)
             elif start > end or (stop > end and simple):  # wait for the rest of the frame

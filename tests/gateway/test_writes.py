@@ -7,14 +7,19 @@ subscriber once per read. Real sockets against a real server; ``Connection._flus
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 
 import pytest
 
 from gateway.connection import FLUSH_EVERY, Connection
-from gateway.protocol import EventAction, Message, Topic, encode
+from gateway.protocol import EventAction, Message, RecordAction, Topic, encode
 from gateway.server import Server
-from tests.gateway.test_framing import ACCEPTED, LOGGED_IN, LOGIN, frame, opened, replies
+from tests.conftest import ServerFactory, url_of
+from tests.gateway.test_framing import ACCEPTED, LOGGED_IN, LOGIN, UPGRADE, frame, opened, replies
+from tests.wire import WireClient, write
+
+MB = 1 << 20
 
 
 class Counted:
@@ -113,3 +118,42 @@ async def test_a_fan_out_writes_each_subscriber_once_per_read(
         assert sum(writes) == 100
         assert len(writes) <= reads, (writes, reads)
     writer.close()
+
+
+async def test_a_connection_dropped_by_a_write_mid_read_handles_no_more_of_it(
+    make_server: ServerFactory,
+) -> None:
+    """300 READs of a 400 kB record in one TCP write from a client that reads nothing: the
+    first write of the read (FLUSH_EVERY answers, 12.8 MB) passes max_send_buffer_total, so the
+    server drops the connection; the other answers would go nowhere, and are not built (before:
+    all 300, 120 MB, on either loop: each write emptied the count max_send_buffer is checked
+    against, and dropped what it was given)."""
+    server = await make_server(
+        {"server": {"max_send_buffer": 64 * MB, "max_send_buffer_total": 4 * MB}}
+    )
+    owner = await WireClient.connect(url_of(server), login={})
+    await owner.send(write("big", {"s": "x" * 400_000}))
+    await owner.send(Message(Topic.RECORD, RecordAction.READ, name="big"))
+    await owner.recv_until(Topic.RECORD, RecordAction.READ_RESPONSE)
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    known = {conn.id for conn in server.connections}
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(UPGRADE)
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.write(LOGIN)
+    assert await replies(reader, 2) == ACCEPTED + LOGGED_IN
+    (greedy,) = [conn for conn in server.connections if conn.id not in known]
+    sent = server._outbox.sent[Topic.RECORD]
+    read = frame(encode(Message(Topic.RECORD, RecordAction.READ, name="big")))
+    writer.write(read * 300)
+    async with asyncio.timeout(5):
+        await greedy.closed
+    assert server.trips["server.max_send_buffer_total"] == 1
+    # FLUSH_EVERY, or twice that if the kernel took most of the first write
+    assert server._outbox.sent[Topic.RECORD] - sent <= 2 * FLUSH_EVERY
+    writer.close()
+    await owner.close()
