@@ -28,7 +28,10 @@ pong, a close frame) goes out in order with them.
 
 Output is bounded as it is produced, never after: each frame queued adds its length to what
 the connection holds, and a connection whose replies and unsent bytes pass ``max_send_buffer``
-is closed (1008) at that frame, so no request, however amplifying, queues more than that. All
+is closed (1008) at that frame, so no request, however amplifying, queues more than that; a
+client that reads its answers as fast as they come is not, but once a read has been answered
+past ``max_send_buffer``, the rest of it waits a loop pass (reading paused), so one burst of
+amplifying requests does not hold up every other client until it is all answered. All
 connections together hold at most the ``Outbox``'s ``max_total``: past it the ones holding the
 most are dropped first. Inbound, messages that wait behind a slow one pause reading once they
 hold ``max_receive_queue`` bytes (or ``MAX_QUEUE`` messages).
@@ -266,6 +269,7 @@ class Connection(asyncio.Protocol):
         "_outbox",
         "_overflowed",
         "_paused",
+        "_put_off",
         "_queue",
         "_queued_bytes",
         "_room",
@@ -346,12 +350,14 @@ class Connection(asyncio.Protocol):
         self._fragmented = _BINARY  # the opcode of the fragmented message being read
         self._inbound: bytes | bytearray | None = None
         """While this connection parses its own frames (``_frames_received``), the start of
-        a frame not yet complete (a bytearray, or b""); None while websockets parses them."""
+        a frame not yet complete, or the frames of a read put off (a bytearray, or b""); None
+        while websockets parses them."""
         self._queue: deque[bytes | str] | None = None  # made when a message must wait
         self._queued_bytes = 0
         self._busy: asyncio.Task[None] | None = None  # handling an awaitable; messages queue
         self._opened = False
         self._paused = False
+        self._put_off = False  # the rest of a read waits for _read_on; reading is paused
         self._ended = False  # no more messages will come
         self._done = False  # the service was told
         self._timer: asyncio.TimerHandle | None = None
@@ -584,6 +590,7 @@ class Connection(asyncio.Protocol):
         protocol = self.protocol
         limit = self._frame_limit
         handled = 0  # messages since the output was last written
+        answered = 0  # bytes this connection was sent, as of the last write
         end, pos = len(buf), 0
         while pos < end and protocol._state is _OPEN:  # closing: websockets has the rest
             head1 = buf[pos]
@@ -609,6 +616,7 @@ class Connection(asyncio.Protocol):
                     if handled >= FLUSH_EVERY:
                         outbox = self._outbox
                         if handled >= FLUSH_EVERY * len(outbox.waiting):
+                            answered += self.unsent
                             outbox.flush()
                             handled = 0
                             transport = self.transport
@@ -619,6 +627,16 @@ class Connection(asyncio.Protocol):
                                 # would never stop it. Nothing more is read from a dropped
                                 # socket, so the rest goes too.
                                 self._inbound = b""
+                                return
+                            if answered > self.max_send_buffer and stop < end:
+                                # A client that reads as fast as it is answered is never
+                                # over max_send_buffer: the rest of its read waits a loop
+                                # pass, so its requests (a few bytes, each answered with a
+                                # record) do not hold up every other client meanwhile.
+                                self._keep(buf, stop)
+                                self._put_off = True
+                                transport.pause_reading()
+                                self._loop.call_soon(self._read_on)
                                 return
                 else:
                     self._message(payload)
@@ -637,11 +655,21 @@ class Connection(asyncio.Protocol):
         self._ws_received(buf[pos:])
 
     def _keep(self, buf: bytes | bytearray, pos: int) -> None:
-        """Keep ``buf[pos:]``, the start of a frame, for the next read."""
+        """Keep ``buf[pos:]``, the start of a frame (or frames put off), for the next read."""
         if isinstance(buf, bytearray):  # it is _inbound
             del buf[:pos]
         else:
             self._inbound = bytearray(memoryview(buf)[pos:])
+
+    def _read_on(self) -> None:
+        """Handle the rest of a read that was put off (``_frames_received``), then read on."""
+        self._put_off = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.data_received(b"")
+        if not self._put_off and not self._paused and not transport.is_closing():
+            transport.resume_reading()
 
     def _sniff(self, data: bytes) -> bytes:
         """Route the connection by its request method: GET to the WebSocket protocol (which

@@ -157,3 +157,57 @@ async def test_a_connection_dropped_by_a_write_mid_read_handles_no_more_of_it(
     assert server._outbox.sent[Topic.RECORD] - sent <= 2 * FLUSH_EVERY
     writer.close()
     await owner.close()
+
+
+async def test_a_read_answered_past_max_send_buffer_lets_other_clients_in(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 READs of a 1 kB record in one TCP write (34 kB: 2 MB of answers) from a client that
+    reads them as they come, on a thread of its own: no callback of the loop builds more than
+    max_send_buffer (256 kB) of them plus FLUSH_EVERY, so the read takes several (before: one
+    callback built all 2,000, or as many as the socket took until max_send_buffer, every other
+    client waiting meanwhile); a client that kept up (no max_send_buffer trip) got them all."""
+    built: list[int] = []
+    received = Connection.data_received
+
+    def counting_read(self: Connection, data: bytes) -> None:
+        before = self._outbox.sent[Topic.RECORD]
+        received(self, data)
+        built.append(self._outbox.sent[Topic.RECORD] - before)
+
+    monkeypatch.setattr(Connection, "data_received", counting_read)
+    limit = 256 * 1024
+    server = await make_server({"server": {"max_send_buffer": limit}})
+    owner = await WireClient.connect(url_of(server), login={})
+    await owner.send(write("big", {"s": "x" * 1000}))
+    await owner.send(Message(Topic.RECORD, RecordAction.READ, name="big"))
+    size = len(encode(await owner.recv_until(Topic.RECORD, RecordAction.READ_RESPONSE)))
+    count = 2000
+    read = frame(encode(Message(Topic.RECORD, RecordAction.READ, name="big")))
+
+    def client() -> int:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(UPGRADE)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            sock.sendall(LOGIN)
+            rest = head.split(b"\r\n\r\n", 1)[1]
+            for _ in range(2):  # the login's replies: small frames
+                while len(rest) < 2 or len(rest) < 2 + rest[1]:
+                    rest += sock.recv(4096)
+                rest = rest[2 + rest[1] :]
+            sock.sendall(read * count)
+            got = 0
+            while got < count * size and (data := sock.recv(1 << 20)):
+                got += len(data)
+            return got
+
+    built.clear()
+    got = await asyncio.to_thread(client)
+    assert max(built) <= limit // size + FLUSH_EVERY, built
+    assert len([answers for answers in built if answers]) > 1, built
+    if not server.trips["server.max_send_buffer"]:
+        assert sum(built) == count
+        assert got >= count * size
+    await owner.close()
