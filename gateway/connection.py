@@ -613,31 +613,13 @@ class Connection(asyncio.Protocol):
                     if pending is not None:
                         self._busy = self._loop.create_task(self._in_order(pending))
                     handled += 1
-                    if handled >= FLUSH_EVERY:
-                        outbox = self._outbox
-                        if handled >= FLUSH_EVERY * len(outbox.waiting):
-                            answered += self.unsent
-                            outbox.flush()
-                            handled = 0
-                            transport = self.transport
-                            if transport is None or transport.is_closing():
-                                # Dropped by that write (shed for max_send_buffer_total, a
-                                # reset socket): the rest of the read would be answered for
-                                # nobody, and max_send_buffer, whose count each write empties,
-                                # would never stop it. Nothing more is read from a dropped
-                                # socket, so the rest goes too.
-                                self._inbound = b""
-                                return
-                            if answered > self.max_send_buffer and stop < end:
-                                # A client that reads as fast as it is answered is never
-                                # over max_send_buffer: the rest of its read waits a loop
-                                # pass, so its requests (a few bytes, each answered with a
-                                # record) do not hold up every other client meanwhile.
-                                self._keep(buf, stop)
-                                self._put_off = True
-                                transport.pause_reading()
-                                self._loop.call_soon(self._read_on)
-                                return
+                    if handled >= FLUSH_EVERY and (
+                        handled >= FLUSH_EVERY * len(self._outbox.waiting)
+                    ):
+                        handled = 0
+                        answered += self.unsent
+                        if self._written_mid_read(buf, stop, answered):
+                            return
                 else:
                     self._message(payload)
             elif start > end or (stop > end and simple):  # wait for the rest of the frame
@@ -653,6 +635,30 @@ class Connection(asyncio.Protocol):
             return
         self._inbound = None
         self._ws_received(buf[pos:])
+
+    def _written_mid_read(self, buf: bytes | bytearray, stop: int, answered: int) -> bool:
+        """Write out what a long read has produced so far (``FLUSH_EVERY``); whether the read
+        must stop there (the rest of ``buf`` from ``stop`` is dropped or kept for later).
+        ``answered``: the bytes this read has sent its own connection, this write's included."""
+        self._outbox.flush()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            # Dropped by that write (shed for max_send_buffer_total, a reset socket): the rest
+            # of the read would be answered for nobody, and max_send_buffer, whose count each
+            # write empties, would never stop it. Nothing more is read from a dropped socket,
+            # so the rest goes too.
+            self._inbound = b""
+            return True
+        if answered > self.max_send_buffer and stop < len(buf):
+            # A client that reads as fast as it is answered is never over max_send_buffer:
+            # the rest of its read waits a loop pass, so its requests (a few bytes, each
+            # answered with a record) do not hold up every other client meanwhile.
+            self._keep(buf, stop)
+            self._put_off = True
+            transport.pause_reading()
+            self._loop.call_soon(self._read_on)
+            return True
+        return False
 
     def _keep(self, buf: bytes | bytearray, pos: int) -> None:
         """Keep ``buf[pos:]``, the start of a frame (or frames put off), for the next read."""
