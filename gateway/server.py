@@ -62,8 +62,6 @@ __all__ = ["Server"]
 log = logging.getLogger(__name__)
 _throttled = ThrottledLog(log)
 _RPC = Topic.RPC.value  # read per message: a global costs a fifth of an enum member's read
-_RPC_TOPIC = bytes((_RPC,))
-"""The topic byte of a short frame (``decode_rpc``)."""
 _OPEN = State.OPEN
 
 _INVALID_DATA: dict[int, int] = {
@@ -511,8 +509,8 @@ class Server:
             conn.tokens = tokens - 1.0 if tokens < self._burst else self._burst - 1.0
         conn.last_seen = now
         session = conn.session
-        if self._direct_rpc and frame[2:3] == _RPC_TOPIC and session.state is _OPEN:
-            fields = decode_rpc(frame)  # type: ignore[arg-type]  # (text never has the byte)
+        if self._direct_rpc and len(frame) > 2 and frame[2] == _RPC and session.state is _OPEN:
+            fields = decode_rpc(frame)  # type: ignore[arg-type]  # (a text frame's [2] is a str)
             if fields is not None and len(fields[1]) <= self._max_name_chars:
                 # What session.receive, dispatch and handle do with the message decoded, but
                 # without building it: it is open, under the size and name limits, of a
